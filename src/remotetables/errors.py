@@ -1,0 +1,276 @@
+"""One exception tree for remotetables, with PEP 249 names at the top.
+
+::
+
+    Error                                  (PEP 249 Error)
+    ├── InterfaceError                     misuse of the DB-API objects (closed cursor ...)
+    └── DatabaseError
+        ├── DataError
+        │   └── CoercionError              a JSON value does not fit the declared SQL type
+        ├── OperationalError
+        │   ├── RemoteError                the API answered with an error status
+        │   │   └── RemoteProtocolError    ... or with a body that is not what was promised
+        │   ├── TransportError             connection refused, reset, timeout
+        │   ├── PaginationError            a next link loops or pages never end
+        │   ├── AuthError                  anything about tokens
+        │   │   ├── ConsentRequired        no usable token: the user must consent (carries the URL)
+        │   │   ├── ConsentDenied          the user (or the server) said no
+        │   │   ├── ConsentFailed          the consent transaction failed (bad state, timeout ...)
+        │   │   ├── ProviderError          the authorization server refused us (invalid_client ...)
+        │   │   └── ProviderUnavailable    the authorization server is down or answering garbage
+        │   └── TokenStoreError            the token store cannot be read or written
+        ├── IntegrityError
+        ├── InternalError
+        ├── ProgrammingError
+        │   ├── ConfigError                bad configuration (names the file and key)
+        │   ├── UnknownTableError          a remote table that the config does not define
+        │   ├── MissingParameterError      a required API parameter is not in the WHERE clause
+        │   └── NoSessionUser              a personal table queried before set_user()
+        └── NotSupportedError
+            └── ReadOnlyError              a write to a table that allows none
+
+Errors carry context (table, provider, user, status, URL) and never a secret: URLs are
+redacted with :func:`redact_url` before they are stored on an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "AuthError",
+    "CoercionError",
+    "ConfigError",
+    "ConsentDenied",
+    "ConsentFailed",
+    "ConsentRequired",
+    "DataError",
+    "DatabaseError",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "MissingParameterError",
+    "NoSessionUser",
+    "NotSupportedError",
+    "OperationalError",
+    "PaginationError",
+    "ProgrammingError",
+    "ProviderError",
+    "ProviderUnavailable",
+    "ReadOnlyError",
+    "RemoteError",
+    "RemoteProtocolError",
+    "TokenStoreError",
+    "TransportError",
+    "UnknownTableError",
+    "Warning",
+    "redact_url",
+]
+
+
+class Warning(Exception):  # noqa: A001  (PEP 249 name)
+    """PEP 249 ``Warning``."""
+
+
+class Error(Exception):
+    """Base of every exception remotetables raises (PEP 249 ``Error``)."""
+
+
+class InterfaceError(Error):
+    """The DB-API objects were used wrongly (closed cursor, bad parameter count ...)."""
+
+
+class DatabaseError(Error):
+    """An error related to the database."""
+
+
+class DataError(DatabaseError):
+    """A value could not be processed."""
+
+
+class OperationalError(DatabaseError):
+    """An error in the database's operation, not the programmer's fault: network, auth ..."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint failed."""
+
+
+class InternalError(DatabaseError):
+    """The database hit an internal error."""
+
+
+class ProgrammingError(DatabaseError):
+    """A programming error: bad SQL, unknown table, bad configuration."""
+
+
+class NotSupportedError(DatabaseError):
+    """An operation the database or the remote table does not support."""
+
+
+# ---------------------------------------------------------------- domain errors
+
+
+class CoercionError(DataError):
+    """A JSON value could not be converted to the column's declared SQL type."""
+
+    def __init__(self, message: str, *, table: str, column: str, row: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
+        self.row = row
+
+
+class RemoteError(OperationalError):
+    """The remote API answered with an error status.
+
+    ``url`` is always redacted; ``status_code`` is ``None`` when no HTTP answer arrived.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        url: str | None = None,
+        table: str | None = None,
+        provider: str | None = None,
+        user: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = redact_url(url) if url else url
+        self.table = table
+        self.provider = provider
+        self.user = user
+        self.retryable = retryable
+
+
+class RemoteProtocolError(RemoteError):
+    """The body was not what the table promised: not JSON, truncated, rows not where configured."""
+
+
+class TransportError(RemoteError):
+    """No HTTP answer: connection refused or reset, timeout, TLS failure."""
+
+
+class PaginationError(RemoteError):
+    """Pagination went wrong: a next link that loops, or more pages than allowed."""
+
+
+class AuthError(OperationalError):
+    """Something about tokens: base of the OAuth errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        user: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.user = user
+        self.error_code = error_code
+
+
+class ConsentRequired(AuthError):
+    """The user must consent before this query can run.
+
+    ``authorization_url`` is where to send the user's browser; the web app finishes the
+    transaction later by passing the redirect URL to ``remotetables.complete_consent``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        user: str | None = None,
+        authorization_url: str | None = None,
+        state: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, user=user, error_code="consent_required")
+        self.authorization_url = authorization_url
+        # The state identifies the pending transaction; it is not a secret on its own
+        # (the verifier never leaves the token store).
+        self.state = state
+
+
+class ConsentDenied(AuthError):
+    """The user, or the authorization server, refused consent (``access_denied``)."""
+
+
+class ConsentFailed(AuthError):
+    """The consent transaction failed: wrong or reused state, issuer mismatch, timeout."""
+
+
+class ProviderError(AuthError):
+    """The authorization server refused the client itself (invalid_client ...): a config problem."""
+
+
+class ProviderUnavailable(AuthError):
+    """The authorization server is unreachable or answered garbage; stored tokens are kept."""
+
+
+class TokenStoreError(OperationalError):
+    """The token store could not be opened, read or written."""
+
+
+class ConfigError(ProgrammingError):
+    """The configuration is wrong. ``file`` and ``key`` say where."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        where = ", ".join(part for part in (file, f"key {key!r}" if key else None) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.key = key
+        self.detail = message
+
+
+class UnknownTableError(ProgrammingError):
+    """A remote table that the configuration does not define."""
+
+
+class MissingParameterError(ProgrammingError):
+    """A query on a table whose API needs a parameter that the WHERE clause does not give."""
+
+
+class NoSessionUser(ProgrammingError):
+    """A personal-integration table was queried before ``set_user()``."""
+
+
+class ReadOnlyError(NotSupportedError):
+    """A write to a remote table, or an operation on it, that its config does not allow."""
+
+
+_SECRET_PARAM = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|apikey|key|signature|sig|code|verifier|auth|session|credential)",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with user info and secret-looking query values replaced by ``***``.
+
+    >>> redact_url("https://u:p@api.example.com/x?api_key=abc&page=2")
+    'https://api.example.com/x?api_key=%2A%2A%2A&page=2'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    if ":" in (parts.hostname or "") and not netloc.startswith("["):
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port is not None else "")
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
