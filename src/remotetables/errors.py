@@ -19,6 +19,8 @@
         │   │   ├── ProviderError          the authorization server refused us (invalid_client ...)
         │   │   └── ProviderUnavailable    the authorization server is down or answering garbage
         │   └── TokenStoreError            the token store cannot be read or written
+        │       ├── CorruptTokenError      a stored ciphertext does not decrypt (tampered, wrong key)
+        │       └── LeaseLostError         another worker took over a refresh lease we held
         ├── IntegrityError
         ├── InternalError
         ├── ProgrammingError
@@ -41,6 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = [
     "AuthError",
     "CoercionError",
+    "CorruptTokenError",
     "ConfigError",
     "ConsentDenied",
     "ConsentFailed",
@@ -51,6 +54,7 @@ __all__ = [
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "LeaseLostError",
     "MissingParameterError",
     "NoSessionUser",
     "NotSupportedError",
@@ -219,6 +223,14 @@ class ProviderUnavailable(AuthError):
 
 class TokenStoreError(OperationalError):
     """The token store could not be opened, read or written."""
+
+
+class CorruptTokenError(TokenStoreError):
+    """A stored ciphertext failed to decrypt: tampered, moved to another row, or unknown key."""
+
+
+class LeaseLostError(TokenStoreError):
+    """A refresh result could not be committed: this worker no longer holds the refresh lease."""
 
 
 class ConfigError(ProgrammingError):
