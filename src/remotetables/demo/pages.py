@@ -1,0 +1,128 @@
+"""HTML pages of the demo authorization server: login, consent, device code, messages.
+
+Plain HTML with inline CSS, no scripts and no external resources. Every value is escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+__all__ = ["consent_page", "device_page", "login_page", "message_page"]
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;
+color:#1f2328;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;border:1px solid #d0d7de;border-radius:10px;padding:28px 32px;width:100%;
+max-width:380px;box-shadow:0 2px 8px rgba(0,0,0,.06)}
+h1{font-size:1.25rem;margin:0 0 4px}
+p.sub{color:#57606a;margin:0 0 20px;font-size:.9rem}
+label{display:block;font-size:.85rem;font-weight:600;margin:12px 0 4px}
+input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:8px 10px;
+border:1px solid #d0d7de;border-radius:6px;font-size:1rem}
+ul{padding-left:20px;margin:8px 0 20px}li{margin:4px 0}code{background:#f6f8fa;padding:1px 5px;
+border-radius:4px}
+.row{display:flex;gap:10px;margin-top:20px}
+button{flex:1;padding:9px 12px;border-radius:6px;border:1px solid #d0d7de;background:#f6f8fa;
+font-size:.95rem;cursor:pointer}
+button.primary{background:#1f883d;border-color:#1a7f37;color:#fff}
+.error{background:#ffebe9;border:1px solid #ff818266;color:#82071e;padding:8px 10px;
+border-radius:6px;font-size:.9rem}
+.who{font-size:.85rem;color:#57606a;margin-top:18px}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type=hidden name="{escape(name)}" value="{escape(value)}">'
+
+
+def login_page(*, action: str, next_url: str, csrf_token: str, error: str | None = None) -> str:
+    """The sign-in form; posts ``username``, ``password``, ``next`` and ``csrf_token``."""
+    err = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    body = (
+        "<h1>Sign in</h1><p class=sub>remotetables demo authorization server</p>"
+        f'{err}<form method=post action="{escape(action)}">'
+        f"{_hidden('csrf_token', csrf_token)}{_hidden('next', next_url)}"
+        "<label for=username>Username</label>"
+        "<input type=text id=username name=username autocomplete=username autofocus required>"
+        "<label for=password>Password</label>"
+        "<input type=password id=password name=password autocomplete=current-password required>"
+        "<div class=row><button class=primary type=submit name=login value=1>Sign in</button></div>"
+        "</form>"
+    )
+    return _page("Sign in", body)
+
+
+def _scope_list(scopes: Sequence[str]) -> str:
+    if not scopes:
+        return "<ul><li>basic access</li></ul>"
+    return "<ul>" + "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes) + "</ul>"
+
+
+def _decision_buttons() -> str:
+    return (
+        "<div class=row>"
+        "<button type=submit name=decision value=deny>Deny</button>"
+        "<button class=primary type=submit name=decision value=allow>Allow</button>"
+        "</div>"
+    )
+
+
+def consent_page(
+    *, action: str, client_name: str, user: str, scopes: Sequence[str], csrf_token: str
+) -> str:
+    """Allow / Deny for an authorization request; posts ``decision`` and ``csrf_token``."""
+    body = (
+        f"<h1>Authorize {escape(client_name)}?</h1>"
+        f"<p class=sub><strong>{escape(client_name)}</strong> asks to access your account "
+        "with these permissions:</p>"
+        f"{_scope_list(scopes)}"
+        f'<form method=post action="{escape(action)}">{_hidden("csrf_token", csrf_token)}'
+        f"{_decision_buttons()}</form>"
+        f"<p class=who>Signed in as <strong>{escape(user)}</strong></p>"
+    )
+    return _page("Authorize " + client_name, body)
+
+
+def device_page(
+    *,
+    action: str,
+    user: str,
+    csrf_token: str,
+    user_code: str = "",
+    client_name: str | None = None,
+    scopes: Sequence[str] = (),
+    error: str | None = None,
+) -> str:
+    """Enter (or confirm) a device ``user_code``, then Allow / Deny."""
+    err = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    what = (
+        f"<p class=sub><strong>{escape(client_name)}</strong> on another device asks for:</p>"
+        f"{_scope_list(scopes)}"
+        if client_name
+        else "<p class=sub>Enter the code shown on your device.</p>"
+    )
+    body = (
+        f"<h1>Connect a device</h1>{what}{err}"
+        f'<form method=post action="{escape(action)}">{_hidden("csrf_token", csrf_token)}'
+        "<label for=user_code>Code</label>"
+        f'<input type=text id=user_code name=user_code value="{escape(user_code)}" '
+        "autocomplete=off required>"
+        f"{_decision_buttons()}</form>"
+        f"<p class=who>Signed in as <strong>{escape(user)}</strong></p>"
+    )
+    return _page("Connect a device", body)
+
+
+def message_page(title: str, text: str) -> str:
+    """A page with a title and one paragraph (errors, device done)."""
+    return _page(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>")

@@ -1,0 +1,1 @@
+"""Real authorization servers on loopback for the tests, and a browser-like consent walker."""
