@@ -206,6 +206,11 @@ class OAuthClient:
         self._metadata: ServerMetadata | None = None
         self._validate_settings()
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the client was built with."""
+        return self._clock
+
     def __repr__(self) -> str:
         return (
             f"OAuthClient(provider={self.settings.name!r}, client_id={self.settings.client_id!r})"

@@ -1,0 +1,540 @@
+"""Consent callbacks: how a user approves access for one (provider, user).
+
+A consent callback is any ``Callable[[ConsentRequest], str]`` that returns the redirect URL
+the browser landed on. A callback may also implement :class:`RedirectAware`
+(``redirect_uri_for(provider)``) to choose the redirect URI for the transaction, and
+``release(redirect_uri)`` to free what it prepared when the transaction ends early.
+
+Built-in callbacks:
+
+- :func:`browser_consent`: system browser + one-shot :class:`LoopbackListener` on
+  ``http://127.0.0.1:{ephemeral}/callback`` (RFC 8252 §7.3). The URL is printed as well.
+- :func:`prompt_consent`: prints the URL and reads the pasted redirect URL (SSH sessions).
+  Its redirect URI defaults to :data:`DEFAULT_REDIRECT_URI`, ``http://127.0.0.1/callback``:
+  nothing listens there, the browser shows an error page, the user copies the address.
+- :func:`raise_consent`: raises :class:`ConsentRequired` with the URL (web apps); the app
+  finishes later with :func:`complete_pending` from its callback route. Its redirect URI is
+  the app's registered one (default :data:`DEFAULT_REDIRECT_URI`).
+
+Plain callables get :data:`DEFAULT_REDIRECT_URI` unless ``run_consent`` is told otherwise.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hmac
+import http.server
+import ipaddress
+import socket
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO, runtime_checkable
+from urllib.parse import parse_qs, urlsplit
+
+from remotetables.auth.oauth import OAuthClient
+from remotetables.auth.store import PendingAuth, TokenSet
+from remotetables.errors import ConsentFailed, ConsentRequired
+
+__all__ = [
+    "DEFAULT_REDIRECT_URI",
+    "BrowserConsent",
+    "ConsentCallback",
+    "ConsentRequest",
+    "LoopbackListener",
+    "PromptConsent",
+    "RaiseConsent",
+    "RedirectAware",
+    "TakePending",
+    "browser_consent",
+    "complete_pending",
+    "prompt_consent",
+    "raise_consent",
+    "run_consent",
+]
+
+DEFAULT_REDIRECT_URI = "http://127.0.0.1/callback"
+CALLBACK_PATH = "/callback"
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    """What a consent callback gets: whom to ask, for which provider, and where to send them."""
+
+    user: str
+    provider: str
+    authorization_url: str
+    redirect_uri: str
+
+
+ConsentCallback = Callable[[ConsentRequest], str]
+
+
+@runtime_checkable
+class RedirectAware(Protocol):
+    """A callback that picks the redirect URI of each transaction (None: use the default)."""
+
+    def redirect_uri_for(self, provider: str) -> str | None: ...
+
+
+class TakePending(Protocol):
+    """Take a pending transaction by state, once (``TokenStore.take_pending``)."""
+
+    def __call__(self, state: str, *, now: float) -> PendingAuth | None: ...
+
+
+def _state_of(url: str) -> str | None:
+    values = parse_qs(urlsplit(url).query).get("state")
+    return values[0] if values and len(values) == 1 else None
+
+
+# ---------------------------------------------------------------------- loopback listener
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>remotetables</title></head>
+<body><p>{message}</p></body></html>
+"""
+_DONE = "Authorization received. You can close this tab."
+_REJECTED = "This is not the authorization response remotetables is waiting for."
+_IGNORED = "This authorization was already handled. You can close this tab."
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    allow_reuse_address = False  # RFC 8252 §8.3: no SO_REUSEADDR on the redirect port
+    daemon_threads = True
+    listener: LoopbackListener
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a silent connection (browser preconnect) cannot hold a thread forever
+    server_version = "remotetables"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence: the request line holds the authorization code."""
+
+    def do_GET(self) -> None:
+        status, message = self.server.listener._handle(self.path, self.headers.get("Host"))
+        body = _PAGE.format(message=message).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", "default-src 'none'")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.send_error(405)
+
+
+class LoopbackListener:
+    """A one-shot HTTP listener for the authorization redirect (RFC 8252 §7.3, §8.3).
+
+    Binds ``host`` (loopback only) on an ephemeral port, serves ``/callback`` until a request
+    with the expected ``state`` arrives, then closes. Wrong or missing state gets a 400 page and
+    the listener keeps waiting; an ``error=`` response with the right state is accepted (the
+    client's ``complete`` turns it into ``ConsentDenied``/``ConsentFailed``).
+
+    >>> # with LoopbackListener(timeout=60) as listener:
+    >>> #     uri = listener.redirect_uri; ...; url = listener.wait(state)
+    """
+
+    def __init__(self, *, timeout: float = 300, host: str = "127.0.0.1") -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"the listener binds only a loopback IP literal, not {host!r}")
+        self.timeout = timeout
+        self.host = host
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._expected: str | None = None
+        self._expected_set = threading.Event()
+        self._done = threading.Event()
+        self._result: str | None = None
+        self._closed = False
+
+    def __enter__(self) -> LoopbackListener:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise ConsentFailed("the loopback listener is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound socket address (host, port)."""
+        if self._server is None:
+            raise ConsentFailed("the loopback listener is not started")
+        name = self._server.socket.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def _authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"http://{self._authority}{CALLBACK_PATH}"
+
+    def start(self) -> None:
+        """Bind the port and serve in a daemon thread. Idempotent."""
+        if self._server is not None:
+            return
+        if self._closed:
+            raise ConsentFailed("the loopback listener is one-shot and already closed")
+        server_class = type(
+            "_BoundServer",
+            (_Server,),
+            {"address_family": socket.AF_INET6 if ":" in self.host else socket.AF_INET},
+        )
+        server = server_class((self.host, 0), _Handler)
+        server.listener = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="remotetables-consent-listener",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def expect(self, state: str) -> None:
+        """Set the state to wait for (requests that arrive earlier are held until then)."""
+        self._expected = state
+        self._expected_set.set()
+
+    def wait(self, expected_state: str) -> str:
+        """Block until the callback with ``expected_state`` arrives; return its full URL.
+
+        Raises :class:`ConsentFailed` on timeout. Always closes the port.
+        """
+        try:
+            self.start()
+            self.expect(expected_state)
+            if not self._done.wait(self.timeout):
+                raise ConsentFailed(
+                    f"no authorization response within {self.timeout:g} s", error_code="timeout"
+                )
+            assert self._result is not None
+            return self._result
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop serving and release the port. Idempotent."""
+        with self._lock:
+            self._closed = True
+            server, self._server = self._server, None
+        self._expected_set.set()  # release handlers held waiting for the state
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _handle(self, path: str, host_header: str | None) -> tuple[int, str]:
+        """Judge one request: (status, message). Runs in a handler thread."""
+        parts = urlsplit(path)
+        if parts.path != CALLBACK_PATH:
+            return 404, "Not found."
+        if host_header is None or host_header.lower() != self._authority:
+            return 400, _REJECTED  # DNS-rebinding defence: only our own IP literal
+        self._expected_set.wait(self.timeout)
+        state = _state_of(path)
+        expected = self._expected
+        if (
+            state is None
+            or expected is None
+            or not hmac.compare_digest(state.encode(), expected.encode())
+        ):
+            return 400, _REJECTED
+        with self._lock:
+            if self._done.is_set() or self._closed:
+                return 400, _IGNORED
+            self._result = f"http://{self._authority}{path}"
+            self._done.set()
+        return 200, _DONE
+
+
+# ---------------------------------------------------------------------- callbacks
+
+
+class BrowserConsent:
+    """Open the system browser and catch the redirect on a loopback listener.
+
+    ``redirect_uri_for`` opens a fresh listener for one transaction; ``__call__`` waits on it;
+    ``release`` closes it if the transaction ends before the call.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 300,
+        open_browser: Callable[[str], bool] = webbrowser.open,
+        out: TextIO | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.timeout = timeout
+        self.open_browser = open_browser
+        self.out = out
+        self.host = host
+        self._listeners: dict[str, LoopbackListener] = {}
+        self._lock = threading.Lock()
+
+    def redirect_uri_for(self, provider: str) -> str | None:
+        listener = LoopbackListener(timeout=self.timeout, host=self.host)
+        listener.start()
+        with self._lock:
+            self._listeners[listener.redirect_uri] = listener
+        return listener.redirect_uri
+
+    def release(self, redirect_uri: str) -> None:
+        with self._lock:
+            listener = self._listeners.pop(redirect_uri, None)
+        if listener is not None:
+            listener.close()
+
+    def __call__(self, request: ConsentRequest) -> str:
+        with self._lock:
+            listener = self._listeners.pop(request.redirect_uri, None)
+        if listener is None:
+            raise ConsentFailed(
+                f"{request.provider}: no loopback listener for {request.redirect_uri}",
+                provider=request.provider,
+                user=request.user,
+            )
+        try:
+            state = _state_of(request.authorization_url)
+            if state is None:
+                raise ConsentFailed("the authorization URL has no state", provider=request.provider)
+            listener.expect(state)
+            out = self.out if self.out is not None else sys.stderr
+            print(
+                f"Authorize remotetables to use {request.provider} as {request.user}.\n"
+                f"Opening your browser; if it does not open, visit:\n\n"
+                f"  {request.authorization_url}\n",
+                file=out,
+                flush=True,
+            )
+            with contextlib.suppress(Exception):  # a broken browser must not end the wait
+                self.open_browser(request.authorization_url)
+            try:
+                return listener.wait(state)
+            except ConsentFailed as exc:
+                raise ConsentFailed(
+                    f"{request.provider}: {exc}",
+                    provider=request.provider,
+                    user=request.user,
+                    error_code=exc.error_code,
+                ) from None
+        finally:
+            listener.close()
+
+
+class PromptConsent:
+    """Print the URL and read the redirect URL the user pastes back (headless/SSH)."""
+
+    def __init__(
+        self,
+        *,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        input: Callable[[str], str] = builtins.input,
+        out: TextIO | None = None,
+    ) -> None:
+        self.redirect_uri = redirect_uri
+        self.input = input
+        self.out = out
+
+    def redirect_uri_for(self, provider: str) -> str | None:
+        return self.redirect_uri
+
+    def __call__(self, request: ConsentRequest) -> str:
+        out = self.out if self.out is not None else sys.stderr
+        print(
+            f"Authorize remotetables to use {request.provider} as {request.user}.\n"
+            f"Open this URL in a browser:\n\n  {request.authorization_url}\n\n"
+            f"After approving, the browser goes to {request.redirect_uri}... "
+            f"(the page may fail to load).\nCopy the full address from the address bar.",
+            file=out,
+            flush=True,
+        )
+        try:
+            answer = self.input("Paste the redirect URL: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if not answer:
+            raise ConsentFailed(
+                f"{request.provider}: no redirect URL was entered",
+                provider=request.provider,
+                user=request.user,
+            )
+        return answer
+
+
+class RaiseConsent:
+    """Raise :class:`ConsentRequired` with the authorization URL (web apps, BI servers)."""
+
+    def __init__(self, *, redirect_uri: str = DEFAULT_REDIRECT_URI) -> None:
+        self.redirect_uri = redirect_uri
+
+    def redirect_uri_for(self, provider: str) -> str | None:
+        return self.redirect_uri
+
+    def __call__(self, request: ConsentRequest) -> str:
+        raise ConsentRequired(
+            f"{request.provider}: {request.user} must authorize access",
+            provider=request.provider,
+            user=request.user,
+            authorization_url=request.authorization_url,
+            state=_state_of(request.authorization_url),
+        )
+
+
+def browser_consent(
+    *,
+    timeout: float = 300,
+    open_browser: Callable[[str], bool] = webbrowser.open,
+    out: TextIO | None = None,
+    host: str = "127.0.0.1",
+) -> BrowserConsent:
+    """System browser + loopback listener. ``out`` defaults to ``sys.stderr``."""
+    return BrowserConsent(timeout=timeout, open_browser=open_browser, out=out, host=host)
+
+
+def prompt_consent(
+    *,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
+    input: Callable[[str], str] = builtins.input,
+    out: TextIO | None = None,
+) -> PromptConsent:
+    """Print the URL, read the pasted redirect URL. ``out`` defaults to ``sys.stderr``."""
+    return PromptConsent(redirect_uri=redirect_uri, input=input, out=out)
+
+
+def raise_consent(*, redirect_uri: str = DEFAULT_REDIRECT_URI) -> RaiseConsent:
+    """Raise ConsentRequired; finish with :func:`complete_pending` in the app's route."""
+    return RaiseConsent(redirect_uri=redirect_uri)
+
+
+# ---------------------------------------------------------------------- orchestration
+
+
+def _redirect_uri(callback: ConsentCallback, provider: str, default: str) -> str:
+    if isinstance(callback, RedirectAware):
+        chosen = callback.redirect_uri_for(provider)
+        if chosen:
+            return chosen
+    return default
+
+
+def _release(callback: ConsentCallback, redirect_uri: str) -> None:
+    release = getattr(callback, "release", None)
+    if callable(release):
+        release(redirect_uri)
+
+
+def run_consent(
+    client: OAuthClient,
+    callback: ConsentCallback,
+    *,
+    subject: str,
+    provider: str | None = None,
+    save_pending: Callable[[PendingAuth], None],
+    take_pending: TakePending,
+    clock: Callable[[], float] | None = None,
+    ttl: float = 600,
+    web_session: str | None = None,
+    default_redirect_uri: str = DEFAULT_REDIRECT_URI,
+) -> TokenSet:
+    """Run one authorization-code transaction for ``subject`` through ``callback``.
+
+    Picks the redirect URI (the callback's ``redirect_uri_for``, else ``default_redirect_uri``),
+    begins, saves the pending record, calls the callback, takes the record back (single use)
+    and completes. If the callback raises :class:`ConsentRequired` the record stays saved for
+    :func:`complete_pending`; on any other failure it is taken (discarded). The caller stores
+    the returned tokens. ``clock`` defaults to the client's clock.
+    """
+    clock = clock or client.clock
+    name = provider or client.settings.name
+    if name != client.settings.name:
+        raise ConsentFailed(f"{name}: the client belongs to {client.settings.name}", provider=name)
+    redirect_uri = _redirect_uri(callback, name, default_redirect_uri)
+    try:
+        url, pending = client.begin(
+            subject=subject, redirect_uri=redirect_uri, ttl=ttl, web_session=web_session
+        )
+        save_pending(pending)
+        request = ConsentRequest(
+            user=subject, provider=name, authorization_url=url, redirect_uri=redirect_uri
+        )
+        try:
+            callback_url = callback(request)
+        except ConsentRequired:
+            raise
+        except BaseException:
+            take_pending(pending.state, now=clock())
+            raise
+        taken = take_pending(pending.state, now=clock())
+        if taken is None or taken.subject != subject:
+            raise ConsentFailed(
+                f"{name}: the authorization transaction was already used or has expired",
+                provider=name,
+                user=subject,
+            )
+        if clock() > taken.expires_at:
+            raise ConsentFailed(
+                f"{name}: the authorization transaction has expired", provider=name, user=subject
+            )
+        return client.complete(taken, callback_url)
+    finally:
+        _release(callback, redirect_uri)
+
+
+def complete_pending(
+    client: OAuthClient,
+    callback_url: str,
+    take_pending: TakePending,
+    *,
+    web_session: str | None = None,
+    clock: Callable[[], float] | None = None,
+) -> tuple[PendingAuth, TokenSet]:
+    """Finish a transaction from the app's callback route: the URL's state finds the record.
+
+    Unknown or used state -> :class:`ConsentFailed`. If ``web_session`` is given it must equal
+    the one the transaction was started with (binds it to the user agent, checklist #6).
+    """
+    name = client.settings.name
+    state = _state_of(callback_url)
+    now = (clock or client.clock)()
+    pending = take_pending(state, now=now) if state else None
+    if pending is None:
+        raise ConsentFailed(f"{name}: unknown or already used authorization state", provider=name)
+    if web_session is not None and not (
+        pending.web_session is not None
+        and hmac.compare_digest(pending.web_session.encode(), web_session.encode())
+    ):
+        raise ConsentFailed(
+            f"{name}: the authorization was started from another session",
+            provider=name,
+            user=pending.subject,
+        )
+    return pending, client.complete(pending, callback_url)

@@ -1,0 +1,432 @@
+"""Unit tests for remotetables.auth.consent: listener, callbacks, run_consent, complete_pending."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx2
+import pytest
+
+from remotetables.auth.consent import (
+    DEFAULT_REDIRECT_URI,
+    ConsentRequest,
+    LoopbackListener,
+    browser_consent,
+    complete_pending,
+    prompt_consent,
+    raise_consent,
+    run_consent,
+)
+from remotetables.auth.oauth import OAuthClient, OAuthSettings
+from remotetables.auth.store import MemoryTokenStore, PendingAuth
+from remotetables.errors import ConsentDenied, ConsentFailed, ConsentRequired
+
+ISSUER = "https://as.example"
+AT = "at-SECRET-0123456789"
+CODE = "code-SECRET-0123456789"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def get(url: str, **kw: Any) -> httpx2.Response:
+    with httpx2.Client(timeout=5) as client:
+        return client.get(url, **kw)
+
+
+def state_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+# ---------------------------------------------------------------- loopback listener
+
+
+@pytest.fixture
+def listener() -> Iterator[LoopbackListener]:
+    lst = LoopbackListener(timeout=5)
+    lst.start()
+    yield lst
+    lst.close()
+
+
+def wait_in_thread(
+    listener: LoopbackListener, state: str
+) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["url"] = listener.wait(state)
+        except Exception as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_listener_binds_loopback_only(listener: LoopbackListener) -> None:
+    host, port = listener.address
+    assert host == "127.0.0.1" and port > 0
+    assert listener.redirect_uri == f"http://127.0.0.1:{port}/callback"
+    assert listener._server is not None
+    sock = listener._server.socket
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+
+
+def test_listener_refuses_non_loopback_host() -> None:
+    with pytest.raises(ValueError):
+        LoopbackListener(host="0.0.0.0")
+    with pytest.raises(ValueError):
+        LoopbackListener(host="localhost")  # an IP literal is required (RFC 8252 §8.3)
+
+
+def test_wrong_state_gets_400_and_listener_keeps_waiting(listener: LoopbackListener) -> None:
+    thread, out = wait_in_thread(listener, "good-state")
+    base = listener.redirect_uri
+    for query in ("state=bad&code=x", "code=x", "state=good-state&state=bad&code=x"):
+        response = get(f"{base}?{query}")
+        assert response.status_code == 400
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert get(base.replace("/callback", "/favicon.ico")).status_code == 404
+    assert thread.is_alive()
+    ok = get(f"{base}?state=good-state&code={CODE}")
+    assert ok.status_code == 200
+    assert "You can close this tab" in ok.text
+    assert ok.headers["referrer-policy"] == "no-referrer"
+    assert ok.headers["content-security-policy"] == "default-src 'none'"
+    assert "http" not in ok.text.split("<body>")[1]  # no external resources, no links
+    assert CODE not in ok.text
+    thread.join(timeout=5)
+    assert out["url"] == f"{base}?state=good-state&code={CODE}"
+
+
+def test_error_callback_with_right_state_is_accepted(listener: LoopbackListener) -> None:
+    thread, out = wait_in_thread(listener, "s1")
+    assert get(f"{listener.redirect_uri}?state=s1&error=access_denied").status_code == 200
+    thread.join(timeout=5)
+    assert "error=access_denied" in out["url"]
+
+
+def test_second_callback_after_success_is_ignored() -> None:
+    listener = LoopbackListener(timeout=5)
+    listener.start()
+    listener.expect("s1")
+    base = listener.redirect_uri
+    try:
+        assert get(f"{base}?state=s1&code=first").status_code == 200
+        assert get(f"{base}?state=s1&code=second").status_code == 400
+        assert listener.wait("s1").endswith("code=first")
+    finally:
+        listener.close()
+
+
+def test_callback_before_wait_is_held_until_state_known() -> None:
+    listener = LoopbackListener(timeout=5)
+    listener.start()
+    base = listener.redirect_uri
+    result: dict[str, int] = {}
+
+    def hit() -> None:
+        result["status"] = get(f"{base}?state=early&code=c").status_code
+
+    thread = threading.Thread(target=hit, daemon=True)
+    thread.start()
+    url = listener.wait("early")
+    thread.join(timeout=5)
+    assert url.endswith("state=early&code=c") and result["status"] == 200
+
+
+def test_wrong_host_header_is_rejected(listener: LoopbackListener) -> None:
+    listener.expect("s1")
+    response = get(f"{listener.redirect_uri}?state=s1&code=c", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+
+
+def test_timeout_raises_and_closes_port() -> None:
+    listener = LoopbackListener(timeout=0.2)
+    listener.start()
+    host, port = listener.address
+    with pytest.raises(ConsentFailed) as info:
+        listener.wait("never")
+    assert info.value.error_code == "timeout"
+    with pytest.raises(OSError), socket.create_connection((host, port), timeout=1):
+        pass
+
+
+def test_success_closes_port(listener: LoopbackListener) -> None:
+    host, port = listener.address
+    thread, _ = wait_in_thread(listener, "s")
+    get(f"{listener.redirect_uri}?state=s&code=c")
+    thread.join(timeout=5)
+    with pytest.raises(OSError), socket.create_connection((host, port), timeout=1):
+        pass
+
+
+def test_ipv6_loopback_listener() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        listener = LoopbackListener(timeout=5, host="::1")
+        listener.start()
+    except OSError:
+        pytest.skip("::1 not available")
+    try:
+        assert listener.redirect_uri.startswith("http://[::1]:")
+        assert listener.address[0] == "::1"
+    finally:
+        listener.close()
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+class FakeAS:
+    def __init__(self) -> None:
+        self.token_requests = 0
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.token_requests += 1
+        return httpx2.Response(200, json={"access_token": AT, "token_type": "Bearer"})
+
+
+@pytest.fixture
+def fake() -> FakeAS:
+    return FakeAS()
+
+
+@pytest.fixture
+def client(fake: FakeAS) -> Iterator[OAuthClient]:
+    s = OAuthSettings(
+        name="demo",
+        client_id="cli",
+        issuer=ISSUER,
+        authorization_endpoint=f"{ISSUER}/authorize",
+        token_endpoint=f"{ISSUER}/token",
+    )
+    with httpx2.Client(transport=httpx2.MockTransport(fake)) as http:
+        yield OAuthClient(s, http, clock=Clock())
+
+
+def approve(url: str, request_redirect: str, **params: str) -> str:
+    return f"{request_redirect}?{urlencode({'state': state_of(url), **params})}"
+
+
+def test_browser_consent_end_to_end_with_fake_browser(client: OAuthClient, fake: FakeAS) -> None:
+    opened: list[str] = []
+    out = io.StringIO()
+
+    def open_browser(url: str) -> bool:
+        # The "browser" follows the redirect to the listener, as the AS would send it.
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        opened.append(url)
+        threading.Thread(target=get, args=(approve(url, redirect, code=CODE),), daemon=True).start()
+        return False  # like webbrowser.open without DISPLAY
+
+    store = MemoryTokenStore()
+    callback = browser_consent(timeout=5, open_browser=open_browser, out=out)
+    clock = Clock()
+    tokens = run_consent(
+        client,
+        callback,
+        subject="alice",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+        clock=clock,
+    )
+    assert tokens.access_token == AT and fake.token_requests == 1
+    assert opened and opened[0] in out.getvalue()  # the URL is printed too
+    redirect = parse_qs(urlsplit(opened[0]).query)["redirect_uri"][0]
+    assert redirect.startswith("http://127.0.0.1:") and redirect.endswith("/callback")
+    assert store.take_pending(state_of(opened[0]), now=clock()) is None  # single use
+    port = urlsplit(redirect).port
+    assert port is not None
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+def test_browser_consent_denied_makes_no_token_request(client: OAuthClient, fake: FakeAS) -> None:
+    def open_browser(url: str) -> bool:
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        threading.Thread(
+            target=get, args=(approve(url, redirect, error="access_denied"),), daemon=True
+        ).start()
+        return True
+
+    store = MemoryTokenStore()
+    with pytest.raises(ConsentDenied):
+        run_consent(
+            client,
+            browser_consent(timeout=5, open_browser=open_browser, out=io.StringIO()),
+            subject="alice",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+        )
+    assert fake.token_requests == 0
+
+
+def test_browser_consent_timeout_discards_pending(client: OAuthClient, fake: FakeAS) -> None:
+    saved: list[PendingAuth] = []
+    store = MemoryTokenStore()
+
+    def save(p: PendingAuth) -> None:
+        saved.append(p)
+        store.save_pending(p)
+
+    with pytest.raises(ConsentFailed) as info:
+        run_consent(
+            client,
+            browser_consent(timeout=0.2, open_browser=lambda _u: False, out=io.StringIO()),
+            subject="alice",
+            save_pending=save,
+            take_pending=store.take_pending,
+        )
+    assert info.value.provider == "demo"
+    assert store.take_pending(saved[0].state, now=saved[0].created_at) is None
+    assert fake.token_requests == 0
+
+
+def test_prompt_consent(client: OAuthClient, fake: FakeAS) -> None:
+    out = io.StringIO()
+    seen: list[str] = []
+
+    def fake_input(prompt: str) -> str:
+        seen.append(prompt)
+        url = out.getvalue().split("\n\n  ")[1].split("\n")[0]
+        return "  " + approve(url, DEFAULT_REDIRECT_URI, code=CODE) + "\n"
+
+    store = MemoryTokenStore()
+    tokens = run_consent(
+        client,
+        prompt_consent(input=fake_input, out=out),
+        subject="bob",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+    )
+    assert tokens.access_token == AT and seen == ["Paste the redirect URL: "]
+    assert "redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback" in out.getvalue()
+
+
+def test_prompt_consent_empty_answer_fails() -> None:
+    request = ConsentRequest("bob", "demo", "https://as.example/a?state=s", DEFAULT_REDIRECT_URI)
+    with pytest.raises(ConsentFailed):
+        prompt_consent(input=lambda _p: "", out=io.StringIO())(request)
+
+    def eof(_p: str) -> str:
+        raise EOFError
+
+    with pytest.raises(ConsentFailed):
+        prompt_consent(input=eof, out=io.StringIO())(request)
+
+
+def test_plain_callable_gets_default_redirect_uri(client: OAuthClient) -> None:
+    requests: list[ConsentRequest] = []
+
+    def cb(request: ConsentRequest) -> str:
+        requests.append(request)
+        return approve(request.authorization_url, request.redirect_uri, code=CODE)
+
+    store = MemoryTokenStore()
+    run_consent(
+        client,
+        cb,
+        subject="carol",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+    )
+    assert requests[0].redirect_uri == DEFAULT_REDIRECT_URI
+    assert (requests[0].user, requests[0].provider) == ("carol", "demo")
+
+
+def test_raise_consent_then_complete_pending(client: OAuthClient, fake: FakeAS) -> None:
+    store = MemoryTokenStore()
+    clock = Clock()
+    web = "https://app.example/oauth/callback"
+    with pytest.raises(ConsentRequired) as info:
+        run_consent(
+            client,
+            raise_consent(redirect_uri=web),
+            subject="dave",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+            clock=clock,
+            web_session="sess-1",
+        )
+    exc = info.value
+    assert exc.authorization_url is not None and exc.state == state_of(exc.authorization_url)
+    assert (exc.user, exc.provider) == ("dave", "demo")
+    callback_url = f"{web}?{urlencode({'state': exc.state, 'code': CODE})}"
+    # another web session cannot finish it (and the state is consumed)
+    pending, tokens = complete_pending(
+        client, callback_url, store.take_pending, web_session="sess-1", clock=clock
+    )
+    assert pending.subject == "dave" and tokens.access_token == AT
+    with pytest.raises(ConsentFailed):
+        complete_pending(client, callback_url, store.take_pending, clock=clock)
+    assert fake.token_requests == 1
+
+
+def test_complete_pending_wrong_session_or_unknown_state(client: OAuthClient, fake: FakeAS) -> None:
+    store = MemoryTokenStore()
+    _, pending = client.begin(subject="erin", redirect_uri=DEFAULT_REDIRECT_URI, web_session="s1")
+    store.save_pending(pending)
+    url = approve(f"x?state={pending.state}", DEFAULT_REDIRECT_URI, code=CODE)
+    with pytest.raises(ConsentFailed):
+        complete_pending(client, url, store.take_pending, web_session="s2", clock=Clock())
+    with pytest.raises(ConsentFailed):
+        complete_pending(client, f"{DEFAULT_REDIRECT_URI}?code=c", store.take_pending)
+    with pytest.raises(ConsentFailed):
+        complete_pending(client, url, store.take_pending, clock=Clock())  # consumed above
+    assert fake.token_requests == 0
+
+
+def test_run_consent_refuses_replayed_state(client: OAuthClient, fake: FakeAS) -> None:
+    """If the pending record is gone (used elsewhere), the code is not redeemed."""
+    store = MemoryTokenStore()
+
+    def cb(request: ConsentRequest) -> str:
+        store.take_pending(state_of(request.authorization_url), now=0)  # someone else used it
+        return approve(request.authorization_url, request.redirect_uri, code=CODE)
+
+    with pytest.raises(ConsentFailed):
+        run_consent(
+            client,
+            cb,
+            subject="f",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+        )
+    assert fake.token_requests == 0
+
+
+def test_browser_listener_released_when_begin_fails(fake: FakeAS) -> None:
+    s = OAuthSettings(
+        name="demo",
+        client_id="cli",
+        issuer=ISSUER,
+        authorization_endpoint=None,
+        token_endpoint=None,
+    )
+    with httpx2.Client(transport=httpx2.MockTransport(lambda r: httpx2.Response(503))) as http:
+        bad = OAuthClient(s, http)
+        callback = browser_consent(timeout=5, open_browser=lambda _u: True, out=io.StringIO())
+        store = MemoryTokenStore()
+        with pytest.raises(Exception):  # noqa: B017  (ProviderUnavailable)
+            run_consent(
+                bad,
+                callback,
+                subject="g",
+                save_pending=store.save_pending,
+                take_pending=store.take_pending,
+            )
+    assert callback._listeners == {}
