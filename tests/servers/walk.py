@@ -6,16 +6,66 @@ generically (hidden inputs + the chosen submit button's name/value).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 
-__all__ = ["ConsentWalkError", "Form", "parse_forms", "walk_consent"]
+__all__ = [
+    "ConsentWalkError",
+    "Form",
+    "authorization_url",
+    "callback_params",
+    "new_verifier",
+    "parse_forms",
+    "s256",
+    "walk_consent",
+]
 
 _APPROVE_WORDS = ("allow", "authorize", "approve", "accept", "yes")
 _DENY_WORDS = ("deny", "cancel", "reject", "no")
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 S256: BASE64URL(SHA256(ASCII(verifier))) without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def new_verifier() -> str:
+    """A fresh 64-character code verifier from 48 random octets."""
+    return secrets.token_urlsafe(48)
+
+
+def authorization_url(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
+    verifier: str | None,
+    method: str | None = "S256",
+    scope: str | None = None,
+) -> str:
+    """An authorization request URL; ``verifier=None`` sends no PKCE at all."""
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri}
+    params["state"] = state
+    if scope is not None:
+        params["scope"] = scope
+    if verifier is not None:
+        params["code_challenge"] = s256(verifier) if method == "S256" else verifier
+        if method is not None:
+            params["code_challenge_method"] = method
+    return endpoint + "?" + urlencode(params)
+
+
+def callback_params(url: str) -> dict[str, str]:
+    """The single-valued query parameters of a callback URL."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
 class ConsentWalkError(AssertionError):

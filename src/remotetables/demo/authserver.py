@@ -503,7 +503,8 @@ class _Routes:
         return user if user in self.store.users else None
 
     def _to_login(self) -> WsgiResponse:
-        return redirect("/login?" + urlencode({"next": request.full_path}), code=302)
+        login = f"{self.store.issuer}/login?" + urlencode({"next": request.full_path})
+        return redirect(login, code=302)
 
     def authorize(self) -> WsgiResponse:
         user = self._user()
@@ -564,7 +565,7 @@ class _Routes:
             return _html(page, 401)
         session.clear()
         session["user"] = username
-        return redirect(next_url, code=302)
+        return redirect(self.store.issuer + next_url, code=302)
 
     def device(self) -> WsgiResponse:
         user = self._user()
