@@ -24,7 +24,9 @@ from remotetables.auth.consent import (
 )
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import MemoryTokenStore, PendingAuth
-from remotetables.errors import ConsentDenied, ConsentFailed, ConsentRequired
+from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DEFAULT_USERS, DemoAuthServer
+from remotetables.errors import AuthError, ConsentDenied, ConsentFailed, ConsentRequired
+from tests.servers.walk import walk_consent
 
 ISSUER = "https://as.example"
 AT = "at-SECRET-0123456789"
@@ -430,3 +432,221 @@ def test_browser_listener_released_when_begin_fails(fake: FakeAS) -> None:
                 take_pending=store.take_pending,
             )
     assert callback._listeners == {}
+
+
+# ---------------------------------------------------------------- end to end on loopback
+
+
+def walking_browser(username: str, password: str, *, approve: bool = True) -> Any:
+    """An ``open_browser`` that walks login + consent, then lands on the redirect."""
+    threads: list[threading.Thread] = []
+
+    def open_browser(url: str) -> bool:
+        def run() -> None:
+            landed = walk_consent(url, username=username, password=password, approve=approve)
+            get(landed)  # the browser follows the redirect to the loopback listener
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return True
+
+    return open_browser
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoAuthServer]:
+    with DemoAuthServer(device_interval=1) as server:
+        yield server
+
+
+@pytest.fixture
+def demo_client(demo: DemoAuthServer) -> Iterator[OAuthClient]:
+    s = OAuthSettings(
+        name="demo",
+        client_id=DEFAULT_CLIENT_ID,
+        issuer=demo.issuer,
+        scopes=("incidents.read",),
+        timeout=5,
+    )
+    with httpx2.Client() as http:
+        yield OAuthClient(s, http)
+
+
+def test_e2e_demo_browser_consent_refresh_revoke(
+    demo: DemoAuthServer, demo_client: OAuthClient
+) -> None:
+    store = MemoryTokenStore()
+    md = demo_client.metadata()
+    assert md.authorization_response_iss_parameter_supported and md.issuer == demo.issuer
+    callback = browser_consent(
+        timeout=20, open_browser=walking_browser("alice", DEFAULT_USERS["alice"]), out=io.StringIO()
+    )
+    tokens = run_consent(
+        demo_client,
+        callback,
+        subject="alice",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+    )
+    assert demo.validate_token(tokens.access_token) == "alice"
+    assert tokens.refresh_token and tokens.expires_at is not None
+    assert demo.stats.code_exchanges == 1
+    refreshed = demo_client.refresh(tokens.refresh_token)
+    assert demo.validate_token(refreshed.access_token) == "alice"
+    assert refreshed.refresh_token and refreshed.refresh_token != tokens.refresh_token
+    with pytest.raises(AuthError) as info:  # replay of the rotated RT: reuse detection
+        demo_client.refresh(tokens.refresh_token)
+    assert info.value.error_code == "invalid_grant"
+    assert tokens.refresh_token not in str(info.value)
+
+
+def test_e2e_demo_revoke(demo: DemoAuthServer, demo_client: OAuthClient) -> None:
+    store = MemoryTokenStore()
+    callback = browser_consent(
+        timeout=20, open_browser=walking_browser("bob", DEFAULT_USERS["bob"]), out=io.StringIO()
+    )
+    tokens = run_consent(
+        demo_client,
+        callback,
+        subject="bob",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+    )
+    assert tokens.refresh_token is not None
+    assert demo_client.revoke(tokens.refresh_token) is True
+    with pytest.raises(AuthError) as info:
+        demo_client.refresh(tokens.refresh_token)
+    assert info.value.error_code == "invalid_grant"
+
+
+def test_e2e_demo_denied(demo: DemoAuthServer, demo_client: OAuthClient) -> None:
+    store = MemoryTokenStore()
+    callback = browser_consent(
+        timeout=20,
+        open_browser=walking_browser("alice", DEFAULT_USERS["alice"], approve=False),
+        out=io.StringIO(),
+    )
+    with pytest.raises(ConsentDenied):
+        run_consent(
+            demo_client,
+            callback,
+            subject="alice",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+        )
+    assert demo.stats.token_requests == 0
+
+
+def test_e2e_demo_iss_tampered_and_state_swapped(
+    demo: DemoAuthServer, demo_client: OAuthClient
+) -> None:
+    _, pending_a = demo_client.begin(subject="alice", redirect_uri="http://127.0.0.1:1/callback")
+    url_b, pending_b = demo_client.begin(
+        subject="alice", redirect_uri="http://127.0.0.1:1/callback"
+    )
+    landed = walk_consent(url_b, username="alice", password=DEFAULT_USERS["alice"])
+    assert "iss=" in landed
+    with pytest.raises(ConsentFailed):  # b's response cannot finish a's transaction
+        demo_client.complete(pending_a, landed)
+    tampered = landed.replace("iss=http", "iss=https")
+    with pytest.raises(ConsentFailed):
+        demo_client.complete(pending_b, tampered)
+    without_iss = "&".join(p for p in landed.split("&") if not p.startswith("iss="))
+    with pytest.raises(ConsentFailed):
+        demo_client.complete(pending_b, without_iss)
+    assert demo.stats.token_requests == 0
+    assert demo_client.complete(pending_b, landed).access_token
+
+
+def test_e2e_demo_device_grant(demo: DemoAuthServer, demo_client: OAuthClient) -> None:
+    dev = demo_client.device_start()
+    assert dev.verification_uri_complete is not None
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:  # the user approves while we poll
+            walk_consent(dev.verification_uri_complete or "", username="carol", password="carol")
+
+    tokens = demo_client.device_poll(dev, sleep=sleep)
+    assert demo.validate_token(tokens.access_token) == "carol"
+    assert len(sleeps) == 2 and all(s >= dev.interval for s in sleeps)
+
+
+@pytest.fixture(scope="module")
+def dot() -> Iterator[Any]:
+    from tests.servers.dot_server import DotServer
+
+    with DotServer() as server:
+        yield server
+
+
+def test_e2e_dot_browser_consent_refresh_revoke(dot: Any) -> None:
+    s = OAuthSettings(
+        name="dot",
+        client_id=dot.client_id,
+        issuer=dot.issuer,
+        scopes=("incidents.read",),
+        timeout=10,
+    )
+    with httpx2.Client() as http:
+        client = OAuthClient(s, http)
+        md = client.metadata()
+        assert md.code_challenge_methods_supported and "S256" in md.code_challenge_methods_supported
+        store = MemoryTokenStore()
+        callback = browser_consent(
+            timeout=30,
+            open_browser=walking_browser("alice", dot.users["alice"]),
+            out=io.StringIO(),
+        )
+        tokens = run_consent(
+            client,
+            callback,
+            subject="alice",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+        )
+        assert dot.introspection_validator()(tokens.access_token) == "alice"
+        assert tokens.scope == "incidents.read" and tokens.refresh_token
+        refreshed = client.refresh(tokens.refresh_token)
+        assert dot.introspection_validator()(refreshed.access_token) == "alice"
+        assert refreshed.refresh_token
+        with pytest.raises(AuthError) as info:  # the old RT was rotated away
+            client.refresh(tokens.refresh_token)
+        assert info.value.error_code == "invalid_grant"
+
+
+def test_e2e_dot_denied_and_revoke(dot: Any) -> None:
+    s = OAuthSettings(name="dot", client_id=dot.client_id, issuer=dot.issuer, timeout=10)
+    with httpx2.Client() as http:
+        client = OAuthClient(s, http)
+        store = MemoryTokenStore()
+        denied = browser_consent(
+            timeout=30,
+            open_browser=walking_browser("bob", dot.users["bob"], approve=False),
+            out=io.StringIO(),
+        )
+        with pytest.raises(ConsentDenied):
+            run_consent(
+                client,
+                denied,
+                subject="bob",
+                save_pending=store.save_pending,
+                take_pending=store.take_pending,
+            )
+        approved = browser_consent(
+            timeout=30, open_browser=walking_browser("bob", dot.users["bob"]), out=io.StringIO()
+        )
+        tokens = run_consent(
+            client,
+            approved,
+            subject="bob",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+        )
+        assert tokens.refresh_token
+        assert client.revoke(tokens.refresh_token) is True
+        with pytest.raises(AuthError) as info:
+            client.refresh(tokens.refresh_token)
+        assert info.value.error_code == "invalid_grant"
