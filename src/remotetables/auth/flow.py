@@ -1,0 +1,58 @@
+"""The per-request auth: an ``httpx2.Auth`` flow that sets the bearer token.
+
+On a 401 it asks for a new token once (the refresh runs only if the stored token is still the
+one that failed) and sends the same request once more. It refuses outright to put a token on a
+request to an origin that is not one of the provider's API origins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+import httpx2
+
+from remotetables.config import origin_of
+from remotetables.errors import RemoteError, redact_url
+
+__all__ = ["BearerAuth"]
+
+
+class BearerAuth(httpx2.Auth):
+    """``Authorization: Bearer`` from ``get_token``; on 401, ``on_unauthorized(failed) -> new``."""
+
+    requires_response_body = False
+
+    def __init__(
+        self,
+        get_token: Callable[[], str],
+        on_unauthorized: Callable[[str], str | None] | None,
+        allowed_origins: frozenset[str],
+        provider: str,
+    ) -> None:
+        self._get_token = get_token
+        self._on_unauthorized = on_unauthorized
+        self._allowed = allowed_origins
+        self._provider = provider
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        url = str(request.url)
+        if origin_of(url) not in self._allowed:
+            raise RemoteError(
+                f"provider {self._provider}: refusing to send its token to {origin_of(url)} "
+                f"({redact_url(url)}): not one of the provider's API origins (add it to api_origins if it is one)",
+                url=url,
+                provider=self._provider,
+            )
+        token = self._get_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and self._on_unauthorized is not None:
+            fresh = self._on_unauthorized(token)
+            if fresh and fresh != token:
+                request.headers["Authorization"] = f"Bearer {fresh}"
+                yield request
+
+    def __repr__(self) -> str:
+        return f"BearerAuth(provider={self._provider!r})"

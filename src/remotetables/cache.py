@@ -1,0 +1,121 @@
+"""The row cache: complete scans kept briefly, bounded in bytes, keyed by principal.
+
+No I/O here. A key is ``(principal, table, params)``: the principal is always part of it, so a
+personal table's rows filled for alice can never be found for bob. Only complete scans are put
+in the cache; a failed or partial fetch never is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TLRUCache
+
+__all__ = ["CacheEntry", "CacheKey", "RowCache"]
+
+Params = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    principal: str
+    table: str
+    params: Params  # sorted pushed-down parameters: () is the whole table
+
+    @classmethod
+    def make(cls, principal: str, table: str, params: Sequence[tuple[str, str]]) -> CacheKey:
+        return cls(principal, table.lower(), tuple(sorted(params)))
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    rows: list[tuple[Any, ...]]
+    nbytes: int
+    ttl: float
+    stored_at: float
+
+
+class RowCache:
+    """A thread-safe TLRU cache of complete scans."""
+
+    def __init__(
+        self, max_bytes: int = 64 * 1024 * 1024, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: TLRUCache[CacheKey, CacheEntry] = TLRUCache(
+            maxsize=max(1, max_bytes),
+            ttu=lambda _k, v, now: now + v.ttl,
+            timer=clock,
+            getsizeof=lambda v: max(1, v.nbytes),
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: CacheKey) -> list[tuple[Any, ...]] | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry.rows
+
+    def get_covering(self, key: CacheKey) -> list[tuple[Any, ...]] | None:
+        """The whole-table scan of the same principal, for a narrower query to filter locally."""
+        if not key.params:
+            return None
+        return self.get(CacheKey(key.principal, key.table, ()))
+
+    def put(self, key: CacheKey, rows: list[tuple[Any, ...]], nbytes: int, ttl: float) -> None:
+        if ttl <= 0 or nbytes > self.max_bytes:
+            return
+        with self._lock:
+            self._cache[key] = CacheEntry(rows, nbytes, ttl, self._clock())
+
+    def clear(self, table: str | None = None, principal: str | None = None) -> int:
+        """Drop entries (all, one table's, or one principal's); returns how many."""
+        with self._lock:
+            doomed = [
+                k
+                for k in list(self._cache.keys())
+                if (table is None or k.table == table.lower())
+                and (principal is None or k.principal == principal)
+            ]
+            for k in doomed:
+                self._cache.pop(k, None)
+            return len(doomed)
+
+    def state(self) -> list[tuple[str, str, str, int, int, float]]:
+        """(table, principal, params, rows, bytes, seconds left) per live entry."""
+        with self._lock:
+            self._cache.expire()
+            now = self._clock()
+            out = []
+            for k, v in self._cache.items():
+                params = "&".join(f"{a}={b}" for a, b in k.params)
+                out.append(
+                    (
+                        k.table,
+                        k.principal,
+                        params,
+                        len(v.rows),
+                        v.nbytes,
+                        max(0.0, v.stored_at + v.ttl - now),
+                    )
+                )
+            return out
+
+    @property
+    def current_bytes(self) -> int:
+        with self._lock:
+            return int(self._cache.currsize)
+
+    def entry_budget(self) -> int:
+        """How many bytes one scan may buffer on its way into the cache."""
+        return self.max_bytes // 2

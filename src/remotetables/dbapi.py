@@ -1,0 +1,450 @@
+"""PEP 249 (DB-API 2.0) over APSW, with the remote tables registered.
+
+This module is the boundary where every ``apsw.Error`` becomes a remotetables error (chained
+with ``from exc``); remotetables' own errors raised inside the virtual table pass through
+unchanged.
+
+>>> import remotetables
+>>> with remotetables.connect(":memory:") as conn:
+...     conn.cursor().execute("SELECT 1 + 1").fetchone()
+(2,)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import apsw
+import orjson
+
+from remotetables import errors
+from remotetables.config import Config, load_config
+from remotetables.errors import ConfigError, InterfaceError
+from remotetables.session import Runtime, Session, StatementStats
+from remotetables.vtable import MODULE_NAME, Module
+
+__all__ = ["Connection", "Cursor", "apilevel", "connect", "paramstyle", "threadsafety"]
+
+apilevel = "2.0"
+threadsafety = 1  # threads may share the module, not connections
+paramstyle = "qmark"
+
+_DML = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _map_error(exc: apsw.Error) -> errors.Error:
+    """The one translation from apsw's exceptions to the PEP 249 tree."""
+    text = str(exc)
+    if isinstance(exc, (apsw.ConstraintError, apsw.MismatchError)):
+        cls: type[errors.Error] = errors.IntegrityError
+    elif isinstance(exc, apsw.TooBigError | apsw.RangeError):
+        cls = errors.DataError
+    elif isinstance(
+        exc, (apsw.BindingsError, apsw.ExecutionCompleteError, apsw.ThreadingViolationError)
+    ):
+        cls = errors.ProgrammingError
+    elif isinstance(exc, (apsw.CursorClosedError, apsw.ConnectionClosedError)):
+        cls = errors.InterfaceError
+    elif isinstance(exc, (apsw.CorruptError, apsw.NotADBError, apsw.InternalError)):
+        cls = (
+            errors.DatabaseError
+            if not isinstance(exc, apsw.InternalError)
+            else errors.InternalError
+        )
+    elif isinstance(exc, apsw.SQLError) and "no such module" in text:
+        cls = errors.OperationalError
+    else:
+        cls = errors.OperationalError
+    return cls(text)
+
+
+def _resolve_config(
+    config: str | os.PathLike[str] | Config | None, environ: Mapping[str, str]
+) -> Config:
+    if isinstance(config, Config):
+        return config
+    if config is None:
+        env = environ.get("REMOTETABLES_CONFIG")
+        if env:
+            return load_config(env, environ=environ)
+        if Path("remotetables.toml").exists():
+            return load_config("remotetables.toml", environ=environ)
+        return Config(providers={}, tables={})
+    return load_config(config, environ=environ)
+
+
+def connect(
+    database: str | os.PathLike[str] = ":memory:",
+    config: str | os.PathLike[str] | Config | None = None,
+    *,
+    user: str | None = None,
+    consent: Any = None,
+    runtime: Runtime | None = None,
+    token_store: Any = None,
+    transport: Any = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Callable[[StatementStats], None] | None = None,
+    create_tables: bool = True,
+) -> Connection:
+    """Open ``database`` with the remote tables of ``config``.
+
+    ``config`` is a TOML path or a :class:`Config`; by default ``$REMOTETABLES_CONFIG`` or
+    ``./remotetables.toml``. ``user`` sets the session user (as ``set_user()``). ``consent``
+    says how a missing token is obtained: ``"browser"``, ``"prompt"``, ``"raise"``,
+    ``"device"`` or a callable taking a ``ConsentRequest``. ``runtime`` shares one HTTP client,
+    row cache and token store between connections (a pool); the other keywords inject I/O.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if runtime is None:
+        cfg = _resolve_config(config, env)
+        runtime = Runtime(
+            cfg,
+            transport=transport,
+            clock=clock or time.time,
+            sleep=sleep or time.sleep,
+            environ=env,
+            token_store=token_store,
+        )
+        owns_runtime = True
+    else:
+        owns_runtime = False
+    try:
+        db = apsw.Connection(os.fspath(database))
+    except apsw.Error as exc:
+        if owns_runtime:
+            runtime.close()
+        raise errors.OperationalError(
+            f"cannot open database {os.fspath(database)!r}: {exc}"
+        ) from exc
+    session = Session(runtime, user=None, consent=consent, progress=progress)
+    if user is not None:
+        session.set_user(user)
+    conn = Connection(db, session, owns_runtime=owns_runtime)
+    try:
+        install(db, session)
+        if create_tables:
+            conn.ensure_tables()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def install(db: apsw.Connection, session: Session) -> None:
+    """Register the module and the SQL functions on an APSW connection."""
+    db.set_busy_timeout(30_000)
+    db.create_module(MODULE_NAME, Module(session), use_bestindex_object=True)
+    last: dict[str, StatementStats] = {}
+
+    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        stats = session.stats
+        if stats.requests or stats.cache_hits or stats.pages:
+            stats.finished = stats.finished or time.perf_counter()
+            last["stats"] = stats
+        session.new_statement()
+        return True
+
+    db.exec_trace = trace
+
+    def set_user(name: str | None) -> str | None:
+        session.set_user(name)
+        return session.user
+
+    def current_user() -> str | None:
+        return session.user
+
+    def stats() -> str:
+        s = last.get("stats")
+        return orjson.dumps(s.as_dict() if s else {}).decode()
+
+    def cache_clear(table: str | None = None) -> int:
+        if table is not None:
+            session.runtime.table(table)  # unknown table: clear error
+        return session.runtime.cache.clear(table)
+
+    def cache_state() -> str:
+        entries = [
+            {
+                "table": t,
+                "principal": p,
+                "params": q,
+                "rows": r,
+                "bytes": b,
+                "ttl_left": round(left, 1),
+            }
+            for t, p, q, r, b, left in session.runtime.cache.state()
+            if session.user is None or p in (f"user:{session.user}", "system", "public")
+        ]
+        return orjson.dumps(entries).decode()
+
+    db.create_scalar_function("set_user", set_user, 1)
+    db.create_scalar_function("current_user", current_user, 0)
+    db.create_scalar_function("remotetables_stats", stats, 0)
+    db.create_scalar_function("remotetables_cache_clear", cache_clear, 0)
+    db.create_scalar_function("remotetables_cache_clear", cache_clear, 1)
+    db.create_scalar_function("remotetables_cache", cache_state, 0)
+
+
+class Connection:
+    """A PEP 249 connection. ``with connect(...) as conn:`` commits (or rolls back) and closes."""
+
+    def __init__(self, db: apsw.Connection, session: Session, *, owns_runtime: bool) -> None:
+        self._db: apsw.Connection | None = db
+        self.session = session
+        self._owns_runtime = owns_runtime
+        # PEP 249 exception classes as attributes (optional extension)
+        for name in ("Error", "Warning", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
+                     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError"):  # fmt: skip
+            setattr(self, name, getattr(errors, name))
+
+    @property
+    def apsw(self) -> apsw.Connection:
+        """The underlying APSW connection."""
+        if self._db is None:
+            raise InterfaceError("the connection is closed")
+        return self._db
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.session.runtime
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user
+
+    def set_user(self, name: str | None) -> None:
+        """Same as ``SELECT set_user(name)``."""
+        self.session.set_user(name)
+
+    @property
+    def last_stats(self) -> dict[str, float | int]:
+        """Statistics of the most recent statement that read a remote table."""
+        return dict(
+            orjson.loads(self.cursor().execute("SELECT remotetables_stats()").fetchone()[0])
+        )
+
+    def ensure_tables(self) -> None:
+        """Create each configured remote table in the database file if it is not there."""
+        db = self.apsw
+        existing = {
+            str(name).lower(): str(sql or "")
+            for name, sql in db.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+        }
+        for name in self.runtime.config.tables:
+            sql = existing.get(name.lower())
+            if sql is None:
+                try:
+                    db.execute(f'CREATE VIRTUAL TABLE "{name}" USING {MODULE_NAME}({name})')
+                except apsw.ReadOnlyError as exc:
+                    raise errors.OperationalError(
+                        f"cannot create remote table {name}: the database is read-only"
+                    ) from exc
+                except apsw.Error as exc:
+                    raise _map_error(exc) from exc
+            elif MODULE_NAME not in sql.lower():
+                raise ConfigError(
+                    f"table {name} already exists in the database as a native table; "
+                    "rename the remote table in the config",
+                    file=self.runtime.config.path,
+                    key=f"tables.{name}",
+                )
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def execute(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Cursor:
+        """Shortcut: a new cursor, executed."""
+        return self.cursor().execute(sql, parameters)
+
+    def commit(self) -> None:
+        db = self.apsw
+        if db.in_transaction:
+            try:
+                db.execute("COMMIT")
+            except apsw.Error as exc:
+                raise _map_error(exc) from exc
+
+    def rollback(self) -> None:
+        db = self.apsw
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except apsw.Error as exc:
+                raise _map_error(exc) from exc
+
+    def close(self) -> None:
+        if self._db is None:
+            return
+        db, self._db = self._db, None
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+        except apsw.Error as exc:
+            raise _map_error(exc) from exc
+        finally:
+            if self._owns_runtime:
+                self.session.runtime.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._db is not None:
+            if et is None:
+                self.commit()
+            else:
+                self.rollback()
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else "open"
+        return f"<remotetables.Connection {state} user={self.session.user!r}>"
+
+
+Description = tuple[tuple[str, str | None, None, None, None, None, None], ...]
+
+
+class Cursor:
+    """A PEP 249 cursor."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.arraysize = 1
+        self.rowcount = -1
+        self._cursor: apsw.Cursor | None = connection.apsw.cursor()
+        self._cursor.exec_trace = self._trace
+        self._rows: Iterator[tuple[Any, ...]] = iter(())
+        self._description: Description | None = None
+
+    def _trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        db_trace = self.connection.apsw.exec_trace
+        if db_trace is not None:
+            db_trace(cursor, sql, bindings)
+        try:
+            desc = cursor.getdescription()
+        except apsw.ExecutionCompleteError:
+            desc = ()
+        self._description = (
+            tuple((name, decl, None, None, None, None, None) for name, decl in desc) or None
+        )
+        return True
+
+    @property
+    def description(self) -> Description | None:
+        return self._description
+
+    @property
+    def lastrowid(self) -> int:
+        return int(self.connection.apsw.last_insert_rowid())
+
+    def _live(self) -> apsw.Cursor:
+        if self._cursor is None:
+            raise InterfaceError("the cursor is closed")
+        return self._cursor
+
+    def execute(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Cursor:
+        cur = self._live()
+        db = self.connection.apsw
+        self._description = None
+        try:
+            if _DML.match(sql) and not db.in_transaction:
+                db.execute("BEGIN")
+            before = db.total_changes()
+            self._rows = cur.execute(sql, parameters)
+            self.rowcount = -1 if self._description else db.total_changes() - before
+        except apsw.Error as exc:
+            self._rows = iter(())
+            raise _map_error(exc) from exc
+        return self
+
+    def executemany(
+        self, sql: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]
+    ) -> Cursor:
+        cur = self._live()
+        db = self.connection.apsw
+        try:
+            if _DML.match(sql) and not db.in_transaction:
+                db.execute("BEGIN")
+            before = db.total_changes()
+            self._rows = cur.executemany(sql, seq_of_parameters)
+            self.rowcount = db.total_changes() - before
+        except apsw.Error as exc:
+            self._rows = iter(())
+            raise _map_error(exc) from exc
+        return self
+
+    def _next(self) -> tuple[Any, ...] | None:
+        try:
+            return tuple(next(self._rows))
+        except StopIteration:
+            return None
+        except apsw.Error as exc:
+            raise _map_error(exc) from exc
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        self._live()
+        return self._next()
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        self._live()
+        out = []
+        for _ in range(self.arraysize if size is None else size):
+            row = self._next()
+            if row is None:
+                break
+            out.append(row)
+        return out
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        self._live()
+        out = []
+        while (row := self._next()) is not None:
+            out.append(row)
+        return out
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def setinputsizes(self, sizes: Any) -> None:
+        pass
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            try:
+                self._cursor.close()
+            except apsw.Error as exc:
+                raise _map_error(exc) from exc
+            finally:
+                self._cursor = None
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

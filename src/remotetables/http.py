@@ -1,0 +1,365 @@
+"""The one pooled HTTP client: retries, Retry-After, deadlines, origin checks, error mapping.
+
+This module is the boundary where httpx2's exceptions become remotetables errors (chained with
+``from exc``). Every error names the table, the provider and a redacted URL, never a token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import orjson
+
+from remotetables.config import is_loopback_host
+from remotetables.errors import (
+    Error,
+    RemoteError,
+    RemoteProtocolError,
+    TransportError,
+    redact_url,
+)
+
+__all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who and what a request is for; goes into error messages (never a secret)."""
+
+    table: str | None = None
+    provider: str | None = None
+    user: str | None = None
+
+    def prefix(self) -> str:
+        bits = []
+        if self.table:
+            bits.append(f"table {self.table}")
+        if self.provider:
+            bits.append(f"provider {self.provider}")
+        if self.user:
+            bits.append(f"user {self.user}")
+        return ", ".join(bits)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_wait: float = 60.0  # cap on a Retry-After the server asks for
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    request_timeout: float = 120.0  # whole request, body included (a trickling body ends here)
+
+
+@dataclass
+class JsonResponse:
+    body: Any
+    headers: httpx2.Headers
+    url: str
+    status: int
+    nbytes: int
+
+
+@dataclass
+class Counters:
+    """What one statement did on the network (updated by the client)."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
+        with self.lock:
+            self.requests += requests
+            self.retries += retries
+            self.bytes += nbytes
+
+
+def check_url_allowed(url: str, ctx: RequestContext) -> None:
+    """https everywhere; plain http only to loopback addresses."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return
+    raise RemoteError(
+        f"{ctx.prefix()}: refusing {parts.scheme or 'a relative'} URL {redact_url(url)}: "
+        "only https (or http to a loopback address) is allowed",
+        url=url,
+        table=ctx.table,
+        provider=ctx.provider,
+        user=ctx.user,
+    )
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class HttpClient:
+    """One pooled ``httpx2.Client`` shared by every table, user and thread of a runtime.
+
+    Per-user auth is passed per request (an ``httpx2.Auth``), never stored on the client.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: httpx2.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        max_connections: int = 32,
+        user_agent: str = "remotetables",
+    ) -> None:
+        self._client = httpx2.Client(
+            transport=transport,
+            follow_redirects=True,  # httpx strips Authorization on cross-origin hops
+            max_redirects=5,
+            limits=httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            trust_env=False,
+        )
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng
+
+    @property
+    def raw(self) -> httpx2.Client:
+        """The pooled client, for the OAuth code (token endpoint calls)."""
+        return self._client
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        auth: httpx2.Auth | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        json_body: Any = None,
+        idempotent: bool = True,
+        counters: Counters | None = None,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> JsonResponse:
+        """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise."""
+        check_url_allowed(url, ctx)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = self._send_once(
+                    method, url, ctx, policy, auth, headers, json_body, counters
+                )
+            except TransportError as exc:
+                if not idempotent or attempt > policy.max_retries:
+                    raise
+                failure: Error = exc
+            else:
+                if (
+                    response.status < 400
+                    or response.status not in RETRY_STATUSES
+                    or (not idempotent and response.status != 429)
+                ):
+                    return self._finish(response, ctx)
+                if attempt > policy.max_retries:
+                    return self._finish(response, ctx)
+                retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+                failure = self._error_for(response, ctx)
+            if counters is not None:
+                counters.add(retries=1)
+            backoff = self.rng() * min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+            delay = backoff if retry_after is None else min(retry_after, policy.max_retry_wait)
+            self._wait(delay, interrupted, failure)
+
+    def _wait(self, delay: float, interrupted: Callable[[], bool] | None, failure: Error) -> None:
+        end = self.clock() + delay
+        while True:
+            if interrupted is not None and interrupted():
+                raise failure
+            left = end - self.clock()
+            if left <= 0:
+                return
+            self.sleep(min(left, 0.25))
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        auth: httpx2.Auth | None,
+        headers: Sequence[tuple[str, str]],
+        json_body: Any,
+        counters: Counters | None,
+    ) -> _Raw:
+        timeout = httpx2.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+        deadline = self.clock() + policy.request_timeout
+        try:
+            request = self._client.build_request(
+                method, url, headers=list(headers), json=json_body, timeout=timeout
+            )
+            response = self._client.send(request, auth=auth, stream=True)
+            try:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if self.clock() > deadline:
+                        raise TransportError(
+                            f"{ctx.prefix()}: GET {redact_url(url)} took longer than "
+                            f"{policy.request_timeout:g} s (request_timeout); the server is too slow",
+                            url=url,
+                            table=ctx.table,
+                            provider=ctx.provider,
+                            user=ctx.user,
+                            retryable=True,
+                        )
+                content = b"".join(chunks)
+            finally:
+                response.close()
+        except httpx2.TimeoutException as exc:
+            raise self._transport_error(f"timed out ({type(exc).__name__})", url, ctx) from exc
+        except httpx2.TransportError as exc:
+            raise self._transport_error(_describe_transport(exc), url, ctx) from exc
+        except httpx2.HTTPError as exc:  # e.g. too many redirects
+            raise RemoteError(
+                f"{ctx.prefix()}: {method} {redact_url(url)} failed: {type(exc).__name__}",
+                url=url,
+                table=ctx.table,
+                provider=ctx.provider,
+                user=ctx.user,
+            ) from exc
+        if counters is not None:
+            counters.add(requests=1, nbytes=len(content))
+        return _Raw(response.status_code, response.headers, str(response.url), content, method)
+
+    def _transport_error(self, what: str, url: str, ctx: RequestContext) -> TransportError:
+        return TransportError(
+            f"{ctx.prefix()}: no answer from {redact_url(url)}: {what}",
+            url=url,
+            table=ctx.table,
+            provider=ctx.provider,
+            user=ctx.user,
+            retryable=True,
+        )
+
+    def _finish(self, raw: _Raw, ctx: RequestContext) -> JsonResponse:
+        if raw.status >= 400:
+            raise self._error_for(raw, ctx)
+        if raw.status == 204 or not raw.content.strip():
+            return JsonResponse(None, raw.headers, raw.url, raw.status, len(raw.content))
+        ctype = raw.headers.get("content-type", "").lower()
+        if ctype and "json" not in ctype and "javascript" not in ctype:
+            raise RemoteProtocolError(
+                f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered {raw.status} with "
+                f"{ctype.split(';')[0]}, not JSON",
+                status_code=raw.status,
+                url=raw.url,
+                table=ctx.table,
+                provider=ctx.provider,
+                user=ctx.user,
+            )
+        try:
+            body = orjson.loads(raw.content)
+        except orjson.JSONDecodeError as exc:
+            raise RemoteProtocolError(
+                f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered {raw.status} with a body "
+                f"that is not valid JSON ({len(raw.content)} bytes; {exc.msg} at byte {exc.pos})",
+                status_code=raw.status,
+                url=raw.url,
+                table=ctx.table,
+                provider=ctx.provider,
+                user=ctx.user,
+            ) from exc
+        return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
+
+    def _error_for(self, raw: _Raw, ctx: RequestContext) -> RemoteError:
+        reason = _reason(raw)
+        hint = ""
+        if raw.status == 401:
+            hint = " (the token was refused, even after a refresh)"
+        elif raw.status == 403:
+            hint = " (the user is not allowed to do this, or the token lacks a scope)"
+        elif raw.status == 429:
+            ra = raw.headers.get("retry-after")
+            hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
+        return RemoteError(
+            f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{reason}{hint}",
+            status_code=raw.status,
+            url=raw.url,
+            table=ctx.table,
+            provider=ctx.provider,
+            user=ctx.user,
+            retryable=raw.status in RETRY_STATUSES,
+        )
+
+
+@dataclass
+class _Raw:
+    status: int
+    headers: httpx2.Headers
+    url: str
+    content: bytes
+    method: str
+
+
+def _reason(raw: _Raw) -> str:
+    """A short reason from the error body: the API's own message when it is JSON."""
+    text = ""
+    try:
+        body = orjson.loads(raw.content) if raw.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, Mapping):
+        for key in ("error_description", "message", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, Mapping):
+                value = value.get("message") or value.get("detail")
+            if isinstance(value, str) and value:
+                text = value
+                break
+    elif "html" in raw.headers.get("content-type", "").lower():
+        text = "an HTML error page"
+    text = " ".join(text.split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f": {text}" if text else ""
+
+
+def _describe_transport(exc: httpx2.TransportError) -> str:
+    if isinstance(exc, httpx2.ConnectError):
+        return "connection failed (is the server running and the URL right?)"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return "the server closed the connection mid-answer (truncated or malformed response)"
+    if isinstance(exc, httpx2.ReadError):
+        return "the connection was reset while reading"
+    return type(exc).__name__

@@ -1,0 +1,242 @@
+"""One paginator per style: link header, next URL in the body, cursor, offset, page number.
+
+A paginator is a small state machine, driven by the scan (and by hand in tests)::
+
+    pager = make_paginator(spec, url, params, page_size=1000)
+    request = pager.first()
+    while request is not None:
+        body, headers = fetch(request)
+        items = rows_of(body)
+        request = pager.next(body, headers, len(items))
+
+``parallel_rest`` returns every remaining request at once when the style allows it (offset or
+page number with a known total), so the scan can fetch them concurrently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from remotetables.config import PaginationSpec
+from remotetables.rows import get_path
+
+__all__ = ["PageRequest", "Paginator", "build_url", "make_paginator", "parse_link_header"]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    url: str  # full URL, query included
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def build_url(url: str, params: Sequence[tuple[str, str]]) -> str:
+    """Merge ``params`` into the query of ``url`` (a param given here replaces the URL's own)."""
+    parts = urlsplit(url)
+    names = {k for k, _ in params}
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
+    query.extend(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+=(?:"[^"]*"|[^;,]*)\s*)*)')
+
+
+def parse_link_header(value: str) -> dict[str, str]:
+    """``<url>; rel="next", <url2>; rel="last"`` -> ``{"next": url, "last": url2}``."""
+    out: dict[str, str] = {}
+    for m in _LINK.finditer(value):
+        url, params = m.group(1), m.group(2)
+        for p in params.split(";"):
+            key, _, val = p.strip().partition("=")
+            if key.strip().lower() == "rel":
+                for rel in val.strip().strip('"').split():
+                    out.setdefault(rel.lower(), url)
+    return out
+
+
+def _number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+class Paginator:
+    """Base: a single request, no pages."""
+
+    supports_parallel = False
+
+    def __init__(self, spec: PaginationSpec, url: str, params: Sequence[tuple[str, str]]) -> None:
+        self.spec = spec
+        self.url = url
+        self.params = list(params)
+        self.current: PageRequest | None = None
+
+    def first(self) -> PageRequest:
+        self.current = PageRequest(build_url(self.url, self.params))
+        return self.current
+
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        return None
+
+    def parallel_rest(
+        self, body: Any, headers: Mapping[str, str], n_items: int
+    ) -> list[PageRequest] | None:
+        """Every remaining request, when they can be known now; else None."""
+        return None
+
+    def _total(self, body: Any, headers: Mapping[str, str]) -> int | None:
+        if self.spec.total_path is not None:
+            return _number(get_path(body, self.spec.total_path))
+        if self.spec.total_header:
+            return _number(headers.get(self.spec.total_header))
+        return None
+
+
+class LinkPaginator(Paginator):
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        link = headers.get("link")
+        if not link or n_items == 0:
+            return None
+        nxt = parse_link_header(link).get("next")
+        if not nxt:
+            return None
+        assert self.current is not None
+        self.current = PageRequest(urljoin(self.current.url, nxt))
+        return self.current
+
+
+class NextUrlPaginator(Paginator):
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        assert self.spec.next_path is not None and self.current is not None
+        nxt = get_path(body, self.spec.next_path)
+        if not nxt or not isinstance(nxt, str) or n_items == 0:
+            return None
+        self.current = PageRequest(urljoin(self.current.url, nxt))
+        return self.current
+
+
+class CursorPaginator(Paginator):
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        assert self.spec.cursor_path is not None
+        cursor = get_path(body, self.spec.cursor_path)
+        if cursor is None or cursor == "" or cursor is False or n_items == 0:
+            return None
+        self.current = PageRequest(
+            build_url(self.url, [*self.params, (self.spec.cursor_param, str(cursor))])
+        )
+        return self.current
+
+
+class OffsetPaginator(Paginator):
+    supports_parallel = True
+
+    def __init__(
+        self, spec: PaginationSpec, url: str, params: Sequence[tuple[str, str]], start: int = 0
+    ) -> None:
+        super().__init__(spec, url, params)
+        self.offset = start
+
+    def _at(self, offset: int) -> PageRequest:
+        return PageRequest(
+            build_url(self.url, [*self.params, (self.spec.offset_param, str(offset))])
+        )
+
+    def first(self) -> PageRequest:
+        self.current = self._at(self.offset)
+        return self.current
+
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        if n_items == 0:
+            return None
+        self.offset += n_items
+        total = self._total(body, headers)
+        if total is not None and self.offset >= total:
+            return None
+        self.current = self._at(self.offset)
+        return self.current
+
+    def parallel_rest(
+        self, body: Any, headers: Mapping[str, str], n_items: int
+    ) -> list[PageRequest] | None:
+        total = self._total(body, headers)
+        if total is None or n_items == 0:
+            return None
+        return [self._at(o) for o in range(self.offset + n_items, total, n_items)]
+
+
+class PagePaginator(Paginator):
+    supports_parallel = True
+
+    def __init__(self, spec: PaginationSpec, url: str, params: Sequence[tuple[str, str]]) -> None:
+        super().__init__(spec, url, params)
+        self.page = spec.first_page
+        self.rows_seen = 0
+
+    def _at(self, page: int) -> PageRequest:
+        return PageRequest(build_url(self.url, [*self.params, (self.spec.page_param, str(page))]))
+
+    def first(self) -> PageRequest:
+        self.current = self._at(self.page)
+        return self.current
+
+    def _last_page(self, body: Any, headers: Mapping[str, str], n_items: int) -> int | None:
+        if self.spec.total_pages_path is not None:
+            pages = _number(get_path(body, self.spec.total_pages_path))
+            if pages is not None:
+                return self.spec.first_page + pages - 1
+        total = self._total(body, headers)
+        if total is not None and n_items > 0:
+            return self.spec.first_page + math.ceil(total / n_items) - 1
+        return None
+
+    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+        if n_items == 0:
+            return None
+        last = self._last_page(body, headers, n_items)
+        if last is not None and self.page >= last:
+            return None
+        self.page += 1
+        self.current = self._at(self.page)
+        return self.current
+
+    def parallel_rest(
+        self, body: Any, headers: Mapping[str, str], n_items: int
+    ) -> list[PageRequest] | None:
+        last = self._last_page(body, headers, n_items)
+        if last is None or n_items == 0:
+            return None
+        return [self._at(p) for p in range(self.page + 1, last + 1)]
+
+
+def make_paginator(
+    spec: PaginationSpec,
+    url: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    start_offset: int = 0,
+) -> Paginator:
+    style = spec.style
+    if style == "link":
+        return LinkPaginator(spec, url, params)
+    if style == "next_url":
+        return NextUrlPaginator(spec, url, params)
+    if style == "cursor":
+        return CursorPaginator(spec, url, params)
+    if style == "offset":
+        return OffsetPaginator(spec, url, params, start_offset)
+    if style == "page":
+        return PagePaginator(spec, url, params)
+    return Paginator(spec, url, params)

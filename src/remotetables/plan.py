@@ -1,0 +1,133 @@
+"""BestIndex inputs -> a query plan -> ``idxStr`` (pure: no apsw types here).
+
+The virtual table hands :func:`make_plan` plain data (constraints as ``(column, op, usable,
+rhs_known)``, the number of ORDER BY terms) and applies what comes back to its IndexInfo.
+
+Rules (see shared/reference/apsw-facts.md):
+
+* equality and IN on a column with ``param`` become Filter arguments;
+* a pushed constraint is ``omit``-ted (SQLite does not re-check it) only when Filter applies it
+  exactly as SQLite would: numeric columns always; text columns when the right-hand side is a
+  literal (a column from another table may carry an affinity that changes the comparison);
+* LIMIT/OFFSET are taken only when there is no ORDER BY; SQLite offers them only when every
+  WHERE term is a Filter argument;
+* a required parameter with no usable constraint in this variant rejects the plan; with no
+  constraint at all the plan says so and Filter raises a clear error naming the column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from remotetables.config import TableSpec
+from remotetables.rows import affinity_of
+
+__all__ = ["OP_EQ", "OP_LIMIT", "OP_OFFSET", "Constraint", "Plan", "PlanResult", "make_plan"]
+
+OP_EQ = 2
+OP_LIMIT = 73
+OP_OFFSET = 74
+
+
+@dataclass(frozen=True)
+class Constraint:
+    column: int  # -1 for rowid; unused for LIMIT/OFFSET
+    op: int
+    usable: bool
+    rhs_known: bool = False  # SQLite gave the right-hand side at plan time (a literal)
+    in_capable: bool = False  # sqlite3_vtab_in() says this EQ is an IN (...) list
+    binary: bool = True  # BINARY collation (a COLLATE NOCASE comparison is left to SQLite)
+
+
+@dataclass
+class Plan:
+    """What Filter needs; travels through SQLite as JSON in idxStr."""
+
+    args: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # ("eq"|"in"|"limit"|"offset", column)
+    recheck: list[int] = field(default_factory=list)  # argv positions Filter must apply locally
+    missing_required: list[str] = field(default_factory=list)
+
+    def to_idxstr(self) -> str:
+        return json.dumps(
+            {"a": self.args, "r": self.recheck, "m": self.missing_required}, separators=(",", ":")
+        )
+
+    @classmethod
+    def from_idxstr(cls, text: str | None) -> Plan:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(
+            args=[(str(k), int(c)) for k, c in data["a"]],
+            recheck=[int(i) for i in data["r"]],
+            missing_required=[str(m) for m in data["m"]],
+        )
+
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    # per constraint index: (argv index 1-based, omit, use IN list) ; absent = not used
+    usage: dict[int, tuple[int, bool, bool]]
+    estimated_cost: float
+    estimated_rows: int
+    accept: bool = True
+
+
+def make_plan(spec: TableSpec, constraints: Sequence[Constraint], n_order_by: int) -> PlanResult:
+    usage: dict[int, tuple[int, bool, bool]] = {}
+    plan = Plan()
+    taken_columns: set[int] = set()
+    all_consumed = True
+    required_seen_unusable: set[str] = set()
+
+    for i, c in enumerate(constraints):
+        if c.op in (OP_LIMIT, OP_OFFSET):
+            continue
+        col = spec.columns[c.column] if 0 <= c.column < len(spec.columns) else None
+        if col is None or col.param is None or c.op != OP_EQ or not c.binary:
+            all_consumed = False
+            continue
+        if not c.usable:
+            all_consumed = False
+            if col.required:
+                required_seen_unusable.add(col.name)
+            continue
+        if c.column in taken_columns:
+            all_consumed = False  # a second constraint on the same column: SQLite checks it
+            continue
+        taken_columns.add(c.column)
+        use_in = c.in_capable and col.in_style != "separate"
+        plan.args.append(("in" if use_in else "eq", c.column))
+        argv = len(plan.args)
+        numeric = affinity_of(col.type) != "TEXT"
+        omit = numeric or c.rhs_known
+        if not omit:
+            all_consumed = False  # SQLite re-checks it: a LIMIT taken here could cut rows it keeps
+        if omit and not col.exact:
+            plan.recheck.append(argv - 1)
+        usage[i] = (argv, omit, use_in)
+
+    for col_index, col in enumerate(spec.columns):
+        if col.required and col_index not in taken_columns:
+            if col.name in required_seen_unusable:
+                # another join order can make it usable; reject this variant
+                return PlanResult(plan, {}, 1e99, 10**9, accept=False)
+            plan.missing_required.append(col.name)
+
+    if all_consumed and n_order_by == 0:
+        for i, c in enumerate(constraints):
+            if c.op in (OP_LIMIT, OP_OFFSET) and c.usable:
+                plan.args.append(("limit" if c.op == OP_LIMIT else "offset", -1))
+                usage[i] = (len(plan.args), True, False)
+
+    n_eq = sum(1 for kind, _ in plan.args if kind in ("eq", "in"))
+    rows = max(1, 100_000 // (10**n_eq))
+    cost = 1_000_000.0 / (10**n_eq)
+    if any(kind == "limit" for kind, _ in plan.args):
+        cost /= 10
+    return PlanResult(plan, usage, cost, rows)

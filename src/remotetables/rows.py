@@ -1,0 +1,359 @@
+"""JSON paths and type coercion: a decoded page becomes a list of SQLite-ready tuples.
+
+Paths are dotted names with optional ``[n]`` indexes: ``caller.name``, ``tags[0]``,
+``links.next``; ``""`` (or ``$``) is the document itself. A key holding a dot is written
+quoted: ``meta."x.y"``.
+
+The row builder is compiled once per table into one Python function, so a page of rows
+costs one call per row, not one per value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from remotetables.errors import CoercionError
+
+__all__ = [
+    "JsonPath",
+    "RowBuilder",
+    "affinity_of",
+    "apply_affinity",
+    "coerce",
+    "get_path",
+    "parse_path",
+    "sql_equal",
+]
+
+JsonPath = tuple[str | int, ...]
+
+_TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"]+)|\[(-?\d+)\])')
+
+
+def parse_path(text: str) -> JsonPath:
+    """Parse ``a.b[0]."c.d"`` into ``("a", "b", 0, "c.d")``; ``""`` and ``"$"`` are the root."""
+    text = text.strip()
+    if text in ("", "$"):
+        return ()
+    if text.startswith("$."):
+        text = text[2:]
+    out: list[str | int] = []
+    pos = 0
+    expect_name = True
+    while pos < len(text):
+        if not expect_name and text[pos] == ".":
+            pos += 1
+            expect_name = True
+            if pos >= len(text):
+                raise ValueError("ends with '.'")
+            continue
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"unexpected {text[pos]!r} at position {pos}")
+        quoted, bare, index = m.groups()
+        if index is not None:
+            out.append(int(index))
+        elif not expect_name:
+            raise ValueError(f"missing '.' before position {pos}")
+        elif quoted is not None:
+            out.append(quoted.replace('\\"', '"'))
+        else:
+            name = bare.strip()
+            if not name:
+                raise ValueError("empty name")
+            out.append(name)
+        pos = m.end()
+        expect_name = False
+    return tuple(out)
+
+
+def get_path(doc: Any, path: JsonPath) -> Any:
+    """Follow ``path`` into ``doc``; a missing key or index gives ``None``."""
+    for step in path:
+        if isinstance(step, int):
+            if isinstance(doc, list) and -len(doc) <= step < len(doc):
+                doc = doc[step]
+            else:
+                return None
+        elif isinstance(doc, dict):
+            doc = doc.get(step)
+        else:
+            return None
+    return doc
+
+
+# ------------------------------------------------------------------ coercion
+
+
+class _Bad(Exception):
+    pass
+
+
+def _to_json(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _integer(v: Any) -> Any:
+    if v is True or v is False:
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if math.isfinite(v) and v.is_integer():
+            return int(v)
+        return v  # SQLite keeps a non-integral REAL in an INTEGER column as REAL
+    if isinstance(v, str):
+        s = v.strip()
+        if s == "":
+            return None
+        if _INT_RE.match(s):
+            return int(s)
+        try:
+            f = float(s)
+        except ValueError:
+            raise _Bad(f"{v!r} is not an integer") from None
+        if not math.isfinite(f):
+            raise _Bad(f"{v!r} is not an integer")
+        return int(f) if f.is_integer() else f
+    raise _Bad(f"a JSON {_kind(v)} is not an integer")
+
+
+def _real(v: Any) -> Any:
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s == "":
+            return None
+        try:
+            f = float(s)
+        except ValueError:
+            raise _Bad(f"{v!r} is not a number") from None
+        if not math.isfinite(f):
+            raise _Bad(f"{v!r} is not a finite number")
+        return f
+    raise _Bad(f"a JSON {_kind(v)} is not a number")
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "on"}
+_FALSE = {"false", "f", "no", "n", "0", "off"}
+
+
+def _boolean(v: Any) -> Any:
+    if v is True or v is False:
+        return int(v)
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s == "":
+            return None
+        if s in _TRUE:
+            return 1
+        if s in _FALSE:
+            return 0
+    raise _Bad(f"{_short(v)} is not a boolean")
+
+
+def _text(v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return _to_json(v)
+
+
+def _json(v: Any) -> Any:
+    return _to_json(v)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return "object"
+    if isinstance(v, list):
+        return "array"
+    return type(v).__name__
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "INTEGER": _integer,
+    "REAL": _real,
+    "TEXT": _text,
+    "BOOLEAN": _boolean,
+    "JSON": _json,
+}
+# Values of these Python types are already right for the SQL type: no call needed.
+_FAST_TYPE: dict[str, type] = {"INTEGER": int, "REAL": float, "TEXT": str}
+
+
+def coerce(value: Any, sql_type: str) -> Any:
+    """Convert one JSON value to the declared SQL type; raise ``ValueError`` if it cannot be."""
+    if value is None:
+        return None
+    try:
+        return _CONVERTERS[sql_type](value)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
+class RowBuilder:
+    """Turns decoded JSON items into tuples, one compiled function per table."""
+
+    def __init__(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str, JsonPath, bool]],
+    ) -> None:
+        """``columns``: (name, sql type, path, null_on_error) for each column, in order."""
+        self.table = table
+        self.columns = list(columns)
+        self._build = self._compile()
+
+    def _compile(self) -> Callable[[Any], tuple[Any, ...]]:
+        env: dict[str, Any] = {"_dict": dict, "_get_path": get_path}
+        lines = ["def build(item):", "    g = item.get"]
+        outs: list[str] = []
+        for i, (_name, typ, path, _null) in enumerate(self.columns):
+            var = f"v{i}"
+            if not path:
+                lines.append(f"    {var} = item")
+            elif all(isinstance(step, str) for step in path):
+                lines.append(f"    {var} = g({path[0]!r})")
+                for step in path[1:]:
+                    lines.append(
+                        f"    {var} = {var}.get({step!r}) if {var}.__class__ is _dict else None"
+                    )
+            else:
+                env[f"_p{i}"] = path
+                lines.append(f"    {var} = _get_path(item, _p{i})")
+            env[f"c{i}"] = _CONVERTERS[typ]
+            fast = _FAST_TYPE.get(typ)
+            if fast is not None:
+                env[f"t{i}"] = fast
+                outs.append(f"({var} if {var}.__class__ is t{i} or {var} is None else c{i}({var}))")
+            else:
+                outs.append(f"(None if {var} is None else c{i}({var}))")
+        lines.append("    return (" + ", ".join(outs) + ("," if len(outs) == 1 else "") + ")")
+        exec("\n".join(lines), env)  # noqa: S102  (generated from validated column specs only)
+        build: Callable[[Any], tuple[Any, ...]] = env["build"]
+        return build
+
+    def build_page(self, items: list[Any], first_row: int) -> list[tuple[Any, ...]]:
+        """Tuples for a page; ``first_row`` (0-based) is used in error messages."""
+        build = self._build
+        try:
+            return [build(item) for item in items]
+        except (_Bad, AttributeError, TypeError):
+            return [self._slow(item, first_row + n) for n, item in enumerate(items)]
+
+    def _slow(self, item: Any, row: int) -> tuple[Any, ...]:
+        if not isinstance(item, dict):
+            raise CoercionError(
+                f"{self.table}: row {row + 1} is a JSON {_kind(item)}, not an object",
+                table=self.table,
+                column="*",
+                row=row + 1,
+            )
+        out = []
+        for name, typ, path, null_on_error in self.columns:
+            raw = get_path(item, path)
+            try:
+                out.append(coerce(raw, typ))
+            except ValueError as exc:
+                if null_on_error:
+                    out.append(None)
+                    continue
+                raise CoercionError(
+                    f"{self.table}.{name}: row {row + 1}: {exc} (declared {typ}; "
+                    f'set on_error = "null" on the column to read it as NULL)',
+                    table=self.table,
+                    column=name,
+                    row=row + 1,
+                ) from None
+        return tuple(out)
+
+
+# ------------------------------------------------------- SQLite comparison semantics
+
+
+def affinity_of(sql_type: str) -> str:
+    """SQLite's column affinity for the type we declare in the schema."""
+    return {"INTEGER": "INTEGER", "REAL": "REAL", "TEXT": "TEXT", "JSON": "TEXT"}.get(
+        sql_type, "NUMERIC"
+    )
+
+
+_NUM_RE = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def apply_affinity(value: Any, affinity: str) -> Any:
+    """What SQLite does to a constant compared with a column of ``affinity``."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if affinity == "TEXT":
+        if isinstance(value, bool):
+            return str(int(value))
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            return _sqlite_real_text(value)
+        return value
+    # NUMERIC, INTEGER, REAL
+    if isinstance(value, str):
+        if not _NUM_RE.match(value):
+            return value
+        s = value.strip()
+        if re.match(r"^[+-]?\d+$", s):
+            n = int(s)
+            if -(2**63) <= n < 2**63:
+                return float(n) if affinity == "REAL" else n
+        f = float(s)
+        value = f
+    if isinstance(value, float):
+        if affinity == "REAL":
+            return value
+        if value.is_integer() and -(2**63) <= value < 2**63:
+            return int(value)
+        return value
+    if isinstance(value, int) and affinity == "REAL":
+        return float(value)
+    return value
+
+
+def _sqlite_real_text(value: float) -> str:
+    text = f"{value:.15g}"
+    if "." not in text and "e" not in text and "inf" not in text and "nan" not in text:
+        text += ".0"
+    return text
+
+
+def sql_equal(a: Any, b: Any) -> bool:
+    """``a = b`` with SQLite's rules once affinity is applied (NULL is never equal)."""
+    if a is None or b is None:
+        return False
+    a_num = isinstance(a, (int, float))
+    b_num = isinstance(b, (int, float))
+    if a_num and b_num:
+        return bool(a == b)
+    if a_num or b_num:
+        return False
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    return bool(a == b) and type(a) is type(b)

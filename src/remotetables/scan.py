@@ -1,0 +1,313 @@
+"""One Filter call: pushed-down parameters, cache, pages, local re-checks, LIMIT budget.
+
+:func:`scan` returns an iterator of row pages (lists of tuples). Pages are requested lazily:
+page N+1 only when the virtual table has consumed page N, except that offset and page-number
+styles with a known total fetch ahead in parallel (bounded by the table's ``concurrency``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from remotetables.config import TableSpec, origin_of
+from remotetables.errors import MissingParameterError, PaginationError, RemoteProtocolError
+from remotetables.http import JsonResponse, RequestContext
+from remotetables.pagination import PageRequest, make_paginator
+from remotetables.plan import Plan
+from remotetables.rows import affinity_of, apply_affinity, get_path, sql_equal
+
+if TYPE_CHECKING:
+    from remotetables.session import Runtime, Session
+
+__all__ = ["ScanArgs", "prepare", "scan"]
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class ScanArgs:
+    """Filter's arguments, resolved against the table."""
+
+    pushed: list[tuple[str, str]]  # API parameters from WHERE
+    checks: list[tuple[int, list[Any]]]  # (column, allowed values) applied locally
+    limit: int | None
+    offset: int
+    empty: bool  # the WHERE clause cannot match anything (= NULL, IN ())
+
+
+def _format_param(value: Any, sql_type: str) -> str:
+    if sql_type == "BOOLEAN" and isinstance(value, int) and value in (0, 1):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and sql_type != "REAL":
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
+    """Turn Filter's ``args`` into API parameters and local checks (SQLite semantics)."""
+    if plan.missing_required:
+        cols = ", ".join(plan.missing_required)
+        raise MissingParameterError(
+            f"table {spec.name}: the API needs a value for {cols}: add WHERE {plan.missing_required[0]} = ... "
+            "(or IN (...)) to the query"
+        )
+    out = ScanArgs([], [], None, 0, False)
+    for pos, ((kind, col_index), arg) in enumerate(zip(plan.args, args, strict=True)):
+        if kind == "limit":
+            out.limit = None if arg is None or int(arg) < 0 else int(arg)
+            continue
+        if kind == "offset":
+            out.offset = max(0, int(arg or 0))
+            continue
+        col = spec.columns[col_index]
+        assert col.param is not None
+        affinity = affinity_of(col.type)
+        raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
+        values = [apply_affinity(v, affinity) for v in raw_values if v is not None]
+        if affinity != "TEXT":
+            # a text that is not a number never equals a numeric column's value
+            values = [v for v in values if not isinstance(v, str)]
+        if not values:
+            out.empty = True
+            continue
+        texts = [_format_param(v, col.type) for v in values]
+        if kind == "in" and col.in_style == "comma":
+            out.pushed.append((col.param, ",".join(texts)))
+        else:
+            out.pushed.extend((col.param, t) for t in texts)
+        if pos in plan.recheck:
+            out.checks.append((col_index, values))
+    return out
+
+
+def _matches(row: Row, checks: list[tuple[int, list[Any]]]) -> bool:
+    for index, allowed in checks:
+        value = row[index]
+        if not any(sql_equal(value, a) for a in allowed):
+            return False
+    return True
+
+
+def scan(
+    runtime: Runtime, session: Session, spec: TableSpec, plan: Plan, args: Sequence[Any]
+) -> Iterator[list[Row]]:
+    """The rows of one Filter call, page by page."""
+    sargs = prepare(spec, plan, args)
+    if sargs.empty:
+        return iter(())
+    creds = runtime.credentials(spec.provider)
+    principal = creds.principal(session)
+    ctx = RequestContext(table=spec.name, provider=spec.provider, user=session.user)
+    return _Scan(runtime, session, spec, sargs, principal, ctx).pages()
+
+
+class _Scan:
+    def __init__(
+        self,
+        runtime: Runtime,
+        session: Session,
+        spec: TableSpec,
+        sargs: ScanArgs,
+        principal: str,
+        ctx: RequestContext,
+    ) -> None:
+        self.rt = runtime
+        self.session = session
+        self.spec = spec
+        self.sargs = sargs
+        self.principal = principal
+        self.ctx = ctx
+        self.stats = session.stats
+        self.builder = runtime.row_builder(spec)
+
+    # ---------------------------------------------------------------- cache path
+
+    def pages(self) -> Iterator[list[Row]]:
+        from remotetables.cache import CacheKey
+
+        key = CacheKey.make(self.principal, self.spec.name, self.sargs.pushed)
+        cached = self.rt.cache.get(key) if self.spec.cache_ttl > 0 else None
+        checks = self.sargs.checks
+        if cached is None and self.spec.cache_ttl > 0 and len(checks) == len(self.sargs.pushed):
+            # every pushed parameter is re-checked locally: a cached whole-table scan answers it
+            cached = self.rt.cache.get_covering(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            rows = [r for r in cached if _matches(r, checks)] if checks else cached
+            rows = rows[self.sargs.offset :]
+            if self.sargs.limit is not None:
+                rows = rows[: self.sargs.limit]
+            self.stats.rows += len(rows)
+            if rows:
+                yield rows
+            return
+        yield from self._fetch(key)
+
+    # ---------------------------------------------------------------- network path
+
+    def _fetch(self, key: Any) -> Iterator[list[Row]]:
+        spec, sargs = self.spec, self.sargs
+        skip, want = sargs.offset, sargs.limit
+        start_offset = 0
+        if spec.pagination.style == "offset" and skip and not sargs.checks:
+            start_offset, skip = skip, 0  # the API skips for us
+        page_size = spec.max_page_size
+        if want is not None and spec.page_size_param:
+            page_size = max(1, min(page_size or (want + skip), want + skip))
+        params = list(spec.params) + sargs.pushed
+        if spec.page_size_param and page_size:
+            params.append((spec.page_size_param, str(page_size)))
+        pager = make_paginator(spec.pagination, spec.url, params, start_offset=start_offset)
+        auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
+        allowed = self.rt.allowed_origins(spec.provider)
+        policy = self.rt.retry_policy(spec.provider)
+        headers = self.rt.extra_headers(spec.provider)
+
+        def get(req: PageRequest) -> JsonResponse:
+            return self.rt.http.request_json(
+                "GET",
+                req.url,
+                ctx=self.ctx,
+                policy=policy,
+                auth=auth,
+                headers=headers,
+                counters=self.stats.net,
+                interrupted=self.session.interrupted,
+            )
+
+        collect: list[Row] | None = [] if spec.cache_ttl > 0 else None
+        collected_bytes = 0
+        cache_budget = self.rt.cache.entry_budget()
+        emitted = 0
+        rows_seen = 0
+
+        def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
+            """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
+            nonlocal collect, collected_bytes, emitted, rows_seen, skip
+            rows = self.builder.build_page(items, rows_seen)
+            rows_seen += len(rows)
+            self.stats.pages += 1
+            if collect is not None:
+                collected_bytes += response.nbytes
+                if collected_bytes > cache_budget:
+                    collect = None  # too big to cache: stream it without keeping it
+                else:
+                    collect.extend(rows)
+            out = [r for r in rows if _matches(r, sargs.checks)] if sargs.checks else rows
+            if skip:
+                taken = min(skip, len(out))
+                out = out[taken:]
+                skip -= taken
+            done = False
+            if want is not None and emitted + len(out) >= want:
+                out = out[: want - emitted]
+                done = True
+            emitted += len(out)
+            self.stats.rows += len(out)
+            self.session.report_progress()
+            return out, done
+
+        request: PageRequest | None = pager.first()
+        seen_urls: set[str] = set()
+        n_pages = 0
+        while request is not None:
+            seen_urls.add(request.url)
+            response = get(request)
+            n_pages += 1
+            items = self._items(response, n_pages)
+            out, done = emit(response, items)
+            if out:
+                yield out
+            if done:
+                return  # the LIMIT is met: nothing more is fetched, nothing is cached
+            if n_pages == 1 and want is None and pager.supports_parallel and spec.concurrency > 1:
+                rest = pager.parallel_rest(response.body, response.headers, len(items))
+                if rest is not None:
+                    if 1 + len(rest) > spec.max_pages:
+                        raise self._runaway(spec.max_pages)
+                    for response, items in self._parallel(rest, get):
+                        out, _ = emit(response, items)
+                        if out:
+                            yield out
+                    break
+            request = pager.next(response.body, response.headers, len(items))
+            if request is None:
+                break
+            self._check_next(request, allowed, seen_urls, n_pages)
+        if collect is not None:
+            self.rt.cache.put(key, collect, collected_bytes, spec.cache_ttl)
+
+    def _parallel(
+        self, rest: list[PageRequest], get: Any
+    ) -> Iterator[tuple[JsonResponse, list[Any]]]:
+        """Fetch ``rest`` with at most ``concurrency`` requests in flight; yield in order."""
+        window: deque[Future[JsonResponse]] = deque()
+        queue = deque(rest)
+        try:
+            while queue or window:
+                while queue and len(window) < self.spec.concurrency:
+                    window.append(self.rt.submit(get, queue.popleft()))
+                response = window.popleft().result()
+                yield response, self._items(response, 2)
+        finally:
+            for fut in window:
+                fut.cancel()
+
+    def _check_next(
+        self, request: PageRequest, allowed: frozenset[str], seen: set[str], n_pages: int
+    ) -> None:
+        spec = self.spec
+        if origin_of(request.url) not in allowed:
+            raise PaginationError(
+                f"table {spec.name}: the next page link points to {origin_of(request.url)}, which is not "
+                f"one of provider {spec.provider}'s API origins; not following it (the token would leak)",
+                url=request.url,
+                table=spec.name,
+                provider=spec.provider,
+                user=self.ctx.user,
+            )
+        if request.url in seen:
+            raise PaginationError(
+                f"table {spec.name}: pagination loops: the API gave the same next page twice",
+                url=request.url,
+                table=spec.name,
+                provider=spec.provider,
+                user=self.ctx.user,
+            )
+        if n_pages >= spec.max_pages:
+            raise self._runaway(spec.max_pages)
+
+    def _runaway(self, max_pages: int) -> PaginationError:
+        return PaginationError(
+            f"table {self.spec.name}: more than {max_pages} pages; stopping (raise max_pages in the "
+            "table's config if the resource really is that large)",
+            table=self.spec.name,
+            provider=self.spec.provider,
+            user=self.ctx.user,
+        )
+
+    def _items(self, response: JsonResponse, page: int) -> list[Any]:
+        items = get_path(response.body, self.spec.rows_path)
+        if isinstance(items, list):
+            return items
+        if items is None and page > 1:
+            return []
+        if isinstance(items, dict) and not self.spec.rows_path:
+            return [items]
+        where = ".".join(str(p) for p in self.spec.rows_path) or "the top level"
+        found = "nothing" if items is None else f"a JSON {type(items).__name__}"
+        raise RemoteProtocolError(
+            f"table {self.spec.name}: expected a list of rows at {where} of the answer from "
+            f"{response.url.split('?')[0]}, found {found} (check the table's 'rows' setting)",
+            status_code=response.status,
+            url=response.url,
+            table=self.spec.name,
+            provider=self.spec.provider,
+            user=self.ctx.user,
+        )

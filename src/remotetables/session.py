@@ -1,0 +1,298 @@
+"""Per-process runtime and per-connection session.
+
+* :class:`Runtime` holds what connections share: the config, the one pooled HTTP client, the row
+  cache, the credentials of every provider (token store, refresh locks), a small thread pool
+  for parallel pages. It can serve many connections (a BI server's pool) at once.
+* :class:`Session` is one connection's state: the session user, the consent callback, the
+  statistics of the last statement, progress reporting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import httpx2
+
+from remotetables.cache import RowCache
+from remotetables.config import Config, ProviderConfig, TableSpec
+from remotetables.errors import ConfigError, NoSessionUser, UnknownTableError
+from remotetables.http import Counters, HttpClient, RequestContext, RetryPolicy
+from remotetables.rows import RowBuilder
+
+__all__ = ["Credentials", "Runtime", "Session", "StatementStats"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class StatementStats:
+    """What the last statement on a connection did."""
+
+    pages: int = 0
+    rows: int = 0
+    cache_hits: int = 0
+    net: Counters = field(default_factory=Counters)
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    @property
+    def requests(self) -> int:
+        return self.net.requests
+
+    @property
+    def retries(self) -> int:
+        return self.net.retries
+
+    @property
+    def bytes(self) -> int:
+        return self.net.bytes
+
+    @property
+    def wall_time(self) -> float:
+        end = self.finished if self.finished is not None else time.perf_counter()
+        return end - self.started
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "pages": self.pages,
+            "rows": self.rows,
+            "cache_hits": self.cache_hits,
+            "bytes": self.bytes,
+            "retries": self.retries,
+            "wall_time": round(self.wall_time, 6),
+        }
+
+
+class Credentials(Protocol):
+    """How a provider's requests are authenticated, for one principal at a time."""
+
+    def principal(self, session: Session) -> str:
+        """Whose token (and cached rows) a query uses: part of every cache key."""
+        ...
+
+    def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+        """The per-request auth for the current principal (None: no credentials)."""
+        ...
+
+
+class NoAuth:
+    """A public API: no token, rows shared by everybody."""
+
+    def principal(self, session: Session) -> str:
+        return "public"
+
+    def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+        return None
+
+
+class StaticBearer:
+    """One token from an environment variable, shared like a system integration."""
+
+    def __init__(
+        self, provider: ProviderConfig, environ: dict[str, str], origins: frozenset[str]
+    ) -> None:
+        self.provider = provider
+        self._environ = environ
+        self._origins = origins
+
+    def principal(self, session: Session) -> str:
+        return "system"
+
+    def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+        from remotetables.auth.flow import BearerAuth
+
+        name = self.provider.token_env or ""
+        token = self._environ.get(name)
+        if not token:
+            raise ConfigError(
+                f"provider {self.provider.name}: environment variable {name} is not set (it holds the API token)",
+                key=f"providers.{self.provider.name}.token_env",
+            )
+        return BearerAuth(lambda: token, None, self._origins, self.provider.name)
+
+    def __repr__(self) -> str:
+        return (
+            f"StaticBearer(provider={self.provider.name!r}, token_env={self.provider.token_env!r})"
+        )
+
+
+class Runtime:
+    """What connections share. Thread-safe; close it when done."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transport: httpx2.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        environ: dict[str, str] | None = None,
+        token_store: Any = None,
+        key_file: str | None = None,
+        cache: RowCache | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self.environ = dict(os.environ if environ is None else environ)
+        self.http = HttpClient(transport=transport, sleep=sleep, clock=clock)
+        self.cache = cache if cache is not None else RowCache(config.settings.cache_max_bytes)
+        self._token_store = token_store
+        self._key_file = key_file
+        self._creds: dict[str, Credentials] = {}
+        self._builders: dict[str, RowBuilder] = {}
+        self._lock = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.oauth: Any = None  # remotetables.auth.service.OAuthService, made on first use
+
+    # ------------------------------------------------------------ lookups
+
+    def table(self, name: str) -> TableSpec:
+        return self.config.table(name)
+
+    def row_builder(self, spec: TableSpec) -> RowBuilder:
+        builder = self._builders.get(spec.name)
+        if builder is None:
+            builder = RowBuilder(
+                spec.name, [(c.name, c.type, c.path, c.on_error == "null") for c in spec.columns]
+            )
+            self._builders[spec.name] = builder
+        return builder
+
+    def provider(self, name: str) -> ProviderConfig:
+        try:
+            return self.config.providers[name]
+        except KeyError:
+            raise UnknownTableError(f"unknown provider {name!r}") from None
+
+    def allowed_origins(self, provider: str) -> frozenset[str]:
+        if provider == "__none__":
+            return frozenset(
+                t.origin for t in self.config.tables.values() if t.provider == provider
+            )
+        return self.config.allowed_origins(provider)
+
+    def retry_policy(self, provider: str) -> RetryPolicy:
+        if provider == "__none__":
+            return RetryPolicy()
+        p = self.provider(provider)
+        return RetryPolicy(
+            max_retries=p.max_retries,
+            max_retry_wait=p.max_retry_wait,
+            connect_timeout=p.connect_timeout,
+            read_timeout=p.read_timeout,
+        )
+
+    def extra_headers(self, provider: str) -> list[tuple[str, str]]:
+        if provider == "__none__":
+            return []
+        return list(self.provider(provider).headers)
+
+    def credentials(self, provider: str) -> Credentials:
+        creds = self._creds.get(provider)
+        if creds is not None:
+            return creds
+        with self._lock:
+            creds = self._creds.get(provider)
+            if creds is None:
+                creds = self._make_credentials(provider)
+                self._creds[provider] = creds
+        return creds
+
+    def _make_credentials(self, provider: str) -> Credentials:
+        if provider == "__none__":
+            return NoAuth()
+        p = self.provider(provider)
+        if p.auth == "none":
+            return NoAuth()
+        if p.auth == "bearer":
+            return StaticBearer(p, self.environ, self.allowed_origins(provider))
+        return self.oauth_service().credentials(p)
+
+    def oauth_service(self) -> Any:
+        """The OAuth machinery (token store, clients, single-flight refresh), made on first use."""
+        with self._lock:
+            if self.oauth is None:
+                from remotetables.auth.service import OAuthService
+
+                self.oauth = OAuthService(
+                    self, token_store=self._token_store, key_file=self._key_file
+                )
+        return self.oauth
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=16, thread_name_prefix="remotetables-page"
+                )
+        return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.oauth is not None:
+            self.oauth.close()
+        self.http.close()
+
+
+class Session:
+    """One connection's state: the session user, consent, last statement's statistics."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        user: str | None = None,
+        consent: Any = None,
+        progress: Callable[[StatementStats], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.user = user
+        self.consent = consent
+        self.progress = progress
+        self.stats = StatementStats()
+        self._interrupt = threading.Event()
+
+    def set_user(self, name: str | None) -> None:
+        if name is not None:
+            name = str(name).strip()
+            if not name:
+                raise NoSessionUser("set_user() needs a non-empty user name (or NULL to clear it)")
+            if len(name) > 256 or any(ord(ch) < 32 for ch in name):
+                raise NoSessionUser(
+                    "set_user(): a user name must be printable and at most 256 characters"
+                )
+        self.user = name
+
+    def require_user(self, provider: str) -> str:
+        if not self.user:
+            raise NoSessionUser(
+                f"provider {provider} uses personal integration: say who you are first with "
+                "SELECT set_user('name') (or connect(..., user='name'))"
+            )
+        return self.user
+
+    def new_statement(self) -> None:
+        self.stats = StatementStats()
+        self._interrupt.clear()
+
+    def report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
+
+    def __repr__(self) -> str:
+        return f"Session(user={self.user!r})"

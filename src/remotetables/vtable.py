@@ -1,0 +1,206 @@
+"""The APSW virtual-table module: the only file that speaks SQLite's CamelCase protocol.
+
+``CREATE VIRTUAL TABLE remote_incidents USING remotetables(remote_incidents)`` names a table of
+the config; the schema comes from the config each time the table is connected, and the stored
+SQL holds no secret. Filter delegates to :func:`remotetables.scan.scan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apsw
+
+from remotetables.config import TableSpec
+from remotetables.plan import Constraint, Plan, make_plan
+from remotetables.scan import Row, scan
+from remotetables.session import Session
+
+__all__ = ["MODULE_NAME", "Module", "schema_sql"]
+
+MODULE_NAME = "remotetables"
+
+_DECLARED = {
+    "INTEGER": "INTEGER",
+    "REAL": "REAL",
+    "TEXT": "TEXT",
+    "BOOLEAN": "BOOLEAN",
+    "JSON": "TEXT",
+}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def schema_sql(spec: TableSpec) -> str:
+    cols = ", ".join(f"{_quote(c.name)} {_DECLARED[c.type]}" for c in spec.columns)
+    return f"CREATE TABLE x({cols})"
+
+
+class Module:
+    """One per connection: it carries that connection's session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def Create(  # noqa: N802  (SQLite's name)
+        self, connection: apsw.Connection, modulename: str, dbname: str, tablename: str, *args: str
+    ) -> tuple[str, Table]:
+        name = args[0].strip().strip("'\"") if args else tablename
+        spec = self.session.runtime.table(name)
+        return schema_sql(spec), Table(self.session, spec)
+
+    Connect = Create
+
+
+class Table:
+    def __init__(self, session: Session, spec: TableSpec) -> None:
+        self.session = session
+        self.spec = spec
+        self._plans: dict[str, Plan] = {}
+
+    def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:  # noqa: N802
+        constraints = []
+        for i in range(ii.nConstraint):
+            op = ii.get_aConstraint_op(i)
+            usable = bool(ii.get_aConstraint_usable(i))
+            rhs_known = False
+            in_capable = False
+            if usable:
+                try:
+                    rhs_known = ii.get_aConstraint_rhs(i) is not None
+                except (apsw.Error, ValueError):
+                    rhs_known = False
+                if op == apsw.SQLITE_INDEX_CONSTRAINT_EQ:
+                    in_capable = bool(ii.get_aConstraintUsage_in(i))
+            collation = ii.get_aConstraint_collation(i) or "BINARY"
+            constraints.append(
+                Constraint(
+                    column=ii.get_aConstraint_iColumn(i),
+                    op=op,
+                    usable=usable,
+                    rhs_known=rhs_known,
+                    in_capable=in_capable,
+                    binary=collation.upper() == "BINARY",
+                )
+            )
+        result = make_plan(self.spec, constraints, ii.nOrderBy)
+        if not result.accept:
+            return False
+        for i, (argv, omit, use_in) in result.usage.items():
+            ii.set_aConstraintUsage_argvIndex(i, argv)
+            ii.set_aConstraintUsage_omit(i, omit)
+            if use_in:
+                ii.set_aConstraintUsage_in(i, True)
+        ii.idxStr = result.plan.to_idxstr()
+        ii.estimatedCost = result.estimated_cost
+        ii.estimatedRows = result.estimated_rows
+        return True
+
+    def plan_for(self, idxstr: str | None) -> Plan:
+        key = idxstr or ""
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = Plan.from_idxstr(idxstr)
+            self._plans[key] = plan
+        return plan
+
+    def Open(self) -> Cursor:  # noqa: N802
+        return Cursor(self)
+
+    def Disconnect(self) -> None:  # noqa: N802
+        pass
+
+    Destroy = Disconnect
+
+
+class Cursor:
+    """Walks the pages of one scan; no state lives on the table (self-joins open two)."""
+
+    __slots__ = (
+        "_eof",
+        "_i",
+        "_last_rowid",
+        "_occurrences",
+        "_page",
+        "_pages",
+        "_pos",
+        "_row",
+        "_table",
+    )
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+        self._pages: Iterator[list[Row]] = iter(())
+        self._page: list[Row] = []
+        self._i = 0
+        self._row: Row = ()
+        self._eof = True
+        self._occurrences: dict[int, int] | None = None
+        self._pos = 0  # rows passed in this scan
+        self._last_rowid = (-1, 0)
+
+    def Filter(self, idxnum: int, idxstr: str | None, args: tuple[Any, ...]) -> None:  # noqa: N802
+        self._close_pages()
+        table = self._table
+        plan = table.plan_for(idxstr)
+        self._pages = scan(table.session.runtime, table.session, table.spec, plan, args)
+        self._occurrences = None
+        self._pos = 0
+        self._last_rowid = (-1, 0)
+        self._next_page()
+
+    def _next_page(self) -> None:
+        for page in self._pages:
+            if page:
+                self._page = page
+                self._i = 0
+                self._row = page[0]
+                self._eof = False
+                return
+        self._page = []
+        self._eof = True
+
+    def Eof(self) -> bool:  # noqa: N802
+        return self._eof
+
+    def Next(self) -> None:  # noqa: N802
+        self._pos += 1
+        self._i += 1
+        if self._i < len(self._page):
+            self._row = self._page[self._i]
+        else:
+            self._next_page()
+
+    def Column(self, n: int) -> Any:  # noqa: N802
+        return self._row[n]
+
+    def Rowid(self) -> int:  # noqa: N802
+        """Stable for a row within a process: SQLite merges OR scans by rowid."""
+        spec = self._table.spec
+        row = self._row
+        ident = row[spec.column_index(spec.key)] if spec.key else row
+        h = hash(ident) & 0x3FFFFFFFFFFF
+        if spec.key:
+            return h
+        if self._last_rowid[0] == self._pos:
+            return self._last_rowid[1]
+        # identical rows get distinct rowids, the same in every scan that sees them
+        if self._occurrences is None:
+            self._occurrences = {}
+        h &= 0x3FFFFFFFFFF
+        n = self._occurrences.get(h, 0)
+        self._occurrences[h] = n + 1
+        rowid = (h << 16) | (n & 0xFFFF)
+        self._last_rowid = (self._pos, rowid)
+        return rowid
+
+    def _close_pages(self) -> None:
+        close = getattr(self._pages, "close", None)
+        if close is not None:
+            close()
+
+    def Close(self) -> None:  # noqa: N802
+        self._close_pages()
