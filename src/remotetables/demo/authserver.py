@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -47,7 +47,27 @@ from remotetables.demo._authmodels import (
     Store,
     TokenRef,
 )
-from remotetables.demo.pages import consent_page, device_page, login_page, message_page
+from remotetables.demo.pages import (
+    check_post as _check_post,
+)
+from remotetables.demo.pages import (
+    consent_page,
+    device_page,
+    login_page,
+    message_page,
+)
+from remotetables.demo.pages import (
+    csrf_token as _csrf_token,
+)
+from remotetables.demo.pages import (
+    html_response as _html,
+)
+from remotetables.demo.pages import (
+    safe_next as _safe_next,
+)
+from remotetables.demo.pages import (
+    security_headers as _security_headers,
+)
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -599,50 +619,3 @@ class _Routes:
         if approved:
             return _html(message_page("Device connected", "You can close this window."))
         return _html(message_page("Access denied", "The device was not connected."))
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _html(body: str, status: int = 200) -> WsgiResponse:
-    return Response(body, status=status, mimetype="text/html")
-
-
-def _security_headers(resp: WsgiResponse) -> WsgiResponse:
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    if resp.mimetype == "text/html":
-        resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Frame-Options"] = "DENY"
-        resp.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
-        )
-    return resp
-
-
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = session["csrf"] = secrets.token_urlsafe(32)
-    return token
-
-
-def _check_post(issuer: str) -> bool:
-    """CSRF token must match the session's; a cross-origin ``Origin`` is refused.
-
-    Browsers send ``Origin: null`` under ``Referrer-Policy: no-referrer``, so that passes.
-    """
-    origin = request.headers.get("Origin")
-    if origin not in (None, "null", issuer):
-        return False
-    expected = session.get("csrf")
-    sent = request.form.get("csrf_token", "")
-    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), sent.encode())
-
-
-def _safe_next(value: str) -> str:
-    """Only local paths: no open redirector."""
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or "\\" in value:
-        return "/"
-    return value

@@ -5,10 +5,26 @@ Plain HTML with inline CSS, no scripts and no external resources. Every value is
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Sequence
 from html import escape
+from urllib.parse import urlsplit
 
-__all__ = ["consent_page", "device_page", "login_page", "message_page"]
+from flask import Response, request, session
+from werkzeug.wrappers import Response as WsgiResponse
+
+__all__ = [
+    "check_post",
+    "consent_page",
+    "csrf_token",
+    "device_page",
+    "html_response",
+    "login_page",
+    "message_page",
+    "safe_next",
+    "security_headers",
+]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;
@@ -126,3 +142,50 @@ def device_page(
 def message_page(title: str, text: str) -> str:
     """A page with a title and one paragraph (errors, device done)."""
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>")
+
+
+# ---------------------------------------------------------------- Flask helpers
+
+
+def html_response(body: str, status: int = 200) -> WsgiResponse:
+    return Response(body, status=status, mimetype="text/html")
+
+
+def security_headers(resp: WsgiResponse) -> WsgiResponse:
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    if resp.mimetype == "text/html":
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    return resp
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_post(issuer: str) -> bool:
+    """CSRF token must match the session's; a cross-origin ``Origin`` is refused.
+
+    Browsers send ``Origin: null`` under ``Referrer-Policy: no-referrer``, so that passes.
+    """
+    origin = request.headers.get("Origin")
+    if origin not in (None, "null", issuer):
+        return False
+    expected = session.get("csrf")
+    sent = request.form.get("csrf_token", "")
+    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def safe_next(value: str) -> str:
+    """Only local paths: no open redirector."""
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or "\\" in value:
+        return "/"
+    return value
