@@ -18,6 +18,7 @@ from remotetables.auth.consent import (
     LoopbackListener,
     browser_consent,
     complete_pending,
+    device_message,
     prompt_consent,
     raise_consent,
     run_consent,
@@ -569,6 +570,9 @@ def test_e2e_demo_device_grant(demo: DemoAuthServer, demo_client: OAuthClient) -
         if len(sleeps) == 2:  # the user approves while we poll
             walk_consent(dev.verification_uri_complete or "", username="carol", password="carol")
 
+    text = device_message(dev, provider="demo", user="carol")
+    assert dev.user_code in text and dev.verification_uri in text and "never enter" in text
+    assert dev.device_code not in text
     tokens = demo_client.device_poll(dev, sleep=sleep)
     assert demo.validate_token(tokens.access_token) == "carol"
     assert len(sleeps) == 2 and all(s >= dev.interval for s in sleeps)

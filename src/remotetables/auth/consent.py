@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
-from remotetables.auth.oauth import OAuthClient
+from remotetables.auth.oauth import DeviceAuthorization, OAuthClient
 from remotetables.auth.store import PendingAuth, TokenSet
 from remotetables.errors import ConsentFailed, ConsentRequired
 
@@ -51,6 +51,7 @@ __all__ = [
     "TakePending",
     "browser_consent",
     "complete_pending",
+    "device_message",
     "prompt_consent",
     "raise_consent",
     "run_consent",
@@ -433,6 +434,21 @@ def prompt_consent(
 def raise_consent(*, redirect_uri: str = DEFAULT_REDIRECT_URI) -> RaiseConsent:
     """Raise ConsentRequired; finish with :func:`complete_pending` in the app's route."""
     return RaiseConsent(redirect_uri=redirect_uri)
+
+
+def device_message(dev: DeviceAuthorization, *, provider: str, user: str) -> str:
+    """What to show for the device grant (RFC 8628 §3.3), with the §5.4 phishing warning."""
+    lines = [
+        f"Authorize remotetables to use {provider} as {user}:",
+        f"  open {dev.verification_uri} and enter the code {dev.user_code}",
+    ]
+    if dev.verification_uri_complete:
+        lines.append(f"  (or open {dev.verification_uri_complete})")
+    lines.append(
+        "Only enter this code if you started this request yourself; never enter a code "
+        "someone else sent you."
+    )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- orchestration
