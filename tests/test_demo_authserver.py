@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
@@ -435,3 +436,29 @@ def test_two_servers_do_not_share_sessions(clock: FakeClock) -> None:
         assert "code" in callback_params(final)
         resp = shared.get(_authorize(b, new_verifier()))
         assert resp.headers["location"].startswith(b.issuer + "/login?")  # not signed in at b
+
+
+def test_parallel_refreshes_of_one_token_have_one_winner(
+    srv: DemoAuthServer, http: httpx2.Client
+) -> None:
+    tokens = _tokens(http, srv)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(
+            pool.map(lambda _: _refresh(http, srv, tokens["refresh_token"]).status_code, range(8))
+        )
+    assert sorted(codes) == [200] + [400] * 7
+    assert srv.stats.refresh_reuse_detected == 7
+
+
+def test_consent_page_names_client_user_and_scopes(srv: DemoAuthServer) -> None:
+    with httpx2.Client(timeout=10.0) as browser:
+        login = browser.get(browser.get(_authorize(srv, new_verifier())).headers["location"])
+        form = parse_forms(login.text)[0]
+        data = {**dict(form.fields), "username": "alice", "password": "alice"}
+        back = browser.post(srv.issuer + "/login", data=data)
+        page = browser.get(back.headers["location"])
+    assert page.status_code == 200
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "<script" not in page.text and "http" not in page.text.split("<form")[0]
+    for text in ("RT demo", "alice", "incidents.read", "incidents.write", "Allow", "Deny"):
+        assert text in page.text

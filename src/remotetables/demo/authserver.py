@@ -157,13 +157,14 @@ class _RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRef | None:
         store = _store(self)
         rec = store.by_refresh.get(refresh_token)
-        if rec is None or rec.family.revoked or rec.refresh_state == "revoked":
+        if rec is None:
             return None
-        if rec.refresh_state == "rotated":
-            if store.reuse_detection:
-                rec.family.revoked = True
-                store.stats.incr("refresh_reuse_detected")
-                raise InvalidGrantError("refresh token reuse detected; the grant is revoked")
+        if rec.refresh_state == "rotated" and store.reuse_detection:
+            # Every replay of a rotated token counts; the first one revokes the family.
+            rec.family.revoked = True
+            store.stats.incr("refresh_reuse_detected")
+            raise InvalidGrantError("refresh token reuse detected; the grant is revoked")
+        if rec.family.revoked or rec.refresh_state != "active":
             return None
         ref = TokenRef(store, rec, "refresh_token")
         return None if ref.is_expired() else ref
