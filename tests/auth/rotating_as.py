@@ -8,6 +8,7 @@ without rotating). Also :func:`make_refresher`, a minimal httpx2 refresher for t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -164,7 +165,8 @@ class RotatingAS:
                 if status == 401 and "invalid_token" in data.decode():
                     self.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
                 self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
