@@ -1,0 +1,451 @@
+"""The OAuth side of a runtime: token store, OAuth clients, single-flight refresh, consent.
+
+:class:`OAuthService` is made on first use by :class:`remotetables.session.Runtime`. For each
+OAuth provider it hands out :class:`OAuthCredentials`, which give the vtable an ``httpx2.Auth``
+for the current principal:
+
+* ``personal``: the session user's token (``TokenKey(issuer, client_id, user)``);
+* ``system``: one shared token, from the client-credentials grant or from an administrator's
+  ``remotetables login PROVIDER --system``.
+
+A missing grant runs the consent callback (browser, prompt, raise, device or any callable); an
+expired token is refreshed single-flight; a 401 refreshes once if the stored token is still the
+one that failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from remotetables.auth.consent import (
+    ConsentCallback,
+    browser_consent,
+    complete_pending,
+    device_message,
+    prompt_consent,
+    raise_consent,
+    run_consent,
+)
+from remotetables.auth.flow import BearerAuth
+from remotetables.auth.manager import TokenManager
+from remotetables.auth.oauth import OAuthClient, OAuthSettings
+from remotetables.auth.store import TokenInfo, TokenKey, TokenSet, TokenStore
+from remotetables.config import ProviderConfig
+from remotetables.errors import (
+    AuthError,
+    ConfigError,
+    ConsentRequired,
+    ProviderUnavailable,
+    TokenStoreError,
+)
+from remotetables.http import RequestContext
+
+if TYPE_CHECKING:
+    from remotetables.session import Runtime, Session
+
+__all__ = ["SYSTEM_SUBJECT", "CircuitBreaker", "OAuthCredentials", "OAuthService", "default_paths"]
+
+SYSTEM_SUBJECT = "__system__"
+
+
+def default_paths(environ: dict[str, str]) -> tuple[Path, Path]:
+    """Where the token store and its key live by default (overridable by env or config)."""
+    import platformdirs
+
+    data = Path(platformdirs.user_data_dir("remotetables", appauthor=False))
+    conf = Path(platformdirs.user_config_dir("remotetables", appauthor=False))
+    store = Path(environ.get("REMOTETABLES_TOKEN_STORE") or data / "tokens.db")
+    key = Path(environ.get("REMOTETABLES_KEY_FILE") or conf / "token.key")
+    return store, key
+
+
+class CircuitBreaker:
+    """One per provider: after ``threshold`` outages in a row, fail fast for ``cooldown`` s.
+
+    Many users' queries then do not hammer an authorization server that is down; one probe is
+    let through after the cooldown (half-open).
+    """
+
+    def __init__(
+        self, clock: Callable[[], float], *, threshold: int = 3, cooldown: float = 30.0
+    ) -> None:
+        self._clock = clock
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._failures = 0
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def before(self, provider: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._failures >= self.threshold and now < self._open_until:
+                raise ProviderUnavailable(
+                    f"provider {provider}: the authorization server failed {self._failures} times in a row; "
+                    f"not asking it again for {self._open_until - now:.0f} s (stored tokens are kept)",
+                    provider=provider,
+                )
+            if self._failures >= self.threshold:
+                self._open_until = now + self.cooldown  # half-open: this caller is the probe
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._open_until = 0.0
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._failures >= self.threshold:
+                self._open_until = self._clock() + self.cooldown
+
+    @property
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._failures >= self.threshold and self._clock() < self._open_until
+
+
+class OAuthService:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        token_store: TokenStore | None = None,
+        key_file: str | None = None,
+    ) -> None:
+        self.rt = runtime
+        self._store = token_store
+        self._owns_store = token_store is None
+        self._key_file = key_file
+        self._clients: dict[str, OAuthClient] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._creds: dict[str, OAuthCredentials] = {}
+        self._lock = threading.RLock()
+        self._manager: TokenManager | None = None
+        self._consent_lock = threading.Lock()
+
+    # ------------------------------------------------------------ pieces
+
+    @property
+    def store(self) -> TokenStore:
+        with self._lock:
+            if self._store is None:
+                self._store = self._open_store()
+            return self._store
+
+    def _open_store(self) -> TokenStore:
+        from remotetables.auth.crypto import TokenCipher
+        from remotetables.auth.keys import load_key
+        from remotetables.auth.store import SQLiteTokenStore
+
+        settings = self.rt.config.settings
+        store_path, key_path = default_paths(self.rt.environ)
+        if settings.token_store:
+            if settings.token_store.startswith(("postgresql://", "postgres://")):
+                return self._open_postgres(settings.token_store)
+            store_path = Path(os.path.expanduser(settings.token_store))
+        key_file = (
+            self._key_file or settings.key_file or self.rt.environ.get("REMOTETABLES_KEY_FILE")
+        )
+        key_id, key = load_key(
+            key_file=Path(os.path.expanduser(key_file)) if key_file else None,
+            default_key_file=key_path,
+            use_keyring=self.rt.environ.get("REMOTETABLES_NO_KEYRING") is None,
+        )
+        return SQLiteTokenStore(store_path, TokenCipher({key_id: key}, key_id), clock=self.rt.clock)
+
+    def _open_postgres(self, url: str) -> TokenStore:
+        try:
+            from remotetables.auth.pgstore import open_postgres_store
+        except ImportError as exc:  # pragma: no cover - depends on the optional extra
+            raise ConfigError(
+                "token_store is a PostgreSQL URL: install the extra with pip install 'remotetables[postgres]'",
+                file=self.rt.config.path,
+                key="settings.token_store",
+            ) from exc
+        store: TokenStore = open_postgres_store(url, self.rt)
+        return store
+
+    @property
+    def manager(self) -> TokenManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = TokenManager(self.store, clock=self.rt.clock, sleep=self.rt.sleep)
+            return self._manager
+
+    def client(self, provider: ProviderConfig) -> OAuthClient:
+        with self._lock:
+            client = self._clients.get(provider.name)
+            if client is None:
+                client = OAuthClient(
+                    self._settings(provider), self.rt.http.raw, clock=self.rt.clock
+                )
+                self._clients[provider.name] = client
+            return client
+
+    def breaker(self, provider: str) -> CircuitBreaker:
+        with self._lock:
+            b = self._breakers.get(provider)
+            if b is None:
+                b = self._breakers[provider] = CircuitBreaker(self.rt.clock)
+            return b
+
+    def _settings(self, p: ProviderConfig) -> OAuthSettings:
+        secret = None
+        if p.client_secret_env:
+            secret = self.rt.environ.get(p.client_secret_env)
+            if not secret:
+                raise ConfigError(
+                    f"environment variable {p.client_secret_env} is not set (it holds the client secret)",
+                    file=self.rt.config.path,
+                    key=f"providers.{p.name}.client_secret_env",
+                )
+        method = p.token_endpoint_auth_method or ("client_secret_basic" if secret else "none")
+        assert p.client_id is not None
+        return OAuthSettings(
+            name=p.name,
+            client_id=p.client_id,
+            client_secret=secret,
+            issuer=p.issuer,
+            authorization_endpoint=p.authorization_endpoint,
+            token_endpoint=p.token_endpoint,
+            revocation_endpoint=p.revocation_endpoint,
+            device_authorization_endpoint=p.device_authorization_endpoint,
+            scopes=p.scopes,
+            extra_authorize_params=dict(p.extra_authorize_params),
+            token_endpoint_auth_method=method,
+            send_scope_on_refresh=p.send_scope_on_refresh,
+            timeout=p.read_timeout,
+        )
+
+    def key(self, provider: ProviderConfig, subject: str) -> TokenKey:
+        assert provider.client_id is not None
+        return TokenKey(provider.token_key_issuer, provider.client_id, subject)
+
+    def credentials(self, provider: ProviderConfig) -> OAuthCredentials:
+        with self._lock:
+            creds = self._creds.get(provider.name)
+            if creds is None:
+                creds = self._creds[provider.name] = OAuthCredentials(self, provider)
+            return creds
+
+    # ------------------------------------------------------------ tokens
+
+    def refresher(self, provider: ProviderConfig) -> Callable[[str], TokenSet]:
+        client = self.client(provider)
+        breaker = self.breaker(provider.name)
+
+        def refresh(refresh_token: str) -> TokenSet:
+            breaker.before(provider.name)
+            try:
+                tokens = client.refresh(refresh_token)
+            except ProviderUnavailable:
+                breaker.failure()
+                raise
+            breaker.success()
+            return tokens
+
+        return refresh
+
+    def obtain(self, provider: ProviderConfig, subject: str, consent: Any) -> TokenSet:
+        """Get a new grant for ``subject``: client credentials, or the consent callback."""
+        client = self.client(provider)
+        if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
+            breaker = self.breaker(provider.name)
+            breaker.before(provider.name)
+            try:
+                tokens = client.client_credentials()
+            except ProviderUnavailable:
+                breaker.failure()
+                raise
+            breaker.success()
+            return tokens
+        mode = consent if consent is not None else self.rt.config.settings.consent
+        if mode == "device":
+            dev = client.device_start()
+            print(
+                device_message(dev, provider=provider.name, user=subject),
+                file=sys.stderr,
+                flush=True,
+            )
+            return client.device_poll(dev, sleep=self.rt.sleep)
+        callback = self.callback(mode)
+        store = self.store
+        # one consent at a time per process: two browser tabs for the same user help nobody
+        with self._consent_lock:
+            return run_consent(
+                client,
+                callback,
+                subject=subject,
+                provider=provider.name,
+                save_pending=store.save_pending,
+                take_pending=store.take_pending,
+                clock=self.rt.clock,
+                default_redirect_uri=provider.redirect_uri or "http://127.0.0.1/callback",
+            )
+
+    def callback(self, mode: Any) -> ConsentCallback:
+        if callable(mode):
+            cb: ConsentCallback = mode
+            return cb
+        timeout = self.rt.config.settings.consent_timeout
+        if mode == "auto":
+            mode = auto_consent_mode(self.rt.environ)
+        if mode == "browser":
+            return browser_consent(timeout=timeout)
+        if mode == "prompt":
+            return prompt_consent()
+        if mode == "raise":
+            return raise_consent()
+        raise ConfigError(
+            f"unknown consent mode {mode!r}: browser, prompt, raise, device, auto or a callable"
+        )
+
+    def login(self, provider: ProviderConfig, subject: str, consent: Any = None) -> TokenSet:
+        tokens = self.obtain(provider, subject, consent)
+        self.store.put(self.key(provider, subject), tokens, now=self.rt.clock())
+        return tokens
+
+    def complete(self, callback_url: str, *, web_session: str | None = None) -> tuple[str, str]:
+        """Finish a consent started by the ``raise`` callback; returns (provider, user)."""
+        from remotetables.auth.consent import _state_of  # the state finds the pending record
+
+        store = self.store
+        state = _state_of(callback_url)
+        # find the provider through the pending record itself: the URL alone is not trusted
+        pending_box: dict[str, Any] = {}
+
+        def take(st: str, *, now: float) -> Any:
+            rec = store.take_pending(st, now=now)
+            pending_box["rec"] = rec
+            return rec
+
+        peek = None
+        if state:
+            peek = store.take_pending(state, now=self.rt.clock())
+            if peek is not None:
+                store.save_pending(peek)
+        if peek is None:
+            from remotetables.errors import ConsentFailed
+
+            raise ConsentFailed(
+                "this consent callback matches no pending authorization (unknown, used or expired state)"
+            )
+        provider = self.rt.provider(peek.provider)
+        pending, tokens = complete_pending(
+            self.client(provider), callback_url, take, web_session=web_session, clock=self.rt.clock
+        )
+        self.store.put(self.key(provider, pending.subject), tokens, now=self.rt.clock())
+        return provider.name, pending.subject
+
+    def logout(self, provider: ProviderConfig, subject: str) -> bool:
+        """Revoke at the provider (RFC 7009), then delete locally; True if revocation succeeded."""
+        key = self.key(provider, subject)
+        record = self.store.get(key)
+        revoked = False
+        if record is not None and record.tokens is not None:
+            client = self.client(provider)
+            try:
+                if record.tokens.refresh_token:
+                    revoked = client.revoke(record.tokens.refresh_token, hint="refresh_token")
+                if not revoked:
+                    revoked = client.revoke(record.tokens.access_token, hint="access_token")
+            except AuthError:
+                revoked = False
+        self.store.delete(key)
+        return revoked
+
+    def tokens(self) -> list[TokenInfo]:
+        return self.store.list()
+
+    def close(self) -> None:
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+
+def auto_consent_mode(environ: dict[str, str]) -> str:
+    """browser where one can open, prompt on a terminal, raise otherwise."""
+    if (
+        sys.platform in ("darwin", "win32")
+        or environ.get("BROWSER")
+        or environ.get("DISPLAY")
+        or environ.get("WAYLAND_DISPLAY")
+    ):
+        return "browser"
+    if sys.stdin is not None and sys.stdin.isatty():
+        return "prompt"
+    return "raise"
+
+
+class OAuthCredentials:
+    """Per-provider credentials: the principal and the auth flow for a session."""
+
+    def __init__(self, service: OAuthService, provider: ProviderConfig) -> None:
+        self.service = service
+        self.provider = provider
+
+    def subject(self, session: Session) -> str:
+        if self.provider.integration == "system":
+            return SYSTEM_SUBJECT
+        return session.require_user(self.provider.name)
+
+    def principal(self, session: Session) -> str:
+        if self.provider.integration == "system":
+            return "system"
+        return f"user:{session.require_user(self.provider.name)}"
+
+    def token(self, session: Session, subject: str) -> str:
+        svc = self.service
+        key = svc.key(self.provider, subject)
+        try:
+            return svc.manager.access_token(key, svc.refresher(self.provider))
+        except ConsentRequired:
+            return self._new_grant(session, subject)
+
+    def _new_grant(self, session: Session, subject: str) -> str:
+        svc = self.service
+        if subject == SYSTEM_SUBJECT and self.provider.system_grant != "client_credentials":
+            raise ConsentRequired(
+                f"provider {self.provider.name} uses system integration and has no token yet: an "
+                f"administrator must run `remotetables login {self.provider.name} --system`",
+                provider=self.provider.name,
+            )
+        try:
+            tokens = svc.obtain(self.provider, subject, session.consent)
+        except ConsentRequired as exc:
+            if exc.user is None:
+                exc.user = subject
+            raise
+        svc.store.put(svc.key(self.provider, subject), tokens, now=svc.rt.clock())
+        return tokens.access_token
+
+    def on_unauthorized(self, session: Session, subject: str, failed: str) -> str | None:
+        svc = self.service
+        key = svc.key(self.provider, subject)
+        try:
+            return svc.manager.refresh_if_current(key, failed, svc.refresher(self.provider))
+        except ConsentRequired:
+            return self._new_grant(session, subject)
+
+    def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+        subject = self.subject(session)
+        origins = self.service.rt.allowed_origins(self.provider.name)
+        try:
+            return BearerAuth(
+                lambda: self.token(session, subject),
+                lambda failed: self.on_unauthorized(session, subject, failed),
+                origins,
+                self.provider.name,
+            )
+        except TokenStoreError:
+            raise
+
+    def __repr__(self) -> str:
+        return f"OAuthCredentials(provider={self.provider.name!r}, integration={self.provider.integration!r})"
