@@ -187,7 +187,7 @@ class IncidentsAPI:
         self._server = _Server(("127.0.0.1", self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name=f"IncidentsAPI:{self._server.server_address[1]}",
             daemon=True,
         )
@@ -344,19 +344,25 @@ class _Handler(BaseHTTPRequestHandler):
         token: str | None = None
         if auth and auth[:7].lower() == "bearer ":
             token = auth[7:].strip() or None
-        user = api.authenticate(token)
-        req = Request(
-            method=method,
-            path=split.path,
-            query=query,
-            body=body,
-            user=user,
-            authorization=auth,
-            idempotency_key=self.headers.get("Idempotency-Key"),
-            base_url=api.base_url,
-        )
-        status, fault_kind = 0, None
+        self._logged = False
+        self._fault_kind: str | None = None
+        self._user: str | None = None
+        self._log_query = {
+            k: ["***"] if k.lower() in _REDACTED_PARAMS else v for k, v in query.items()
+        }
+        self._token_fp = token_fingerprint(token) if token else None
         try:
+            user = self._user = api.authenticate(token)
+            req = Request(
+                method=method,
+                path=split.path,
+                query=query,
+                body=body,
+                user=user,
+                authorization=auth,
+                idempotency_key=self.headers.get("Idempotency-Key"),
+                base_url=api.base_url,
+            )
             api.wait(api.latency)
             window = api.router.window(req)
             fault = api.faults.match(
@@ -367,37 +373,44 @@ class _Handler(BaseHTTPRequestHandler):
                 offset=window.offset if window else None,
                 random_ok=method == "GET" and window is not None,
             )
-            fault_kind = fault.kind if fault else None
-            status = self._respond(req, fault, token)
-        except Exception:  # a bug in a route: answer 500 and keep serving
-            status = self._write(Response.error(500, "internal_error", "internal server error"))
-        finally:
-            api._record(
-                RequestRecord(
-                    method=method,
-                    path=req.path,
-                    query={
-                        k: ["***"] if k.lower() in _REDACTED_PARAMS else v for k, v in query.items()
-                    },
-                    user=user,
-                    token_fp=token_fingerprint(token) if token else None,
-                    status=status,
-                    fault=fault_kind,
-                )
-            )
+            self._fault_kind = fault.kind if fault else None
+            self._respond(req, fault, token)
+        except OSError:
+            self._log(0)
+            raise
+        except Exception:  # a bug in a route or the token validator: answer 500
+            self._write(Response.error(500, "internal_error", "internal server error"))
 
-    def _respond(self, req: Request, fault: Fault | None, token: str | None) -> int:
+    def _log(self, status: int) -> None:
+        """Append this request to the log once, before any byte of the answer is sent."""
+        if self._logged:
+            return
+        self._logged = True
+        self.api._record(
+            RequestRecord(
+                method=self.command,
+                path=urlsplit(self.path).path,
+                query=self._log_query,
+                user=self._user,
+                token_fp=self._token_fp,
+                status=status,
+                fault=self._fault_kind,
+            )
+        )
+
+    def _respond(self, req: Request, fault: Fault | None, token: str | None) -> None:
         api = self.api
         kind = fault.kind if fault else None
         if fault is not None and kind in ("close_connection", "reset"):
             self._drop(reset=kind == "reset")
-            return 0
+            return
         if fault is not None and kind == "delay":
             api.wait(fault.seconds)
         elif fault is not None and kind in ("status", "html_error", "redirect", "invalid_json"):
-            return self._write(_fault_response(fault))
+            self._write(_fault_response(fault))
+            return
         if api.auth_required and req.user is None and req.path != "/echo":
-            return self._write(
+            self._write(
                 Response.error(
                     401,
                     "invalid_token",
@@ -405,6 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
                     headers=[("WWW-Authenticate", 'Bearer error="invalid_token"')],
                 )
             )
+            return
         try:
             resp = api.router.handle(req, fault)
         except HTTPFailure as failure:
@@ -412,13 +426,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and kind == "wrong_content_type":
             resp.content_type = "text/plain; charset=utf-8"
         if fault is not None and kind == "truncated_body":
-            return self._write(resp, truncate=True)
-        if fault is not None and kind == "trickle":
-            return self._write(resp, trickle=(max(1, fault.chunk), fault.seconds))
-        return self._write(resp)
+            self._write(resp, truncate=True)
+        elif fault is not None and kind == "trickle":
+            self._write(resp, trickle=(max(1, fault.chunk), fault.seconds))
+        else:
+            self._write(resp)
 
     def _drop(self, *, reset: bool) -> None:
         """End the connection without a response: FIN, or RST when ``reset``."""
+        self._log(0)
         self.close_connection = True
         if reset:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -430,11 +446,8 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         truncate: bool = False,
         trickle: tuple[int, float] | None = None,
-    ) -> int:
-        phrase = (
-            HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
-        )
-        lines = [f"HTTP/1.1 {resp.status} {phrase}", f"Server: {self.server_version}"]
+    ) -> None:
+        lines = [f"HTTP/1.1 {resp.status} {_phrase(resp.status)}", f"Server: {self.server_version}"]
         if resp.content_type is not None:
             lines.append(f"Content-Type: {resp.content_type}")
         if resp.status != 204:
@@ -448,6 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._log(resp.status)
         if trickle is None:
             self.wfile.write(head + body)
         else:
@@ -459,7 +473,13 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 self.api.wait(pause)
                 self.wfile.write(body[start : start + step])
-        return resp.status
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 def _fault_response(fault: Fault) -> Response:
@@ -478,11 +498,7 @@ def _fault_response(fault: Fault) -> Response:
         )
     status = fault.status or 500
     if body is None:
-        code = (
-            "invalid_token"
-            if status == 401
-            else HTTPStatus(status).phrase.lower().replace(" ", "_")
-        )
+        code = "invalid_token" if status == 401 else _phrase(status).lower().replace(" ", "_")
         body = orjson.dumps({"error": code, "message": f"injected {status}"})
     return Response(status, body, headers=headers)
 
