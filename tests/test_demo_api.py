@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -525,7 +526,14 @@ def test_fault_rate_is_seeded() -> None:
 # ------------------------------------------------------------------ python -m
 
 
-def test_module_mode_ready_and_sigterm() -> None:
+def test_latency_applies_to_every_request() -> None:
+    api = IncidentsAPI(n_rows=1, latency=3)
+    with api, httpx2.Client(timeout=0.2) as impatient, pytest.raises(httpx2.ReadTimeout):
+        impatient.get(f"{api.base_url}/whoami")
+
+
+@pytest.mark.parametrize("stop", ["terminate", "interrupt"])
+def test_module_mode_ready_and_clean_stop(stop: str) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -551,7 +559,10 @@ def test_module_mode_ready_and_sigterm() -> None:
             r = c.get(f"{base}/styles/offset/bulk?limit=1", headers=bearer("secret-t"))
             assert r.json()["total"] == 300
             assert c.get(f"{base}/whoami").status_code == 401
-        proc.terminate()
+        if stop == "terminate":
+            proc.terminate()
+        else:
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err
         assert out == ""

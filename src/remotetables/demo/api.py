@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import signal
 import socket
@@ -164,7 +165,7 @@ class IncidentsAPI:
             "issues": lambda: generate_issues(n_rows, users=self.users, seed=seed),
         }
         for name, rows in (datasets or {}).items():
-            self._factories[name] = lambda rows=rows: [dict(r) for r in rows]  # type: ignore[misc]
+            self._factories[name] = functools.partial(_copy_rows, rows)
         self._datasets: dict[str, Dataset] = {}
         self._data_lock = threading.Lock()
         self._records: list[RequestRecord] = []
@@ -473,6 +474,10 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 self.api.wait(pause)
                 self.wfile.write(body[start : start + step])
+
+
+def _copy_rows(rows: Sequence[Row]) -> list[Row]:
+    return [dict(r) for r in rows]
 
 
 def _phrase(status: int) -> str:
