@@ -70,8 +70,28 @@ STYLE_TABLES = {
 }
 
 
-def incidents_table(name: str, style: str, base: str, *, max_page_size: int = 40, extra: str = "") -> str:
+def incidents_table(
+    name: str, style: str, base: str, *, max_page_size: int = 40, extra: str = ""
+) -> str:
     """TOML for one incidents table in ``style`` against the API at ``base``."""
     head = f"[tables.{name}]\n" + STYLE_TABLES[style].replace("{base}", base)
     head += f"\nmax_page_size = {max_page_size}\n" + extra
     return head + textwrap.dedent(INCIDENT_COLUMNS).replace("{name}", name)
+
+
+@pytest.fixture
+def open_conn(write_config: Callable[..., Path]) -> Iterator[Callable[..., Any]]:
+    """``open_conn(toml, db=":memory:", **connect_kwargs)``: a connection closed at teardown."""
+    import remotetables
+
+    conns: list[remotetables.Connection] = []
+
+    def make(toml: str, db: str = ":memory:", **kw: Any) -> remotetables.Connection:
+        kw.setdefault("sleep", lambda s: None)
+        conn = remotetables.connect(db, write_config(toml), **kw)
+        conns.append(conn)
+        return conn
+
+    yield make
+    for conn in conns:
+        conn.close()
