@@ -147,6 +147,19 @@ def test_bulk_dataset_is_flat_with_eight_fields() -> None:
     assert all(not isinstance(v, dict | list) for r in rows for v in r.values())
 
 
+def test_warm_fills_cache_with_identical_pages(client: httpx2.Client) -> None:
+    with IncidentsAPI(n_rows=250, static_tokens=TOKENS) as api:
+        cold = client.get(
+            f"{api.base_url}/styles/link/bulk?limit=100&offset=200", headers=bearer("tok-bob-456")
+        )
+        assert api.warm("bulk", 100) == 3
+        warm = client.get(
+            f"{api.base_url}/styles/link/bulk?limit=100&offset=200", headers=bearer("tok-bob-456")
+        )
+        assert cold.content == warm.content
+        assert [r["number"] for r in warm.json()] == [f"INC{i:07d}" for i in range(201, 251)]
+
+
 def test_list_prefix_splits_commas(api: IncidentsAPI, client: httpx2.Client) -> None:
     expected = [
         r["number"] for r in api.dataset("incidents").snapshot.rows if r["state"] in ("new", "open")

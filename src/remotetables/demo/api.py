@@ -256,6 +256,11 @@ class IncidentsAPI:
                 self._datasets[name] = found
             return found
 
+    def warm(self, name: str, page_size: int | None = None) -> int:
+        """Serialize every unfiltered page of a shared dataset ahead of time; returns pages."""
+        size = min(page_size or self.max_page_size, self.max_page_size)
+        return self.router.warm(self.dataset(name), size)
+
     def authenticate(self, token: str | None) -> str | None:
         """The user a bearer token belongs to, or ``None`` when it is missing or invalid."""
         if token is None:
@@ -464,7 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self._log(resp.status)
         if trickle is None:
-            self.wfile.write(head + body)
+            self._send(head, body)
         else:
             self.wfile.write(head)
             step, pause = trickle
@@ -474,6 +479,17 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 self.api.wait(pause)
                 self.wfile.write(body[start : start + step])
+
+    def _send(self, head: bytes, body: bytes) -> None:
+        """Write head and body with one syscall where possible, without copying the body."""
+        parts = [memoryview(head), memoryview(body)]
+        while parts:
+            sent = self.connection.sendmsg(parts)
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts[0])
+                parts.pop(0)
+            if parts and sent:
+                parts[0] = parts[0][sent:]
 
 
 def _copy_rows(rows: Sequence[Row]) -> list[Row]:
@@ -523,6 +539,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-page-size", type=int, default=1000)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="random 500s/resets")
     parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serialize the bulk dataset's pages of N rows before READY",
+    )
+    parser.add_argument(
         "--token",
         action="append",
         default=[],
@@ -554,6 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for name in api.dataset_names:
         api.dataset(name)
+    if args.warm:
+        api.warm("bulk", args.warm)
     with api:
         print(f"READY {api.base_url}", flush=True)
         while not stop.wait(0.5):

@@ -186,6 +186,7 @@ class Snapshot:
     owners: list[str | None]
     index: dict[str, int]  # sys_id -> position
     fields: frozenset[str]
+    all_shared: bool  # no row has an owner: per-user views are the whole dataset
 
 
 def _owner(row: Mapping[str, Any]) -> str | None:
@@ -218,6 +219,7 @@ class Dataset:
             owners=[_owner(r) for r in rows],
             index=index,
             fields=frozenset(fields),
+            all_shared="assigned_to" not in fields,
         )
 
     @property
@@ -230,6 +232,7 @@ class Dataset:
         ``filters`` pairs a field with the accepted string forms (see :func:`value_key`).
         """
         snap = self._snap
+        per_user = per_user and not snap.all_shared
         key = (self.name, snap.version, user if per_user else None, filters)
         if not per_user and not filters:
             return View(key, snap.rows)

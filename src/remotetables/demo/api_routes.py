@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 import secrets
@@ -338,6 +339,17 @@ class Router:
             links.append(f'<{url(per_page=win.limit, page=win.page - 1)}>; rel="prev"')
             links.append(f'<{url(per_page=win.limit, page=1)}>; rel="first"')
         return Response(200, arr, headers=[("Link", ", ".join(links))] if links else [])
+
+    def warm(self, ds: Dataset, limit: int) -> int:
+        """Fill the page cache with the unfiltered pages of ``limit`` rows of a shared view."""
+        view = ds.view(None, (), per_user=False)
+        offsets = range(0, len(view.rows), limit)
+        for offset in offsets:
+            build = functools.partial(
+                _serialize, view, Window("link", ds.name, offset, limit), None
+            )
+            self.api.page_cache.get((view.key, offset, limit, None), build)
+        return len(offsets)
 
     def _visible(self, req: Request, ds: Dataset, sys_id: str) -> Row:
         row = ds.get(sys_id)
