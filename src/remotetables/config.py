@@ -153,6 +153,7 @@ class ProviderConfig:
     headers: tuple[tuple[str, str], ...] = ()
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    request_timeout: float = 120.0  # whole request, body included
     max_retries: int = 3
     max_retry_wait: float = 60.0
 
@@ -331,6 +332,7 @@ _PROVIDER_KEYS = {
     "device_authorization_endpoint", "scopes", "extra_authorize_params",
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
+    "request_timeout",
 }  # fmt: skip
 _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "password", "api_key"}
 
@@ -421,7 +423,7 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     max_retries = _get(ctx, raw, p, "max_retries", int, 3)
     if not 0 <= max_retries <= 10:
         raise ctx.err(f"{p}.max_retries", "must be between 0 and 10")
-    for k in ("connect_timeout", "read_timeout", "max_retry_wait"):
+    for k in ("connect_timeout", "read_timeout", "request_timeout", "max_retry_wait"):
         v = _get(ctx, raw, p, k, float, 1.0)
         if v <= 0:
             raise ctx.err(f"{p}.{k}", "must be > 0")
@@ -443,6 +445,7 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         headers=tuple(headers.items()),
         connect_timeout=_get(ctx, raw, p, "connect_timeout", float, 10.0),
         read_timeout=_get(ctx, raw, p, "read_timeout", float, 30.0),
+        request_timeout=_get(ctx, raw, p, "request_timeout", float, 120.0),
         max_retries=max_retries,
         max_retry_wait=_get(ctx, raw, p, "max_retry_wait", float, 60.0),
         **endpoints,

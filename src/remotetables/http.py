@@ -7,6 +7,7 @@ This module is the boundary where httpx2's exceptions become remotetables errors
 from __future__ import annotations
 
 import email.utils
+import http.cookiejar
 import random
 import threading
 import time
@@ -20,7 +21,6 @@ import orjson
 
 from remotetables.config import is_loopback_host
 from remotetables.errors import (
-    Error,
     RemoteError,
     RemoteProtocolError,
     TransportError,
@@ -131,30 +131,54 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
         max_connections: int = 32,
         user_agent: str = "remotetables",
+        poll_interval: float = 0.25,
     ) -> None:
+        common: dict[str, Any] = {
+            "transport": transport,
+            "headers": {"User-Agent": user_agent, "Accept": "application/json"},
+            "trust_env": False,
+            # One client serves every user: a cookie set for one user must never be sent
+            # with another user's request (session cookies can authenticate on their own).
+            "cookies": _no_cookies(),
+        }
         self._client = httpx2.Client(
-            transport=transport,
             follow_redirects=True,  # httpx strips Authorization on cross-origin hops
             max_redirects=5,
             limits=httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            trust_env=False,
+            **common,
+        )
+        # Token endpoint calls get their own small pool: a refresh runs while an API
+        # connection is held (httpx keeps the 401 answer open while the auth flow runs),
+        # so sharing the API pool could starve the refresh when every connection is busy.
+        self._oauth_client = httpx2.Client(
+            follow_redirects=False,
+            limits=httpx2.Limits(max_connections=8, max_keepalive_connections=8),
+            **common,
         )
         self.sleep = sleep
         self.clock = clock
         self.rng = rng
+        self.monotonic = monotonic
+        self.poll_interval = poll_interval
 
     @property
     def raw(self) -> httpx2.Client:
-        """The pooled client, for the OAuth code (token endpoint calls)."""
+        """A client for the OAuth code (token endpoint calls), with its own connection pool."""
+        return self._oauth_client
+
+    @property
+    def api_client(self) -> httpx2.Client:
+        """The pooled client for API requests."""
         return self._client
 
     def close(self) -> None:
         self._client.close()
+        self._oauth_client.close()
 
     def request_json(
         self,
@@ -181,9 +205,11 @@ class HttpClient:
                     method, url, ctx, policy, auth, headers, json_body, counters
                 )
             except TransportError as exc:
-                if not idempotent or attempt > policy.max_retries:
+                if not idempotent:
                     raise
-                failure: Error = exc
+                if attempt > policy.max_retries:
+                    raise _gave_up(exc, attempt) from exc
+                failure: RemoteError = exc
             else:
                 if (
                     response.status < 400
@@ -192,24 +218,50 @@ class HttpClient:
                 ):
                     return self._finish(response, ctx)
                 if attempt > policy.max_retries:
-                    return self._finish(response, ctx)
+                    raise _gave_up(self._error_for(response, ctx), attempt)
                 retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
                 failure = self._error_for(response, ctx)
             if counters is not None:
                 counters.add(retries=1)
-            backoff = self.rng() * min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
-            delay = backoff if retry_after is None else min(retry_after, policy.max_retry_wait)
-            self._wait(delay, interrupted, failure)
+            self._wait(self.retry_delay(policy, attempt, retry_after), interrupted, failure)
 
-    def _wait(self, delay: float, interrupted: Callable[[], bool] | None, failure: Error) -> None:
-        end = self.clock() + delay
+    def retry_delay(self, policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry number ``attempt`` (1-based).
+
+        The server's ``Retry-After`` wins, capped at ``max_retry_wait``; otherwise exponential
+        backoff with "equal jitter": uniform in [cap/2, cap] with cap = base * 2^(attempt-1)
+        (bounded by ``max_delay``), so waits grow while clients stay spread out.
+        """
+        if retry_after is not None:
+            return max(0.0, min(retry_after, policy.max_retry_wait))
+        cap = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
+        return cap / 2 + self.rng() * cap / 2
+
+    def _wait(
+        self, delay: float, interrupted: Callable[[], bool] | None, failure: RemoteError
+    ) -> None:
+        """Sleep ``delay`` seconds in slices of at most ``poll_interval``; stop if interrupted.
+
+        The time left is counted from the slices slept, not from the clock, so an injected
+        ``sleep`` that does not move the injected ``clock`` still ends.
+        """
+        left = delay
         while True:
             if interrupted is not None and interrupted():
-                raise failure
-            left = end - self.clock()
+                raise type(failure)(
+                    f"{failure} (query interrupted while waiting {delay:g} s to retry)",
+                    status_code=failure.status_code,
+                    url=failure.url,
+                    table=failure.table,
+                    provider=failure.provider,
+                    user=failure.user,
+                    retryable=False,
+                ) from failure
             if left <= 0:
                 return
-            self.sleep(min(left, 0.25))
+            step = min(left, self.poll_interval)
+            self.sleep(step)
+            left -= step
 
     def _send_once(
         self,
@@ -223,7 +275,7 @@ class HttpClient:
         counters: Counters | None,
     ) -> _Raw:
         timeout = httpx2.Timeout(policy.read_timeout, connect=policy.connect_timeout)
-        deadline = self.clock() + policy.request_timeout
+        deadline = self.monotonic() + policy.request_timeout
         try:
             request = self._client.build_request(
                 method, url, headers=list(headers), json=json_body, timeout=timeout
@@ -233,9 +285,9 @@ class HttpClient:
                 chunks = []
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
-                    if self.clock() > deadline:
+                    if self.monotonic() > deadline:
                         raise TransportError(
-                            f"{ctx.prefix()}: GET {redact_url(url)} took longer than "
+                            f"{ctx.prefix()}: {method} {redact_url(url)} took longer than "
                             f"{policy.request_timeout:g} s (request_timeout); the server is too slow",
                             url=url,
                             table=ctx.table,
@@ -321,6 +373,24 @@ class HttpClient:
             user=ctx.user,
             retryable=raw.status in RETRY_STATUSES,
         )
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that refuses every cookie."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _gave_up(exc: RemoteError, attempts: int) -> RemoteError:
+    """The last failure, said to be final: same type and context, attempts counted."""
+    return type(exc)(
+        f"{exc} (gave up after {attempts} attempts)",
+        status_code=exc.status_code,
+        url=exc.url,
+        table=exc.table,
+        provider=exc.provider,
+        user=exc.user,
+        retryable=exc.retryable,
+    )
 
 
 @dataclass

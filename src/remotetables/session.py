@@ -188,6 +188,7 @@ class Runtime:
             max_retry_wait=p.max_retry_wait,
             connect_timeout=p.connect_timeout,
             read_timeout=p.read_timeout,
+            request_timeout=p.request_timeout,
         )
 
     def extra_headers(self, provider: str) -> list[tuple[str, str]]:
