@@ -178,6 +178,11 @@ class IncidentsAPI:
         self.page_cache = _PageCache(page_cache_bytes)
         self.router = Router(self)
 
+    def __repr__(self) -> str:  # never shows tokens
+        where = self.base_url if self._server is not None else "stopped"
+        auth = "validator" if self._validator else "static" if self._static_tokens else "none"
+        return f"IncidentsAPI({where}, auth={auth})"
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> IncidentsAPI:
