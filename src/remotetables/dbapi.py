@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import apsw
 import orjson
@@ -144,14 +144,11 @@ def connect(
 def install(db: apsw.Connection, session: Session) -> None:
     """Register the module and the SQL functions on an APSW connection."""
     db.set_busy_timeout(30_000)
-    db.create_module(MODULE_NAME, Module(session), use_bestindex_object=True)
-    last: dict[str, StatementStats] = {}
+    db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-        stats = session.stats
-        if stats.requests or stats.cache_hits or stats.pages:
-            stats.finished = stats.finished or time.perf_counter()
-            last["stats"] = stats
+        if session.last_stats is session.stats and session.stats.finished is None:
+            session.stats.finished = time.perf_counter()
         session.new_statement()
         return True
 
@@ -165,7 +162,7 @@ def install(db: apsw.Connection, session: Session) -> None:
         return session.user
 
     def stats() -> str:
-        s = last.get("stats")
+        s = session.last_stats
         return orjson.dumps(s.as_dict() if s else {}).decode()
 
     def cache_clear(table: str | None = None) -> int:
@@ -188,12 +185,16 @@ def install(db: apsw.Connection, session: Session) -> None:
         ]
         return orjson.dumps(entries).decode()
 
-    db.create_scalar_function("set_user", set_user, 1)
-    db.create_scalar_function("current_user", current_user, 0)
-    db.create_scalar_function("remotetables_stats", stats, 0)
-    db.create_scalar_function("remotetables_cache_clear", cache_clear, 0)
-    db.create_scalar_function("remotetables_cache_clear", cache_clear, 1)
-    db.create_scalar_function("remotetables_cache", cache_state, 0)
+    functions: list[tuple[str, Any, int]] = [
+        ("set_user", set_user, 1),
+        ("current_user", current_user, 0),
+        ("remotetables_stats", stats, 0),
+        ("remotetables_cache_clear", cache_clear, 0),
+        ("remotetables_cache_clear", cache_clear, 1),
+        ("remotetables_cache", cache_state, 0),
+    ]
+    for name, fn, nargs in functions:
+        db.create_scalar_function(name, fn, nargs)
 
 
 class Connection:
@@ -230,9 +231,8 @@ class Connection:
     @property
     def last_stats(self) -> dict[str, float | int]:
         """Statistics of the most recent statement that read a remote table."""
-        return dict(
-            orjson.loads(self.cursor().execute("SELECT remotetables_stats()").fetchone()[0])
-        )
+        last = self.session.last_stats
+        return last.as_dict() if last is not None else {}
 
     def ensure_tables(self) -> None:
         """Create each configured remote table in the database file if it is not there."""

@@ -98,6 +98,7 @@ def scan(
     runtime: Runtime, session: Session, spec: TableSpec, plan: Plan, args: Sequence[Any]
 ) -> Iterator[list[Row]]:
     """The rows of one Filter call, page by page."""
+    session.last_stats = session.stats
     sargs = prepare(spec, plan, args)
     if sargs.empty:
         return iter(())

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx2
 
@@ -24,6 +24,9 @@ from remotetables.config import Config, ProviderConfig, TableSpec
 from remotetables.errors import ConfigError, NoSessionUser, UnknownTableError
 from remotetables.http import Counters, HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
+
+if TYPE_CHECKING:
+    from remotetables.auth.service import OAuthService
 
 __all__ = ["Credentials", "Runtime", "Session", "StatementStats"]
 
@@ -150,7 +153,7 @@ class Runtime:
         self._builders: dict[str, RowBuilder] = {}
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
-        self.oauth: Any = None  # remotetables.auth.service.OAuthService, made on first use
+        self.oauth: OAuthService | None = None  # made on first use
 
     # ------------------------------------------------------------ lookups
 
@@ -217,7 +220,7 @@ class Runtime:
             return StaticBearer(p, self.environ, self.allowed_origins(provider))
         return self.oauth_service().credentials(p)
 
-    def oauth_service(self) -> Any:
+    def oauth_service(self) -> OAuthService:
         """The OAuth machinery (token store, clients, single-flight refresh), made on first use."""
         with self._lock:
             if self.oauth is None:
@@ -226,7 +229,7 @@ class Runtime:
                 self.oauth = OAuthService(
                     self, token_store=self._token_store, key_file=self._key_file
                 )
-        return self.oauth
+            return self.oauth
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
@@ -260,6 +263,7 @@ class Session:
         self.consent = consent
         self.progress = progress
         self.stats = StatementStats()
+        self.last_stats: StatementStats | None = None  # the last statement that read a remote table
         self._interrupt = threading.Event()
 
     def set_user(self, name: str | None) -> None:
