@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install Debian's PostgreSQL 15 server binaries for the tests (idempotent).
+#
+# The tests start their own throw-away server from /usr/lib/postgresql/15/bin on 127.0.0.1
+# (tests/pg.py); this script only makes the binaries exist. It never creates or starts the
+# packaged "main" cluster. Needs root (CI runs as root); exits 0 at once when already installed.
+#
+#   bash scripts/install-postgres.sh          # PG_VERSION=15 by default
+set -euo pipefail
+
+PG_VERSION="${PG_VERSION:-15}"
+PG_BIN="/usr/lib/postgresql/${PG_VERSION}/bin"
+
+have_binaries() {
+    [ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/postgres" ]
+}
+
+if have_binaries && id -u postgres >/dev/null 2>&1; then
+    echo "install-postgres: PostgreSQL ${PG_VERSION} already installed in ${PG_BIN}"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-postgres: PostgreSQL ${PG_VERSION} is missing and this is not root;" \
+         "run: sudo bash $0" >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-postgres: no apt-get here; install PostgreSQL ${PG_VERSION} by hand" >&2
+    exit 1
+fi
+
+# Do not let the package create (and try to start) its own cluster on port 5432: the tests
+# run their own server. A drop-in is not a conffile of postgresql-common, so no prompt.
+mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/50-remotetables-ci.conf
+
+export DEBIAN_FRONTEND=noninteractive
+APT=(apt-get -q -o DPkg::Lock::Timeout=300)
+"${APT[@]}" update
+"${APT[@]}" install -y --no-install-recommends "postgresql-${PG_VERSION}"
+
+if ! have_binaries; then
+    echo "install-postgres: installed, but ${PG_BIN} has no initdb/pg_ctl/postgres" >&2
+    exit 1
+fi
+echo "install-postgres: PostgreSQL ${PG_VERSION} installed in ${PG_BIN}"

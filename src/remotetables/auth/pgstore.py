@@ -1,0 +1,522 @@
+"""A PostgreSQL :class:`~remotetables.auth.store.TokenStore` for several hosts (psycopg 3).
+
+Same schema, encryption and protocol as :class:`~remotetables.auth.store.SQLiteTokenStore`:
+tokens are AES-256-GCM ciphertexts bound to (provider, client_id, subject, column, key id); the
+refresh lease is one conditional ``UPDATE ... WHERE version = %s AND lease expired``, which has
+exactly one winner under READ COMMITTED; transactions are short and never span network I/O to
+the authorization server. Each process has its own small connection pool (a fork gets a new one).
+
+Chosen in the config with ``settings.token_store = "postgresql://user@host/db"``; the key comes
+from the same sources as for SQLite (:func:`remotetables.auth.keys.load_key`). Install with
+``pip install 'remotetables[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+
+from remotetables.auth.crypto import TokenCipher
+from remotetables.auth.store import (
+    SCHEMA_VERSION,
+    PendingAuth,
+    TokenInfo,
+    TokenKey,
+    TokenRecord,
+    TokenSet,
+    state_hash,
+)
+from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
+
+if TYPE_CHECKING:
+    from remotetables.session import Runtime
+
+__all__ = ["PostgresTokenStore", "open_postgres_store", "redact_url", "runtime_cipher"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+_LOCK_ID = 0x52544B53  # advisory lock key for schema creation ("RTKS")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS oauth_token (
+  provider TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
+  access_token BYTEA, refresh_token BYTEA, token_type TEXT, granted_scope TEXT,
+  expires_at DOUBLE PRECISION, refresh_expires_at DOUBLE PRECISION, key_id TEXT,
+  version BIGINT NOT NULL DEFAULT 0, lease_owner TEXT, lease_until DOUBLE PRECISION,
+  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
+  last_error TEXT, updated_at DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (provider, client_id, subject)
+);
+CREATE TABLE IF NOT EXISTS oauth_pending (
+  state_hash BYTEA PRIMARY KEY, provider TEXT NOT NULL, client_id TEXT NOT NULL,
+  subject TEXT NOT NULL, redirect_uri TEXT NOT NULL, code_verifier BYTEA NOT NULL,
+  issuer TEXT, web_session TEXT, created_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_meta (k TEXT PRIMARY KEY, v TEXT);
+INSERT INTO oauth_meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}')
+  ON CONFLICT (k) DO NOTHING;
+"""
+
+_PK = "provider = %s AND client_id = %s AND subject = %s"
+_COLUMNS = (
+    "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
+    "version, status, lease_owner, lease_until, last_error, updated_at"
+)
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (for messages and reprs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _pk(key: TokenKey) -> tuple[str, str, str]:
+    return (key.provider, key.client_id, key.subject)
+
+
+def _describe(key: TokenKey) -> str:
+    return f"provider {key.provider!r}, subject {key.subject!r}"
+
+
+class _Pool:
+    """A small per-process pool of autocommit connections (LIFO, bounded, fork-aware)."""
+
+    def __init__(self, conninfo: str, *, max_size: int, timeout: float, connect_timeout: int):
+        self._conninfo = conninfo
+        self._max = max_size
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._cond = threading.Condition()
+        self._idle: list[Conn] = []
+        self._count = 0
+        self._pid = os.getpid()
+        self._inherited: list[Conn] = []  # kept referenced: closing them would end the parent's
+        self.closed = False
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._inherited.extend(self._idle)
+            self._idle, self._count, self._pid = [], 0, os.getpid()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    def _checkout(self) -> Conn:
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            self._after_fork()
+            while True:
+                if self.closed:
+                    raise TokenStoreError("the token store is closed")
+                while self._idle:
+                    idle = self._idle.pop()
+                    if not idle.closed and not idle.broken:
+                        return idle
+                    self._count -= 1
+                if self._count < self._max:
+                    self._count += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TokenStoreError(
+                        f"no free token store connection within {self._timeout:g} s "
+                        f"(pool size {self._max})"
+                    )
+                self._cond.wait(left)
+        try:
+            conn: Conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="remotetables",
+            )
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        return conn
+
+    def _checkin(self, conn: Conn) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # forked while checked out: not ours to reuse
+                self._inherited.append(conn)
+                return
+            ok = not conn.closed and not conn.broken and not self.closed
+            if ok and conn.info.transaction_status != TransactionStatus.IDLE:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    ok = False
+            if ok:
+                self._idle.append(conn)
+            else:
+                self._count -= 1
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            if self._pid == os.getpid():
+                for conn in idle:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+            self._cond.notify_all()
+
+
+class PostgresTokenStore:
+    """:class:`~remotetables.auth.store.TokenStore` in PostgreSQL; safe across threads, processes
+    and hosts. ``url`` is a libpq URL or conninfo string (passwords may also come from
+    ``PGPASSWORD`` or ``~/.pgpass``)."""
+
+    def __init__(
+        self,
+        url: str,
+        cipher: TokenCipher,
+        *,
+        pool_size: int = 8,
+        pool_timeout: float = 30.0,
+        connect_timeout: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self._shown = redact_url(url)
+        self._cipher = cipher
+        self._clock = clock
+        self._pool = _Pool(
+            url, max_size=pool_size, timeout=pool_timeout, connect_timeout=connect_timeout
+        )
+        self._create_schema()
+
+    def __repr__(self) -> str:
+        return f"PostgresTokenStore({self._shown!r})"
+
+    # -- plumbing
+
+    def _run(self, fn: Callable[[Conn], T], *, txn: bool = False) -> T:
+        """Run ``fn`` on a pooled connection (in a transaction if ``txn``); map errors."""
+        for attempt in range(5):
+            try:
+                with self._pool.connection() as conn:
+                    if not txn:
+                        return fn(conn)
+                    with conn.transaction():
+                        return fn(conn)
+            except _RETRYABLE:
+                if attempt == 4:
+                    raise TokenStoreError(
+                        f"token store {self._shown}: too many serialization failures"
+                    ) from None
+                time.sleep(0.01 * (attempt + 1))
+            except psycopg.Error as exc:
+                raise TokenStoreError(f"token store {self._shown}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create_schema(self) -> None:
+        def create(c: Conn) -> Any:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            c.execute(_SCHEMA)
+            return c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
+
+        row = self._run(create, txn=True)
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            raise TokenStoreError(
+                f"token store {self._shown} has schema version {row and row[0]!r}; "
+                f"this version of remotetables reads version {SCHEMA_VERSION}"
+            )
+
+    def _aad(self, key: TokenKey, column: str) -> tuple[str, ...]:
+        return (*_pk(key), column)
+
+    def _enc(self, key: TokenKey, column: str, value: str | None) -> bytes | None:
+        return None if value is None else self._cipher.encrypt(value, aad=self._aad(key, column))
+
+    # -- TokenStore
+
+    def get(self, key: TokenKey) -> TokenRecord | None:
+        for _ in range(5):
+            row = self._run(
+                lambda c: c.execute(
+                    f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
+                ).fetchone()
+            )
+            if row is None:
+                return None
+            try:
+                return self._record(key, row)
+            except CorruptTokenError as exc:
+                self._mark_corrupt(key, version=row[6], reason=str(exc))
+        raise TokenStoreError(f"token store {self._shown}: row for {_describe(key)} keeps changing")
+
+    def _record(self, key: TokenKey, row: Any) -> TokenRecord:
+        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
+        tokens = None
+        if at is not None:
+            tokens = TokenSet(
+                access_token=self._cipher.decrypt(bytes(at), aad=self._aad(key, "access_token")),
+                refresh_token=None
+                if rt is None
+                else self._cipher.decrypt(bytes(rt), aad=self._aad(key, "refresh_token")),
+                token_type=ttype or "Bearer",
+                scope=scope,
+                expires_at=exp,
+                refresh_expires_at=rexp,
+            )
+        return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
+
+    def _mark_corrupt(self, key: TokenKey, *, version: int, reason: str) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
+                " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
+                " lease_until = NULL, version = version + 1, updated_at = %s"
+                f" WHERE {_PK} AND version = %s",
+                (f"corrupt: {reason}", self._clock(), *_pk(key), version),
+            )
+        )
+
+    def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int:
+        values = (
+            *_pk(key),
+            self._enc(key, "access_token", tokens.access_token),
+            self._enc(key, "refresh_token", tokens.refresh_token),
+            tokens.token_type,
+            tokens.scope,
+            tokens.expires_at,
+            tokens.refresh_expires_at,
+            self._cipher.current_key_id,
+            now,
+        )
+        row = self._run(
+            lambda c: c.execute(
+                "INSERT INTO oauth_token (provider, client_id, subject, access_token,"
+                " refresh_token, token_type, granted_scope, expires_at, refresh_expires_at,"
+                " key_id, version, status, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, 'active', %s)"
+                " ON CONFLICT (provider, client_id, subject) DO UPDATE SET"
+                " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
+                " token_type = excluded.token_type, granted_scope = excluded.granted_scope,"
+                " expires_at = excluded.expires_at,"
+                " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
+                " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
+                " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at"
+                " RETURNING version",
+                values,
+            ).fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def try_lease(
+        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        # One statement: concurrent updaters of the row queue on its lock and re-check the
+        # WHERE clause against the winner's row version, so exactly one of them matches.
+        changed = self._run(
+            lambda c: (
+                c.execute(
+                    "UPDATE oauth_token SET lease_owner = %s, lease_until = %s"
+                    f" WHERE {_PK} AND version = %s AND status = 'active'"
+                    " AND (lease_until IS NULL OR lease_until < %s)",
+                    (owner, now + lease_seconds, *_pk(key), version, now),
+                ).rowcount
+            )
+        )
+        return changed == 1
+
+    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+        def commit(c: Conn) -> int:
+            row = c.execute(
+                "SELECT lease_owner, status, refresh_token, refresh_expires_at, granted_scope"
+                f" FROM oauth_token WHERE {_PK} FOR UPDATE",
+                _pk(key),
+            ).fetchone()
+            if row is None or row[0] != owner or row[1] != "active":
+                raise LeaseLostError(
+                    f"token store {self._shown}: refresh lease for {_describe(key)} "
+                    "is not held by this worker"
+                )
+            rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
+            if tokens.refresh_token is not None:
+                rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
+            elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
+                aad = self._aad(key, "refresh_token")
+                rt_blob = self._cipher.encrypt(
+                    self._cipher.decrypt(bytes(rt_blob), aad=aad), aad=aad
+                )
+                rexp = row[3]
+            new = c.execute(
+                "UPDATE oauth_token SET access_token = %s, refresh_token = %s, token_type = %s,"
+                " granted_scope = %s, expires_at = %s, refresh_expires_at = %s, key_id = %s,"
+                " version = version + 1, lease_owner = NULL, lease_until = NULL,"
+                f" last_error = NULL, updated_at = %s WHERE {_PK} RETURNING version",
+                (
+                    self._enc(key, "access_token", tokens.access_token),
+                    rt_blob,
+                    tokens.token_type,
+                    scope,
+                    tokens.expires_at,
+                    rexp,
+                    self._cipher.current_key_id,
+                    now,
+                    *_pk(key),
+                ),
+            ).fetchone()
+            assert new is not None
+            return int(new[0])
+
+        return self._run(commit, txn=True)
+
+    def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = %s"
+                f" WHERE {_PK} AND lease_owner = %s",
+                (error, *_pk(key), owner),
+            )
+        )
+
+    def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
+                " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
+                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                (reason, now, *_pk(key)),
+            )
+        )
+
+    def delete(self, key: TokenKey) -> None:
+        self._run(lambda c: c.execute(f"DELETE FROM oauth_token WHERE {_PK}", _pk(key)))
+
+    def list(self) -> list[TokenInfo]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
+                " refresh_token IS NOT NULL, updated_at FROM oauth_token"
+                ' ORDER BY provider COLLATE "C", client_id COLLATE "C", subject COLLATE "C"'
+            ).fetchall()
+        )
+        return [TokenInfo(p, c, s, st, e, sc, bool(h), u) for p, c, s, st, e, sc, h, u in rows]
+
+    def records(self) -> builtins.list[TokenRecord]:
+        """Every stored grant, decrypted in memory (for migration); undecryptable rows are
+        marked ``needs_consent`` and returned without tokens."""
+        out = []
+        for info in self.list():
+            rec = self.get(TokenKey(info.provider, info.client_id, info.subject))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _pending_aad(
+        self, provider: str, client_id: str, subject: str, h: bytes
+    ) -> tuple[str, ...]:
+        return (provider, client_id, subject, "code_verifier", h.hex())
+
+    def save_pending(self, pending: PendingAuth) -> None:
+        p, h = pending, state_hash(pending.state)
+        verifier = self._cipher.encrypt(
+            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
+        )
+
+        def save(c: Conn) -> None:
+            c.execute("DELETE FROM oauth_pending WHERE expires_at < %s", (p.created_at,))
+            try:
+                c.execute(
+                    "INSERT INTO oauth_pending (state_hash, provider, client_id, subject,"
+                    " redirect_uri, code_verifier, issuer, web_session, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
+                     p.web_session, p.created_at, p.expires_at),
+                )  # fmt: skip
+            except pg_errors.UniqueViolation:
+                raise TokenStoreError("a pending consent with this state already exists") from None
+
+        self._run(save, txn=True)
+
+    def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
+        h = state_hash(state)
+        row = self._run(
+            lambda c: c.execute(
+                "DELETE FROM oauth_pending WHERE state_hash = %s RETURNING provider, client_id,"
+                " subject, redirect_uri, code_verifier, issuer, web_session, created_at,"
+                " expires_at",
+                (h,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
+        if expires <= now:
+            return None
+        try:
+            verifier = self._cipher.decrypt(
+                bytes(blob), aad=self._pending_aad(provider, client_id, subject, h)
+            )
+        except CorruptTokenError:
+            return None
+        return PendingAuth(
+            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
+            session,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Close this process's pooled connections; later calls raise TokenStoreError."""
+        self._pool.close()
+
+
+def runtime_cipher(runtime: Runtime, *, key_file: str | None = None) -> TokenCipher:
+    """The token cipher from the runtime's key sources, as for the SQLite store: ``key_file``,
+    else ``settings.key_file``, ``$REMOTETABLES_KEY_FILE``, the OS keyring (unless
+    ``REMOTETABLES_NO_KEYRING``), else the default key file."""
+    from remotetables.auth.keys import load_key
+    from remotetables.auth.service import default_paths
+
+    environ = runtime.environ
+    _, default_key = default_paths(environ)
+    chosen = key_file or runtime.config.settings.key_file or environ.get("REMOTETABLES_KEY_FILE")
+    key_id, key = load_key(
+        key_file=Path(os.path.expanduser(chosen)) if chosen else None,
+        default_key_file=default_key,
+        use_keyring=environ.get("REMOTETABLES_NO_KEYRING") is None,
+    )
+    return TokenCipher({key_id: key}, key_id)
+
+
+def open_postgres_store(
+    url: str, runtime: Runtime, *, key_file: str | None = None
+) -> PostgresTokenStore:
+    """The store for ``settings.token_store = "postgresql://..."`` (key: :func:`runtime_cipher`)."""
+    return PostgresTokenStore(url, runtime_cipher(runtime, key_file=key_file), clock=runtime.clock)
