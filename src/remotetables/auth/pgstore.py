@@ -217,7 +217,11 @@ class PostgresTokenStore:
         self._pool = _Pool(
             url, max_size=pool_size, timeout=pool_timeout, connect_timeout=connect_timeout
         )
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresTokenStore({self._shown!r})"
