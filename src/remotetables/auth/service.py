@@ -15,6 +15,7 @@ one that failed.
 
 from __future__ import annotations
 
+import hmac
 import os
 import sys
 import threading
@@ -25,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from remotetables.auth.consent import (
+    DEFAULT_REDIRECT_URI,
     ConsentCallback,
+    _state_of,
     browser_consent,
     complete_pending,
     device_message,
@@ -36,11 +39,12 @@ from remotetables.auth.consent import (
 from remotetables.auth.flow import BearerAuth
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
-from remotetables.auth.store import TokenInfo, TokenKey, TokenSet, TokenStore
+from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
 from remotetables.config import ProviderConfig
 from remotetables.errors import (
     AuthError,
     ConfigError,
+    ConsentFailed,
     ConsentRequired,
     ProviderUnavailable,
     TokenStoreError,
@@ -50,7 +54,14 @@ from remotetables.http import RequestContext
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
 
-__all__ = ["SYSTEM_SUBJECT", "CircuitBreaker", "OAuthCredentials", "OAuthService", "default_paths"]
+__all__ = [
+    "SYSTEM_SUBJECT",
+    "CircuitBreaker",
+    "OAuthCredentials",
+    "OAuthService",
+    "complete_consent",
+    "default_paths",
+]
 
 SYSTEM_SUBJECT = "__system__"
 
@@ -130,6 +141,15 @@ class OAuthService:
         self._lock = threading.RLock()
         self._manager: TokenManager | None = None
         self._consent_lock = threading.Lock()
+        self._grant_locks: dict[TokenKey, threading.Lock] = {}
+
+    def grant_lock(self, key: TokenKey) -> threading.Lock:
+        """One new grant at a time per (provider, subject): the others then reuse it."""
+        with self._lock:
+            lock = self._grant_locks.get(key)
+            if lock is None:
+                lock = self._grant_locks[key] = threading.Lock()
+            return lock
 
     # ------------------------------------------------------------ pieces
 
@@ -276,7 +296,7 @@ class OAuthService:
                 flush=True,
             )
             return client.device_poll(dev, sleep=self.rt.sleep)
-        callback = self.callback(mode)
+        callback = self.callback(mode, provider)
         store = self.store
         # one consent at a time per process: two browser tabs for the same user help nobody
         with self._consent_lock:
@@ -291,19 +311,21 @@ class OAuthService:
                 default_redirect_uri=provider.redirect_uri or "http://127.0.0.1/callback",
             )
 
-    def callback(self, mode: Any) -> ConsentCallback:
+    def callback(self, mode: Any, provider: ProviderConfig | None = None) -> ConsentCallback:
+        """The consent callback for ``mode``; raise and prompt use the provider's redirect_uri."""
         if callable(mode):
             cb: ConsentCallback = mode
             return cb
         timeout = self.rt.config.settings.consent_timeout
+        redirect = (provider.redirect_uri if provider else None) or DEFAULT_REDIRECT_URI
         if mode == "auto":
             mode = auto_consent_mode(self.rt.environ)
         if mode == "browser":
             return browser_consent(timeout=timeout)
         if mode == "prompt":
-            return prompt_consent()
+            return prompt_consent(redirect_uri=redirect)
         if mode == "raise":
-            return raise_consent()
+            return raise_consent(redirect_uri=redirect)
         raise ConfigError(
             f"unknown consent mode {mode!r}: browser, prompt, raise, device, auto or a callable"
         )
@@ -313,37 +335,41 @@ class OAuthService:
         self.store.put(self.key(provider, subject), tokens, now=self.rt.clock())
         return tokens
 
-    def complete(self, callback_url: str, *, web_session: str | None = None) -> tuple[str, str]:
-        """Finish a consent started by the ``raise`` callback; returns (provider, user)."""
-        from remotetables.auth.consent import _state_of  # the state finds the pending record
+    def complete(
+        self, callback_url: str, *, web_session: str | None = None, user: str | None = None
+    ) -> tuple[str, str]:
+        """Finish a consent started by the ``raise`` callback; returns (provider, user).
 
-        store = self.store
+        The URL's state finds the pending record, which is taken once (single use) whatever
+        happens next. ``user`` (the session user finishing it) must be the user who started
+        it, ``web_session`` the web session it was started from, when the record has one.
+        """
         state = _state_of(callback_url)
-        # find the provider through the pending record itself: the URL alone is not trusted
-        pending_box: dict[str, Any] = {}
-
-        def take(st: str, *, now: float) -> Any:
-            rec = store.take_pending(st, now=now)
-            pending_box["rec"] = rec
-            return rec
-
-        peek = None
-        if state:
-            peek = store.take_pending(state, now=self.rt.clock())
-            if peek is not None:
-                store.save_pending(peek)
-        if peek is None:
-            from remotetables.errors import ConsentFailed
-
+        pending = self.store.take_pending(state, now=self.rt.clock()) if state else None
+        if pending is None:
             raise ConsentFailed(
-                "this consent callback matches no pending authorization (unknown, used or expired state)"
+                "this consent callback matches no pending authorization "
+                "(unknown, already used or expired state)",
+                error_code="invalid_state",
             )
-        provider = self.rt.provider(peek.provider)
-        pending, tokens = complete_pending(
+        provider = self.rt.provider(pending.provider)
+        if user is not None and not hmac.compare_digest(user.encode(), pending.subject.encode()):
+            raise ConsentFailed(
+                f"{provider.name}: this authorization was started for another user; "
+                "it is discarded (start again as the right user)",
+                provider=provider.name,
+                user=user,
+                error_code="invalid_state",
+            )
+
+        def take(state: str, *, now: float) -> PendingAuth | None:
+            return pending if state == pending.state else None
+
+        taken, tokens = complete_pending(
             self.client(provider), callback_url, take, web_session=web_session, clock=self.rt.clock
         )
-        self.store.put(self.key(provider, pending.subject), tokens, now=self.rt.clock())
-        return provider.name, pending.subject
+        self.store.put(self.key(provider, taken.subject), tokens, now=self.rt.clock())
+        return provider.name, taken.subject
 
     def logout(self, provider: ProviderConfig, subject: str) -> bool:
         """Revoke at the provider (RFC 7009), then delete locally; True if revocation succeeded."""
@@ -360,6 +386,9 @@ class OAuthService:
             except AuthError:
                 revoked = False
         self.store.delete(key)
+        # rows fetched with the revoked grant are not served any more
+        principal = "system" if subject == SYSTEM_SUBJECT else f"user:{subject}"
+        self.rt.cache.clear(principal=principal)
         return revoked
 
     def tokens(self) -> list[TokenInfo]:
@@ -411,6 +440,15 @@ class OAuthCredentials:
 
     def _new_grant(self, session: Session, subject: str) -> str:
         svc = self.service
+        key = svc.key(self.provider, subject)
+        with svc.grant_lock(key):
+            try:  # another thread may have obtained the grant while this one waited
+                return svc.manager.access_token(key, svc.refresher(self.provider))
+            except ConsentRequired:
+                return self._obtain_grant(session, subject)
+
+    def _obtain_grant(self, session: Session, subject: str) -> str:
+        svc = self.service
         if subject == SYSTEM_SUBJECT and self.provider.system_grant != "client_credentials":
             raise ConsentRequired(
                 f"provider {self.provider.name} uses system integration and has no token yet: an "
@@ -449,3 +487,22 @@ class OAuthCredentials:
 
     def __repr__(self) -> str:
         return f"OAuthCredentials(provider={self.provider.name!r}, integration={self.provider.integration!r})"
+
+
+def complete_consent(
+    target: Any, callback_url: str, *, web_session: str | None = None, user: str | None = None
+) -> tuple[str, str]:
+    """Finish a consent that ``consent="raise"`` started; returns ``(provider, user)``.
+
+    ``target`` is a connection (its session user, if set, must be the user the consent was
+    started for) or a :class:`~remotetables.session.Runtime`. ``callback_url`` is the full
+    URL the browser was redirected to. The tokens are stored; the next query runs.
+    """
+    session = getattr(target, "session", None)
+    runtime = getattr(target, "runtime", None) if session is not None else target
+    if runtime is None or not hasattr(runtime, "oauth_service"):
+        raise TypeError("complete_consent() needs a remotetables connection or Runtime")
+    if user is None and session is not None:
+        user = session.user
+    service: OAuthService = runtime.oauth_service()
+    return service.complete(callback_url, web_session=web_session, user=user)
