@@ -16,6 +16,7 @@ from remotetables.config import TableSpec
 from remotetables.plan import Constraint, Plan, make_plan
 from remotetables.scan import Row, scan
 from remotetables.session import Session
+from remotetables.writes import TableWriter
 
 __all__ = ["MODULE_NAME", "Module", "schema_sql"]
 
@@ -60,6 +61,7 @@ class Table:
         self.session = session
         self.spec = spec
         self._plans: dict[str, Plan] = {}
+        self.writer = TableWriter(session, spec)  # INSERT/UPDATE/DELETE (remotetables.writes)
 
     def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:  # noqa: N802
         constraints = []
@@ -108,7 +110,20 @@ class Table:
         return plan
 
     def Open(self) -> Cursor:  # noqa: N802
+        if self.writer.remembers_rows:
+            return _RememberingCursor(self)
         return Cursor(self)
+
+    # xUpdate (APSW's VTTable protocol): each row becomes one request, see remotetables.writes
+
+    def UpdateInsertRow(self, rowid: int | None, fields: tuple[Any, ...]) -> int:
+        return self.writer.insert(rowid, fields)
+
+    def UpdateChangeRow(self, rowid: int, newrowid: int, fields: tuple[Any, ...]) -> None:
+        self.writer.change(rowid, newrowid, fields)
+
+    def UpdateDeleteRow(self, rowid: int) -> None:
+        self.writer.delete(rowid)
 
     def Disconnect(self) -> None:  # noqa: N802
         pass
@@ -204,3 +219,19 @@ class Cursor:
 
     def Close(self) -> None:  # noqa: N802
         self._close_pages()
+
+class _RememberingCursor(Cursor):
+    """For tables that allow UPDATE/DELETE: SQLite gives those only the rowid, so each row it
+    asks the rowid of is remembered (by key) for the write that follows."""
+
+    __slots__ = ("_ncols", "_writer")
+
+    def __init__(self, table: Table) -> None:
+        super().__init__(table)
+        self._writer = table.writer
+        self._ncols = len(table.spec.columns)
+
+    def Rowid(self) -> int:
+        rowid = super().Rowid()
+        self._writer.remember(rowid, tuple(self.Column(i) for i in range(self._ncols)))
+        return rowid

@@ -1,0 +1,357 @@
+"""INSERT, UPDATE and DELETE on remote tables: each row becomes one request to the API.
+
+A table is writable only when its config has a ``[tables.NAME.write]`` section (see
+``docs/writes.md``); any other write gets :class:`~remotetables.errors.ReadOnlyError`.
+
+Semantics (a remote API cannot be rolled back):
+
+* every row is sent the moment SQLite hands it over: ``ROLLBACK`` undoes nothing remote;
+* a failing row stops the statement; the error says which rows of the statement were already
+  applied (they stay applied) and, after a lost answer, that the failed row's outcome is unknown;
+* ``UPDATE``/``DELETE ... WHERE`` first reads the matching rows (SQLite runs the whole scan
+  before the first write), then writes them one by one by key;
+* a ``POST`` is never retried unless the table names an ``idempotency_header`` (then every row
+  gets a fresh key, reused on retries); ``PUT``/``PATCH``/``DELETE`` retry like reads;
+* requests use the session user's token (the shared token for system integrations), and
+  after each write the table's cached rows for that principal are dropped.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import apsw
+import orjson
+
+from remotetables.config import ColumnSpec, TableSpec, origin_of
+from remotetables.errors import ConfigError, Error, ReadOnlyError, TransportError
+from remotetables.http import JsonResponse, RequestContext, check_url_allowed
+from remotetables.rows import get_path, sql_equal
+
+if TYPE_CHECKING:
+    from remotetables.session import Session, StatementStats
+
+__all__ = ["MAX_REMEMBERED", "TableWriter", "key_rowid"]
+
+#: rows whose key a table remembers between the scan and the write (oldest dropped first)
+MAX_REMEMBERED = 1_000_000
+
+
+def key_rowid(key: Any) -> int:
+    """The rowid of the row whose key column holds ``key`` (the same formula as the cursor's)."""
+    return hash(key) & 0x3FFFFFFFFFFF
+
+
+class TableWriter:
+    """The write side of one virtual table on one connection."""
+
+    def __init__(self, session: Session, spec: TableSpec) -> None:
+        self.session = session
+        self.spec = spec
+        self.write = spec.write
+        self._key_index = spec.column_index(spec.key) if spec.key else None
+        # rowid -> row as the scan saw it (SQLite gives UPDATE/DELETE only the rowid)
+        self._seen: dict[int, tuple[Any, ...]] = {}
+        self._stats: StatementStats | None = None
+        self._applied: list[str] = []  # rows of the current statement already applied
+        self.last_row: tuple[Any, ...] | None = None  # the API's answer to the last write
+        self._urls_checked = False
+
+    # ------------------------------------------------------------ scan side
+
+    @property
+    def remembers_rows(self) -> bool:
+        """Whether scans must remember rows (the table allows UPDATE or DELETE)."""
+        w = self.write
+        return w is not None and (w.update is not None or w.delete is not None)
+
+    def remember(self, rowid: int, row: tuple[Any, ...]) -> None:
+        seen = self._seen
+        if len(seen) >= MAX_REMEMBERED:
+            for old in list(seen)[: MAX_REMEMBERED // 2]:
+                del seen[old]
+        seen[rowid] = row
+
+    # ------------------------------------------------------------ xUpdate
+
+    def insert(self, rowid: int | None, fields: tuple[Any, ...]) -> int:
+        op = self._op("insert", "INSERT")
+        if rowid is not None:
+            raise ReadOnlyError(f"table {self.spec.name}: rowid cannot be set on a remote table")
+        body = self._body(fields, None)
+        label = "new row" + self._key_suffix(fields)
+        headers = []
+        idem = self.write.idempotency_header if self.write else None
+        if idem:
+            headers.append((idem, secrets.token_urlsafe(24)))
+        url = self._url(op[1], None)
+        response = self._send(op[0], url, body, label, idempotent=bool(idem), headers=headers)
+        row = self._answer_row(response)
+        key = None
+        if row is not None and self._key_index is not None:
+            key = row[self._key_index]
+        if key is None and self._key_index is not None:
+            key = _location_key(response)
+        self._done(f"{self.spec.key}={key}" if key is not None else "1 new row")
+        if key is None:
+            return key_rowid(row if row is not None else secrets.token_hex(8))
+        new_rowid = key_rowid(key)
+        if row is not None:
+            self.remember(new_rowid, row)
+        return new_rowid
+
+    def change(self, rowid: int, newrowid: int, fields: tuple[Any, ...]) -> None:
+        op = self._op("update", "UPDATE")
+        old = self._old_row(rowid, "UPDATE")
+        key_index = self._key_index
+        assert key_index is not None
+        key = old[key_index]
+        if newrowid != rowid or not sql_equal(fields[key_index], key):
+            raise ReadOnlyError(
+                f"table {self.spec.name}: the key column {self.spec.key} cannot be changed "
+                f"(row {self.spec.key}={key})"
+            )
+        body = self._body(fields, old)
+        if not body:
+            return  # nothing changed: no request
+        label = f"{self.spec.key}={key}"
+        response = self._send(op[0], self._url(op[1], key), body, label, idempotent=True)
+        row = self._answer_row(response)
+        if row is not None:
+            self.remember(rowid, row)
+        self._done(label)
+
+    def delete(self, rowid: int) -> None:
+        op = self._op("delete", "DELETE")
+        old = self._old_row(rowid, "DELETE")
+        assert self._key_index is not None
+        key = old[self._key_index]
+        label = f"{self.spec.key}={key}"
+        self._send(op[0], self._url(op[1], key), None, label, idempotent=True, gone_ok=True)
+        self._seen.pop(rowid, None)
+        self._done(label)
+
+    # ------------------------------------------------------------ pieces
+
+    def _op(self, name: str, verb: str) -> tuple[str, str]:
+        w = self.write
+        table = self.spec.name
+        if w is None:
+            raise ReadOnlyError(
+                f"table {table} is a read-only remote table: {verb} needs a "
+                f"[tables.{table}.write] section in the config"
+            )
+        op: tuple[str, str] | None = getattr(w, name)
+        if op is None:
+            raise ReadOnlyError(
+                f"table {table} does not allow {verb}: its config has no tables.{table}.write.{name}"
+            )
+        if not self._urls_checked:
+            self._check_urls()
+            self._urls_checked = True
+        self._new_statement_check()
+        return op
+
+    def _new_statement_check(self) -> None:
+        stats = self.session.stats
+        if stats is not self._stats:  # a new statement began (the exec trace replaced stats)
+            self._stats = stats
+            self._applied = []
+
+    def _old_row(self, rowid: int, verb: str) -> tuple[Any, ...]:
+        old = self._seen.get(rowid)
+        if old is None:
+            raise ReadOnlyError(
+                f"table {self.spec.name}: {verb} of a row this connection has not read "
+                "(remote rows are changed by key: use a WHERE clause that reads them)"
+            )
+        return old
+
+    def _key_suffix(self, fields: tuple[Any, ...]) -> str:
+        if self._key_index is not None and fields[self._key_index] is not None:
+            return f" {self.spec.key}={fields[self._key_index]}"
+        return ""
+
+    def _check_urls(self) -> None:
+        w = self.write
+        assert w is not None
+        spec = self.spec
+        allowed = self.session.runtime.allowed_origins(spec.provider)
+        for name in ("insert", "update", "delete"):
+            op = getattr(w, name)
+            if op is None:
+                continue
+            url = self._url(op[1], "x")
+            if origin_of(url) not in allowed:
+                raise ConfigError(
+                    f"the {name} URL goes to {origin_of(url)}, which is not one of provider "
+                    f"{spec.provider}'s API origins (the token would leak)",
+                    file=self.session.runtime.config.path,
+                    key=f"tables.{spec.name}.write.{name}.url",
+                )
+
+    def _url(self, template: str, key: Any) -> str:
+        parts = urlsplit(self.spec.url)
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        url = template.replace("{url}", base)
+        if key is not None:
+            url = url.replace("{key}", quote(str(key), safe=""))
+        return url
+
+    def _body(self, fields: tuple[Any, ...], old: tuple[Any, ...] | None) -> dict[str, Any]:
+        """The JSON object to send: all given values (INSERT) or the changed ones (UPDATE)."""
+        body: dict[str, Any] = {}
+        for i, col in enumerate(self.spec.columns):
+            value = fields[i]
+            if value is apsw.no_change:
+                continue
+            if old is None:
+                if value is None:
+                    continue
+            elif sql_equal(value, old[i]) or (value is None and old[i] is None):
+                continue
+            if not col.writable:
+                what = "given" if old is None else "changed"
+                raise ReadOnlyError(
+                    f"table {self.spec.name}: column {col.name} is not writable but a value was {what}"
+                )
+            if old is not None and i == self._key_index:
+                continue
+            _put_path(body, col, _json_value(self.spec.name, col, value))
+        return body
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        label: str,
+        *,
+        idempotent: bool,
+        headers: list[tuple[str, str]] | None = None,
+        gone_ok: bool = False,
+    ) -> JsonResponse | None:
+        rt = self.session.runtime
+        spec = self.spec
+        creds = rt.credentials(spec.provider)
+        principal = creds.principal(self.session)
+        ctx = RequestContext(table=spec.name, provider=spec.provider, user=self.session.user)
+        try:
+            check_url_allowed(url, ctx)
+            return rt.http.request_json(
+                method,
+                url,
+                ctx=ctx,
+                policy=rt.retry_policy(spec.provider),
+                auth=creds.auth(self.session, ctx),
+                headers=rt.extra_headers(spec.provider) + list(headers or []),
+                json_body=body,
+                idempotent=idempotent,
+                counters=self.session.stats.net,
+                interrupted=self.session.interrupted,
+            )
+        except Error as exc:
+            if gone_ok and getattr(exc, "status_code", None) in (404, 410):
+                return None  # already gone: what DELETE wanted
+            raise self._failed(exc, method, label) from exc
+        finally:
+            rt.cache.clear(spec.name, principal)
+
+    def _failed(self, exc: Error, method: str, label: str) -> Error:
+        """``exc`` (same class, same attributes) with a message saying what was applied."""
+        applied = self._applied
+        if not applied:
+            done = "no earlier row of this statement was applied"
+        else:
+            shown = ", ".join(applied[:10]) + (
+                f" and {len(applied) - 10} more" if len(applied) > 10 else ""
+            )
+            done = (
+                f"{len(applied)} earlier row(s) of this statement were already applied and stay "
+                f"applied (a remote API cannot be rolled back): {shown}"
+            )
+        unknown = ""
+        if isinstance(exc, TransportError):
+            unknown = (
+                " The outcome of this row is unknown (no answer arrived): check before retrying."
+            )
+        message = (
+            f"{method} of {label} failed: {exc}. {done}; later rows were not attempted.{unknown}"
+        )
+        new = BaseException.__new__(type(exc))
+        new.__dict__.update(exc.__dict__)
+        new.args = (message,)
+        new.applied = tuple(applied)  # type: ignore[attr-defined]
+        return new
+
+    def _done(self, label: str) -> None:
+        self._applied.append(label)
+
+    def _answer_row(self, response: JsonResponse | None) -> tuple[Any, ...] | None:
+        if response is None or not isinstance(response.body, (dict, list)):
+            return None
+        body = response.body
+        w = self.write
+        if w is not None and w.body_path is not None:
+            obj = get_path(body, w.body_path)
+        else:
+            inner = get_path(body, self.spec.rows_path) if self.spec.rows_path else None
+            obj = inner if isinstance(inner, dict) else body
+        if isinstance(obj, list) and len(obj) == 1:
+            obj = obj[0]
+        if not isinstance(obj, dict):
+            return None
+        rt = self.session.runtime
+        row = rt.row_builder(self.spec).build_page([obj], 0)[0]
+        self.last_row = row
+        return row
+
+
+def _location_key(response: JsonResponse | None) -> str | None:
+    if response is None:
+        return None
+    location = response.headers.get("location")
+    if not location:
+        return None
+    last = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]
+    return last or None
+
+
+def _json_value(table: str, col: ColumnSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        raise ReadOnlyError(f"table {table}: column {col.name}: a BLOB cannot be sent to the API")
+    if col.type == "BOOLEAN" and isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if col.type == "JSON" and isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ReadOnlyError(
+                f"table {table}: column {col.name} is JSON but the value is not valid JSON text"
+            ) from None
+    return value
+
+
+def _put_path(body: dict[str, Any], col: ColumnSpec, value: Any) -> None:
+    path = col.path or (col.name,)
+    node = body
+    for part in path[:-1]:
+        if not isinstance(part, str):
+            raise ReadOnlyError(
+                f"column {col.name}: its path has a list index and cannot be written "
+                "(set writable = false)"
+            )
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ReadOnlyError(f"column {col.name}: its path collides with another column")
+        node = nxt
+    last = path[-1]
+    if not isinstance(last, str):
+        raise ReadOnlyError(
+            f"column {col.name}: its path has a list index and cannot be written (set writable = false)"
+        )
+    node[last] = value
