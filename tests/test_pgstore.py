@@ -254,7 +254,7 @@ def test_migrate_from_sqlite_to_postgres(
     assert (n, again) == (2, 0)
     assert result.moved == [ALICE, BOB] and result.skipped_inactive == [carol]
     dump = repr(raw(pg_url, "SELECT * FROM oauth_token"))
-    assert "at-1" not in dump and "rt-2" not in dump and "at-1".encode().hex() not in dump
+    assert "at-1" not in dump and "rt-2" not in dump and b"at-1".hex() not in dump
     dst = PostgresTokenStore(pg_url, cipher)
     got = {r.key.subject: r.tokens for r in dst.records()}
     assert got == {"alice": tokens(1), "bob": tokens(2)}
