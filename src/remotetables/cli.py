@@ -1,0 +1,573 @@
+"""The ``remotetables`` command line: demo, shell, query, tables, check, export, login, logout,
+tokens.
+
+A thin layer over the library: expected errors become :class:`click.ClickException` with the
+library's message (no traceback, never a secret).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import apsw
+import click
+import orjson
+
+from remotetables import __version__, errors
+from remotetables.config import Config, ProviderConfig, TableSpec, load_config
+from remotetables.dbapi import Connection, connect
+from remotetables.session import Runtime
+
+__all__ = ["main"]
+
+CONSENT_MODES = ("browser", "prompt", "device", "auto")
+_SQL_TYPE = {
+    "INTEGER": "INTEGER",
+    "REAL": "REAL",
+    "TEXT": "TEXT",
+    "BOOLEAN": "INTEGER",
+    "JSON": "TEXT",
+}
+
+
+# ---------------------------------------------------------------- shared plumbing
+
+
+def _hint(exc: errors.Error) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, errors.NoSessionUser):
+        text += "\nSay who you are with --user NAME."
+    elif isinstance(exc, errors.ConsentRequired) and getattr(exc, "provider", None):
+        user = f" --user {exc.user}" if exc.user else ""
+        text += f"\nConnect first with: remotetables login {exc.provider}{user}"
+    elif isinstance(exc, errors.ConsentFailed | errors.ConsentDenied):
+        text += "\nNothing was stored; run the command again to retry."
+    return text
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Library errors -> ClickException with the library's (secret-free) message."""
+    try:
+        yield
+    except errors.Error as exc:
+        raise click.ClickException(_hint(exc)) from None
+    except apsw.Error as exc:
+        raise click.ClickException(f"SQLite: {exc}") from None
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+
+def _config(path: str | None) -> Config:
+    if path is None:
+        if Path("remotetables.toml").exists():
+            path = "remotetables.toml"
+        else:
+            raise click.ClickException(
+                "no configuration: pass --config FILE, set REMOTETABLES_CONFIG, or create "
+                "./remotetables.toml (`remotetables demo` writes an example)"
+            )
+    with _errors():
+        return load_config(path)
+
+
+def _consent(mode: str | None, cfg: Config) -> str:
+    """The CLI has a person in front of it: a web app's `raise` mode becomes `auto`."""
+    chosen = mode or cfg.settings.consent
+    return "auto" if chosen == "raise" else chosen
+
+
+def _provider(cfg: Config, name: str) -> ProviderConfig:
+    p = cfg.providers.get(name)
+    if p is None:
+        known = ", ".join(sorted(cfg.providers)) or "none"
+        raise click.ClickException(f"unknown provider {name!r} (configured: {known})")
+    if p.auth != "oauth":
+        raise click.ClickException(
+            f"provider {name} uses auth = {p.auth!r}, not OAuth: there is nothing to log in to"
+        )
+    return p
+
+
+def _subject(p: ProviderConfig, user: str | None, system: bool) -> str:
+    from remotetables.auth.service import SYSTEM_SUBJECT
+
+    if system:
+        if p.integration != "system":
+            raise click.ClickException(
+                f"provider {p.name} uses personal integration (each user has a token): "
+                "use --user NAME instead of --system"
+            )
+        return SYSTEM_SUBJECT
+    if p.integration == "system":
+        raise click.ClickException(
+            f"provider {p.name} uses system integration (one shared token): use --system"
+        )
+    if not user:
+        raise click.ClickException("say whose token this is with --user NAME")
+    return user
+
+
+@contextlib.contextmanager
+def _runtime(cfg: Config) -> Iterator[Runtime]:
+    rt = Runtime(cfg, environ=dict(os.environ))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "unknown"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError
+
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="REMOTETABLES_CONFIG",
+    help="TOML config [env REMOTETABLES_CONFIG; default ./remotetables.toml].",
+)
+user_option = click.option("--user", "-u", help="Query as this user (whose token and rows).")
+consent_option = click.option(
+    "--consent",
+    type=click.Choice(CONSENT_MODES),
+    help="How a user without a token consents [default: the config's, else browser].",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="remotetables")
+def main() -> None:
+    """Query remote HTTP APIs from SQLite, each user with their own OAuth 2.0 token.
+
+    New here? Run `remotetables demo`.
+    """
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to write the demo config and database [default: the platform data dir].",
+)
+@click.option(
+    "--auto",
+    is_flag=True,
+    help="No questions: approve consent automatically and run a scripted tour, then exit "
+    "(the default when there is no terminal).",
+)
+@click.option("--user", "-u", default="alice", show_default=True, help="Demo user to start as.")
+def demo(directory: str | None, auto: bool, user: str) -> None:
+    """Try remotetables with a local authorization server and API.
+
+    Starts a demo OAuth server and an incidents API on 127.0.0.1, writes a config and a
+    database, and opens the shell as alice. Users alice, bob and carol; each password is
+    the user name.
+    """
+    from remotetables.demo.run import DEMO_USERS, Demo, default_demo_dir, run_tour
+    from remotetables.shell import run_shell
+
+    if user not in DEMO_USERS:
+        raise click.ClickException(f"{user!r} is not a demo user: choose {', '.join(DEMO_USERS)}")
+    interactive = not auto and sys.stdin.isatty() and sys.stdout.isatty()
+    where = Path(directory) if directory else default_demo_dir()
+    with _errors(), Demo(where) as d:
+        click.echo(d.banner(interactive=interactive))
+        if not interactive:
+            status = run_tour(d, out=sys.stdout)
+            if status:
+                raise SystemExit(status)
+            return
+        conn = d.connect(user, consent="auto")
+        try:
+            run_shell(conn, intro="")
+        except SystemExit as exc:  # .exit
+            if exc.code not in (None, 0):
+                raise
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------- shell and query
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@config_option
+@user_option
+@consent_option
+def shell(database: str, config_path: str | None, user: str | None, consent: str | None) -> None:
+    """Interactive SQL shell (APSW's) with the remote tables.
+
+    Extra dot-commands: .user NAME (switch user), .tokens, .cache, .stats. Long fetches
+    show progress; Ctrl-C stops a fetch and the shell goes on.
+    """
+    from remotetables.shell import run_shell
+
+    cfg = _config(config_path)
+    with _errors():
+        conn = connect(database, config=cfg, user=user, consent=_consent(consent, cfg))
+    tables = ", ".join(sorted(cfg.tables)) or "none configured"
+    intro = (
+        f"remotetables {__version__} shell on {database}"
+        + (f" as {user}" if user else " (no user yet: .user NAME)")
+        + f"\nRemote tables: {tables}\n"
+        "Type SQL ending in ';'. .help lists commands; .user NAME switches user; .exit leaves.\n"
+    )
+    try:
+        with _errors():
+            run_shell(conn, intro=intro)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
+    finally:
+        conn.close()
+
+
+def _write_rows(
+    out: TextIO, fmt: str, headers: Sequence[str], rows: Iterator[tuple[Any, ...]]
+) -> int:
+    from remotetables.shell import format_table
+
+    n = 0
+    if fmt == "table":
+        listed = list(rows)
+        if headers:
+            out.write(format_table(headers, listed) + "\n")
+        return len(listed)
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in row])
+            n += 1
+        return n
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(
+                orjson.dumps(dict(zip(headers, row, strict=True)), default=_jsonable).decode()
+                + "\n"
+            )
+            n += 1
+        return n
+    out.write("[")
+    for row in rows:
+        out.write(("," if n else "") + "\n  ")
+        out.write(orjson.dumps(dict(zip(headers, row, strict=True)), default=_jsonable).decode())
+        n += 1
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@click.argument("sql")
+@config_option
+@user_option
+@consent_option
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--param", "-p", "params", multiple=True, help="A value for the next ? in SQL (repeatable)."
+)
+def query(
+    database: str,
+    sql: str,
+    config_path: str | None,
+    user: str | None,
+    consent: str | None,
+    fmt: str,
+    params: tuple[str, ...],
+) -> None:
+    """Run one SQL statement and print the rows (for scripts).
+
+    Example: remotetables query work.db "SELECT number FROM incidents WHERE state = ?" -p open
+    -u alice -f csv
+    """
+    from remotetables.shell import ProgressReporter
+
+    cfg = _config(config_path)
+    progress: Callable[[Any], None] | None = None
+    reporter = ProgressReporter(sys.stderr) if sys.stderr.isatty() else None
+    progress = reporter
+    with _errors():
+        conn = connect(
+            database, config=cfg, user=user, consent=_consent(consent, cfg), progress=progress
+        )
+        try:
+            cur = conn.execute(sql, list(params) if params else None)
+            first = cur.fetchone()
+            headers = [d[0] for d in cur.description or ()]
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                if first is not None:
+                    yield first
+                    yield from cur
+
+            _write_rows(sys.stdout, fmt, headers, rows())
+        finally:
+            if reporter is not None:
+                reporter.finish()
+            conn.close()
+
+
+# ---------------------------------------------------------------- tables and check
+
+
+def _describe(spec: TableSpec) -> list[tuple[str, str, str]]:
+    out = []
+    for col in spec.columns:
+        notes = []
+        if col.param:
+            notes.append(f"WHERE {col.name} = ... is sent as ?{col.param}=")
+            if col.required:
+                notes.append("required")
+        path = ".".join(str(p) for p in col.path)
+        if path and path != col.name:
+            notes.append(f"from {path}")
+        out.append((col.name, col.type, "; ".join(notes)))
+    return out
+
+
+@main.command()
+@config_option
+def tables(config_path: str | None) -> None:
+    """List the remote tables: columns, types and what is pushed down to the API."""
+    from remotetables.errors import redact_url
+    from remotetables.shell import format_table
+
+    cfg = _config(config_path)
+    if not cfg.tables:
+        click.echo(f"no tables in {cfg.path}")
+        return
+    for i, spec in enumerate(cfg.tables.values()):
+        provider = "none (public)" if spec.provider == "__none__" else spec.provider
+        click.echo(("\n" if i else "") + f"{spec.name}  provider: {provider}")
+        click.echo(f"  GET {redact_url(spec.url)}  (pagination: {spec.pagination.style})")
+        fixed = ", ".join(f"{k}={v}" for k, v in spec.params)
+        if fixed:
+            click.echo(f"  always sends: {fixed}")
+        table = format_table(["column", "type", "pushed down / source"], _describe(spec))
+        click.echo("\n".join("  " + line for line in table.splitlines()))
+
+
+@main.command()
+@config_option
+def check(config_path: str | None) -> None:
+    """Validate the config and reach every provider's discovery document."""
+    cfg = _config(config_path)
+    click.echo(
+        f"config {cfg.path}: valid ({len(cfg.providers)} providers, {len(cfg.tables)} tables)"
+    )
+    problems = 0
+    with _runtime(cfg) as rt:
+        for p in cfg.providers.values():
+            ok, text = _check_provider(rt, p)
+            problems += not ok
+            click.echo(f"provider {p.name}: {'ok' if ok else 'PROBLEM'}: {text}")
+    if problems:
+        raise click.ClickException(
+            f"{problems} provider{'s' if problems > 1 else ''} with a problem (see above)"
+        )
+    click.echo("all good")
+
+
+def _check_provider(rt: Runtime, p: ProviderConfig) -> tuple[bool, str]:
+    if p.auth == "none":
+        return True, "no authentication"
+    if p.auth == "bearer":
+        if rt.environ.get(p.token_env or ""):
+            return True, f"static token from ${p.token_env} (set)"
+        return False, f"environment variable {p.token_env} is not set (it holds the API token)"
+    try:
+        meta = rt.oauth_service().client(p).metadata()
+    except errors.ProviderUnavailable as exc:
+        return False, f"cannot reach the authorization server: {exc}"
+    except errors.Error as exc:
+        return False, str(exc)
+    source = (
+        f"discovery at {p.issuer}" if p.issuer and not p.token_endpoint else "configured endpoints"
+    )
+    return True, f"{source}; token endpoint {meta.token_endpoint}"
+
+
+# ---------------------------------------------------------------- export
+
+
+@main.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Plain SQLite file to write.",
+)
+@click.option("--table", "-t", "names", multiple=True, help="Only this remote table (repeatable).")
+@config_option
+@click.option("--user", "-u", required=True, help="Whose rows to export.")
+@consent_option
+def export(
+    database: str,
+    target: str,
+    names: tuple[str, ...],
+    config_path: str | None,
+    user: str,
+    consent: str | None,
+) -> None:
+    """Copy a user's rows into native tables of a plain SQLite file.
+
+    For BI tools and the stock sqlite3 CLI, which cannot load the module. Tables of the same
+    name in the target are replaced; the table _remotetables_export records what was copied
+    when, and for whom.
+    """
+    cfg = _config(config_path)
+    with _errors():
+        specs = [cfg.table(n) for n in names] if names else list(cfg.tables.values())
+    if not specs:
+        raise click.ClickException(f"no remote tables in {cfg.path}")
+    if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
+        raise click.ClickException("--to must be another file than DATABASE")
+    with _errors():
+        conn = connect(database, config=cfg, user=user, consent=_consent(consent, cfg))
+        try:
+            counts = _export(conn, specs, target, user)
+        finally:
+            conn.close()
+    for name, n in counts:
+        click.echo(f"{name}: {n} rows")
+    click.echo(f"exported {user}'s rows to {target}")
+
+
+def _export(
+    conn: Connection, specs: Sequence[TableSpec], target: str, user: str
+) -> list[tuple[str, int]]:
+    out = apsw.Connection(target)
+    counts = []
+    try:
+        with out:  # one transaction: all tables or none
+            out.execute(
+                "CREATE TABLE IF NOT EXISTS _remotetables_export(table_name TEXT PRIMARY KEY, "
+                "user TEXT, rows INTEGER, exported_at TEXT)"
+            )
+            for spec in specs:
+                q = '"' + spec.name.replace('"', '""') + '"'
+                cols = ", ".join(
+                    '"' + c.name.replace('"', '""') + '" ' + _SQL_TYPE[c.type] for c in spec.columns
+                )
+                out.execute(f"DROP TABLE IF EXISTS {q}")
+                out.execute(f"CREATE TABLE {q}({cols})")
+                marks = ", ".join("?" * len(spec.columns))
+                names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in spec.columns)
+                rows = conn.execute(f"SELECT {names} FROM {q}").fetchall()
+                out.executemany(f"INSERT INTO {q} VALUES ({marks})", rows)
+                stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                out.execute(
+                    "INSERT OR REPLACE INTO _remotetables_export VALUES (?, ?, ?, ?)",
+                    (spec.name, user, len(rows), stamp),
+                )
+                counts.append((spec.name, len(rows)))
+    finally:
+        out.close()
+    return counts
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@main.command()
+@click.argument("provider")
+@config_option
+@user_option
+@click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
+@consent_option
+def login(
+    provider: str, config_path: str | None, user: str | None, system: bool, consent: str | None
+) -> None:
+    """Connect a user (or the system) to a provider: consent now, token stored encrypted."""
+    cfg = _config(config_path)
+    p = _provider(cfg, provider)
+    subject = _subject(p, user, system)
+    who = "the system" if system else subject
+    with _errors(), _runtime(cfg) as rt:
+        tokens = rt.oauth_service().login(p, subject, _consent(consent, cfg))
+    click.echo(
+        f"Connected {who} to {provider}. Access token expires {_when(tokens.expires_at)}; "
+        f"scopes: {tokens.scope or 'as granted'}; "
+        f"refresh token: {'yes' if tokens.refresh_token else 'no'}."
+    )
+
+
+@main.command()
+@click.argument("provider")
+@config_option
+@user_option
+@click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
+def logout(provider: str, config_path: str | None, user: str | None, system: bool) -> None:
+    """Revoke a user's (or the system's) token at the provider, then delete it here."""
+    cfg = _config(config_path)
+    p = _provider(cfg, provider)
+    subject = _subject(p, user, system)
+    who = "the system" if system else subject
+    with _errors(), _runtime(cfg) as rt:
+        svc = rt.oauth_service()
+        if svc.store.get(svc.key(p, subject)) is None:
+            click.echo(f"{who} has no token for {provider}: nothing to do.")
+            return
+        revoked = svc.logout(p, subject)
+    if revoked:
+        click.echo(f"Revoked {who}'s token at {provider} and deleted it here.")
+    else:
+        click.echo(
+            f"Deleted {who}'s token here. {provider} did not confirm the revocation (it may not "
+            "support RFC 7009 or was unreachable): revoke the app in your account there to be sure."
+        )
+
+
+@main.command()
+@config_option
+def tokens(config_path: str | None) -> None:
+    """Who has a token for which provider: expiry and scopes (never the tokens)."""
+    from remotetables.shell import format_table, token_rows
+
+    cfg = _config(config_path)
+    with _errors(), _runtime(cfg) as rt:
+        headers, rows = token_rows(rt)
+    if not rows:
+        click.echo("no tokens stored: run a query or `remotetables login PROVIDER --user NAME`")
+        return
+    click.echo(format_table(headers, rows))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,357 @@
+"""APSW's interactive shell with the remote tables registered.
+
+:class:`RemoteShell` is :class:`apsw.shell.Shell` plus:
+
+* the module and SQL functions on every connection it opens (also after ``.open``);
+* dot-commands ``.user NAME``, ``.tokens``, ``.cache [clear [TABLE]]`` and ``.stats``;
+* progress on stderr for fetches that take longer than about a second;
+* Ctrl-C stops a fetch (the session is interrupted, pending pages are dropped) and the shell
+  goes on.
+
+>>> import io, remotetables
+>>> conn = remotetables.connect(":memory:")
+>>> out = io.StringIO()
+>>> sh = RemoteShell(conn, stdin=io.StringIO("select 1+1;\\n"), stdout=out, stderr=out)
+>>> sh.cmdloop(intro="")
+>>> out.getvalue().strip()
+'2'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+import apsw
+import apsw.shell
+import orjson
+
+from remotetables import errors
+from remotetables.dbapi import Connection, install
+from remotetables.session import Runtime, Session, StatementStats
+
+__all__ = ["ProgressReporter", "RemoteShell", "format_table", "token_rows"]
+
+
+# ---------------------------------------------------------------- small formatting helpers
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as an aligned plain-text table (``NULL`` for None), headers underlined.
+
+    >>> print(format_table(["a", "bb"], [(1, None), ("xyz", 2)]))
+    a    bb
+    ---  ----
+    1    NULL
+    xyz  2
+    """
+    cells = [[_cell(v).replace("\n", " ") for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], len(v))
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    left = ts - now
+    stamp = dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    if left <= 0:
+        return f"{stamp} (expired)"
+    if left < 3600:
+        return f"{stamp} (in {max(1, round(left / 60))} min)"
+    if left < 2 * 86400:
+        return f"{stamp} (in {round(left / 3600)} h)"
+    return f"{stamp} (in {round(left / 86400)} days)"
+
+
+def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Who has a token for which provider: headers and rows, never token material."""
+    from remotetables.auth.service import SYSTEM_SUBJECT
+
+    names = {
+        (p.token_key_issuer, p.client_id): p.name
+        for p in runtime.config.providers.values()
+        if p.auth == "oauth"
+    }
+    now = runtime.clock()
+    rows: list[tuple[str, ...]] = []
+    for info in runtime.oauth_service().tokens():
+        provider = names.get((info.provider, info.client_id), f"{info.provider} ({info.client_id})")
+        who = "(system)" if info.subject == SYSTEM_SUBJECT else info.subject
+        rows.append(
+            (
+                provider,
+                who,
+                str(info.status),
+                _when(info.expires_at, now),
+                info.scope or "-",
+                "yes" if info.has_refresh_token else "no",
+            )
+        )
+    rows.sort()
+    return ["provider", "user", "status", "access token expires", "scopes", "refresh"], rows
+
+
+# ---------------------------------------------------------------- progress
+
+
+class ProgressReporter:
+    """A ``progress`` callback: one status line on ``out`` once a statement runs > ``threshold`` s.
+
+    On a terminal the line is rewritten in place; elsewhere a line is written at most every
+    ``interval`` seconds. Call :meth:`finish` when the statement ends.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        threshold: float = 1.0,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+        tty: bool | None = None,
+    ) -> None:
+        self.out = out
+        self.threshold = threshold
+        self.interval = interval
+        self.clock = clock
+        self.tty = bool(getattr(out, "isatty", lambda: False)()) if tty is None else tty
+        self._shown = False
+        self._last = -1e9
+        self._lock = threading.Lock()
+
+    def __call__(self, stats: StatementStats) -> None:
+        now = self.clock()
+        elapsed = now - stats.started
+        with self._lock:
+            if elapsed < self.threshold or now - self._last < self.interval:
+                return
+            self._last = now
+            pages = "page" if stats.pages == 1 else "pages"
+            line = (
+                f"fetching: {stats.pages} {pages}, {stats.rows} rows so far, "
+                f"{elapsed:.0f} s (Ctrl-C to stop)"
+            )
+            if self.tty:
+                self.out.write("\r\x1b[K" + line)
+            else:
+                self.out.write(line + "\n")
+            self.out.flush()
+            self._shown = True
+
+    def finish(self) -> None:
+        with self._lock:
+            if self._shown and self.tty:
+                self.out.write("\r\x1b[K")
+                self.out.flush()
+            self._shown = False
+            self._last = -1e9
+
+
+# ---------------------------------------------------------------- the shell
+
+
+class RemoteShell(apsw.shell.Shell):
+    """APSW's shell on a remotetables connection; see the module docstring."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        args: list[str] | None = None,
+        progress: ProgressReporter | None = None,
+    ) -> None:
+        self._connection = connection
+        self._runtime = connection.runtime
+        self._sessions: dict[apsw.Connection, Session] = {connection.apsw: connection.session}
+        self._progress = progress
+        connection.session.progress = progress
+        super().__init__(stdin=stdin, stdout=stdout, stderr=stderr, args=args, db=connection.apsw)
+        self.prompt = self._prompt_text()
+
+    # -- every connection gets the module (the shell opens new ones on .open and filenames)
+
+    def _get_db(self) -> apsw.Connection:
+        db: apsw.Connection = apsw.shell.Shell._ensure_db(self)  # type: ignore[no-untyped-call]
+        if db not in self._sessions:
+            self._prepare(db)
+        return db
+
+    db = property(_get_db, apsw.shell.Shell._set_db, None, "The current apsw.Connection")
+
+    def _prepare(self, db: apsw.Connection) -> None:
+        current = self._connection.session
+        session = Session(
+            self._runtime, user=current.user, consent=current.consent, progress=self._progress
+        )
+        self._sessions[db] = session
+        install(db, session)
+        try:
+            Connection(db, session, owns_runtime=False).ensure_tables()
+        except errors.Error as exc:
+            self._warn(f"remote tables not created in this database: {exc}\n")
+
+    def _say(self, text: str) -> None:
+        self.write(self.stdout, text)  # type: ignore[no-untyped-call]
+
+    def _warn(self, text: str) -> None:
+        self.write(self.stderr, text)  # type: ignore[no-untyped-call]
+
+    @property
+    def session(self) -> Session:
+        """The session of the current connection."""
+        return self._sessions[self.db]
+
+    def _prompt_text(self) -> str:
+        user = self._connection.session.user
+        return f"{user}@remotetables> " if user else "remotetables> "
+
+    # -- statements: progress line and Ctrl-C
+
+    def process_sql(
+        self, sql: str, bindings: Any = None, internal: bool = False, summary: Any = None
+    ) -> None:
+        try:
+            super().process_sql(sql, bindings, internal, summary)
+        finally:
+            if self._progress is not None:
+                self._progress.finish()
+
+    def handle_interrupt(self) -> None:
+        """Ctrl-C: stop the fetch (pending pages, retry waits) and keep the shell running."""
+        for session in self._sessions.values():
+            session.interrupt()
+        with contextlib.suppress(apsw.Error):
+            self.db.interrupt()
+        if self._progress is not None:
+            self._progress.finish()
+        if self.bail:
+            raise
+        if self.interactive:
+            self._warn("^C\n")
+
+    # -- dot-commands
+
+    def _all_sessions(self) -> Iterator[Session]:
+        yield from self._sessions.values()
+
+    def command_user(self, cmd: list[str]) -> None:
+        """user ?NAME?: Show or set who you query as (whose token and rows are used)
+
+        With no NAME, shows the current user. The first query of a new user
+        asks that user to consent (in the browser, or by pasting the redirect URL).
+        """
+        if len(cmd) > 1:
+            raise self.Error("Usage: .user ?NAME?")
+        if not cmd:
+            user = self.session.user
+            self._say(f"{user}\n" if user else "no user set: .user NAME\n")
+            return
+        for session in self._all_sessions():
+            try:
+                session.set_user(cmd[0])
+            except errors.Error as exc:
+                raise self.Error(str(exc)) from None
+        self.prompt = self._prompt_text()
+        self._say(f"now querying as {cmd[0]}\n")
+
+    def command_tokens(self, cmd: list[str]) -> None:
+        """tokens: Who has a token for which provider (expiry, scopes; never the tokens)"""
+        if cmd:
+            raise self.Error("Usage: .tokens")
+        try:
+            headers, rows = token_rows(self._runtime)
+        except errors.Error as exc:
+            raise self.Error(str(exc)) from None
+        if not rows:
+            self._say("no tokens stored yet: query a remote table to connect\n")
+            return
+        self._say(format_table(headers, rows) + "\n")
+
+    def command_cache(self, cmd: list[str]) -> None:
+        """cache ?clear ?TABLE??: Show the row cache for the current user, or clear it
+
+        .cache              cached result sets: table, whose rows, parameters, size, time left
+        .cache clear        drop every cached row
+        .cache clear TABLE  drop the cached rows of one remote table
+        """
+        db = self.db
+        if cmd and cmd[0] == "clear" and len(cmd) <= 2:
+            sql = "SELECT remotetables_cache_clear(" + ("?" if len(cmd) == 2 else "") + ")"
+            try:
+                (n,) = db.execute(sql, tuple(cmd[1:])).fetchone()
+            except errors.Error as exc:
+                raise self.Error(str(exc)) from None
+            self._say(f"cleared {n} cached result set{'s' if n != 1 else ''}\n")
+            return
+        if cmd:
+            raise self.Error("Usage: .cache ?clear ?TABLE??")
+        entries = orjson.loads(db.execute("SELECT remotetables_cache()").fetchone()[0])
+        if not entries:
+            self._say("the row cache is empty\n")
+            return
+        rows = [
+            (e["table"], e["principal"], e["params"], e["rows"], e["bytes"], f"{e['ttl_left']} s")
+            for e in entries
+        ]
+        headers = ["table", "whose rows", "parameters", "rows", "bytes", "expires in"]
+        self._say(format_table(headers, rows) + "\n")
+
+    def command_stats(self, cmd: list[str]) -> None:
+        """stats: What the last query on a remote table did (requests, pages, rows, time)"""
+        if cmd:
+            raise self.Error("Usage: .stats")
+        stats = orjson.loads(self.db.execute("SELECT remotetables_stats()").fetchone()[0])
+        if not stats:
+            self._say("no remote table has been queried yet\n")
+            return
+        rows = [(k, v) for k, v in stats.items()]
+        self._say(format_table(["statistic", "value"], rows) + "\n")
+
+
+def run_shell(
+    connection: Connection,
+    *,
+    intro: str | None = None,
+    args: list[str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> None:
+    """Run the interactive shell on ``connection`` until ``.exit`` or end of input."""
+    err = stderr or sys.stderr
+    shell = RemoteShell(
+        connection,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=err,
+        args=args,
+        progress=ProgressReporter(err),
+    )
+    shell.cmdloop(intro=intro)  # type: ignore[no-untyped-call]
