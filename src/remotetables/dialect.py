@@ -1,0 +1,187 @@
+"""SQLAlchemy 2 dialect: ``remotetables:///path/work.db?config=remotetables.toml&user=alice``.
+
+It is SQLite's dialect over :mod:`remotetables.dbapi`, so Core, reflection and
+``pandas.read_sql`` see the remote tables as ordinary tables (they are virtual tables in the
+file's schema; ``PRAGMA table_info`` gives their columns and declared types).
+
+URL query keys: ``config`` (TOML path), ``user`` (session user; the URL's username works too,
+which is what BI servers that impersonate their logged-in user set), ``consent``
+(``raise`` for servers: :class:`~remotetables.errors.ConsentRequired` reaches the caller as
+``sqlalchemy.exc.OperationalError`` whose ``.orig.authorization_url`` is where to send the
+user). ``remotetables://`` alone is an in-memory database. Anything else for
+:func:`remotetables.connect` (a consent callable, ``token_store``, ``transport``, ``environ`` ...)
+goes in ``create_engine(..., connect_args={...})``.
+
+All connections of one engine share one :class:`~remotetables.session.Runtime` (HTTP pool, row
+cache, token store); ``engine.dispose()`` closes it. To choose the user per checkout instead::
+
+    @sqlalchemy.event.listens_for(engine, "checkout")
+    def _as_current_user(dbapi_conn, record, proxy):
+        dbapi_conn.set_user(current_web_user())
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+from sqlalchemy import event, exc, pool
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL, Engine
+
+from remotetables import dbapi, errors
+from remotetables.dbapi import _resolve_config
+from remotetables.session import Runtime
+
+__all__ = ["RemoteTablesDialect", "dbapi_module"]
+
+_URL_KEYS = ("config", "user", "consent")
+_RUNTIME_KEYS = ("token_store", "transport", "clock", "sleep", "environ")
+
+
+def dbapi_module() -> types.ModuleType:
+    """:mod:`remotetables.dbapi` with the PEP 249 module attributes SQLAlchemy looks for."""
+    mod = types.ModuleType("remotetables_dbapi")
+    mod.connect = dbapi.connect  # type: ignore[attr-defined]
+    mod.apilevel = dbapi.apilevel  # type: ignore[attr-defined]
+    mod.threadsafety = dbapi.threadsafety  # type: ignore[attr-defined]
+    mod.paramstyle = dbapi.paramstyle  # type: ignore[attr-defined]
+    version = tuple(int(p) for p in apsw.sqlite_lib_version().split("."))
+    mod.sqlite_version_info = version  # type: ignore[attr-defined]
+    mod.sqlite_version = apsw.sqlite_lib_version()  # type: ignore[attr-defined]
+    for name in ("Error", "Warning", "InterfaceError", "DatabaseError", "DataError",
+                 "OperationalError", "IntegrityError", "InternalError", "ProgrammingError",
+                 "NotSupportedError"):  # fmt: skip
+        setattr(mod, name, getattr(errors, name))
+    return mod
+
+
+class RemoteTablesDialect(SQLiteDialect_pysqlite):
+    """SQLite's dialect, driver ``remotetables``."""
+
+    name = "sqlite"
+    driver = "remotetables"
+    supports_statement_cache = True
+    # RETURNING is not available on virtual tables
+    insert_returning = False
+    update_returning = False
+    delete_returning = False
+    use_insertmanyvalues = False
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return dbapi_module()
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        if url.database and url.database != ":memory:":
+            return pool.QueuePool
+        return pool.SingletonThreadPool
+
+    @classmethod
+    def engine_created(cls, engine: Engine) -> None:
+        dialect = engine.dialect
+        if isinstance(dialect, RemoteTablesDialect):
+            event.listen(engine, "engine_disposed", lambda _engine: dialect.close_runtime())
+
+    def create_connect_args(self, url: URL) -> Any:
+        if url.password or url.host or url.port:
+            raise exc.ArgumentError(
+                f"Invalid remotetables URL: {url!r}; use remotetables:///relative/work.db, "
+                "remotetables:////absolute/work.db or remotetables:// (in memory), "
+                "with ?config=...&user=...&consent=..."
+            )
+        unknown = sorted(set(url.query) - set(_URL_KEYS))
+        if unknown:
+            raise exc.ArgumentError(
+                f"unknown remotetables URL option(s) {', '.join(unknown)}; known: {', '.join(_URL_KEYS)}"
+            )
+        opts: dict[str, Any] = {}
+        for key in _URL_KEYS:
+            value = url.query.get(key)
+            if isinstance(value, tuple):
+                value = value[-1]
+            if value is not None:
+                opts[key] = value
+        if url.username and "user" not in opts:
+            opts["user"] = url.username
+        return [url.database or ":memory:"], opts
+
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        if cparams.get("runtime") is None:
+            cparams["runtime"] = self._shared_runtime(cparams)
+        for key in ("config", *_RUNTIME_KEYS):
+            cparams.pop(key, None)
+        return dbapi.connect(*cargs, **cparams)
+
+    def _shared_runtime(self, cparams: dict[str, Any]) -> Runtime:
+        """One runtime per engine, made from the first connection's arguments."""
+        with self._runtime_lock:
+            if self._runtime is None:
+                import os
+                import time
+
+                environ = cparams.get("environ")
+                env = dict(os.environ if environ is None else environ)
+                self._runtime = Runtime(
+                    _resolve_config(cparams.get("config"), env),
+                    transport=cparams.get("transport"),
+                    clock=cparams.get("clock") or time.time,
+                    sleep=cparams.get("sleep") or time.sleep,
+                    environ=env,
+                    token_store=cparams.get("token_store"),
+                )
+            return self._runtime
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The engine's shared runtime (``None`` before the first connection)."""
+        return self._runtime
+
+    def close_runtime(self) -> None:
+        with self._runtime_lock:
+            rt, self._runtime = self._runtime, None
+        if rt is not None:
+            rt.close()
+
+    def on_connect(self) -> Callable[[Any], None]:
+        import math
+        import re
+
+        def regexp(*args: Any) -> Any:
+            pattern, value = args
+            return None if value is None else re.search(str(pattern), str(value)) is not None
+
+        def floor(*args: Any) -> Any:
+            return None if args[0] is None else math.floor(args[0])
+
+        def setup(conn: Any) -> None:
+            db: apsw.Connection = conn.apsw
+            db.create_scalar_function("regexp", regexp, 2, deterministic=True)
+            db.create_scalar_function("floor", floor, 1, deterministic=True)
+
+        return setup
+
+    def set_isolation_level(self, dbapi_connection: Any, level: Any) -> None:
+        if level == "AUTOCOMMIT":
+            raise exc.ArgumentError("remotetables does not support AUTOCOMMIT isolation")
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA read_uncommitted = {self._isolation_lookup[level]}")
+        cursor.close()
+
+    def detect_autocommit_setting(self, dbapi_conn: Any) -> bool:
+        return False
+
+    def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
+        return isinstance(e, errors.InterfaceError) and "closed" in str(e)
+
+
+dialect = RemoteTablesDialect
