@@ -8,7 +8,7 @@ each test gets its own database (:func:`new_database`).
 
 In a test module::
 
-    from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
+    from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 """
 
 from __future__ import annotations
@@ -193,16 +193,16 @@ def _server_or_skip() -> PostgresServer:
         pytest.skip(f"PostgreSQL is not available: {exc}")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
+@pytest.fixture(scope="session", name="pg_server")
+def pg_server_fixture() -> Iterator[PostgresServer]:
     """The shared loopback PostgreSQL server (skips when PostgreSQL cannot be installed)."""
     server = _server_or_skip()
     yield server
     # stopped at exit (several modules import this fixture, so one of them must not stop it)
 
 
-@pytest.fixture
-def pg_url(pg_server: PostgresServer) -> str:
+@pytest.fixture(name="pg_url")
+def pg_url_fixture(pg_server: PostgresServer) -> str:
     """A fresh, empty database on the shared server for one test."""
     return pg_server.create_database()
 

@@ -28,7 +28,7 @@ from remotetables.auth.pgstore import PostgresTokenStore
 from remotetables.auth.store import TokenKey
 from remotetables.demo.api import IncidentsAPI, token_fingerprint
 from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoAuthServer
-from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
+from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 from tests.servers.walk import walk_consent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -21,7 +21,7 @@ from remotetables.auth.pgstore import PostgresTokenStore, redact_url
 from remotetables.auth.store import SQLiteTokenStore, TokenKey
 from remotetables.errors import TokenStoreError
 from tests.auth.test_store import ALICE, BOB, pending, tokens
-from tests.pg import PostgresServer, free_port, pg_server, pg_url  # noqa: F401  (fixtures)
+from tests.pg import PostgresServer, free_port, pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 

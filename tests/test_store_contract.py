@@ -36,7 +36,7 @@ from tests.auth.test_store import (  # the shared protocol cases, run with our f
     test_put_get_list,
     tokens,
 )
-from tests.pg import PostgresServer, pg_server  # noqa: F401  (fixture)
+from tests.pg import PostgresServer, pg_server_fixture  # noqa: F401  (fixtures)
 
 __all__ = [
     "test_commit_refresh_rotates_and_keeps_old_rt_if_none",
