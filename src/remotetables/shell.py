@@ -171,6 +171,21 @@ class ProgressReporter:
             self._last = -1e9
 
 
+class _Wiping:
+    """An output stream that wipes the progress line before each write."""
+
+    def __init__(self, stream: TextIO, progress: ProgressReporter) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def write(self, text: str) -> int:
+        self._progress.finish()
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 # ---------------------------------------------------------------- the shell
 
 
@@ -192,7 +207,10 @@ class RemoteShell(apsw.shell.Shell):
         self._sessions: dict[apsw.Connection, Session] = {connection.apsw: connection.session}
         self._progress = progress
         connection.session.progress = progress
-        super().__init__(stdin=stdin, stdout=stdout, stderr=stderr, args=args, db=connection.apsw)
+        out = stdout or sys.stdout
+        if progress is not None:
+            out = _Wiping(out, progress)
+        super().__init__(stdin=stdin, stdout=out, stderr=stderr, args=args, db=connection.apsw)
         self.prompt = self._prompt_text()
 
     # -- every connection gets the module (the shell opens new ones on .open and filenames)

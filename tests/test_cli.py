@@ -1,0 +1,476 @@
+"""The ``remotetables`` command line, through click's CliRunner (and subprocesses where a real
+terminal-less process matters)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import remotetables
+from remotetables.cli import main
+from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.authserver import DemoAuthServer
+from tests.conftest import ROOT, incidents_table
+from tests.servers.walk import walk_consent
+
+COMMANDS = sorted(main.commands)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "REMOTETABLES_NO_KEYRING": "1",
+        "REMOTETABLES_TOKEN_STORE": str(tmp_path / "env-tokens.db"),
+        "REMOTETABLES_KEY_FILE": str(tmp_path / "env-token.key"),
+        "REMOTETABLES_CONFIG": "",
+    }
+
+
+@pytest.fixture
+def run(env: dict[str, str]) -> Callable[..., click.testing.Result]:
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> click.testing.Result:
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def public_config(write_config: Callable[..., Path], api: IncidentsAPI, tmp_path: Path) -> Path:
+    """One table on the shared no-auth API."""
+    return write_config(
+        f"""
+        [settings]
+        token_store = "{tmp_path}/tokens.db"
+        key_file = "{tmp_path}/token.key"
+        """
+        + incidents_table("incidents", "link", api.base_url, max_page_size=50)
+    )
+
+
+@pytest.fixture
+def oauth() -> Iterator[tuple[DemoAuthServer, IncidentsAPI]]:
+    with (
+        DemoAuthServer() as srv,
+        IncidentsAPI(n_rows=60, seed=3, token_validator=srv.validate_token) as api,
+    ):
+        yield srv, api
+
+
+@pytest.fixture
+def oauth_config(
+    write_config: Callable[..., Path], oauth: tuple[DemoAuthServer, IncidentsAPI], tmp_path: Path
+) -> Path:
+    srv, api = oauth
+    head = f"""
+        [settings]
+        token_store = "{tmp_path}/tokens.db"
+        key_file = "{tmp_path}/token.key"
+        consent = "raise"
+        [providers.demo]
+        issuer = "{srv.issuer}"
+        client_id = "remotetables-demo"
+        scopes = ["incidents.read"]
+        """
+    table = incidents_table("incidents", "link", api.base_url, max_page_size=25)
+    table = table.replace("[tables.incidents]\n", '[tables.incidents]\nprovider = "demo"\n')
+    return write_config(textwrap.dedent(head) + table)
+
+
+def consent_as(user: str, config: Path) -> None:
+    """Give ``user`` a token through the library, as a browser would."""
+    conn = remotetables.connect(
+        ":memory:",
+        config=config,
+        user=user,
+        consent=lambda req: walk_consent(
+            req.authorization_url, username=req.user, password=req.user
+        ),
+        environ={"REMOTETABLES_NO_KEYRING": "1"},
+    )
+    try:
+        conn.execute("SELECT count(*) FROM incidents").fetchall()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- help and docs
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(run: Callable[..., click.testing.Result], command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Usage: main {command}" in result.output
+        or f"Usage: remotetables {command}" in result.output
+    )
+    assert len(result.output.splitlines()) > 3
+
+
+def test_every_command_is_documented() -> None:
+    text = ""
+    for doc in (ROOT / "README.md", ROOT / "docs" / "cli.md"):
+        if doc.exists():
+            text += doc.read_text(encoding="utf-8")
+    missing = [c for c in COMMANDS if f"remotetables {c}" not in text]
+    assert not missing, f"commands not documented in README.md or docs/cli.md: {missing}"
+
+
+def test_group_help_lists_commands(run: Callable[..., click.testing.Result]) -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+# ---------------------------------------------------------------- query
+
+
+def test_query_table_format(
+    run: Callable[..., click.testing.Result], public_config: Path, tmp_path: Path
+) -> None:
+    result = run(
+        "query", str(tmp_path / "w.db"), "SELECT number, state FROM incidents ORDER BY number LIMIT 3",
+        "-c", str(public_config),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["number", "state"]
+    assert lines[2].startswith("INC0000001")
+    assert len(lines) == 5
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_query_machine_formats_agree(
+    run: Callable[..., click.testing.Result], public_config: Path, tmp_path: Path, fmt: str
+) -> None:
+    sql = "SELECT number, priority, reopen_count FROM incidents WHERE state = ? ORDER BY number"
+    db = tmp_path / "w.db"
+    with remotetables.connect(db, config=public_config) as conn:
+        expected = conn.execute(sql, ("open",)).fetchall()
+    assert expected
+    result = run("query", str(db), sql, "-c", str(public_config), "-p", "open", "-f", fmt)
+    assert result.exit_code == 0, result.output
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(result.output)))
+        assert rows[0] == ["number", "priority", "reopen_count"]
+        got = [(r[0], int(r[1]), int(r[2]) if r[2] else None) for r in rows[1:]]
+    elif fmt == "json":
+        got = [(d["number"], d["priority"], d["reopen_count"]) for d in json.loads(result.output)]
+    else:
+        got = [
+            (d["number"], d["priority"], d["reopen_count"])
+            for d in map(json.loads, result.output.splitlines())
+        ]
+    assert got == expected
+
+
+def test_query_empty_json_is_valid(
+    run: Callable[..., click.testing.Result], public_config: Path, tmp_path: Path
+) -> None:
+    result = run(
+        "query", str(tmp_path / "w.db"), "SELECT number FROM incidents WHERE state = 'nope'",
+        "-c", str(public_config), "-f", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert json.loads(result.output) == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT * FROM nowhere", "no such table: nowhere"),
+        ("SELEKT 1", "syntax error"),
+    ],
+)
+def test_query_errors_are_plain_messages(
+    run: Callable[..., click.testing.Result],
+    public_config: Path,
+    tmp_path: Path,
+    sql: str,
+    message: str,
+) -> None:
+    result = run("query", str(tmp_path / "w.db"), sql, "-c", str(public_config))
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_says_what_to_do(
+    run: Callable[..., click.testing.Result], tmp_path: Path
+) -> None:
+    os.chdir(tmp_path)
+    result = run("tables")
+    assert result.exit_code == 1
+    assert "no configuration" in result.output and "--config" in result.output
+
+
+def test_bad_config_names_file_and_key(
+    run: Callable[..., click.testing.Result], write_config: Callable[..., Path]
+) -> None:
+    path = write_config(
+        '[tables.t]\nurl = "http://127.0.0.1:1/x"\nbogus = 1\n[tables.t.columns]\na = "TEXT"\n'
+    )
+    result = run("tables", "-c", str(path))
+    assert result.exit_code == 1
+    assert str(path) in result.output and "bogus" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_personal_table_without_user(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path
+) -> None:
+    result = run(
+        "query", str(tmp_path / "w.db"), "SELECT * FROM incidents", "-c", str(oauth_config)
+    )
+    assert result.exit_code == 1
+    assert "--user NAME" in result.output
+
+
+def test_query_as_user_without_token_says_how_to_connect(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path
+) -> None:
+    result = run(
+        "query", str(tmp_path / "w.db"), "SELECT * FROM incidents", "-c", str(oauth_config),
+        "-u", "alice", "--consent", "prompt",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "no redirect URL was entered" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_query_uses_the_users_token(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path
+) -> None:
+    consent_as("bob", oauth_config)
+    result = run(
+        "query", str(tmp_path / "w.db"), "SELECT DISTINCT assigned_to FROM incidents",
+        "-c", str(oauth_config), "-u", "bob", "-f", "jsonl",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.output.splitlines()] == [{"assigned_to": "bob"}]
+
+
+# ---------------------------------------------------------------- tables and check
+
+
+def test_tables_shows_columns_and_pushdown(
+    run: Callable[..., click.testing.Result], public_config: Path
+) -> None:
+    result = run("tables", "-c", str(public_config))
+    assert result.exit_code == 0, result.output
+    assert "incidents  provider: none (public)" in result.output
+    assert re.search(r"state\s+TEXT\s+WHERE state = \.\.\. is sent as \?state=", result.output)
+    assert re.search(r"caller_name\s+TEXT\s+from caller\.name", result.output)
+
+
+def test_check_ok(run: Callable[..., click.testing.Result], oauth_config: Path) -> None:
+    result = run("check", "-c", str(oauth_config))
+    assert result.exit_code == 0, result.output
+    assert "provider demo: ok" in result.output
+    assert "all good" in result.output
+
+
+def test_check_reports_unreachable_and_unset(
+    run: Callable[..., click.testing.Result], write_config: Callable[..., Path]
+) -> None:
+    with DemoAuthServer() as srv:
+        gone = srv.issuer  # a port that nothing listens on once stopped
+    path = write_config(
+        f"""
+        [providers.down]
+        issuer = "{gone}"
+        client_id = "x"
+        connect_timeout = 2
+        read_timeout = 2
+        max_retries = 0
+        [providers.gh]
+        auth = "bearer"
+        token_env = "REMOTETABLES_TEST_UNSET_TOKEN"
+        """
+    )
+    result = run("check", "-c", str(path))
+    assert result.exit_code == 1
+    assert "provider down: PROBLEM" in result.output
+    assert (
+        "provider gh: PROBLEM: environment variable REMOTETABLES_TEST_UNSET_TOKEN is not set"
+        in result.output
+    )
+    assert "2 providers with a problem" in result.output
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- tokens, login, logout
+
+
+def test_tokens_and_logout(
+    run: Callable[..., click.testing.Result],
+    oauth_config: Path,
+    oauth: tuple[DemoAuthServer, IncidentsAPI],
+) -> None:
+    srv, _ = oauth
+    assert "no tokens stored" in run("tokens", "-c", str(oauth_config)).output
+    consent_as("alice", oauth_config)
+    result = run("tokens", "-c", str(oauth_config))
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("demo"))
+    assert row.split()[:3] == ["demo", "alice", "active"]
+    assert "incidents.read" in row
+    # never token material: nothing that looks like a long random token
+    assert not re.search(r"[A-Za-z0-9_\-]{30,}", result.output)
+
+    revoked_before = srv.stats.revocations
+    result = run("logout", "demo", "-u", "alice", "-c", str(oauth_config))
+    assert result.exit_code == 0, result.output
+    assert "Revoked alice's token at demo and deleted it here." in result.output
+    assert srv.stats.revocations > revoked_before
+    assert "no tokens stored" in run("tokens", "-c", str(oauth_config)).output
+    result = run("logout", "demo", "-u", "alice", "-c", str(oauth_config))
+    assert "nothing to do" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["login", "nope", "-u", "a"], "unknown provider 'nope'"),
+        (["login", "demo"], "--user NAME"),
+        (["login", "demo", "--system"], "personal integration"),
+        (["logout", "demo", "--system"], "personal integration"),
+    ],
+)
+def test_login_logout_misuse(
+    run: Callable[..., click.testing.Result], oauth_config: Path, args: list[str], message: str
+) -> None:
+    result = run(*args, "-c", str(oauth_config))
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_login_in_a_subprocess_with_pasted_redirect(
+    oauth_config: Path, env: dict[str, str]
+) -> None:
+    """`remotetables login --consent prompt`: the URL is printed, the redirect URL pasted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remotetables.cli", "login", "demo", "-u", "carol", "-c", str(oauth_config),
+         "--consent", "prompt"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdin is not None
+        url = None
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "/authorize?" in line:
+                url = line.strip()
+                break
+        assert url, "no authorization URL printed"
+        callback = walk_consent(url, username="carol", password="carol")
+        out, err = proc.communicate(callback + "\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Connected carol to demo." in out
+    assert "refresh token: yes" in out
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_is_readable_by_stdlib_sqlite3_in_another_process(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path
+) -> None:
+    consent_as("alice", oauth_config)
+    source = tmp_path / "work.db"
+    with remotetables.connect(
+        source, config=oauth_config, user="alice", environ={"REMOTETABLES_NO_KEYRING": "1"}
+    ) as conn:
+        expected = conn.execute(
+            "SELECT number, state, priority, active FROM incidents ORDER BY number"
+        ).fetchall()
+    assert expected
+    plain = tmp_path / "plain.db"
+    result = run("export", str(source), "-u", "alice", "--to", str(plain), "-c", str(oauth_config))
+    assert result.exit_code == 0, result.output
+    assert f"incidents: {len(expected)} rows" in result.output
+    script = (
+        "import json, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "rows = db.execute('SELECT number, state, priority, active FROM incidents ORDER BY number').fetchall()\n"
+        "meta = db.execute('SELECT table_name, user, rows FROM _remotetables_export').fetchall()\n"
+        "kinds = db.execute(\"SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%VIRTUAL%'\").fetchone()[0]\n"
+        "print(json.dumps({'rows': rows, 'meta': meta, 'virtual': kinds}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(plain)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    assert [tuple(r) for r in got["rows"]] == [tuple(r) for r in expected]
+    assert got["meta"] == [["incidents", "alice", len(expected)]]
+    assert got["virtual"] == 0
+    # a second export replaces the table instead of appending
+    run(
+        "export",
+        str(source),
+        "-u",
+        "alice",
+        "--to",
+        str(plain),
+        "-c",
+        str(oauth_config),
+        "-t",
+        "incidents",
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", script, str(plain)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert len(json.loads(again.stdout)["rows"]) == len(expected)
+
+
+def test_export_refuses_same_file_and_unknown_table(
+    run: Callable[..., click.testing.Result], public_config: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "w.db"
+    with remotetables.connect(db, config=public_config):
+        pass
+    result = run("export", str(db), "-u", "x", "--to", str(db), "-c", str(public_config))
+    assert result.exit_code == 1 and "another file" in result.output
+    result = run(
+        "export",
+        str(db),
+        "-u",
+        "x",
+        "--to",
+        str(tmp_path / "p.db"),
+        "-t",
+        "nope",
+        "-c",
+        str(public_config),
+    )
+    assert result.exit_code == 1 and "unknown remote table 'nope'" in result.output
