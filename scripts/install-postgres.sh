@@ -31,14 +31,17 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 
-# Do not let the package create (and try to start) its own cluster on port 5432: the tests
-# run their own server. A drop-in is not a conffile of postgresql-common, so no prompt.
-mkdir -p /etc/postgresql-common/createcluster.d
-echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/50-remotetables-ci.conf
-
 export DEBIAN_FRONTEND=noninteractive
-APT=(apt-get -q -o DPkg::Lock::Timeout=300)
+APT=(apt-get -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold)
 "${APT[@]}" update
+# Do not let the server package create (and try to start) its own "main" cluster on port
+# 5432: the tests run their own server. postgresql-common's createcluster.conf says so.
+"${APT[@]}" install -y --no-install-recommends postgresql-common
+conf=/etc/postgresql-common/createcluster.conf
+if [ -f "$conf" ] && ! grep -q '^create_main_cluster *= *false' "$conf"; then
+    sed -i 's/^#\? *create_main_cluster *=.*/create_main_cluster = false/' "$conf"
+    grep -q '^create_main_cluster' "$conf" || echo "create_main_cluster = false" >> "$conf"
+fi
 "${APT[@]}" install -y --no-install-recommends "postgresql-${PG_VERSION}"
 
 if ! have_binaries; then
