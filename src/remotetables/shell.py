@@ -255,6 +255,12 @@ class RemoteShell(apsw.shell.Shell):
     def process_sql(
         self, sql: str, bindings: Any = None, internal: bool = False, summary: Any = None
     ) -> None:
+        # The shell gives its cursors a no-op exec trace: run the connection's (remotetables'
+        # statement boundary: keep the last remote statement's stats, reset counters, clear a
+        # Ctrl-C) once per input.
+        trace = self.db.exec_trace
+        if trace is not None and not internal:
+            trace(None, sql, bindings)
         try:
             super().process_sql(sql, bindings, internal, summary)
         finally:
@@ -271,8 +277,7 @@ class RemoteShell(apsw.shell.Shell):
             self._progress.finish()
         if self.bail:
             raise
-        if self.interactive:
-            self._warn("^C\n")
+        self._warn("Interrupted: the statement was stopped.\n")
 
     # -- dot-commands
 
