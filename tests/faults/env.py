@@ -101,9 +101,12 @@ class DemoEnv:
             n_rows=n_rows, seed=3, token_validator=self.auth.validate_token, fault_rate=fault_rate
         ).start()
         self.consent = Consent()
+        self.conns: list[Any] = []
         self._n = 0
 
     def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
         self.api.stop()
         self.auth.stop()
 
@@ -141,8 +144,11 @@ class DemoEnv:
     ) -> remotetables.Connection:
         kw.setdefault("consent", self.consent)
         if "runtime" in kw:
-            return remotetables.connect(":memory:", user=user, **kw)
-        return remotetables.connect(":memory:", config=config or self.config(), user=user, **kw)
+            conn = remotetables.connect(":memory:", user=user, **kw)
+        else:
+            conn = remotetables.connect(":memory:", config=config or self.config(), user=user, **kw)
+        self.conns.append(conn)
+        return conn
 
     # -- the stored tokens
 
