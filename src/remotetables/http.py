@@ -197,6 +197,7 @@ class HttpClient:
         """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise."""
         check_url_allowed(url, ctx)
         attempt = 0
+        garbled = False
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -211,16 +212,28 @@ class HttpClient:
                     raise _gave_up(exc, attempt) from exc
                 failure: RemoteError = exc
             else:
-                if (
+                if response.status < 400 and idempotent and not garbled:
+                    # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
+                    try:
+                        return self._finish(response, ctx)
+                    except RemoteProtocolError as exc:
+                        if attempt > policy.max_retries:
+                            raise
+                        garbled = True
+                        failure = exc
+                elif (
                     response.status < 400
                     or response.status not in RETRY_STATUSES
                     or (not idempotent and response.status != 429)
                 ):
                     return self._finish(response, ctx)
-                if attempt > policy.max_retries:
+                elif attempt > policy.max_retries:
                     raise _gave_up(self._error_for(response, ctx), attempt)
-                retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
-                failure = self._error_for(response, ctx)
+                else:
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), self.clock()
+                    )
+                    failure = self._error_for(response, ctx)
             if counters is not None:
                 counters.add(retries=1)
             self._wait(self.retry_delay(policy, attempt, retry_after), interrupted, failure)
