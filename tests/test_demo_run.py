@@ -1,0 +1,172 @@
+"""`remotetables demo`: servers, files, the non-interactive tour, the interactive shell on a pty."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from remotetables.cli import main
+from remotetables.demo.run import Demo, auto_consent, sign_in_and_approve
+from remotetables.errors import ConsentFailed
+from tests.servers.walk import walk_consent
+
+
+def _tables(output: str) -> list[list[str]]:
+    """The first column of every table printed after a `-- title` line."""
+    blocks = []
+    for block in output.split("\n-- ")[1:]:
+        lines = block.splitlines()
+        dash = next(i for i, line in enumerate(lines) if line.startswith("---"))
+        body = []
+        for line in lines[dash + 1 :]:
+            if not line.strip() or line.startswith("("):
+                break
+            body.append(line.split()[0])
+        blocks.append(body)
+    return blocks
+
+
+def test_demo_without_a_terminal_runs_the_tour(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "authorization server  http://127.0.0.1:" in out
+    assert "alice, bob and carol" in out
+    assert "[consent] alice has no token" in out and "[consent] bob has no token" in out
+    alice_open, _by_state, bob_open, bob_count, tokens = _tables(out)
+    assert alice_open and bob_open
+    assert set(alice_open).isdisjoint(bob_open)  # same SQL, other user's rows
+    assert bob_count == ["bob"]
+    assert tokens == ["demo", "demo"]
+    assert re.search(r"demo\s+alice\s+active", out) and re.search(r"demo\s+bob\s+active", out)
+    assert (tmp_path / "remotetables.toml").exists() and (tmp_path / "demo.db").exists()
+
+
+def test_demo_auto_and_unknown_user(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--auto", "--dir", str(tmp_path), "-u", "mallory"])
+    assert result.exit_code == 1
+    assert "not a demo user" in result.output
+
+
+def test_each_user_sees_only_their_rows(tmp_path: Path) -> None:
+    with Demo(tmp_path, n_rows=50) as demo:
+        for user in ("alice", "carol"):
+            conn = demo.connect(user, consent=auto_consent())
+            try:
+                owners = {r[0] for r in conn.execute("SELECT assigned_to FROM incidents")}
+            finally:
+                conn.close()
+            assert owners == {user}
+
+
+def test_demo_restarts_with_a_fresh_token_store(tmp_path: Path) -> None:
+    for _ in range(2):
+        with Demo(tmp_path, n_rows=20) as demo:
+            conn = demo.connect("alice", consent=auto_consent())
+            try:
+                assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] > 0
+            finally:
+                conn.close()
+
+
+def test_wrong_password_fails_clearly(tmp_path: Path) -> None:
+    with Demo(tmp_path, n_rows=10) as demo:
+        conn = demo.connect("alice", consent=auto_consent(passwords={"alice": "wrong"}))
+        try:
+            with pytest.raises(ConsentFailed, match="answered 401"):
+                conn.execute("SELECT count(*) FROM incidents").fetchall()
+        finally:
+            conn.close()
+
+
+def test_sign_in_and_approve_returns_the_callback(tmp_path: Path) -> None:
+    with Demo(tmp_path, n_rows=10) as demo:
+        seen: list[str] = []
+
+        def consent(req: object) -> str:
+            url = sign_in_and_approve(req.authorization_url, username="bob", password="bob")  # type: ignore[attr-defined]
+            seen.append(url)
+            return url
+
+        conn = demo.connect("bob", consent=consent)
+        try:
+            conn.execute("SELECT count(*) FROM incidents").fetchall()
+        finally:
+            conn.close()
+    assert len(seen) == 1
+    assert seen[0].startswith("http://127.0.0.1/callback?") and "code=" in seen[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
+def test_interactive_demo_on_a_terminal(tmp_path: Path) -> None:
+    """A terminal, no browser: the URL is printed, the pasted redirect accepted, rows shown;
+    `.user bob` and the same SELECT show bob's rows after bob's consent."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
+        }
+        env.update(REMOTETABLES_NO_KEYRING="1", HOME=str(tmp_path), TERM="dumb")
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "remotetables.cli", "demo", "--dir", str(tmp_path)],
+            env,
+        )
+    buf = bytearray()
+
+    def read_until(pattern: str, timeout: float = 20) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            text = buf.decode(errors="replace")
+            if re.search(pattern, text):
+                return text
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    buf.extend(os.read(fd, 65536))
+                except OSError:
+                    break
+        raise AssertionError(f"{pattern!r} not seen in:\n{buf.decode(errors='replace')}")
+
+    def consent_for(user: str) -> None:
+        text = read_until(r"Paste the redirect URL")
+        url = re.findall(r"(http://127\.0\.0\.1:\d+/authorize\?\S+)", text)[-1]
+        os.write(fd, (walk_consent(url, username=user, password=user) + "\n").encode())
+
+    sql = "SELECT DISTINCT assigned_to FROM incidents;\n"
+    try:
+        read_until(r"alice@remotetables> ")
+        os.write(fd, sql.encode())
+        consent_for("alice")
+        text = read_until(r"Paste the redirect URL[\s\S]*assigned_to[\s\S]*alice@remotetables> ")
+        assert re.search(r"\balice\s", text.split("assigned_to")[-1])
+        os.write(fd, b".user bob\n")
+        read_until(r"bob@remotetables> ")
+        del buf[:]
+        os.write(fd, sql.encode())
+        consent_for("bob")
+        text = read_until(r"Paste the redirect URL[\s\S]*assigned_to[\s\S]*bob@remotetables> ")
+        rows = text.split("assigned_to")[-1]
+        assert re.search(r"\bbob\s", rows)
+        assert "alice" not in rows
+        os.write(fd, b".exit\n")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
