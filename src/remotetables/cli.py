@@ -147,6 +147,7 @@ config_option = click.option(
     help="TOML config [env REMOTETABLES_CONFIG; default ./remotetables.toml].",
 )
 user_option = click.option("--user", "-u", help="Query as this user (whose token and rows).")
+owner_option = click.option("--user", "-u", help="Whose token (a user name of your choosing).")
 consent_option = click.option(
     "--consent",
     type=click.Choice(CONSENT_MODES),
@@ -262,7 +263,9 @@ def _write_rows(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(headers)
         for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
+            writer.writerow(
+                ["" if v is None else v.hex() if isinstance(v, bytes) else v for v in row]
+            )
             n += 1
         return n
     if fmt == "jsonl":
@@ -508,7 +511,7 @@ def _export(
 @main.command()
 @click.argument("provider")
 @config_option
-@user_option
+@owner_option
 @click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
 @consent_option
 def login(
@@ -531,7 +534,7 @@ def login(
 @main.command()
 @click.argument("provider")
 @config_option
-@user_option
+@owner_option
 @click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
 def logout(provider: str, config_path: str | None, user: str | None, system: bool) -> None:
     """Revoke a user's (or the system's) token at the provider, then delete it here."""
