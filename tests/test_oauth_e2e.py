@@ -530,19 +530,29 @@ def test_failed_consent_is_clear_and_stores_nothing(
     conn.close()
 
 
-def test_device_grant_through_sql(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("approve", [True, False])
+def test_device_grant_through_sql(
+    env: Env, capsys: pytest.CaptureFixture[str], approve: bool
+) -> None:
     walked: list[str] = []
 
     def sleep(seconds: float) -> None:
         env.clock.advance(seconds)
-        if not walked:  # the user reads the terminal and approves on another device
+        if not walked:  # the user reads the terminal and answers on another device
             found = re.search(r"\(or open (\S+)\)", capsys.readouterr().err)
             assert found is not None
-            walked.append(walk_consent(found.group(1), username="carol", password="carol"))
+            url = found.group(1)
+            walked.append(walk_consent(url, username="carol", password="carol", approve=approve))
 
     cfg = env.toml(settings='consent = "device"')
     conn = env.connect(cfg, user="carol", sleep=sleep)
-    assert {r[1] for r in rows_of(conn)} == {"carol"}
+    if approve:
+        assert {r[1] for r in rows_of(conn)} == {"carol"}
+    else:
+        with pytest.raises(ConsentDenied, match="denied") as info:
+            rows_of(conn)
+        assert info.value.user == "carol"
+        assert conn.runtime.oauth_service().tokens() == []
     assert len(walked) == 1
     assert len(env.cap.forms(grant="urn:ietf:params:oauth:grant-type:device_code")) == 1
     conn.close()

@@ -47,7 +47,6 @@ from remotetables.errors import (
     ConsentFailed,
     ConsentRequired,
     ProviderUnavailable,
-    TokenStoreError,
 )
 from remotetables.http import RequestContext
 
@@ -457,8 +456,8 @@ class OAuthCredentials:
             )
         try:
             tokens = svc.obtain(self.provider, subject, session.consent)
-        except ConsentRequired as exc:
-            if exc.user is None:
+        except AuthError as exc:  # ConsentRequired, ConsentDenied (device) ...: say whose
+            if exc.user is None and subject != SYSTEM_SUBJECT:
                 exc.user = subject
             raise
         svc.store.put(svc.key(self.provider, subject), tokens, now=svc.rt.clock())
@@ -475,15 +474,13 @@ class OAuthCredentials:
     def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
         subject = self.subject(session)
         origins = self.service.rt.allowed_origins(self.provider.name)
-        try:
-            return BearerAuth(
-                lambda: self.token(session, subject),
-                lambda failed: self.on_unauthorized(session, subject, failed),
-                origins,
-                self.provider.name,
-            )
-        except TokenStoreError:
-            raise
+        # the subject is fixed here, once per statement: set_user() acts on the next one
+        return BearerAuth(
+            lambda: self.token(session, subject),
+            lambda failed: self.on_unauthorized(session, subject, failed),
+            origins,
+            self.provider.name,
+        )
 
     def __repr__(self) -> str:
         return f"OAuthCredentials(provider={self.provider.name!r}, integration={self.provider.integration!r})"
