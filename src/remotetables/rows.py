@@ -11,6 +11,7 @@ costs one call per row, not one per value.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -214,7 +215,16 @@ def coerce(value: Any, sql_type: str) -> Any:
 
 
 class RowBuilder:
-    """Turns decoded JSON items into tuples, one compiled function per table."""
+    """Turns decoded JSON items into tuples, one compiled function per table.
+
+    Two functions are compiled: a fast one that takes every top-level key with one
+    ``operator.itemgetter`` call (it raises ``KeyError`` when a row lacks a key) and a tolerant
+    one that reads keys with ``dict.get`` (a missing key is NULL). A page is built with the fast
+    one; if it fails, with the tolerant one; if a value cannot be converted, row by row with
+    messages. After a page with a missing key the fast one is skipped for a few pages.
+    """
+
+    _FAST_PAUSE = 8  # pages built tolerantly after the fast builder missed a key
 
     def __init__(
         self,
@@ -224,18 +234,35 @@ class RowBuilder:
         """``columns``: (name, sql type, path, null_on_error) for each column, in order."""
         self.table = table
         self.columns = list(columns)
-        self._build = self._compile()
+        tolerant = self._compile(fast=False)
+        assert tolerant is not None
+        self._build: Callable[[Any], tuple[Any, ...]] = tolerant
+        self._fast: Callable[[Any], tuple[Any, ...]] | None = self._compile(fast=True)
+        self._skip_fast = 0
 
-    def _compile(self) -> Callable[[Any], tuple[Any, ...]]:
-        env: dict[str, Any] = {"_dict": dict, "_get_path": get_path}
-        lines = ["def build(item):", "    g = item.get"]
+    def _compile(self, *, fast: bool) -> Callable[[Any], tuple[Any, ...]] | None:
+        env: dict[str, Any] = {"_dict": dict, "_get_path": get_path, "_T": True, "_F": False}
+        lines = ["def build(item):"]
+        tops: list[str] = []  # top-level keys taken by one itemgetter call (fast builder)
+        if fast:
+            for _name, _typ, path, _null in self.columns:
+                if path and all(isinstance(step, str) for step in path) and path[0] not in tops:
+                    tops.append(str(path[0]))
+            if not tops:
+                return None
+            env["_ig"] = operator.itemgetter(*tops)
+            names = ", ".join(f"k{j}" for j in range(len(tops)))
+            lines.append(f"    {names}{',' if len(tops) == 1 else ''} = _ig(item)")
+        else:
+            lines.append("    g = item.get")
         outs: list[str] = []
         for i, (_name, typ, path, _null) in enumerate(self.columns):
             var = f"v{i}"
             if not path:
                 lines.append(f"    {var} = item")
             elif all(isinstance(step, str) for step in path):
-                lines.append(f"    {var} = g({path[0]!r})")
+                first = f"k{tops.index(str(path[0]))}" if fast else f"g({path[0]!r})"
+                lines.append(f"    {var} = {first}")
                 for step in path[1:]:
                     lines.append(
                         f"    {var} = {var}.get({step!r}) if {var}.__class__ is _dict else None"
@@ -244,22 +271,37 @@ class RowBuilder:
                 env[f"_p{i}"] = path
                 lines.append(f"    {var} = _get_path(item, _p{i})")
             env[f"c{i}"] = _CONVERTERS[typ]
-            fast = _FAST_TYPE.get(typ)
-            if fast is not None:
-                env[f"t{i}"] = fast
+            fast_type = _FAST_TYPE.get(typ)
+            if fast_type is not None:
+                env[f"t{i}"] = fast_type
                 outs.append(f"({var} if {var}.__class__ is t{i} or {var} is None else c{i}({var}))")
+            elif typ == "BOOLEAN":
+                outs.append(
+                    f"(1 if {var} is _T else 0 if {var} is _F else None if {var} is None "
+                    f"else c{i}({var}))"
+                )
             else:
                 outs.append(f"(None if {var} is None else c{i}({var}))")
         lines.append("    return (" + ", ".join(outs) + ("," if len(outs) == 1 else "") + ")")
-        exec("\n".join(lines), env)  # noqa: S102  (generated from validated column specs only)
+        exec("\n".join(lines), env)
         build: Callable[[Any], tuple[Any, ...]] = env["build"]
         return build
 
     def build_page(self, items: list[Any], first_row: int) -> list[tuple[Any, ...]]:
         """Tuples for a page; ``first_row`` (0-based) is used in error messages."""
-        build = self._build
+        fast = self._fast
+        if fast is not None:
+            if self._skip_fast:
+                self._skip_fast -= 1
+            else:
+                try:
+                    return list(map(fast, items))
+                except (KeyError, TypeError, AttributeError):
+                    self._skip_fast = self._FAST_PAUSE  # a row lacks a key (or is no object)
+                except _Bad:
+                    return [self._slow(item, first_row + n) for n, item in enumerate(items)]
         try:
-            return [build(item) for item in items]
+            return list(map(self._build, items))
         except (_Bad, AttributeError, TypeError):
             return [self._slow(item, first_row + n) for n, item in enumerate(items)]
 

@@ -46,7 +46,7 @@ class Module:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def Create(  # noqa: N802  (SQLite's name)
+    def Create(
         self, connection: apsw.Connection, modulename: str, dbname: str, tablename: str, *args: str
     ) -> tuple[str, Table]:
         name = args[0].strip().strip("'\"") if args else tablename
@@ -63,18 +63,18 @@ class Table:
         self._plans: dict[str, Plan] = {}
         self.writer = TableWriter(session, spec)  # INSERT/UPDATE/DELETE (remotetables.writes)
 
-    def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:  # noqa: N802
+    def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:
         constraints = []
         for i in range(ii.nConstraint):
             op = ii.get_aConstraint_op(i)
             usable = bool(ii.get_aConstraint_usable(i))
-            rhs_known = False
+            rhs: Any = None
             in_capable = False
             if usable:
                 try:
-                    rhs_known = ii.get_aConstraint_rhs(i) is not None
+                    rhs = ii.get_aConstraint_rhs(i)
                 except (apsw.Error, ValueError):
-                    rhs_known = False
+                    rhs = None
                 if op == apsw.SQLITE_INDEX_CONSTRAINT_EQ:
                     in_capable = bool(ii.get_aConstraintUsage_in(i))
             collation = ii.get_aConstraint_collation(i) or "BINARY"
@@ -83,7 +83,8 @@ class Table:
                     column=ii.get_aConstraint_iColumn(i),
                     op=op,
                     usable=usable,
-                    rhs_known=rhs_known,
+                    rhs_known=rhs is not None,
+                    rhs_text=isinstance(rhs, str),
                     in_capable=in_capable,
                     binary=collation.upper() == "BINARY",
                 )
@@ -109,7 +110,7 @@ class Table:
             self._plans[key] = plan
         return plan
 
-    def Open(self) -> Cursor:  # noqa: N802
+    def Open(self) -> Cursor:
         if self.writer.remembers_rows:
             return _RememberingCursor(self)
         return Cursor(self)
@@ -125,23 +126,26 @@ class Table:
     def UpdateDeleteRow(self, rowid: int) -> None:
         self.writer.delete(rowid)
 
-    def Disconnect(self) -> None:  # noqa: N802
+    def Disconnect(self) -> None:
         pass
 
     Destroy = Disconnect
 
 
 class Cursor:
-    """Walks the pages of one scan; no state lives on the table (self-joins open two)."""
+    """Walks the pages of one scan; no state lives on the table (self-joins open two).
+
+    The hot path is Next/Eof/Column, called by SQLite once per row (Column once per value):
+    Next takes the next tuple from an iterator over the current page and does nothing else.
+    """
 
     __slots__ = (
         "_eof",
-        "_i",
+        "_it",
+        "_last_row",
         "_last_rowid",
         "_occurrences",
-        "_page",
         "_pages",
-        "_pos",
         "_row",
         "_table",
     )
@@ -149,50 +153,46 @@ class Cursor:
     def __init__(self, table: Table) -> None:
         self._table = table
         self._pages: Iterator[list[Row]] = iter(())
-        self._page: list[Row] = []
-        self._i = 0
+        self._it: Iterator[Row] = iter(())
         self._row: Row = ()
         self._eof = True
         self._occurrences: dict[int, int] | None = None
-        self._pos = 0  # rows passed in this scan
-        self._last_rowid = (-1, 0)
+        self._last_row: Row | None = None  # the row whose rowid is _last_rowid
+        self._last_rowid = 0
 
-    def Filter(self, idxnum: int, idxstr: str | None, args: tuple[Any, ...]) -> None:  # noqa: N802
+    def Filter(self, idxnum: int, idxstr: str | None, args: tuple[Any, ...]) -> None:
         self._close_pages()
         table = self._table
         plan = table.plan_for(idxstr)
         self._pages = scan(table.session.runtime, table.session, table.spec, plan, args)
         self._occurrences = None
-        self._pos = 0
-        self._last_rowid = (-1, 0)
+        self._last_row = None
         self._next_page()
 
     def _next_page(self) -> None:
         for page in self._pages:
             if page:
-                self._page = page
-                self._i = 0
-                self._row = page[0]
+                self._it = it = iter(page)
+                self._row = next(it)
                 self._eof = False
                 return
-        self._page = []
+        self._it = iter(())
         self._eof = True
 
-    def Eof(self) -> bool:  # noqa: N802
+    def Eof(self) -> bool:
         return self._eof
 
-    def Next(self) -> None:  # noqa: N802
-        self._pos += 1
-        self._i += 1
-        if self._i < len(self._page):
-            self._row = self._page[self._i]
-        else:
+    def Next(self) -> None:
+        row = next(self._it, None)  # rows are tuples, never None
+        if row is None:
             self._next_page()
+        else:
+            self._row = row
 
-    def Column(self, n: int) -> Any:  # noqa: N802
+    def Column(self, n: int) -> Any:
         return self._row[n]
 
-    def Rowid(self) -> int:  # noqa: N802
+    def Rowid(self) -> int:
         """Stable for a row within a process: SQLite merges OR scans by rowid."""
         spec = self._table.spec
         row = self._row
@@ -200,8 +200,8 @@ class Cursor:
         h = hash(ident) & 0x3FFFFFFFFFFF
         if spec.key:
             return h
-        if self._last_rowid[0] == self._pos:
-            return self._last_rowid[1]
+        if self._last_row is row:  # asked again for the same row (a held reference: no reuse)
+            return self._last_rowid
         # identical rows get distinct rowids, the same in every scan that sees them
         if self._occurrences is None:
             self._occurrences = {}
@@ -209,7 +209,8 @@ class Cursor:
         n = self._occurrences.get(h, 0)
         self._occurrences[h] = n + 1
         rowid = (h << 16) | (n & 0xFFFF)
-        self._last_rowid = (self._pos, rowid)
+        self._last_row = row
+        self._last_rowid = rowid
         return rowid
 
     def _close_pages(self) -> None:
@@ -217,8 +218,9 @@ class Cursor:
         if close is not None:
             close()
 
-    def Close(self) -> None:  # noqa: N802
+    def Close(self) -> None:
         self._close_pages()
+
 
 class _RememberingCursor(Cursor):
     """For tables that allow UPDATE/DELETE: SQLite gives those only the rowid, so each row it
