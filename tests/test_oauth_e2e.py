@@ -343,8 +343,9 @@ class _RewriteMetadata(httpx2.BaseTransport):
             if self.oidc_only and path == "/.well-known/oauth-authorization-server":
                 return httpx2.Response(404, json={"error": "not_found"})
             url = request.url.copy_with(path="/.well-known/oauth-authorization-server")
-            real = httpx2.Client(transport=self.inner).get(url)
-            doc = real.json()
+            real = self.inner.handle_request(httpx2.Request("GET", url))
+            doc = json.loads(real.read())
+            real.close()
             if self.issuer is not None:
                 doc["issuer"] = self.issuer
             return httpx2.Response(200, json=doc)
