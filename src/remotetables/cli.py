@@ -415,7 +415,8 @@ def _check_provider(rt: Runtime, p: ProviderConfig) -> tuple[bool, str]:
     try:
         meta = rt.oauth_service().client(p).metadata()
     except errors.ProviderUnavailable as exc:
-        return False, f"cannot reach the authorization server: {exc}"
+        where = f" at {p.issuer}" if p.issuer else ""
+        return False, f"cannot reach the authorization server{where}: {exc}"
     except errors.Error as exc:
         return False, str(exc)
     source = (
