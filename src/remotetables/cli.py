@@ -132,6 +132,10 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
@@ -390,7 +394,8 @@ def check(config_path: str | None) -> None:
     """Validate the config and reach every provider's discovery document."""
     cfg = _config(config_path)
     click.echo(
-        f"config {cfg.path}: valid ({len(cfg.providers)} providers, {len(cfg.tables)} tables)"
+        f"config {cfg.path}: valid ({_plural(len(cfg.providers), 'provider')}, "
+        f"{_plural(len(cfg.tables), 'table')})"
     )
     problems = 0
     with _runtime(cfg) as rt:
