@@ -29,10 +29,41 @@ from hypothesis import strategies as st
 
 import remotetables
 from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.api_data import generate_incidents
 from tests.conftest import incidents_table
 
 STYLES = ("link", "next_url", "cursor", "offset", "page")
-N_ROWS = 250
+USERS = ("alice", "bob", "carol")
+
+
+def _dataset() -> list[dict[str, Any]]:
+    """250 generated incidents plus rows with awkward values (numeric-looking text, case, NULLs).
+
+    Every extra value is one the API filters consistently with SQLite's equality on the coerced
+    value, so a difference can only come from remotetables.
+    """
+    rows = generate_incidents(250, users=USERS, seed=7)
+    changes: list[dict[str, Any]] = [
+        {"state": "1"},
+        {"state": "01"},
+        {"state": "1.0"},
+        {"state": " 1"},
+        {"state": "1e0", "priority": None},
+        {"state": "Open", "assigned_to": "Alice"},
+        {"state": "new", "assigned_to": ""},
+        {"state": "open", "assigned_to": "2", "reopen_count": "3"},
+        {"state": "closed", "priority": "2", "caller": None, "tags": None},
+        {"state": "new", "short_description": "It's 100% broken_ok"},
+    ]
+    for i, change in enumerate(changes):
+        extra = {**rows[i * 7], **change}
+        extra["sys_id"] = f"extra{i:027d}"
+        extra["number"] = f"INC9{i:06d}"
+        rows.insert(20 + i * 23, extra)
+    return rows
+
+
+N_ROWS = len(_dataset())
 
 NATIVE_SCHEMA = """
 CREATE TABLE native_incidents(
@@ -97,6 +128,17 @@ def _config(base: str) -> str:
         _table("ri_comma", "link", base, net, _in_style("comma"), url_prefix="/list"),
         _table("ri_repeat", "link", base, net, _in_style("repeat")),
     ]
+    # only three columns: many rows are identical, so rowids cannot come from a key
+    narrow = (
+        "[tables.ri_narrow]\n" + _table("x", "link", base).split("\n", 1)[1].split("[tables.")[0]
+    )
+    narrow += (
+        "[tables.ri_narrow.columns]\n"
+        'state = { type = "TEXT", param = "state" }\n'
+        'priority = { type = "INTEGER", param = "priority" }\n'
+        'assigned_to = { type = "TEXT", param = "assigned_to" }\n'
+    )
+    parts.append(narrow)
     for style in STYLES:
         parts.append(_table(f"style_{style}", style, base))
         parts.append(_table(f"style_{style}_net", style, base, net))
@@ -225,7 +267,7 @@ def _limit_offset(template: str, params: Sequence[Any]) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def oracle_api() -> Iterator[IncidentsAPI]:
     """A private API so request-log checks see only this module's requests."""
-    with IncidentsAPI(n_rows=N_ROWS, seed=7) as server:
+    with IncidentsAPI(datasets={"incidents": _dataset()}, users=USERS) as server:
         yield server
 
 
@@ -289,6 +331,18 @@ CASES: list[tuple[str, str, tuple[Any, ...], str]] = [
     ("text_eq_space", "SELECT * FROM {t} WHERE state = 'open '", (), "bag"),
     ("text_eq_number", "SELECT * FROM {t} WHERE state = 1", (), "bag"),
     ("text_eq_blob", "SELECT * FROM {t} WHERE state = x'6f70656e'", (), "bag"),
+    # a TEXT column compared with a value of numeric affinity is compared as a number
+    ("text_eq_cast_int", "SELECT * FROM {t} WHERE state = CAST(1 AS INTEGER)", (), "bag"),
+    ("text_eq_cast_real", "SELECT * FROM {t} WHERE state = CAST('1' AS REAL)", (), "bag"),
+    ("text_eq_cast_text", "SELECT * FROM {t} WHERE state = CAST(1 AS TEXT)", (), "bag"),
+    ("text_eq_int_bound", "SELECT * FROM {t} WHERE state = ?", (1,), "bag"),
+    ("text_eq_real_literal", "SELECT * FROM {t} WHERE state = 1.0", (), "bag"),
+    (
+        "text_in_int_subquery",
+        "SELECT * FROM {t} WHERE state IN (SELECT n FROM native_nums)",
+        (),
+        "bag",
+    ),
     ("text_eq_null_word", "SELECT * FROM {t} WHERE assigned_to = 'null'", (), "bag"),
     ("text_eq_null_word_bound", "SELECT * FROM {t} WHERE assigned_to = ?", ("null",), "bag"),
     ("text_eq_empty", "SELECT * FROM {t} WHERE assigned_to = ''", (), "bag"),
@@ -369,6 +423,18 @@ CASES: list[tuple[str, str, tuple[Any, ...], str]] = [
         (),
         "bag",
     ),
+    (
+        "or_limit_offset",
+        "SELECT * FROM {t} WHERE priority = 1 OR state = 'new' LIMIT 5 OFFSET 30",
+        (),
+        "window",
+    ),
+    (
+        "or_in_limit",
+        "SELECT * FROM {t} WHERE priority IN (1, 5) OR assigned_to IN ('bob', '') LIMIT 20 OFFSET 40",
+        (),
+        "window",
+    ),
     ("or_null", "SELECT * FROM {t} WHERE assigned_to IS NULL OR priority = 4", (), "bag"),
     # ranges, LIKE, GLOB, COLLATE
     ("range_int", "SELECT * FROM {t} WHERE priority > 3", (), "bag"),
@@ -434,7 +500,7 @@ CASES: list[tuple[str, str, tuple[Any, ...], str]] = [
     ("limit", "SELECT * FROM {t} LIMIT 5", (), "window"),
     ("limit_offset", "SELECT * FROM {t} LIMIT 5 OFFSET 37", (), "window"),
     ("limit_offset_page", "SELECT * FROM {t} LIMIT 40 OFFSET 40", (), "window"),
-    ("limit_offset_end", "SELECT * FROM {t} LIMIT 10 OFFSET 245", (), "window"),
+    ("limit_offset_end", "SELECT * FROM {t} LIMIT 10 OFFSET 255", (), "window"),
     ("limit_offset_past", "SELECT * FROM {t} LIMIT 10 OFFSET 400", (), "window"),
     ("limit_zero", "SELECT * FROM {t} LIMIT 0", (), "window"),
     ("limit_neg_offset", "SELECT * FROM {t} LIMIT -1 OFFSET 240", (), "window"),
@@ -674,6 +740,55 @@ CASES: list[tuple[str, str, tuple[Any, ...], str]] = [
     ),
 ]
 
+NARROW_CASES: list[tuple[str, str, tuple[Any, ...], str]] = [
+    ("all", "SELECT state, priority, assigned_to FROM {t}", (), "bag"),
+    (
+        "or",
+        "SELECT state, priority, assigned_to FROM {t} WHERE priority = 1 OR state = 'new'",
+        (),
+        "bag",
+    ),
+    (
+        "or3",
+        "SELECT count(*) FROM {t} WHERE priority = 5 OR assigned_to = 'bob' OR state = 'open'",
+        (),
+        "bag",
+    ),
+    (
+        "or_mixed",
+        "SELECT state, priority FROM {t} WHERE priority = 2 OR assigned_to IS NULL",
+        (),
+        "bag",
+    ),
+    (
+        "in_or",
+        "SELECT * FROM (SELECT state, priority, assigned_to FROM {t} WHERE priority IN (1, 2) OR state IN ('new', 'closed'))",
+        (),
+        "bag",
+    ),
+    ("group", "SELECT state, priority, count(*) FROM {t} GROUP BY 1, 2", (), "bag"),
+    (
+        "self_join",
+        "SELECT count(*) FROM {t} a JOIN {t} b ON a.priority = b.priority AND a.state = b.state WHERE a.assigned_to = 'alice'",
+        (),
+        "bag",
+    ),
+    (
+        "limit",
+        "SELECT state, priority, assigned_to FROM {t} WHERE state = 'open' LIMIT 9 OFFSET 4",
+        (),
+        "window",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("template", "params", "mode"), [pytest.param(t, p, m, id=i) for i, t, p, m in NARROW_CASES]
+)
+def test_identical_rows(oracle: Oracle, template: str, params: tuple[Any, ...], mode: str) -> None:
+    oracle.check(template, "ri_narrow", params, mode)
+
+
 HEAVY = {"corr_remote_outer", "self_join_count", "json_each"}
 
 
@@ -755,7 +870,7 @@ def test_limit_offset_scan_does_not_poison_cache(oracle: Oracle) -> None:
     """A LIMIT/OFFSET scan that starts mid-table must never be cached as the whole table."""
     for style in STYLES:
         table = f"cold_{style}"  # used by no other test: nothing cached yet
-        oracle.conn.apsw.execute(f"SELECT * FROM {table} LIMIT 10 OFFSET 245").fetchall()
+        oracle.conn.apsw.execute(f"SELECT * FROM {table} LIMIT 10 OFFSET 255").fetchall()
         (count,) = oracle.conn.apsw.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert count == N_ROWS, f"{style}: count(*) after an OFFSET scan"
 
@@ -872,6 +987,8 @@ class Grammar:
                         "like",
                         "is",
                         "nocase",
+                        "cast",
+                        "join_native",
                     ]
                 )
             )
@@ -907,6 +1024,23 @@ class Grammar:
                 return f"{col} LIKE {_sql_literal(pattern)}", []
             if kind == "is":
                 return f"{col} IS {_sql_literal(v)}", []
+            if kind == "cast":
+                to = draw(st.sampled_from(["INTEGER", "REAL", "TEXT", "NUMERIC"]))
+                return f"{col} = CAST({_sql_literal(v)} AS {to})", []
+            if kind == "join_native":
+                # a correlated probe: the remote column compared with native columns of any affinity
+                src = draw(
+                    st.sampled_from(
+                        [
+                            "SELECT n FROM native_nums",
+                            "SELECT p FROM native_prio",
+                            "SELECT p FROM native_prio_text",
+                            "SELECT s FROM native_states",
+                            "SELECT name FROM native_users",
+                        ]
+                    )
+                )
+                return f"{col} IN ({src})", []
             return f"{col} = {_sql_literal(v)} COLLATE NOCASE", []
 
         return build()
@@ -927,7 +1061,15 @@ class Grammar:
         @st.composite
         def build(draw: st.DrawFn) -> tuple[str, list[Any], str]:
             where, params = draw(self.where())
-            shape = draw(st.sampled_from(["rows", "rows", "rows", "count", "group"]))
+            shape = draw(st.sampled_from(["rows", "rows", "rows", "count", "group", "exists"]))
+            if shape == "exists":
+                # the remote table inside a correlated subquery of a native table
+                return (
+                    "SELECT u.name, u.team FROM native_users u WHERE EXISTS "
+                    f"(SELECT 1 FROM {{t}} WHERE assigned_to = u.name AND ({where}))",
+                    params,
+                    "bag",
+                )
             if shape == "count":
                 return (
                     f"SELECT count(*), sum(priority), total(score) FROM {{t}} WHERE {where}",
@@ -952,7 +1094,7 @@ class Grammar:
                 mode = "ordered"
             if draw(st.booleans()):
                 limit = draw(st.sampled_from([-1, 0, 1, 2, 5, 39, 40, 41, 300]))
-                offset = draw(st.sampled_from([0, 0, 1, 3, 40, 245]))
+                offset = draw(st.sampled_from([0, 0, 1, 3, 40, 255]))
                 sql += f" LIMIT {limit}" + (f" OFFSET {offset}" if offset else "")
                 if order is None:
                     mode = "window"
