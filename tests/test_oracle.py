@@ -792,11 +792,28 @@ def test_identical_rows(oracle: Oracle, template: str, params: tuple[Any, ...], 
 HEAVY = {"corr_remote_outer", "self_join_count", "json_each"}
 
 
+# apsw 3.54.1.0 raises SQLError "<NULL>" before Filter runs when a virtual table takes an IN
+# list whole (sqlite3_vtab_in, used for in = "comma" / "repeat" columns) and the list is an
+# empty subquery (shared/reference/apsw-facts.md). strict: this fails loudly once apsw fixes it.
+APSW_EMPTY_IN = pytest.mark.xfail(
+    reason="apsw 3.54.1.0: empty IN subquery with sqlite3_vtab_in raises SQLError <NULL>",
+    raises=Exception,
+    strict=True,
+)
+
+
 def _case_params(tables: Sequence[str]) -> list[Any]:
     out = []
     for table in tables:
         for case_id, template, params, mode in CASES:
-            out.append(pytest.param(table, template, params, mode, id=f"{table}-{case_id}"))
+            marks = (
+                [APSW_EMPTY_IN]
+                if table in ("ri_comma", "ri_repeat") and case_id.startswith("in_subquery_empty")
+                else []
+            )
+            out.append(
+                pytest.param(table, template, params, mode, id=f"{table}-{case_id}", marks=marks)
+            )
     return out
 
 

@@ -96,8 +96,8 @@ def test_plan_pushes_eq_and_omits_only_when_exact_semantics() -> None:
             1, OP_EQ, True, rhs_known=False
         ),  # b = ? (could be a column with affinity): not omitted
         Constraint(2, OP_EQ, True, rhs_known=True),  # c has no param: left to SQLite
-        Constraint(3, OP_EQ, True, rhs_known=True),  # r required, literal
-        Constraint(4, OP_EQ, True, rhs_known=True),  # e exact: omitted, no recheck
+        Constraint(3, OP_EQ, True, rhs_known=True, rhs_text=True),  # r required, literal text
+        Constraint(4, OP_EQ, True, rhs_known=True, rhs_text=True),  # e exact: omitted, no recheck
     ]
     res = make_plan(spec, cons, n_order_by=0)
     assert res.accept
@@ -114,7 +114,7 @@ def test_plan_pushes_eq_and_omits_only_when_exact_semantics() -> None:
 
 def test_plan_limit_only_when_safe() -> None:
     spec = _spec()
-    base = [Constraint(3, OP_EQ, True, rhs_known=True)]
+    base = [Constraint(3, OP_EQ, True, rhs_known=True, rhs_text=True)]
     lim = [Constraint(-1, OP_LIMIT, True), Constraint(-1, OP_OFFSET, True)]
     assert [k for k, _ in make_plan(spec, base + lim, 0).plan.args] == ["eq", "limit", "offset"]
     assert [k for k, _ in make_plan(spec, base + lim, 1).plan.args] == [

@@ -8,7 +8,8 @@ Rules (see shared/reference/apsw-facts.md):
 * equality and IN on a column with ``param`` become Filter arguments;
 * a pushed constraint is ``omit``-ted (SQLite does not re-check it) only when Filter applies it
   exactly as SQLite would: numeric columns always; text columns when the right-hand side is a
-  literal (a column from another table may carry an affinity that changes the comparison);
+  constant text (a number, or a column from another table, may carry an affinity that changes
+  the comparison);
 * LIMIT/OFFSET are taken only when there is no ORDER BY; SQLite offers them only when every
   WHERE term is a Filter argument;
 * a required parameter with no usable constraint in this variant rejects the plan; with no
@@ -36,7 +37,8 @@ class Constraint:
     column: int  # -1 for rowid; unused for LIMIT/OFFSET
     op: int
     usable: bool
-    rhs_known: bool = False  # SQLite gave the right-hand side at plan time (a literal)
+    rhs_known: bool = False  # SQLite gave the right-hand side at plan time (a constant)
+    rhs_text: bool = False  # ... and it is a text value
     in_capable: bool = False  # sqlite3_vtab_in() says this EQ is an IN (...) list
     binary: bool = True  # BINARY collation (a COLLATE NOCASE comparison is left to SQLite)
 
@@ -49,11 +51,13 @@ class Plan:
         default_factory=list
     )  # ("eq"|"in"|"limit"|"offset", column)
     recheck: list[int] = field(default_factory=list)  # argv positions Filter must apply locally
+    kept: list[int] = field(default_factory=list)  # argv positions SQLite re-checks (not omitted)
     missing_required: list[str] = field(default_factory=list)
 
     def to_idxstr(self) -> str:
         return json.dumps(
-            {"a": self.args, "r": self.recheck, "m": self.missing_required}, separators=(",", ":")
+            {"a": self.args, "r": self.recheck, "k": self.kept, "m": self.missing_required},
+            separators=(",", ":"),
         )
 
     @classmethod
@@ -64,6 +68,7 @@ class Plan:
         return cls(
             args=[(str(k), int(c)) for k, c in data["a"]],
             recheck=[int(i) for i in data["r"]],
+            kept=[int(i) for i in data.get("k", [])],
             missing_required=[str(m) for m in data["m"]],
         )
 
@@ -100,13 +105,24 @@ def make_plan(spec: TableSpec, constraints: Sequence[Constraint], n_order_by: in
         if c.column in taken_columns:
             all_consumed = False  # a second constraint on the same column: SQLite checks it
             continue
+        numeric = affinity_of(col.type) != "TEXT"
+        text_literal = c.rhs_known and c.rhs_text
+        if c.in_capable and col.in_style == "separate" and not numeric and not text_literal:
+            # SQLite re-checks an IN handed out one value at a time with text comparison on a
+            # TEXT column, where the IN itself compares numerically for a numeric subquery
+            # ('01' IN (SELECT 1)): leave such an IN to SQLite entirely.
+            all_consumed = False
+            continue
         taken_columns.add(c.column)
         use_in = c.in_capable and col.in_style != "separate"
         plan.args.append(("in" if use_in else "eq", c.column))
         argv = len(plan.args)
         numeric = affinity_of(col.type) != "TEXT"
-        omit = numeric or c.rhs_known
+        # A text column compared with a constant text keeps the text; a number may carry an
+        # affinity (CAST(1 AS INTEGER), another table's column) that makes SQLite compare numerically.
+        omit = numeric or (c.rhs_known and c.rhs_text)
         if not omit:
+            plan.kept.append(argv - 1)
             all_consumed = False  # SQLite re-checks it: a LIMIT taken here could cut rows it keeps
         if omit and not col.exact:
             plan.recheck.append(argv - 1)

@@ -76,6 +76,11 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
         if not values:
             out.empty = True
             continue
+        if affinity == "TEXT" and pos in plan.kept and any(_numeric_looking(v) for v in raw_values):
+            # A number (or a number turned to text by SQLite) against a text column: SQLite may
+            # compare numerically ('01' = 1) depending on the other side's affinity, which Filter
+            # cannot see. Sending it to the API could drop rows SQLite would keep: leave it to SQLite.
+            continue
         texts = [_format_param(v, col.type) for v in values]
         if kind == "in" and col.in_style == "comma":
             out.pushed.append((col.param, ",".join(texts)))
@@ -84,6 +89,12 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
         if pos in plan.recheck:
             out.checks.append((col_index, values))
     return out
+
+
+def _numeric_looking(value: Any) -> bool:
+    if isinstance(value, str):
+        return apply_affinity(value, "NUMERIC") is not value
+    return value is not None
 
 
 def _matches(row: Row, checks: list[tuple[int, list[Any]]]) -> bool:
@@ -182,7 +193,8 @@ class _Scan:
                 interrupted=self.session.interrupted,
             )
 
-        collect: list[Row] | None = [] if spec.cache_ttl > 0 else None
+        # a scan that starts past the first row is not the whole table: never cache it
+        collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
         collected_bytes = 0
         cache_budget = self.rt.cache.entry_budget()
         emitted = 0
