@@ -252,7 +252,8 @@ class RowBuilder:
                 return None
             env["_ig"] = operator.itemgetter(*tops)
             names = ", ".join(f"k{j}" for j in range(len(tops)))
-            lines.append(f"    {names}{',' if len(tops) == 1 else ''} = _ig(item)")
+            # itemgetter with one key returns the value itself, not a 1-tuple
+            lines.append(f"    {names} = _ig(item)")
         else:
             lines.append("    g = item.get")
         outs: list[str] = []
