@@ -563,12 +563,16 @@ def logout(provider: str, config_path: str | None, user: str | None, system: boo
         )
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @config_option
-def tokens(config_path: str | None) -> None:
+@click.pass_context
+def tokens(ctx: click.Context, config_path: str | None) -> None:
     """Who has a token for which provider: expiry and scopes (never the tokens)."""
     from remotetables.shell import format_table, token_rows
 
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is not None:
+        return
     cfg = _config(config_path)
     with _errors(), _runtime(cfg) as rt:
         headers, rows = token_rows(rt)
@@ -576,6 +580,47 @@ def tokens(config_path: str | None) -> None:
         click.echo("no tokens stored: run a query or `remotetables login PROVIDER --user NAME`")
         return
     click.echo(format_table(headers, rows))
+
+
+@tokens.command("migrate")
+@click.option(
+    "--to",
+    "url",
+    required=True,
+    envvar="REMOTETABLES_MIGRATE_TO",
+    metavar="postgresql://USER@HOST/DB",
+    help="Destination PostgreSQL store; keep the password in PGPASSWORD or ~/.pgpass, "
+    "not on the command line [env REMOTETABLES_MIGRATE_TO].",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(dir_okay=False, exists=True),
+    help="SQLite token store to read [default: the config's token_store].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace grants the destination already has.")
+@click.pass_context
+def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: bool) -> None:
+    """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
+    from pathlib import Path
+
+    from remotetables.auth.migrate import migrate_to_url
+    from remotetables.auth.pgstore import redact_url
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError("--to must be a postgresql:// URL")
+    cfg = _config(ctx.obj)
+    with _errors(), _runtime(cfg) as rt:
+        n, result = migrate_to_url(
+            rt, url, source=Path(source) if source else None, overwrite=overwrite
+        )
+    click.echo(f"moved {n} grant(s) to {redact_url(url)}")
+    if result.skipped_existing:
+        names = ", ".join(f"{k.subject}@{k.provider}" for k in result.skipped_existing)
+        click.echo(f"kept {len(result.skipped_existing)} already there (use --overwrite): {names}")
+    if result.skipped_inactive:
+        click.echo(f"skipped {len(result.skipped_inactive)} needing consent again")
+    click.echo("now set settings.token_store to that URL on every host (same key file)")
 
 
 if __name__ == "__main__":  # pragma: no cover
