@@ -7,7 +7,7 @@ Every case also checks that nothing secret reaches the error message or the outp
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,9 +326,12 @@ def run_case(case: Case, tmp: Path, api: IncidentsAPI) -> None:
             if case.error is None:
                 assert rows == [(0,)]
             return
-        table = {"redirect-loop": "inc", "rows-path": "rowsy", "coercion": "weird", "coercion2": "weird2"}.get(
-            case.input, "inc"
-        )
+        table = {
+            "redirect-loop": "inc",
+            "rows-path": "rowsy",
+            "coercion": "weird",
+            "coercion2": "weird2",
+        }.get(case.input, "inc")
         if case.input == "redirect-loop":
             api.faults.add(
                 Fault(
@@ -369,6 +372,3 @@ def test_bad_input(
 def test_the_survey_is_big_enough() -> None:
     assert len(CASES) >= 40
     assert {c.kind for c in CASES.values()} == {"config", "sql", "api", "callback"}
-
-
-Check = Callable[[], None]

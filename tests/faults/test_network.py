@@ -80,7 +80,6 @@ def test_f08_long_retry_wait_can_be_interrupted(env: DemoEnv) -> None:
     log = SleepLog(hook=lambda: box["conn"].session.interrupt() if log.calls >= 3 else None)  # type: ignore[attr-defined]
     conn = env.connect("alice", config=env.config(), sleep=log)
     box["conn"] = conn
-    rows_of(conn) if False else None
     env.api.faults.add(
         Fault("status", path="/styles/", page=1, status=429, headers={"Retry-After": "60"})
     )
