@@ -300,7 +300,7 @@ def warm_block(base: str, tmp: Path, rows: int, reps: int) -> dict[str, Any]:
     db = conn.apsw
     db.execute("CREATE TABLE native AS SELECT * FROM bulk_warm")  # fills the cache too
     n_open = apsw_consume(db, Q_WHERE.format(t="native"))
-    b = Block(max(reps, 7))
+    b = Block(reps)
     for q, tag, expect in (
         (Q_ALL, "all", rows),
         (Q_COUNT, "count", None),
@@ -373,11 +373,15 @@ def rss_child(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rss_block(bases: dict[int, str], tmp: Path, cache_max_bytes: int) -> list[dict[str, Any]]:
+def rss_block(
+    bases: dict[int, str], tmp: Path, cache_max_bytes: int, *, quick: bool
+) -> list[dict[str, Any]]:
     out = []
     for rows, base in bases.items():
         for mode, cmb in (("floor", None), ("nocache", None), ("cache", cache_max_bytes),
                           ("cache", 64 * 1024 * 1024)):  # fmt: skip
+            if quick and cmb == 64 * 1024 * 1024:
+                continue
             spec = {
                 "base": base,
                 "mode": mode,
@@ -518,14 +522,16 @@ def render(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rows at 20 ms; under a minute")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per block (default 5)")
+    ap.add_argument(
+        "--reps", type=int, default=None, help="repetitions (default 5; 3 with --quick)"
+    )
     ap.add_argument("--json", default=str(HERE / "results" / "latest.json"))
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.rss_child:
         print(json.dumps(rss_child(json.loads(args.rss_child))))
         return 0
-    reps = args.reps or 5
+    reps = args.reps or (3 if args.quick else 5)
     rows0 = 100_000
     rows20 = 20_000 if args.quick else 100_000
     cache_max = 16 * 1024 * 1024
@@ -544,20 +550,31 @@ def main(argv: list[str] | None = None) -> int:
             "page_size": PAGE,
         }
     }
+    phases: dict[str, float] = {}
+    res["meta"]["phase_seconds"] = phases
     with tempfile.TemporaryDirectory() as td, api_servers(servers) as bases:
         tmp = Path(td)
-        res["lat0"] = scan_block(
-            bases["lat0"], tmp, rows0, reps, label="0 ms added latency", with_offset=False
-        )
-        res["lat20"] = scan_block(
-            bases["lat20"], tmp, rows20, reps, label="20 ms added latency", with_offset=True
-        )
+        phases["servers"] = time.perf_counter() - t_start
+        for key, base, rows, label, offset in (
+            ("lat0", bases["lat0"], rows0, "0 ms added latency", False),
+            ("lat20", bases["lat20"], rows20, "20 ms added latency", True),
+        ):
+            t0 = time.perf_counter()
+            res[key] = scan_block(base, tmp, rows, reps, label=label, with_offset=offset)
+            phases[key] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         res["warm"] = warm_block(bases["lat0"], tmp, rows0, reps)
-        res["rss"] = rss_block({10_000: bases["small"], rows0: bases["lat0"]}, tmp, cache_max)
+        phases["warm"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res["rss"] = rss_block(
+            {10_000: bases["small"], rows0: bases["lat0"]}, tmp, cache_max, quick=args.quick
+        )
+        phases["rss"] = time.perf_counter() - t0
     res["meta"]["seconds"] = round(time.perf_counter() - t_start, 1)
     text = render(res)
     print(text)
-    print(f"\n(total {res['meta']['seconds']} s; JSON in {args.json})")
+    took = ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
+    print(f"\n(total {res['meta']['seconds']} s: {took}; JSON in {args.json})")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
