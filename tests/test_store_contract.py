@@ -22,7 +22,7 @@ from remotetables.auth.store import (
     TokenKey,
     TokenStore,
 )
-from remotetables.errors import LeaseLostError, TokenStoreError
+from remotetables.errors import LeaseLostError, TokenStoreError, UnknownKeyError
 from tests.auth.test_store import (  # the shared protocol cases, run with our fixture
     ALICE,
     BOB,
@@ -172,9 +172,10 @@ def test_other_key_cannot_read_rows(kind: str, opener: Opener, cipher: TokenCiph
         pytest.skip("the memory store keeps no ciphertext")
     opener(cipher).put(ALICE, tokens(1), now=0.0)
     other = opener(TokenCipher.from_key(os.urandom(32)))
-    rec = other.get(ALICE)
-    assert rec is not None and rec.tokens is None and rec.status == "needs_consent"
-    assert rec.last_error is not None and "unknown key id" in rec.last_error
+    with pytest.raises(UnknownKeyError, match="key_file"):
+        other.get(ALICE)
+    rec = opener(cipher).get(ALICE)  # nothing was wiped: the right key still reads it
+    assert rec is not None and rec.status == "active" and rec.tokens is not None
 
 
 def test_needs_consent_row_blocks_lease_everywhere(opener: Opener, cipher: TokenCipher) -> None:

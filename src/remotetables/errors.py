@@ -43,11 +43,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = [
     "AuthError",
     "CoercionError",
-    "CorruptTokenError",
     "ConfigError",
     "ConsentDenied",
     "ConsentFailed",
     "ConsentRequired",
+    "CorruptTokenError",
     "DataError",
     "DatabaseError",
     "Error",
@@ -68,13 +68,14 @@ __all__ = [
     "RemoteProtocolError",
     "TokenStoreError",
     "TransportError",
+    "UnknownKeyError",
     "UnknownTableError",
     "Warning",
     "redact_url",
 ]
 
 
-class Warning(Exception):  # noqa: A001  (PEP 249 name)
+class Warning(Exception):
     """PEP 249 ``Warning``."""
 
 
@@ -227,6 +228,18 @@ class TokenStoreError(OperationalError):
 
 class CorruptTokenError(TokenStoreError):
     """A stored ciphertext failed to decrypt: tampered, moved to another row, or unknown key."""
+
+
+class UnknownKeyError(CorruptTokenError):
+    """A ciphertext names a key id that is not configured here.
+
+    When the row says the same key wrote it, the wrong key is configured: the stores raise this
+    and change nothing. Otherwise the blob was tampered with and the row needs consent.
+    """
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class LeaseLostError(TokenStoreError):

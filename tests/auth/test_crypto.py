@@ -11,7 +11,7 @@ import pytest
 
 from remotetables.auth.crypto import TokenCipher, key_id_for
 from remotetables.auth.keys import KEYRING_SERVICE, KEYRING_USERNAME, is_real_keyring, load_key
-from remotetables.errors import CorruptTokenError, TokenStoreError
+from remotetables.errors import CorruptTokenError, TokenStoreError, UnknownKeyError
 
 AAD = ("github", "cli-client", "alice", "refresh_token")
 
@@ -66,7 +66,7 @@ def test_unknown_key_and_rotation() -> None:
     old_key, new_key = os.urandom(32), os.urandom(32)
     old = TokenCipher.from_key(old_key)
     blob = old.encrypt("rt", aad=AAD)
-    with pytest.raises(CorruptTokenError, match="unknown key id"):
+    with pytest.raises(UnknownKeyError, match="key_file"):
         TokenCipher.from_key(new_key).decrypt(blob, aad=AAD)
     rotated = TokenCipher(
         {key_id_for(old_key): old_key, key_id_for(new_key): new_key}, current=key_id_for(new_key)

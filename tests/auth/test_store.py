@@ -20,7 +20,7 @@ from remotetables.auth.store import (
     TokenSet,
     TokenStore,
 )
-from remotetables.errors import LeaseLostError, TokenStoreError
+from remotetables.errors import LeaseLostError, TokenStoreError, UnknownKeyError
 
 ALICE = TokenKey("github", "cli", "alice")
 BOB = TokenKey("github", "cli", "bob")
@@ -277,14 +277,15 @@ def test_flipped_byte_makes_row_needs_consent(
     s.close()
 
 
-def test_wrong_key_gives_needs_consent_not_crash(tmp_path: Path, cipher: TokenCipher) -> None:
+def test_wrong_key_is_a_clear_error_and_wipes_nothing(tmp_path: Path, cipher: TokenCipher) -> None:
     path = tmp_path / "tokens.db"
     SQLiteTokenStore(path, cipher).put(ALICE, tokens(1), now=0.0)
     other = SQLiteTokenStore(path, TokenCipher.from_key(os.urandom(32)))
-    rec = other.get(ALICE)
-    assert rec is not None and rec.status == "needs_consent"
-    assert rec.last_error is not None and "unknown key id" in rec.last_error
+    with pytest.raises(UnknownKeyError, match="key_file"):
+        other.get(ALICE)
     other.close()
+    rec = SQLiteTokenStore(path, cipher).get(ALICE)  # the right key still reads the grant
+    assert rec is not None and rec.status == "active" and rec.tokens is not None
 
 
 def test_pending_stores_only_hash_and_ciphertext(tmp_path: Path, cipher: TokenCipher) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from remotetables.errors import CorruptTokenError, TokenStoreError
+from remotetables.errors import CorruptTokenError, TokenStoreError, UnknownKeyError
 
 __all__ = ["BLOB_VERSION", "TokenCipher", "key_id_for"]
 
@@ -106,7 +106,13 @@ class TokenCipher:
         key_id, nonce, sealed = _split(blob)
         aead = self._aeads.get(key_id)
         if aead is None:
-            raise CorruptTokenError(f"token encrypted with unknown key id {key_id!r}")
+            known = ", ".join(repr(k) for k in sorted(self._aeads))
+            raise UnknownKeyError(
+                f"stored tokens were encrypted with key id {key_id!r}, but the key in use is {known}: "
+                "point settings.key_file (or REMOTETABLES_KEY_FILE) at the key that wrote them; "
+                "the stored tokens are left untouched",
+                key_id=key_id,
+            )
         try:
             plain = aead.decrypt(nonce, sealed, _encode_aad(aad, key_id))
         except InvalidTag:

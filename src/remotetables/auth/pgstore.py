@@ -37,7 +37,7 @@ from remotetables.auth.store import (
     TokenSet,
     state_hash,
 )
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
+from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime
@@ -279,6 +279,10 @@ class PostgresTokenStore:
                 return None
             try:
                 return self._record(key, row)
+            except UnknownKeyError as exc:
+                if self._row_key_id(key) == exc.key_id:
+                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
+                self._mark_corrupt(key, version=row[6], reason=str(exc))
             except CorruptTokenError as exc:
                 self._mark_corrupt(key, version=row[6], reason=str(exc))
         raise TokenStoreError(f"token store {self._shown}: row for {_describe(key)} keeps changing")
@@ -298,6 +302,12 @@ class PostgresTokenStore:
                 refresh_expires_at=rexp,
             )
         return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
+
+    def _row_key_id(self, key: TokenKey) -> str | None:
+        row = self._run(
+            lambda c: c.execute(f"SELECT key_id FROM oauth_token WHERE {_PK}", _pk(key)).fetchone()
+        )
+        return None if row is None else row[0]
 
     def _mark_corrupt(self, key: TokenKey, *, version: int, reason: str) -> None:
         self._run(

@@ -24,7 +24,7 @@ import apsw
 
 from remotetables.auth.crypto import TokenCipher
 from remotetables.auth.keys import check_private, ensure_private_dir
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
+from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -429,6 +429,10 @@ class SQLiteTokenStore:
                 return None
             try:
                 return self._record(key, row)
+            except UnknownKeyError as exc:
+                if self._row_key_id(key) == exc.key_id:
+                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
+                self._mark_corrupt(key, version=row[6], reason=str(exc))
             except CorruptTokenError as exc:
                 self._mark_corrupt(key, version=row[6], reason=str(exc))
         raise TokenStoreError(f"token store {self.path}: row for {_describe(key)} keeps changing")
@@ -448,6 +452,13 @@ class SQLiteTokenStore:
                 refresh_expires_at=rexp,
             )
         return TokenRecord(key, tokens, version, status, owner, until, err, upd)
+
+    def _row_key_id(self, key: TokenKey) -> str | None:
+        with self._errors():
+            row = _first(
+                self._conn().execute(f"SELECT key_id FROM oauth_token WHERE {_PK}", _pk(key))
+            )
+        return None if row is None else row[0]
 
     def _mark_corrupt(self, key: TokenKey, *, version: int, reason: str) -> None:
         with self._errors(), self._txn(immediate=True) as c:
