@@ -95,3 +95,12 @@ def open_conn(write_config: Callable[..., Path]) -> Iterator[Callable[..., Any]]
     yield make
     for conn in conns:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def dot() -> Iterator[Any]:
+    """django-oauth-toolkit on loopback: one per test process (Django settings are global)."""
+    from tests.servers.dot_server import DotServer
+
+    with DotServer(access_token_ttl=300) as server:
+        yield server

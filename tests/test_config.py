@@ -47,21 +47,84 @@ def test_good_config_parses(write_config: Callable[..., Path]) -> None:
 @pytest.mark.parametrize(
     ("change", "key", "words"),
     [
-        (("rows = \"result\"", "rowz = \"result\""), "tables.remote_incidents.rowz", "did you mean 'rows'"),
-        (("url = \"https://api.example.com/api/now/table/incident\"\n", ""), "tables.remote_incidents.url", "missing"),
-        (('number = "TEXT"', 'number = "TXT"'), "tables.remote_incidents.columns.number.type", "unknown type"),
-        (('tags = "JSON"', 'tags = "JSON"\nNUMBER = "TEXT"'), "tables.remote_incidents.columns.NUMBER", "duplicate column"),
-        (('provider = "demo"', 'provider = "dmo"'), "tables.remote_incidents.provider", "unknown provider 'dmo'"),
-        (('path = "caller.name"', 'path = "caller..name"'), "tables.remote_incidents.columns.caller.path", "bad JSON path"),
-        (('client_id = "remotetables"', 'client_id = "remotetables"\nclient_secret = "s3cr3t"'), "providers.demo.client_secret", "environment variable"),
-        (("https://api.example.com", "http://api.example.com"), "tables.remote_incidents.url", "plain http"),
-        (('pagination = "link"', 'pagination = "links"'), "tables.remote_incidents.pagination.style", "unknown pagination style"),
-        (("max_page_size = 1000", "max_page_size = 0"), "tables.remote_incidents.max_page_size", ">= 1"),
-        (("max_page_size = 1000", 'max_page_size = "big"'), "tables.remote_incidents.max_page_size", "must be an integer"),
-        (('required = false', 'required = true, exact = "yes"'), "tables.remote_incidents.columns.priority.exact", "true or false"),
-        (('caller = { type = "TEXT", path = "caller.name" }', 'caller = { type = "TEXT", required = true }'), "tables.remote_incidents.columns.caller.required", "param"),
-        (('scopes = ["incidents.read"]', 'scopes = ["incidents.read"]\nintegration = "shared"'), "providers.demo.integration", "personal"),
-        (('[tables.remote_incidents]', '[tables."remote incidents"]'), 'tables.remote incidents', "identifier"),
+        (
+            ('rows = "result"', 'rowz = "result"'),
+            "tables.remote_incidents.rowz",
+            "did you mean 'rows'",
+        ),
+        (
+            ('url = "https://api.example.com/api/now/table/incident"\n', ""),
+            "tables.remote_incidents.url",
+            "missing",
+        ),
+        (
+            ('number = "TEXT"', 'number = "TXT"'),
+            "tables.remote_incidents.columns.number.type",
+            "unknown type",
+        ),
+        (
+            ('tags = "JSON"', 'tags = "JSON"\nNUMBER = "TEXT"'),
+            "tables.remote_incidents.columns.NUMBER",
+            "duplicate column",
+        ),
+        (
+            ('provider = "demo"', 'provider = "dmo"'),
+            "tables.remote_incidents.provider",
+            "unknown provider 'dmo'",
+        ),
+        (
+            ('path = "caller.name"', 'path = "caller..name"'),
+            "tables.remote_incidents.columns.caller.path",
+            "bad JSON path",
+        ),
+        (
+            ('client_id = "remotetables"', 'client_id = "remotetables"\nclient_secret = "s3cr3t"'),
+            "providers.demo.client_secret",
+            "environment variable",
+        ),
+        (
+            ("https://api.example.com", "http://api.example.com"),
+            "tables.remote_incidents.url",
+            "plain http",
+        ),
+        (
+            ('pagination = "link"', 'pagination = "links"'),
+            "tables.remote_incidents.pagination.style",
+            "unknown pagination style",
+        ),
+        (
+            ("max_page_size = 1000", "max_page_size = 0"),
+            "tables.remote_incidents.max_page_size",
+            ">= 1",
+        ),
+        (
+            ("max_page_size = 1000", 'max_page_size = "big"'),
+            "tables.remote_incidents.max_page_size",
+            "must be an integer",
+        ),
+        (
+            ("required = false", 'required = true, exact = "yes"'),
+            "tables.remote_incidents.columns.priority.exact",
+            "true or false",
+        ),
+        (
+            (
+                'caller = { type = "TEXT", path = "caller.name" }',
+                'caller = { type = "TEXT", required = true }',
+            ),
+            "tables.remote_incidents.columns.caller.required",
+            "param",
+        ),
+        (
+            ('scopes = ["incidents.read"]', 'scopes = ["incidents.read"]\nintegration = "shared"'),
+            "providers.demo.integration",
+            "personal",
+        ),
+        (
+            ("[tables.remote_incidents]", '[tables."remote incidents"]'),
+            "tables.remote incidents",
+            "identifier",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(
@@ -89,7 +152,10 @@ def test_missing_file_and_bad_toml(tmp_path: Path, write_config: Callable[..., P
 
 
 def test_secret_looking_static_param_refused(write_config: Callable[..., Path]) -> None:
-    text = GOOD.replace('page_size_param = "sysparm_limit"', 'page_size_param = "sysparm_limit"\nparams = { api_key = "abc" }')
+    text = GOOD.replace(
+        'page_size_param = "sysparm_limit"',
+        'page_size_param = "sysparm_limit"\nparams = { api_key = "abc" }',
+    )
     with pytest.raises(ConfigError, match="secret") as info:
         load_config(write_config(text))
     assert info.value.key == "tables.remote_incidents.params.api_key"

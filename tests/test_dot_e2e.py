@@ -22,13 +22,6 @@ from tests.servers.dot_server import DOT_USERS, DotServer
 from tests.servers.walk import walk_consent
 
 
-@pytest.fixture(scope="module")
-def dot() -> Iterator[DotServer]:
-    """One DOT server per process; module scope so that other modules can start theirs."""
-    with DotServer() as server:
-        yield server
-
-
 @pytest.fixture
 def api(dot: DotServer) -> Iterator[IncidentsAPI]:
     with IncidentsAPI(n_rows=60, token_validator=dot.introspection_validator()) as server:
@@ -106,7 +99,7 @@ def test_dot_consent_query_expiry_refresh_logout(
     assert dot.introspect(old["alice"])["active"] is True
 
     # the tokens expire at the server: the API answers 401, each user refreshes once
-    assert expire_at_server("alice", "bob") == 2
+    assert expire_at_server("alice", "bob") >= 2  # the shared server may hold older tokens too
     tokens_before = dot.stats.token_requests
     api.clear_requests()
     assert {u: rows(u) for u in ("alice", "bob")} == first

@@ -14,13 +14,6 @@ from tests.servers.walk import authorization_url, callback_params, new_verifier,
 REDIRECT = "http://127.0.0.1:49153/callback"
 
 
-@pytest.fixture(scope="module")
-def dot() -> Iterator[DotServer]:
-    # Django settings are per process: one DOT server per session (move to conftest.py).
-    with DotServer(access_token_ttl=300) as server:
-        yield server
-
-
 @pytest.fixture
 def http() -> Iterator[httpx2.Client]:
     with httpx2.Client(timeout=10.0) as client:

@@ -168,7 +168,7 @@ class Settings:
     token_store: str | None = None  # path or postgresql:// URL; None: platform data dir
     key_file: str | None = None
     cache_max_bytes: int = 64 * 1024 * 1024
-    consent: str = "browser"  # browser | prompt | raise | device
+    consent: str = "auto"  # auto | browser | prompt | raise | device
     consent_timeout: float = 300.0
 
 
@@ -311,9 +311,9 @@ def _article(word: str) -> str:
 def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
     p = "settings"
     _only(ctx, p, raw, {"token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout"})
-    consent = _get(ctx, raw, p, "consent", str, "browser")
-    if consent not in ("browser", "prompt", "raise", "device"):
-        raise ctx.err(f"{p}.consent", "must be one of browser, prompt, raise, device")
+    consent = _get(ctx, raw, p, "consent", str, "auto")
+    if consent not in ("auto", "browser", "prompt", "raise", "device"):
+        raise ctx.err(f"{p}.consent", "must be one of auto, browser, prompt, raise, device")
     max_bytes = _get(ctx, raw, p, "cache_max_bytes", int, 64 * 1024 * 1024)
     if max_bytes < 0:
         raise ctx.err(f"{p}.cache_max_bytes", "must be >= 0")

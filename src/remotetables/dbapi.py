@@ -419,10 +419,10 @@ class Cursor:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         self._live()
-        out = []
-        while (row := self._next()) is not None:
-            out.append(row)
-        return out
+        try:
+            return list(self._rows)  # apsw rows are already tuples
+        except apsw.Error as exc:
+            raise _map_error(exc) from exc
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         while (row := self.fetchone()) is not None:

@@ -207,7 +207,8 @@ class _Scan:
             rows_seen += len(rows)
             self.stats.pages += 1
             if collect is not None:
-                collected_bytes += response.nbytes
+                # decoded tuples take about 2.6x their JSON in memory (benchmarks/bench_scan.py)
+                collected_bytes += response.nbytes * 5 // 2
                 if collected_bytes > cache_budget:
                     collect = None  # too big to cache: stream it without keeping it
                 else:

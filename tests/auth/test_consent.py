@@ -578,14 +578,6 @@ def test_e2e_demo_device_grant(demo: DemoAuthServer, demo_client: OAuthClient) -
     assert len(sleeps) == 2 and all(s >= dev.interval for s in sleeps)
 
 
-@pytest.fixture(scope="module")
-def dot() -> Iterator[Any]:
-    from tests.servers.dot_server import DotServer
-
-    with DotServer() as server:
-        yield server
-
-
 def test_e2e_dot_browser_consent_refresh_revoke(dot: Any) -> None:
     s = OAuthSettings(
         name="dot",

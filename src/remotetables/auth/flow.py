@@ -48,7 +48,12 @@ class BearerAuth(httpx2.Auth):
         token = self._get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and self._on_unauthorized is not None:
+        # a 401 from a redirect target on another origin (which got no token) is no reason to refresh
+        if (
+            response.status_code == 401
+            and self._on_unauthorized is not None
+            and origin_of(str(response.url)) in self._allowed
+        ):
             fresh = self._on_unauthorized(token)
             if fresh and fresh != token:
                 request.headers["Authorization"] = f"Bearer {fresh}"

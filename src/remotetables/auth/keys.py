@@ -201,10 +201,10 @@ def _load_or_create_file(path: Path, *, create: bool, private_dir: bool = False)
         return _read_key_file(path)
     if not create:
         raise TokenStoreError(f"key file {path} does not exist")
-    if private_dir:
-        ensure_private_dir(path.parent)
+    if private_dir or not path.parent.exists():
+        ensure_private_dir(path.parent)  # a directory we create is private (0700)
     elif not path.parent.is_dir():
-        raise TokenStoreError(f"cannot create key file {path}: no directory {path.parent}")
+        raise TokenStoreError(f"cannot create key file {path}: {path.parent} is not a directory")
     key = os.urandom(_KEY_LEN)
     # Write a private temp file, then link it into place: the key file appears whole
     # or not at all, and exactly one of several racing processes wins.
