@@ -388,3 +388,25 @@ def test_next_link_to_foreign_origin_is_refused(
         with pytest.raises(PaginationError, match="not one of provider"):
             conn.execute("SELECT * FROM t").fetchall()
         assert other.requests == []
+
+
+def test_unpushed_equality_is_applied_in_filter_with_limit(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., remotetables.Connection]
+) -> None:
+    conn = open_conn(
+        incidents_table("t", "link", fresh_api.base_url, max_page_size=50, extra="cache_ttl = 0\n")
+    )
+    rows = fresh_api.dataset("incidents").snapshot.rows
+    target = rows[120]["short_description"]
+    expected = [r["number"] for r in rows if r["short_description"] == target][:2]
+    got = [
+        n
+        for (n,) in conn.execute(
+            f"SELECT number FROM t WHERE short_description = '{target}' LIMIT 2"
+        )
+    ]
+    assert got == expected
+    reqs = [r for r in fresh_api.requests if r.path.endswith("/incidents")]
+    # pages stay at the API's maximum (the filter is applied here), and paging stops once 2 rows matched
+    assert all(r.query["limit"] == ["50"] for r in reqs)
+    assert conn.last_stats["rows"] == len(expected)

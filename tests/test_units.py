@@ -198,3 +198,19 @@ def test_redact_url() -> None:
         redact_url("https://u:p@h.example/x?api_key=abc&page=2&code=zz")
         == "https://h.example/x?api_key=%2A%2A%2A&page=2&code=%2A%2A%2A"
     )
+
+
+def test_plan_takes_unpushed_equality_locally_and_records_columns_used() -> None:
+    spec = _spec()
+    cons = [
+        Constraint(2, OP_EQ, True, rhs_known=True, rhs_text=True),  # c has no param: a local check
+        Constraint(2, OP_EQ, True, rhs_known=False),  # a second one on c: left to SQLite
+        Constraint(-1, OP_LIMIT, True),
+    ]
+    res = make_plan(spec, cons, 0, col_used={2})
+    assert res.plan.args == [("local", 2)]
+    assert res.usage == {0: (1, True, False)}
+    assert res.plan.used == [2]
+    # a text column with a non-literal right-hand side is not taken: SQLite decides
+    assert make_plan(spec, [Constraint(2, OP_EQ, True)], 0).plan.args == []
+    assert make_plan(spec, [Constraint(2, OP_EQ, True)], 0, col_used={63}).plan.used is None

@@ -19,7 +19,7 @@ Rules (see shared/reference/apsw-facts.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from remotetables.config import TableSpec
@@ -49,14 +49,21 @@ class Plan:
 
     args: list[tuple[str, int]] = field(
         default_factory=list
-    )  # ("eq"|"in"|"limit"|"offset", column)
+    )  # ("eq"|"in"|"local"|"limit"|"offset", column)
     recheck: list[int] = field(default_factory=list)  # argv positions Filter must apply locally
     kept: list[int] = field(default_factory=list)  # argv positions SQLite re-checks (not omitted)
     missing_required: list[str] = field(default_factory=list)
+    used: list[int] | None = None  # columns the query reads (None: all)
 
     def to_idxstr(self) -> str:
         return json.dumps(
-            {"a": self.args, "r": self.recheck, "k": self.kept, "m": self.missing_required},
+            {
+                "a": self.args,
+                "r": self.recheck,
+                "k": self.kept,
+                "m": self.missing_required,
+                "u": self.used,
+            },
             separators=(",", ":"),
         )
 
@@ -70,6 +77,7 @@ class Plan:
             recheck=[int(i) for i in data["r"]],
             kept=[int(i) for i in data.get("k", [])],
             missing_required=[str(m) for m in data["m"]],
+            used=None if data.get("u") is None else [int(c) for c in data["u"]],
         )
 
 
@@ -83,9 +91,16 @@ class PlanResult:
     accept: bool = True
 
 
-def make_plan(spec: TableSpec, constraints: Sequence[Constraint], n_order_by: int) -> PlanResult:
+def make_plan(
+    spec: TableSpec,
+    constraints: Sequence[Constraint],
+    n_order_by: int,
+    col_used: Collection[int] | None = None,
+) -> PlanResult:
     usage: dict[int, tuple[int, bool, bool]] = {}
     plan = Plan()
+    if col_used is not None and not any(c >= 63 for c in col_used):  # 63: "63 or more"
+        plan.used = sorted(c for c in col_used if c < len(spec.columns))
     taken_columns: set[int] = set()
     all_consumed = True
     required_seen_unusable: set[str] = set()
@@ -94,8 +109,20 @@ def make_plan(spec: TableSpec, constraints: Sequence[Constraint], n_order_by: in
         if c.op in (OP_LIMIT, OP_OFFSET):
             continue
         col = spec.columns[c.column] if 0 <= c.column < len(spec.columns) else None
-        if col is None or col.param is None or c.op != OP_EQ or not c.binary:
+        if col is None or c.op != OP_EQ or not c.binary:
             all_consumed = False
+            continue
+        if col.param is None:
+            # no API parameter: applied in Filter when that is exactly SQLite's comparison,
+            # so SQLite neither asks for the column nor sees the rows that fail it
+            local_ok = affinity_of(col.type) != "TEXT" or (c.rhs_known and c.rhs_text)
+            if not c.usable or c.in_capable or c.column in taken_columns or not local_ok:
+                all_consumed = False
+                continue
+            taken_columns.add(c.column)
+            plan.args.append(("local", c.column))
+            plan.recheck.append(len(plan.args) - 1)
+            usage[i] = (len(plan.args), True, False)
             continue
         if not c.usable:
             all_consumed = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import orjson
@@ -230,10 +230,18 @@ class RowBuilder:
         self,
         table: str,
         columns: Sequence[tuple[str, str, JsonPath, bool]],
+        used: Collection[int] | None = None,
     ) -> None:
-        """``columns``: (name, sql type, path, null_on_error) for each column, in order."""
+        """``columns``: (name, sql type, path, null_on_error) for each column, in order.
+
+        ``used``: the column positions the query reads (SQLite's colUsed); the others are
+        NULL in the tuples, and nothing is extracted or converted for them. None: all.
+        """
         self.table = table
         self.columns = list(columns)
+        self.used = frozenset(range(len(self.columns)) if used is None else used)
+        # a query that reads no column (count(*)): every row is the same tuple
+        self._const: tuple[Any, ...] | None = (None,) * len(self.columns) if not self.used else None
         tolerant = self._compile(fast=False)
         assert tolerant is not None
         self._build: Callable[[Any], tuple[Any, ...]] = tolerant
@@ -245,7 +253,9 @@ class RowBuilder:
         lines = ["def build(item):"]
         tops: list[str] = []  # top-level keys taken by one itemgetter call (fast builder)
         if fast:
-            for _name, _typ, path, _null in self.columns:
+            for i, (_name, _typ, path, _null) in enumerate(self.columns):
+                if i not in self.used:
+                    continue
                 if path and all(isinstance(step, str) for step in path) and path[0] not in tops:
                     tops.append(str(path[0]))
             if not tops:
@@ -258,6 +268,9 @@ class RowBuilder:
             lines.append("    g = item.get")
         outs: list[str] = []
         for i, (_name, typ, path, _null) in enumerate(self.columns):
+            if i not in self.used:
+                outs.append("None")
+                continue
             var = f"v{i}"
             if not path:
                 lines.append(f"    {var} = item")
@@ -290,6 +303,8 @@ class RowBuilder:
 
     def build_page(self, items: list[Any], first_row: int) -> list[tuple[Any, ...]]:
         """Tuples for a page; ``first_row`` (0-based) is used in error messages."""
+        if self._const is not None:
+            return [self._const] * len(items)
         fast = self._fast
         if fast is not None:
             if self._skip_fast:
@@ -314,8 +329,11 @@ class RowBuilder:
                 column="*",
                 row=row + 1,
             )
-        out = []
-        for name, typ, path, null_on_error in self.columns:
+        out: list[Any] = []
+        for i, (name, typ, path, null_on_error) in enumerate(self.columns):
+            if i not in self.used:
+                out.append(None)
+                continue
             raw = get_path(item, path)
             try:
                 out.append(coerce(raw, typ))

@@ -37,6 +37,9 @@ class ScanArgs:
     limit: int | None
     offset: int
     empty: bool  # the WHERE clause cannot match anything (= NULL, IN ())
+    covered: bool = True  # every pushed parameter is re-checked locally
+    local: bool = False  # some WHERE term is applied only here (the API returns more rows)
+    used: list[int] | None = None  # columns to build (None: all)
 
 
 def _format_param(value: Any, sql_type: str) -> str:
@@ -58,6 +61,10 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             "(or IN (...)) to the query"
         )
     out = ScanArgs([], [], None, 0, False)
+    if plan.used is not None:
+        out.used = sorted(
+            {*plan.used, *(c for kind, c in plan.args if kind in ("eq", "in", "local"))}
+        )
     for pos, ((kind, col_index), arg) in enumerate(zip(plan.args, args, strict=True)):
         if kind == "limit":
             out.limit = None if arg is None or int(arg) < 0 else int(arg)
@@ -66,7 +73,6 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             out.offset = max(0, int(arg or 0))
             continue
         col = spec.columns[col_index]
-        assert col.param is not None
         affinity = affinity_of(col.type)
         raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
         values = [apply_affinity(v, affinity) for v in raw_values if v is not None]
@@ -81,6 +87,13 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             # compare numerically ('01' = 1) depending on the other side's affinity, which Filter
             # cannot see. Sending it to the API could drop rows SQLite would keep: leave it to SQLite.
             continue
+        if kind == "local":  # no API parameter: only the local check
+            out.checks.append((col_index, values))
+            out.local = True
+            continue
+        assert col.param is not None
+        if pos not in plan.recheck:
+            out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
         texts = [_format_param(v, col.type) for v in values]
         if kind == "in" and col.in_style == "comma":
             out.pushed.append((col.param, ",".join(texts)))
@@ -103,6 +116,26 @@ def _matches(row: Row, checks: list[tuple[int, list[Any]]]) -> bool:
         if not any(sql_equal(value, a) for a in allowed):
             return False
     return True
+
+
+def apply_checks(rows: list[Row], checks: list[tuple[int, list[Any]]]) -> list[Row]:
+    """The rows that pass every check, with SQLite's equality.
+
+    Row values are already of their column's type (TEXT: str; numeric: int/float; never bool)
+    and the allowed values have had the column's affinity applied, so Python's ``==`` and set
+    membership give SQLite's answer (``1 == 1.0``; a str never equals a number; None is never
+    allowed). One check with one value, the common case, is a single comprehension.
+    """
+    if not checks:
+        return rows
+    if len(checks) == 1:
+        index, allowed = checks[0]
+        if len(allowed) == 1:
+            want = allowed[0]
+            return [r for r in rows if r[index] == want]
+        wanted = frozenset(allowed)
+        return [r for r in rows if r[index] in wanted]
+    return [r for r in rows if _matches(r, checks)]
 
 
 def scan(
@@ -146,12 +179,12 @@ class _Scan:
         key = CacheKey.make(self.principal, self.spec.name, self.sargs.pushed)
         cached = self.rt.cache.get(key) if self.spec.cache_ttl > 0 else None
         checks = self.sargs.checks
-        if cached is None and self.spec.cache_ttl > 0 and len(checks) == len(self.sargs.pushed):
+        if cached is None and self.spec.cache_ttl > 0 and self.sargs.covered:
             # every pushed parameter is re-checked locally: a cached whole-table scan answers it
             cached = self.rt.cache.get_covering(key)
         if cached is not None:
             self.stats.cache_hits += 1
-            rows = [r for r in cached if _matches(r, checks)] if checks else cached
+            rows = apply_checks(cached, checks)
             rows = rows[self.sargs.offset :]
             if self.sargs.limit is not None:
                 rows = rows[: self.sargs.limit]
@@ -170,7 +203,7 @@ class _Scan:
         if spec.pagination.style == "offset" and skip and not sargs.checks:
             start_offset, skip = skip, 0  # the API skips for us
         page_size = spec.max_page_size
-        if want is not None and spec.page_size_param:
+        if want is not None and spec.page_size_param and not sargs.local:
             page_size = max(1, min(page_size or (want + skip), want + skip))
         params = list(spec.params) + sargs.pushed
         if spec.page_size_param and page_size:
@@ -195,6 +228,8 @@ class _Scan:
 
         # a scan that starts past the first row is not the whole table: never cache it
         collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
+        # rows that go into the cache are whole; others need only the columns the query reads
+        builder = self.builder if collect is not None else self.rt.row_builder(spec, sargs.used)
         collected_bytes = 0
         cache_budget = self.rt.cache.entry_budget()
         emitted = 0
@@ -203,7 +238,7 @@ class _Scan:
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
-            rows = self.builder.build_page(items, rows_seen)
+            rows = builder.build_page(items, rows_seen)
             rows_seen += len(rows)
             self.stats.pages += 1
             if collect is not None:
@@ -213,7 +248,7 @@ class _Scan:
                     collect = None  # too big to cache: stream it without keeping it
                 else:
                     collect.extend(rows)
-            out = [r for r in rows if _matches(r, sargs.checks)] if sargs.checks else rows
+            out = apply_checks(rows, sargs.checks)
             if skip:
                 taken = min(skip, len(out))
                 out = out[taken:]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -150,7 +150,7 @@ class Runtime:
         self._token_store = token_store
         self._key_file = key_file
         self._creds: dict[str, Credentials] = {}
-        self._builders: dict[str, RowBuilder] = {}
+        self._builders: dict[tuple[str, tuple[int, ...] | None], RowBuilder] = {}
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
         self.oauth: OAuthService | None = None  # made on first use
@@ -160,13 +160,17 @@ class Runtime:
     def table(self, name: str) -> TableSpec:
         return self.config.table(name)
 
-    def row_builder(self, spec: TableSpec) -> RowBuilder:
-        builder = self._builders.get(spec.name)
+    def row_builder(self, spec: TableSpec, used: Sequence[int] | None = None) -> RowBuilder:
+        """The table's compiled row builder (for ``used`` columns only, when given)."""
+        key = (spec.name, None if used is None else tuple(used))
+        builder = self._builders.get(key)
         if builder is None:
             builder = RowBuilder(
-                spec.name, [(c.name, c.type, c.path, c.on_error == "null") for c in spec.columns]
+                spec.name,
+                [(c.name, c.type, c.path, c.on_error == "null") for c in spec.columns],
+                used,
             )
-            self._builders[spec.name] = builder
+            self._builders[key] = builder
         return builder
 
     def provider(self, name: str) -> ProviderConfig:

@@ -89,7 +89,7 @@ class Table:
                     binary=collation.upper() == "BINARY",
                 )
             )
-        result = make_plan(self.spec, constraints, ii.nOrderBy)
+        result = make_plan(self.spec, constraints, ii.nOrderBy, set(ii.colUsed))
         if not result.accept:
             return False
         for i, (argv, omit, use_in) in result.usage.items():
