@@ -43,7 +43,7 @@ class RowCache:
     """A thread-safe TLRU cache of complete scans."""
 
     def __init__(
-        self, max_bytes: int = 64 * 1024 * 1024, *, clock: Callable[[], float] = time.monotonic
+        self, max_bytes: int = 256 * 1024 * 1024, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.max_bytes = max_bytes
         self._clock = clock

@@ -167,7 +167,7 @@ class ProviderConfig:
 class Settings:
     token_store: str | None = None  # path or postgresql:// URL; None: platform data dir
     key_file: str | None = None
-    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_bytes: int = 256 * 1024 * 1024
     consent: str = "auto"  # auto | browser | prompt | raise | device
     consent_timeout: float = 300.0
 
@@ -314,7 +314,7 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
     consent = _get(ctx, raw, p, "consent", str, "auto")
     if consent not in ("auto", "browser", "prompt", "raise", "device"):
         raise ctx.err(f"{p}.consent", "must be one of auto, browser, prompt, raise, device")
-    max_bytes = _get(ctx, raw, p, "cache_max_bytes", int, 64 * 1024 * 1024)
+    max_bytes = _get(ctx, raw, p, "cache_max_bytes", int, 256 * 1024 * 1024)
     if max_bytes < 0:
         raise ctx.err(f"{p}.cache_max_bytes", "must be >= 0")
     return Settings(
