@@ -170,3 +170,21 @@ def test_interactive_demo_on_a_terminal(tmp_path: Path) -> None:
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_readme_first_command_runs_as_a_process(tmp_path: Path) -> None:
+    """`python3 -m remotetables demo` as the README says, in a real process with no terminal."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "remotetables", "demo", "--dir", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    alice_open, _by_state, bob_open, _count, _tokens = _tables(proc.stdout)
+    assert alice_open and bob_open and set(alice_open).isdisjoint(bob_open)
+    assert "Traceback" not in proc.stderr

@@ -312,7 +312,7 @@ def test_f07_one_breaker_per_provider_spares_a_failing_as(rot: RotatingEnv) -> N
         with pytest.raises(ProviderUnavailable) as info:
             rows_of(c)
         errors.append(str(info.value))
-    threshold = first.runtime.oauth_service().breaker("rot").threshold
+    threshold = first.runtime.oauth_service().breaker(first.runtime.provider("rot")).threshold
     assert outage.hits == threshold  # 10 users, only `threshold` token requests
     assert sum("not asking it again" in e for e in errors) == len(users) - threshold
     clock.offset += 31  # cooldown over: one probe goes through (half-open)

@@ -209,11 +209,13 @@ class OAuthService:
                 self._clients[provider.name] = client
             return client
 
-    def breaker(self, provider: str) -> CircuitBreaker:
+    def breaker(self, provider: ProviderConfig) -> CircuitBreaker:
+        """One per authorization server: providers sharing an issuer share its breaker."""
+        server = provider.token_endpoint or provider.token_key_issuer
         with self._lock:
-            b = self._breakers.get(provider)
+            b = self._breakers.get(server)
             if b is None:
-                b = self._breakers[provider] = CircuitBreaker(self.rt.clock)
+                b = self._breakers[server] = CircuitBreaker(self.rt.clock)
             return b
 
     def _settings(self, p: ProviderConfig) -> OAuthSettings:
@@ -259,7 +261,7 @@ class OAuthService:
 
     def refresher(self, provider: ProviderConfig) -> Callable[[str], TokenSet]:
         client = self.client(provider)
-        breaker = self.breaker(provider.name)
+        breaker = self.breaker(provider)
 
         def refresh(refresh_token: str) -> TokenSet:
             breaker.before(provider.name)
@@ -277,7 +279,7 @@ class OAuthService:
         """Get a new grant for ``subject``: client credentials, or the consent callback."""
         client = self.client(provider)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
-            breaker = self.breaker(provider.name)
+            breaker = self.breaker(provider)
             breaker.before(provider.name)
             try:
                 tokens = client.client_credentials()
