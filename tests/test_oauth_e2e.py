@@ -743,3 +743,21 @@ def test_four_processes_four_threads_refresh_once(tmp_path: Path) -> None:
         assert fps == {token_fingerprint(new.tokens.access_token)}
         assert {r.user for r in env.api.requests} == {"alice"}
         store.close()
+
+
+def test_raise_consent_is_bound_to_the_web_session(env: Env) -> None:
+    """RFC 9700 2.1.1: a callback from another browser session cannot finish the consent."""
+    conn = env.connect(user="alice", consent="raise")
+    conn.session.web_session = "browser-session-A"
+    with pytest.raises(ConsentRequired) as info:
+        rows_of(conn)
+    landed = walk_consent(info.value.authorization_url or "", username="alice", password="alice")
+    with pytest.raises(ConsentFailed):
+        complete_consent(conn.runtime, landed, web_session="browser-session-B", user="alice")
+    assert conn.runtime.oauth_service().tokens() == []
+    with pytest.raises(ConsentRequired) as info:
+        rows_of(conn)
+    landed = walk_consent(info.value.authorization_url or "", username="alice", password="alice")
+    assert complete_consent(conn, landed) == ("demo", "alice")  # the connection's own session
+    assert {r[1] for r in rows_of(conn)} == {"alice"}
+    conn.close()

@@ -266,6 +266,8 @@ class Session:
         self.user = user
         self.consent = consent
         self.progress = progress
+        # a web app's session id: binds consent started by this connection to that browser
+        self.web_session: str | None = None
         self.stats = StatementStats()
         self.last_stats: StatementStats | None = None  # the last statement that read a remote table
         self._interrupt = threading.Event()

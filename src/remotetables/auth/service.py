@@ -275,8 +275,19 @@ class OAuthService:
 
         return refresh
 
-    def obtain(self, provider: ProviderConfig, subject: str, consent: Any) -> TokenSet:
-        """Get a new grant for ``subject``: client credentials, or the consent callback."""
+    def obtain(
+        self,
+        provider: ProviderConfig,
+        subject: str,
+        consent: Any,
+        *,
+        web_session: str | None = None,
+    ) -> TokenSet:
+        """Get a new grant for ``subject``: client credentials, or the consent callback.
+
+        ``web_session`` binds a pending authorization to the web session that started it
+        (RFC 9700 2.1.1): only a callback presented with the same session completes it.
+        """
         client = self.client(provider)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
             breaker = self.breaker(provider)
@@ -310,6 +321,7 @@ class OAuthService:
                 take_pending=store.take_pending,
                 clock=self.rt.clock,
                 default_redirect_uri=provider.redirect_uri or "http://127.0.0.1/callback",
+                web_session=web_session,
             )
 
     def callback(self, mode: Any, provider: ProviderConfig | None = None) -> ConsentCallback:
@@ -457,7 +469,9 @@ class OAuthCredentials:
                 provider=self.provider.name,
             )
         try:
-            tokens = svc.obtain(self.provider, subject, session.consent)
+            tokens = svc.obtain(
+                self.provider, subject, session.consent, web_session=session.web_session
+            )
         except AuthError as exc:  # ConsentRequired, ConsentDenied (device) ...: say whose
             if exc.user is None and subject != SYSTEM_SUBJECT:
                 exc.user = subject
@@ -503,5 +517,7 @@ def complete_consent(
         raise TypeError("complete_consent() needs a remotetables connection or Runtime")
     if user is None and session is not None:
         user = session.user
+    if web_session is None and session is not None:
+        web_session = session.web_session
     service: OAuthService = runtime.oauth_service()
     return service.complete(callback_url, web_session=web_session, user=user)
