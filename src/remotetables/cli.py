@@ -468,7 +468,15 @@ def export(
     if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
         raise click.ClickException("--to must be another file than DATABASE")
     with _errors():
-        conn = connect(database, config=cfg, user=user, consent=_consent(consent, cfg))
+        from remotetables.shell import ProgressReporter
+
+        conn = connect(
+            database,
+            config=cfg,
+            user=user,
+            consent=_consent(consent, cfg),
+            progress=ProgressReporter(sys.stderr) if sys.stderr.isatty() else None,
+        )
         try:
             counts = _export(conn, specs, target, user)
         finally:
