@@ -44,7 +44,7 @@ class RequestContext:
         bits = []
         if self.table:
             bits.append(f"table {self.table}")
-        if self.provider:
+        if self.provider and self.provider != "__none__":  # "__none__": a table without a provider
             bits.append(f"provider {self.provider}")
         if self.user:
             bits.append(f"user {self.user}")
