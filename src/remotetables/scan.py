@@ -148,7 +148,8 @@ def scan(
         return iter(())
     creds = runtime.credentials(spec.provider)
     principal = creds.principal(session)
-    ctx = RequestContext(table=spec.name, provider=spec.provider, user=session.user)
+    provider = None if spec.provider == "__none__" else spec.provider
+    ctx = RequestContext(table=spec.name, provider=provider, user=session.user)
     return _Scan(runtime, session, spec, sargs, principal, ctx).pages()
 
 
@@ -315,10 +316,15 @@ class _Scan:
         if origin_of(request.url) not in allowed:
             raise PaginationError(
                 f"table {spec.name}: the next page link points to {origin_of(request.url)}, which is not "
-                f"one of provider {spec.provider}'s API origins; not following it (the token would leak)",
+                + (
+                    f"one of provider {self.ctx.provider}'s API origins; not following it (the token "
+                    "would leak; add the origin to the provider's api_origins if it is trusted)"
+                    if self.ctx.provider
+                    else "the table's origin; not following it"
+                ),
                 url=request.url,
                 table=spec.name,
-                provider=spec.provider,
+                provider=self.ctx.provider,
                 user=self.ctx.user,
             )
         if request.url in seen:
@@ -326,7 +332,7 @@ class _Scan:
                 f"table {spec.name}: pagination loops: the API gave the same next page twice",
                 url=request.url,
                 table=spec.name,
-                provider=spec.provider,
+                provider=self.ctx.provider,
                 user=self.ctx.user,
             )
         if n_pages >= spec.max_pages:
@@ -337,7 +343,7 @@ class _Scan:
             f"table {self.spec.name}: more than {max_pages} pages; stopping (raise max_pages in the "
             "table's config if the resource really is that large)",
             table=self.spec.name,
-            provider=self.spec.provider,
+            provider=self.ctx.provider,
             user=self.ctx.user,
         )
 
@@ -357,6 +363,6 @@ class _Scan:
             status_code=response.status,
             url=response.url,
             table=self.spec.name,
-            provider=self.spec.provider,
+            provider=self.ctx.provider,
             user=self.ctx.user,
         )
