@@ -86,6 +86,9 @@ class PaginationSpec:
     total_path: JsonPath | None = None  # offset/page: total row count, enables parallel pages
     total_pages_path: JsonPath | None = None  # page: total page count
     total_header: str | None = None  # e.g. X-Total-Count
+    next_header: str | None = None  # next_url: a response header holding the next URL
+    cursor_header: str | None = None  # cursor: a response header holding the cursor
+    has_more_path: JsonPath | None = None  # a body flag that is false on the last page
 
 
 @dataclass(frozen=True)
@@ -569,7 +572,8 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
     raw = _table(ctx, key, raw)
     allowed = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param",
-        "first_page", "total_path", "total_pages_path", "total_header",
+        "first_page", "total_path", "total_pages_path", "total_header", "next_header",
+        "cursor_header", "has_more_path",
     }  # fmt: skip
     _only(ctx, key, raw, allowed)
     style = _get(ctx, raw, key, "style", str, "none")
@@ -594,14 +598,19 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
         total_path=opt_path("total_path"),
         total_pages_path=opt_path("total_pages_path"),
         total_header=_get(ctx, raw, key, "total_header", str),
+        next_header=_get(ctx, raw, key, "next_header", str),
+        cursor_header=_get(ctx, raw, key, "cursor_header", str),
+        has_more_path=opt_path("has_more_path"),
     )
-    if style == "next_url" and spec.next_path is None:
+    if style == "next_url" and spec.next_path is None and spec.next_header is None:
         raise ctx.err(
-            f"{key}.next_path", "style next_url needs next_path (where the next URL is in the body)"
+            f"{key}.next_path",
+            "style next_url needs next_path (where the next URL is in the body) or next_header",
         )
-    if style == "cursor" and spec.cursor_path is None:
+    if style == "cursor" and spec.cursor_path is None and spec.cursor_header is None:
         raise ctx.err(
-            f"{key}.cursor_path", "style cursor needs cursor_path (where the cursor is in the body)"
+            f"{key}.cursor_path",
+            "style cursor needs cursor_path (where the cursor is in the body) or cursor_header",
         )
     return spec
 

@@ -97,6 +97,17 @@ class Paginator:
         """Every remaining request, when they can be known now; else None."""
         return None
 
+    def _no_more(self, body: Any) -> bool:
+        """The body says this was the last page (``has_more_path`` holds false)."""
+        if self.spec.has_more_path is None:
+            return False
+        flag = get_path(body, self.spec.has_more_path)
+        return (
+            flag is False
+            or flag == 0
+            or (isinstance(flag, str) and flag.lower() in ("false", "0", "no"))
+        )
+
     def _total(self, body: Any, headers: Mapping[str, str]) -> int | None:
         if self.spec.total_path is not None:
             return _number(get_path(body, self.spec.total_path))
@@ -120,9 +131,12 @@ class LinkPaginator(Paginator):
 
 class NextUrlPaginator(Paginator):
     def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
-        assert self.spec.next_path is not None and self.current is not None
-        nxt = get_path(body, self.spec.next_path)
-        if not nxt or not isinstance(nxt, str) or n_items == 0:
+        assert self.current is not None
+        if self.spec.next_path is not None:
+            nxt = get_path(body, self.spec.next_path)
+        else:
+            nxt = headers.get(self.spec.next_header or "")
+        if not nxt or not isinstance(nxt, str) or n_items == 0 or self._no_more(body):
             return None
         self.current = PageRequest(urljoin(self.current.url, nxt))
         return self.current
@@ -130,9 +144,11 @@ class NextUrlPaginator(Paginator):
 
 class CursorPaginator(Paginator):
     def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
-        assert self.spec.cursor_path is not None
-        cursor = get_path(body, self.spec.cursor_path)
-        if cursor is None or cursor == "" or cursor is False or n_items == 0:
+        if self.spec.cursor_path is not None:
+            cursor = get_path(body, self.spec.cursor_path)
+        else:
+            cursor = headers.get(self.spec.cursor_header or "")
+        if cursor is None or cursor == "" or cursor is False or n_items == 0 or self._no_more(body):
             return None
         self.current = PageRequest(
             build_url(self.url, [*self.params, (self.spec.cursor_param, str(cursor))])
@@ -159,7 +175,7 @@ class OffsetPaginator(Paginator):
         return self.current
 
     def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
-        if n_items == 0:
+        if n_items == 0 or self._no_more(body):
             return None
         self.offset += n_items
         total = self._total(body, headers)
@@ -203,7 +219,7 @@ class PagePaginator(Paginator):
         return None
 
     def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
-        if n_items == 0:
+        if n_items == 0 or self._no_more(body):
             return None
         last = self._last_page(body, headers, n_items)
         if last is not None and self.page >= last:

@@ -1,0 +1,71 @@
+"""API shapes the loopback test API does not serve: pagination through response headers and a
+``has_more`` flag, rows nested two levels deep. httpx2.MockTransport plays the API (allowed for
+unit tests); the rest of the stack is real."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+
+import remotetables
+
+ROWS = [{"id": i, "name": f"n{i}", "meta": {"team": ["red", "blue"][i % 2]}} for i in range(23)]
+PAGE = 5
+
+
+class ShapeAPI:
+    """Cursor in ``X-Next-Cursor``; next URL in ``X-Next-Page``; ``has_more`` in the body."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx2.URL] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request.url)
+        q = request.url.params
+        start = int(q.get("after", q.get("offset", "0")))
+        page = ROWS[start : start + PAGE]
+        more = start + PAGE < len(ROWS)
+        headers = {}
+        if request.url.path == "/header-cursor" and more:
+            headers["X-Next-Cursor"] = str(start + PAGE)
+        if request.url.path == "/header-next" and more:
+            headers["X-Next-Page"] = f"/header-next?after={start + PAGE}"
+        body = {"data": {"items": page}, "has_more": more}
+        return httpx2.Response(200, json=body, headers=headers)
+
+
+TABLE = """
+[tables.t]
+url = "https://api.example.test{path}"
+rows = "data.items"
+pagination = {pagination}
+cache_ttl = 0
+[tables.t.columns]
+id = "INTEGER"
+name = "TEXT"
+team = {{ type = "TEXT", path = "meta.team" }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "pagination"),
+    [
+        (
+            "/header-cursor",
+            '{ style = "cursor", cursor_header = "X-Next-Cursor", cursor_param = "after" }',
+        ),
+        ("/header-next", '{ style = "next_url", next_header = "X-Next-Page" }'),
+        ("/has-more", '{ style = "offset", has_more_path = "has_more" }'),
+    ],
+)
+def test_shape(path: str, pagination: str, write_config: Callable[..., Path]) -> None:
+    api = ShapeAPI()
+    cfg = write_config(TABLE.format(path=path, pagination=pagination))
+    with remotetables.connect(":memory:", cfg, transport=httpx2.MockTransport(api)) as conn:
+        rows = conn.execute("SELECT id, name, team FROM t").fetchall()
+    assert rows == [(r["id"], r["name"], r["meta"]["team"]) for r in ROWS]
+    # every page once, and no extra request for an empty page: the API said where it ends
+    assert len(api.requests) == -(-len(ROWS) // PAGE)
