@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import http.cookiejar
+import logging
 import random
 import threading
 import time
@@ -28,6 +29,8 @@ from remotetables.errors import (
 )
 
 __all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
+
+log = logging.getLogger("remotetables.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -205,6 +208,15 @@ class HttpClient:
                 response = self._send_once(
                     method, url, ctx, policy, auth, headers, json_body, counters
                 )
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s %s -> %d (%d bytes)%s",
+                        method,
+                        redact_url(url),
+                        response.status,
+                        len(response.content),
+                        f" [{ctx.prefix()}]" if ctx.prefix() else "",
+                    )
             except TransportError as exc:
                 if not idempotent:
                     raise
@@ -236,7 +248,9 @@ class HttpClient:
                     failure = self._error_for(response, ctx)
             if counters is not None:
                 counters.add(retries=1)
-            self._wait(self.retry_delay(policy, attempt, retry_after), interrupted, failure)
+            delay = self.retry_delay(policy, attempt, retry_after)
+            log.info("%s; retry %d in %.1f s", failure, attempt, delay)
+            self._wait(delay, interrupted, failure)
 
     def retry_delay(self, policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry number ``attempt`` (1-based).

@@ -16,6 +16,7 @@ one that failed.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import sys
 import threading
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 SYSTEM_SUBJECT = "__system__"
+
+log = logging.getLogger("remotetables.auth")
 
 
 def default_paths(environ: dict[str, str]) -> tuple[Path, Path]:
@@ -265,6 +268,7 @@ class OAuthService:
 
         def refresh(refresh_token: str) -> TokenSet:
             breaker.before(provider.name)
+            log.info("refreshing an access token at provider %s", provider.name)
             try:
                 tokens = client.refresh(refresh_token)
             except ProviderUnavailable:
@@ -290,6 +294,7 @@ class OAuthService:
         """
         client = self.client(provider)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
+            log.info("client credentials grant at provider %s", provider.name)
             breaker = self.breaker(provider)
             breaker.before(provider.name)
             try:
@@ -310,6 +315,7 @@ class OAuthService:
             return client.device_poll(dev, sleep=self.rt.sleep)
         callback = self.callback(mode, provider)
         store = self.store
+        log.info("asking %s to consent at provider %s", subject, provider.name)
         # one consent at a time per process: two browser tabs for the same user help nobody
         with self._consent_lock:
             return run_consent(
