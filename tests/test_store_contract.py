@@ -188,6 +188,20 @@ def test_needs_consent_row_blocks_lease_everywhere(opener: Opener, cipher: Token
     assert info.status == "needs_consent" and not info.has_refresh_token
 
 
+def test_revoked_row_keeps_tokens_only_for_revocation(opener: Opener, cipher: TokenCipher) -> None:
+    a, b = opener(cipher), opener(cipher)
+    v = a.put(BOB, tokens(1), now=0.0)
+    b.mark_revoked(BOB, reason="revocation pending", now=1.0)
+    rec = a.get(BOB)
+    assert rec is not None and rec.status == "revoked" and rec.version == v + 1
+    assert rec.tokens is not None and rec.tokens.refresh_token is not None  # for the retry
+    assert not a.try_lease(BOB, version=v + 1, owner="x", now=2.0, lease_seconds=30)
+    assert {i.subject: i.status for i in a.list()}["bob"] == "revoked"
+    a.put(BOB, tokens(2), now=3.0)  # a new consent replaces it
+    rec = b.get(BOB)
+    assert rec is not None and rec.status == "active"
+
+
 # ----------------------------------------------------------------------------- migration
 
 

@@ -385,7 +385,7 @@ def test_next_link_to_foreign_origin_is_refused(
             write_config, incidents_table("t", "link", fresh_api.base_url, extra="cache_ttl = 0\n")
         )
         fresh_api.faults.add(Fault(kind="next_foreign", url=other.base_url, times=1))
-        with pytest.raises(PaginationError, match="not the table.s origin"):
+        with pytest.raises(PaginationError, match="not the table's origin"):
             conn.execute("SELECT * FROM t").fetchall()
         assert other.requests == []
 

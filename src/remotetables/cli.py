@@ -562,12 +562,19 @@ def logout(provider: str, config_path: str | None, user: str | None, system: boo
             click.echo(f"{who} has no token for {provider}: nothing to do.")
             return
         revoked = svc.logout(p, subject)
+        left = svc.store.get(svc.key(p, subject))
     if revoked:
         click.echo(f"Revoked {who}'s token at {provider} and deleted it here.")
+    elif left is not None:
+        click.echo(
+            f"{provider} could not confirm the revocation right now. {who}'s token can no longer be "
+            "used here; it is kept (encrypted) only to retry the revocation, which the next "
+            "`remotetables login`, `logout` or `tokens` does."
+        )
     else:
         click.echo(
-            f"Deleted {who}'s token here. {provider} did not confirm the revocation (it may not "
-            "support RFC 7009 or was unreachable): revoke the app in your account there to be sure."
+            f"Deleted {who}'s token here. {provider} has no revocation endpoint (RFC 7009): revoke "
+            "the app in your account there to be sure."
         )
 
 
@@ -583,6 +590,7 @@ def tokens(ctx: click.Context, config_path: str | None) -> None:
         return
     cfg = _config(config_path)
     with _errors(), _runtime(cfg) as rt:
+        rt.oauth_service().retry_revocations()  # revocations a provider could not confirm earlier
         headers, rows = token_rows(rt)
     if not rows:
         click.echo("no tokens stored: run a query or `remotetables login PROVIDER --user NAME`")

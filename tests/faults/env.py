@@ -279,6 +279,8 @@ class OutageAS:
             return 200, "application/json", b'{"access_token": "abc", "token_ty', []
         if self.mode == "503":
             return 503, "application/json", b'{"error": "temporarily_unavailable"}', []
+        if self.mode == "ok_revoke":
+            return 200, "application/json", b"{}", []
         return 500, "application/json", b'{"error": "server_error"}', []
 
     @property

@@ -459,7 +459,7 @@ def test_f17_logout_revokes_and_deletes(env: DemoEnv) -> None:
     conn.close()
 
 
-def test_f17_logout_with_revocation_outage_still_deletes_locally(env: DemoEnv) -> None:
+def test_f17_logout_during_revocation_outage_queues_the_revocation(env: DemoEnv) -> None:
     conn = env.connect("alice")
     rows_of(conn)
     outage = OutageAS("503")
@@ -475,10 +475,22 @@ def test_f17_logout_with_revocation_outage_still_deletes_locally(env: DemoEnv) -
     cfg.write_text(text)
     conn2 = env.connect("alice", config=cfg)
     svc = conn2.runtime.oauth_service()
-    assert svc.logout(conn2.runtime.provider("demo"), "alice") is False
+    provider = conn2.runtime.provider("demo")
+    assert svc.logout(provider, "alice") is False
     assert outage.hits == 2  # RT, then the AT as a fallback
-    assert env.record(conn2, "alice") is None  # the user asked: the local copy is gone
-    # NOT DONE (reported): no queued retry of the revocation after a 503.
+    # the user asked: the grant is unusable at once; it is kept (encrypted) only to retry the
+    # revocation, and a query as alice asks for consent again
+    rec = env.record(conn2, "alice")
+    assert rec is not None and rec.status == "revoked" and rec.last_error == "revocation pending"
+    infos = [i for i in svc.tokens() if i.subject == "alice"]
+    assert [i.status for i in infos] == ["revoked"]
+    # still down: the retry keeps it queued
+    assert svc.retry_revocations(provider) == 0
+    assert outage.hits == 4
+    # the provider is back: the queued revocation goes through and the row is gone
+    outage.mode = "ok_revoke"
+    assert svc.retry_revocations(provider) == 1
+    assert outage.hits == 5 and env.record(conn2, "alice") is None
     outage.close()
     conn2.close()
     conn.close()

@@ -431,6 +431,16 @@ class PostgresTokenStore:
             )
         )
 
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
+        """Unusable from now on; the ciphertexts stay only until the provider confirms revocation."""
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET status = 'revoked', last_error = %s, lease_owner = NULL,"
+                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                (reason, now, *_pk(key)),
+            )
+        )
+
     def delete(self, key: TokenKey) -> None:
         self._run(lambda c: c.execute(f"DELETE FROM oauth_token WHERE {_PK}", _pk(key)))
 

@@ -350,6 +350,7 @@ class OAuthService:
         )
 
     def login(self, provider: ProviderConfig, subject: str, consent: Any = None) -> TokenSet:
+        self.retry_revocations(provider)  # an old grant waiting for revocation goes first
         tokens = self.obtain(provider, subject, consent)
         self.store.put(self.key(provider, subject), tokens, now=self.rt.clock())
         return tokens
@@ -391,24 +392,68 @@ class OAuthService:
         return provider.name, taken.subject
 
     def logout(self, provider: ProviderConfig, subject: str) -> bool:
-        """Revoke at the provider (RFC 7009), then delete locally; True if revocation succeeded."""
+        """Revoke at the provider (RFC 7009), then delete locally; True if revocation succeeded.
+
+        When the provider cannot confirm (503, outage), the grant becomes unusable at once
+        (status ``revoked``) and its tokens are kept, encrypted, only to retry the revocation
+        later (:meth:`retry_revocations`, run by the CLI's login, logout and tokens commands).
+        """
         key = self.key(provider, subject)
+        self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False
         if record is not None and record.tokens is not None:
-            client = self.client(provider)
-            try:
-                if record.tokens.refresh_token:
-                    revoked = client.revoke(record.tokens.refresh_token, hint="refresh_token")
-                if not revoked:
-                    revoked = client.revoke(record.tokens.access_token, hint="access_token")
-            except AuthError:
-                revoked = False
-        self.store.delete(key)
+            revoked = self._revoke(provider, record.tokens)
+            if not revoked and self._can_revoke(provider):
+                self.store.mark_revoked(key, reason="revocation pending", now=self.rt.clock())
+                log.info("revocation at provider %s not confirmed; will retry", provider.name)
+            else:
+                self.store.delete(key)
+        else:
+            self.store.delete(key)
         # rows fetched with the revoked grant are not served any more
         principal = "system" if subject == SYSTEM_SUBJECT else f"user:{subject}"
         self.rt.cache.clear(principal=principal)
         return revoked
+
+    def _can_revoke(self, provider: ProviderConfig) -> bool:
+        try:
+            return bool(self.client(provider).metadata().revocation_endpoint)
+        except AuthError:
+            return True  # discovery is down too: assume there is an endpoint to retry later
+
+    def _revoke(self, provider: ProviderConfig, tokens: TokenSet) -> bool:
+        client = self.client(provider)
+        try:
+            if tokens.refresh_token and client.revoke(tokens.refresh_token, hint="refresh_token"):
+                return True
+            return client.revoke(tokens.access_token, hint="access_token")
+        except AuthError:
+            return False
+
+    def retry_revocations(self, provider: ProviderConfig | None = None) -> int:
+        """Retry revocations that a provider could not confirm; returns how many now succeeded."""
+        done = 0
+        providers = (
+            [provider]
+            if provider is not None
+            else [p for p in self.rt.config.providers.values() if p.auth == "oauth"]
+        )
+        if not providers:
+            return 0
+        by_issuer = {(p.token_key_issuer, p.client_id): p for p in providers}
+        for info in self.store.list():
+            p = by_issuer.get((info.provider, info.client_id))
+            if info.status != "revoked" or p is None:
+                continue
+            key = TokenKey(info.provider, info.client_id, info.subject)
+            record = self.store.get(key)
+            if record is None or record.status != "revoked":
+                continue
+            if record.tokens is None or self._revoke(p, record.tokens):
+                self.store.delete(key)
+                done += 1
+        return done
 
     def tokens(self) -> list[TokenInfo]:
         return self.store.list()
@@ -468,6 +513,9 @@ class OAuthCredentials:
 
     def _obtain_grant(self, session: Session, subject: str) -> str:
         svc = self.service
+        svc.retry_revocations(
+            self.provider
+        )  # a grant awaiting revocation is not overwritten unrevoked
         if subject == SYSTEM_SUBJECT and self.provider.system_grant != "client_credentials":
             raise ConsentRequired(
                 f"provider {self.provider.name} uses system integration and has no token yet: an "

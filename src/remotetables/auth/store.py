@@ -137,6 +137,7 @@ class TokenStore(Protocol):
     def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int: ...
     def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None: ...
     def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None: ...
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None: ...
     def delete(self, key: TokenKey) -> None: ...
     def list(self) -> list[TokenInfo]: ...
     def save_pending(self, pending: PendingAuth) -> None: ...
@@ -235,6 +236,14 @@ class MemoryTokenStore:
             if row is not None:
                 row.tokens = row.lease_owner = row.lease_until = None
                 row.status, row.last_error, row.updated_at = "needs_consent", reason, now
+                row.version += 1
+
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                row.lease_owner = row.lease_until = None
+                row.status, row.last_error, row.updated_at = "revoked", reason, now
                 row.version += 1
 
     def delete(self, key: TokenKey) -> None:
@@ -569,6 +578,15 @@ class SQLiteTokenStore:
             c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
                 " status = 'needs_consent', last_error = ?, lease_owner = NULL,"
+                f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
+                (reason, now, *_pk(key)),
+            )
+
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
+        """Unusable from now on; the ciphertexts stay only until the provider confirms revocation."""
+        with self._errors(), self._txn(immediate=True) as c:
+            c.execute(
+                "UPDATE oauth_token SET status = 'revoked', last_error = ?, lease_owner = NULL,"
                 f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
                 (reason, now, *_pk(key)),
             )
