@@ -1,0 +1,155 @@
+"""Where the time of a cold `SELECT *` goes, next to the plain-client floor.
+
+    python benchmarks/breakdown.py [--rows 100000]
+
+Times each stage alone over the same 1,000-row pages of the loopback API (a separate process):
+the HTTP fetch, stdlib json and orjson decoding, our HttpClient (fetch + orjson), building row
+tuples, and APSW walking prebuilt tuples through a minimal virtual table (SELECT * and count(*)).
+The floor of bench_scan.py is "httpx2 fetch + stdlib json"; a cold remotetables scan costs at
+least "HttpClient + build + APSW SELECT *". Medians of 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+import httpx2
+import orjson
+
+from remotetables.http import HttpClient, RequestContext, RetryPolicy
+from remotetables.rows import RowBuilder
+
+
+def timed(fn: Callable[[], Any], reps: int = 5) -> float:
+    runs = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    args = ap.parse_args()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remotetables.demo.api",
+            "--rows",
+            str(args.rows),
+            "--port",
+            "0",
+            "--warm",
+            "1000",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().split()[1]
+        urls = [
+            f"{base}/styles/offset/bulk?limit=1000&offset={o}" for o in range(0, args.rows, 1000)
+        ]
+        client = httpx2.Client()
+        bodies = [client.get(u).content for u in urls]
+        pages = [orjson.loads(b)["results"] for b in bodies]
+        first = pages[0][0]
+        types = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "BOOLEAN"}
+        builder = RowBuilder("bulk", [(k, types[type(v)], (k,), False) for k, v in first.items()])
+        rows = [r for p in pages for r in builder.build_page(p, 0)]
+        db = _vtable_over(rows, list(first))
+        hc = HttpClient()
+        ctx, policy = RequestContext(table="bulk"), RetryPolicy()
+        stages = {
+            "httpx2 fetch only": timed(lambda: [client.get(u).content for u in urls]),
+            "stdlib json decode": timed(lambda: [json.loads(b) for b in bodies]),
+            "orjson decode": timed(lambda: [orjson.loads(b) for b in bodies]),
+            "HttpClient.request_json (fetch + orjson)": timed(
+                lambda: [hc.request_json("GET", u, ctx=ctx, policy=policy) for u in urls]
+            ),
+            "RowBuilder: tuples from decoded pages": timed(
+                lambda: [builder.build_page(p, 0) for p in pages]
+            ),
+            "APSW SELECT * over prebuilt tuples": timed(
+                lambda: sum(1 for _ in db.execute("SELECT * FROM v"))
+            ),
+            "APSW count(*) over prebuilt tuples": timed(
+                lambda: list(db.execute("SELECT count(*) FROM v"))
+            ),
+        }
+        floor = stages["httpx2 fetch only"] + stages["stdlib json decode"]
+        least = (
+            stages["HttpClient.request_json (fetch + orjson)"]
+            + stages["RowBuilder: tuples from decoded pages"]
+            + stages["APSW SELECT * over prebuilt tuples"]
+        )
+        print(f"{args.rows:,} rows x {len(first)} fields, {len(urls)} pages; medians of 5 (ms)")
+        for name, ms in stages.items():
+            print(f"  {name:<44} {ms:8.1f}")
+        print(f"  {'floor = fetch + stdlib json':<44} {floor:8.1f}")
+        print(f"  {'least cold SELECT * = HttpClient + build + APSW':<44} {least:8.1f}")
+        print(f"  best possible SELECT * ratio to the floor: {floor / least:.2f}x")
+        client.close()
+        hc.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _vtable_over(rows: list[tuple[Any, ...]], names: list[str]) -> apsw.Connection:
+    """The thinnest possible APSW virtual table over ``rows``: APSW's own per-call cost."""
+
+    class Cursor:
+        def Filter(self, *args: Any) -> None:
+            self.it = iter(rows)
+            self.row: tuple[Any, ...] | None = next(self.it, None)
+
+        def Eof(self) -> bool:
+            return self.row is None
+
+        def Next(self) -> None:
+            self.row = next(self.it, None)
+
+        def Column(self, n: int) -> Any:
+            assert self.row is not None
+            return self.row[n]
+
+        def Close(self) -> None:
+            pass
+
+    class Table:
+        def BestIndexObject(self, ii: Any) -> bool:
+            return True
+
+        def Open(self) -> Cursor:
+            return Cursor()
+
+        def Disconnect(self) -> None:
+            pass
+
+    class Module:
+        def Create(self, *args: Any) -> tuple[str, Table]:
+            return f"CREATE TABLE x({', '.join(names)})", Table()
+
+        Connect = Create
+
+    db = apsw.Connection(":memory:")
+    db.create_module("m", Module(), use_bestindex_object=True)  # type: ignore[arg-type]
+    db.execute("CREATE VIRTUAL TABLE v USING m()")
+    return db
+
+
+if __name__ == "__main__":
+    main()
