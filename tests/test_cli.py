@@ -471,3 +471,34 @@ def test_export_refuses_same_file_and_unknown_table(
         str(public_config),
     )
     assert result.exit_code == 1 and "unknown remote table 'nope'" in result.output
+
+
+def test_query_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`remotetables query ... | head -2` must not end with "Error: Broken pipe"."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("")
+    sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 200000) SELECT x FROM c"
+    cmd = [
+        sys.executable,
+        "-m",
+        "remotetables",
+        "query",
+        str(tmp_path / "w.db"),
+        sql,
+        "-c",
+        str(cfg),
+        "-f",
+        "csv",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()  # what `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0, err
+    assert head == [b"x\n", b"1\n"]
+    assert "Broken pipe" not in err and "Traceback" not in err

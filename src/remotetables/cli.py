@@ -341,7 +341,13 @@ def query(
                     yield first
                     yield from cur
 
-            _write_rows(sys.stdout, fmt, headers, rows())
+            try:
+                _write_rows(sys.stdout, fmt, headers, rows())
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # the reader went away (`| head`): stop quietly, as Unix tools do
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
         finally:
             if reporter is not None:
                 reporter.finish()
