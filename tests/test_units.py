@@ -214,3 +214,23 @@ def test_plan_takes_unpushed_equality_locally_and_records_columns_used() -> None
     # a text column with a non-literal right-hand side is not taken: SQLite decides
     assert make_plan(spec, [Constraint(2, OP_EQ, True)], 0).plan.args == []
     assert make_plan(spec, [Constraint(2, OP_EQ, True)], 0, col_used={63}).plan.used is None
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.5.6.7", True), ("::1", True), ("[::1]", True), ("localhost", True),
+     ("127.evil.example", False), ("127.0.0.1.nip.io", False), ("10.0.0.1", False), ("", False), (None, False)],
+)  # fmt: skip
+def test_loopback_is_an_ip_literal_not_a_name_prefix(host: str | None, loopback: bool) -> None:
+    from remotetables.config import is_loopback_host
+
+    assert is_loopback_host(host) is loopback
+
+
+def test_plain_http_to_a_lookalike_host_is_refused() -> None:
+    from remotetables.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="plain http"):
+        parse_config(
+            {"tables": {"t": {"url": "http://127.evil.example/x", "columns": {"a": "TEXT"}}}}
+        )

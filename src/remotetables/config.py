@@ -26,6 +26,7 @@ environment variables the config names (``client_secret_env``, ``token_env``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -208,10 +209,15 @@ def origin_of(url: str) -> str:
 
 
 def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (IP literals; ``127.x.example`` is not)."""
     if not host:
         return False
-    host = host.strip("[]").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # ------------------------------------------------------------------ parsing

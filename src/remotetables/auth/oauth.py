@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import hmac
-import ipaddress
 import json
 import secrets
 import threading
@@ -28,6 +27,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from authlib.oauth2.rfc8414 import get_well_known_url
 
 from remotetables.auth.store import PendingAuth, TokenSet
+from remotetables.config import is_loopback_host
 from remotetables.errors import (
     AuthError,
     ConfigError,
@@ -117,18 +117,6 @@ class DeviceAuthorization:
 def s256_challenge(verifier: str) -> str:
     """The PKCE S256 code challenge of ``verifier`` (RFC 7636 §4.2)."""
     return str(create_s256_code_challenge(verifier))
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def require_secure_url(url: str, what: str, *, provider: str, config: bool = True) -> str:
