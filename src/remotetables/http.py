@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -31,6 +31,7 @@ from remotetables.errors import (
 __all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
 
 log = logging.getLogger("remotetables.http")
+E = TypeVar("E", bound=RemoteError)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -42,6 +43,27 @@ class RequestContext:
     table: str | None = None
     provider: str | None = None
     user: str | None = None
+
+    def error(
+        self,
+        cls: type[E],
+        message: str,
+        *,
+        url: str,
+        status_code: int | None = None,
+        retryable: bool = False,
+    ) -> E:
+        """``cls`` with this context's table, provider and user; ``message`` after the prefix."""
+        prefix = self.prefix()
+        return cls(
+            f"{prefix}: {message}" if prefix else message,
+            status_code=status_code,
+            url=url,
+            table=self.table,
+            provider=self.provider,
+            user=self.user,
+            retryable=retryable,
+        )
 
     def prefix(self) -> str:
         bits = []
@@ -97,13 +119,11 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
         return
     if parts.scheme == "http" and is_loopback_host(parts.hostname):
         return
-    raise RemoteError(
-        f"{ctx.prefix()}: refusing {parts.scheme or 'a relative'} URL {redact_url(url)}: "
+    raise ctx.error(
+        RemoteError,
+        f"refusing {parts.scheme or 'a relative'} URL {redact_url(url)}: "
         "only https (or http to a loopback address) is allowed",
         url=url,
-        table=ctx.table,
-        provider=ctx.provider,
-        user=ctx.user,
     )
 
 
@@ -313,13 +333,11 @@ class HttpClient:
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
                     if self.monotonic() > deadline:
-                        raise TransportError(
-                            f"{ctx.prefix()}: {method} {redact_url(url)} took longer than "
+                        raise ctx.error(
+                            TransportError,
+                            f"{method} {redact_url(url)} took longer than "
                             f"{policy.request_timeout:g} s (request_timeout); the server is too slow",
                             url=url,
-                            table=ctx.table,
-                            provider=ctx.provider,
-                            user=ctx.user,
                             retryable=True,
                         )
                 content = b"".join(chunks)
@@ -330,25 +348,16 @@ class HttpClient:
         except httpx2.TransportError as exc:
             raise self._transport_error(_describe_transport(exc), url, ctx) from exc
         except httpx2.HTTPError as exc:  # e.g. too many redirects
-            raise RemoteError(
-                f"{ctx.prefix()}: {method} {redact_url(url)} failed: {type(exc).__name__}",
-                url=url,
-                table=ctx.table,
-                provider=ctx.provider,
-                user=ctx.user,
+            raise ctx.error(
+                RemoteError, f"{method} {redact_url(url)} failed: {type(exc).__name__}", url=url
             ) from exc
         if counters is not None:
             counters.add(requests=1, nbytes=len(content))
         return _Raw(response.status_code, response.headers, str(response.url), content, method)
 
     def _transport_error(self, what: str, url: str, ctx: RequestContext) -> TransportError:
-        return TransportError(
-            f"{ctx.prefix()}: no answer from {redact_url(url)}: {what}",
-            url=url,
-            table=ctx.table,
-            provider=ctx.provider,
-            user=ctx.user,
-            retryable=True,
+        return ctx.error(
+            TransportError, f"no answer from {redact_url(url)}: {what}", url=url, retryable=True
         )
 
     def _finish(self, raw: _Raw, ctx: RequestContext) -> JsonResponse:
@@ -358,26 +367,22 @@ class HttpClient:
             return JsonResponse(None, raw.headers, raw.url, raw.status, len(raw.content))
         ctype = raw.headers.get("content-type", "").lower()
         if ctype and "json" not in ctype and "javascript" not in ctype:
-            raise RemoteProtocolError(
-                f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered {raw.status} with "
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{raw.method} {redact_url(raw.url)} answered {raw.status} with "
                 f"{ctype.split(';')[0]}, not JSON",
                 status_code=raw.status,
                 url=raw.url,
-                table=ctx.table,
-                provider=ctx.provider,
-                user=ctx.user,
             )
         try:
             body = orjson.loads(raw.content)
         except orjson.JSONDecodeError as exc:
-            raise RemoteProtocolError(
-                f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered {raw.status} with a body "
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{raw.method} {redact_url(raw.url)} answered {raw.status} with a body "
                 f"that is not valid JSON ({len(raw.content)} bytes; {exc.msg} at byte {exc.pos})",
                 status_code=raw.status,
                 url=raw.url,
-                table=ctx.table,
-                provider=ctx.provider,
-                user=ctx.user,
             ) from exc
         return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
 
@@ -391,13 +396,11 @@ class HttpClient:
         elif raw.status == 429:
             ra = raw.headers.get("retry-after")
             hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
-        return RemoteError(
-            f"{ctx.prefix()}: {raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{reason}{hint}",
+        return ctx.error(
+            RemoteError,
+            f"{raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{reason}{hint}",
             status_code=raw.status,
             url=raw.url,
-            table=ctx.table,
-            provider=ctx.provider,
-            user=ctx.user,
             retryable=raw.status in RETRY_STATUSES,
         )
 
