@@ -30,14 +30,16 @@ from psycopg.pq import TransactionStatus
 from remotetables.auth.crypto import TokenCipher
 from remotetables.auth.store import (
     SCHEMA_VERSION,
+    EncryptedRows,
     PendingAuth,
     TokenInfo,
     TokenKey,
     TokenRecord,
     TokenSet,
+    _pk,
     state_hash,
 )
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
+from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime
@@ -91,10 +93,6 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _pk(key: TokenKey) -> tuple[str, str, str]:
-    return (key.provider, key.client_id, key.subject)
 
 
 def _describe(key: TokenKey) -> str:
@@ -195,7 +193,7 @@ class _Pool:
             self._cond.notify_all()
 
 
-class PostgresTokenStore:
+class PostgresTokenStore(EncryptedRows):
     """:class:`~remotetables.auth.store.TokenStore` in PostgreSQL; safe across threads, processes
     and hosts. ``url`` is a libpq URL or conninfo string (passwords may also come from
     ``PGPASSWORD`` or ``~/.pgpass``)."""
@@ -260,48 +258,18 @@ class PostgresTokenStore:
                 f"this version of remotetables reads version {SCHEMA_VERSION}"
             )
 
-    def _aad(self, key: TokenKey, column: str) -> tuple[str, ...]:
-        return (*_pk(key), column)
+    @property
+    def _where(self) -> str:
+        return self._shown
 
-    def _enc(self, key: TokenKey, column: str, value: str | None) -> bytes | None:
-        return None if value is None else self._cipher.encrypt(value, aad=self._aad(key, column))
+    def _select(self, key: TokenKey) -> Any:
+        return self._run(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
+            ).fetchone()
+        )
 
     # -- TokenStore
-
-    def get(self, key: TokenKey) -> TokenRecord | None:
-        for _ in range(5):
-            row = self._run(
-                lambda c: c.execute(
-                    f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
-                ).fetchone()
-            )
-            if row is None:
-                return None
-            try:
-                return self._record(key, row)
-            except UnknownKeyError as exc:
-                if self._row_key_id(key) == exc.key_id:
-                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
-                self._mark_corrupt(key, version=row[6], reason=str(exc))
-            except CorruptTokenError as exc:
-                self._mark_corrupt(key, version=row[6], reason=str(exc))
-        raise TokenStoreError(f"token store {self._shown}: row for {_describe(key)} keeps changing")
-
-    def _record(self, key: TokenKey, row: Any) -> TokenRecord:
-        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
-        tokens = None
-        if at is not None:
-            tokens = TokenSet(
-                access_token=self._cipher.decrypt(bytes(at), aad=self._aad(key, "access_token")),
-                refresh_token=None
-                if rt is None
-                else self._cipher.decrypt(bytes(rt), aad=self._aad(key, "refresh_token")),
-                token_type=ttype or "Bearer",
-                scope=scope,
-                expires_at=exp,
-                refresh_expires_at=rexp,
-            )
-        return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
 
     def _row_key_id(self, key: TokenKey) -> str | None:
         row = self._run(
@@ -321,17 +289,7 @@ class PostgresTokenStore:
         )
 
     def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int:
-        values = (
-            *_pk(key),
-            self._enc(key, "access_token", tokens.access_token),
-            self._enc(key, "refresh_token", tokens.refresh_token),
-            tokens.token_type,
-            tokens.scope,
-            tokens.expires_at,
-            tokens.refresh_expires_at,
-            self._cipher.current_key_id,
-            now,
-        )
+        values = self._put_values(key, tokens, now)
         row = self._run(
             lambda c: c.execute(
                 "INSERT INTO oauth_token (provider, client_id, subject, access_token,"

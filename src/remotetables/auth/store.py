@@ -1,29 +1,21 @@
 """Token storage: the data types, the ``TokenStore`` protocol, and two implementations.
 
-:class:`SQLiteTokenStore` keeps encrypted tokens in a private SQLite file (never the user's
-database), one APSW connection per thread, WAL, short transactions and a lease column used
-by :mod:`remotetables.auth.manager` for single-flight refresh. :class:`MemoryTokenStore`
-has the same semantics in memory. Neither does any network I/O.
+:class:`SQLiteTokenStore` (in :mod:`remotetables.auth.sqlitestore`, re-exported here) keeps
+encrypted tokens in a private SQLite file (never the user's database), one APSW connection per
+thread, WAL, short transactions and a lease column used by :mod:`remotetables.auth.manager` for
+single-flight refresh; the PostgreSQL store shares :class:`EncryptedRows` with it.
+:class:`MemoryTokenStore` has the same semantics in memory. None does any network I/O.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import os
-import stat
 import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import apsw
-
 from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import check_private, ensure_private_dir
 from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
 
 __all__ = [
@@ -309,28 +301,8 @@ def _describe(key: TokenKey) -> str:
     return f"provider {key.provider!r}, subject {key.subject!r}"
 
 
-# ----------------------------------------------------------------------------- sqlite
+# ----------------------------------------------------------------------------- SQL stores
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS oauth_token (
-  provider TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
-  access_token BLOB, refresh_token BLOB, token_type TEXT, granted_scope TEXT,
-  expires_at REAL, refresh_expires_at REAL, key_id TEXT,
-  version INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
-  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
-  last_error TEXT, updated_at REAL NOT NULL,
-  PRIMARY KEY (provider, client_id, subject)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS oauth_pending (
-  state_hash BLOB PRIMARY KEY, provider TEXT NOT NULL, client_id TEXT NOT NULL,
-  subject TEXT NOT NULL, redirect_uri TEXT NOT NULL, code_verifier BLOB NOT NULL,
-  issuer TEXT, web_session TEXT, created_at REAL NOT NULL, expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);
-INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}');
-"""
-
-_PK = "provider = ? AND client_id = ? AND subject = ?"
 _COLUMNS = (
     "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
     "version, status, lease_owner, lease_until, last_error, updated_at"
@@ -341,82 +313,25 @@ def _pk(key: TokenKey) -> tuple[str, str, str]:
     return (key.provider, key.client_id, key.subject)
 
 
-class SQLiteTokenStore:
-    """:class:`TokenStore` in a private SQLite file; safe across threads and processes.
+class EncryptedRows:
+    """What the SQL stores share: encryption bound to the row, decoding, corrupt-row handling.
 
-    The directory is created 0700 and the file 0600 before SQLite opens it; an existing
-    file owned by someone else or readable by group/other is refused.
+    A backend provides ``_cipher``, ``_select(key)`` (the ``_COLUMNS`` of a row, or None),
+    ``_row_key_id(key)``, ``_mark_corrupt(key, version=, reason=)`` and ``_where`` (a name for
+    error messages).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        cipher: TokenCipher,
-        *,
-        busy_timeout_ms: int = 30000,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.path = Path(path)
-        self._cipher = cipher
-        self._busy_timeout_ms = busy_timeout_ms
-        self._clock = clock
-        self._local = threading.local()
-        self._all: list[apsw.Connection] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
-        _prepare_file(self.path)
-        with self._errors():
-            conn = self._conn()
-            list(conn.execute("PRAGMA journal_mode=WAL"))
-            with self._txn(immediate=True) as c:
-                c.execute(_SCHEMA)
-                row = _first(c.execute("SELECT v FROM meta WHERE k = 'schema_version'"))
-            if row is None or str(row[0]) != str(SCHEMA_VERSION):
-                raise TokenStoreError(
-                    f"token store {self.path} has schema version {row and row[0]!r}; "
-                    f"this version of remotetables reads version {SCHEMA_VERSION}"
-                )
+    _cipher: TokenCipher
 
-    def __repr__(self) -> str:
-        return f"SQLiteTokenStore({str(self.path)!r})"
+    @property
+    def _where(self) -> str:  # pragma: no cover - provided by backends
+        raise NotImplementedError
 
-    # -- connections and transactions
-
-    def _conn(self) -> apsw.Connection:
-        if self._closed:
-            raise TokenStoreError(f"token store {self.path} is closed")
-        conn: apsw.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        _check_files(self.path)
-        conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE)
-        conn.set_busy_timeout(self._busy_timeout_ms)
-        for pragma in ("synchronous=FULL", "secure_delete=ON", "trusted_schema=OFF"):
-            list(conn.execute(f"PRAGMA {pragma}"))
-        self._local.conn, self._local.pid = conn, os.getpid()
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except apsw.Error as exc:
-            raise TokenStoreError(f"token store {self.path}: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _txn(self, *, immediate: bool = False) -> Iterator[apsw.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(apsw.Error):
-                if not conn.get_autocommit():
-                    conn.execute("ROLLBACK")
-            raise
+    def _select(self, key: TokenKey) -> Any: ...  # pragma: no cover - provided by backends
+    def _row_key_id(self, key: TokenKey) -> str | None: ...  # pragma: no cover
+    def _mark_corrupt(
+        self, key: TokenKey, *, version: int, reason: str
+    ) -> None: ...  # pragma: no cover
 
     def _aad(self, key: TokenKey, column: str) -> tuple[str, ...]:
         return (*_pk(key), column)
@@ -424,63 +339,9 @@ class SQLiteTokenStore:
     def _enc(self, key: TokenKey, column: str, value: str | None) -> bytes | None:
         return None if value is None else self._cipher.encrypt(value, aad=self._aad(key, column))
 
-    # -- TokenStore
-
-    def get(self, key: TokenKey) -> TokenRecord | None:
-        for _ in range(5):
-            with self._errors():
-                row = _first(
-                    self._conn().execute(
-                        f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
-                    )
-                )
-            if row is None:
-                return None
-            try:
-                return self._record(key, row)
-            except UnknownKeyError as exc:
-                if self._row_key_id(key) == exc.key_id:
-                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
-                self._mark_corrupt(key, version=row[6], reason=str(exc))
-            except CorruptTokenError as exc:
-                self._mark_corrupt(key, version=row[6], reason=str(exc))
-        raise TokenStoreError(f"token store {self.path}: row for {_describe(key)} keeps changing")
-
-    def _record(self, key: TokenKey, row: Any) -> TokenRecord:
-        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
-        tokens = None
-        if at is not None:
-            tokens = TokenSet(
-                access_token=self._cipher.decrypt(at, aad=self._aad(key, "access_token")),
-                refresh_token=None
-                if rt is None
-                else self._cipher.decrypt(rt, aad=self._aad(key, "refresh_token")),
-                token_type=ttype or "Bearer",
-                scope=scope,
-                expires_at=exp,
-                refresh_expires_at=rexp,
-            )
-        return TokenRecord(key, tokens, version, status, owner, until, err, upd)
-
-    def _row_key_id(self, key: TokenKey) -> str | None:
-        with self._errors():
-            row = _first(
-                self._conn().execute(f"SELECT key_id FROM oauth_token WHERE {_PK}", _pk(key))
-            )
-        return None if row is None else row[0]
-
-    def _mark_corrupt(self, key: TokenKey, *, version: int, reason: str) -> None:
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(
-                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
-                " status = 'needs_consent', last_error = ?, lease_owner = NULL,"
-                " lease_until = NULL, version = version + 1, updated_at = ?"
-                f" WHERE {_PK} AND version = ?",
-                (f"corrupt: {reason}", self._clock(), *_pk(key), version),
-            )
-
-    def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int:
-        values = (
+    def _put_values(self, key: TokenKey, tokens: TokenSet, now: float) -> tuple[Any, ...]:
+        """Parameters of the upsert, in the column order both backends use."""
+        return (
             *_pk(key),
             self._enc(key, "access_token", tokens.access_token),
             self._enc(key, "refresh_token", tokens.refresh_token),
@@ -491,204 +352,38 @@ class SQLiteTokenStore:
             self._cipher.current_key_id,
             now,
         )
-        with self._errors(), self._txn(immediate=True) as c:
-            row = _first(
-                c.execute(
-                    "INSERT INTO oauth_token (provider, client_id, subject, access_token,"
-                    " refresh_token, token_type, granted_scope, expires_at, refresh_expires_at,"
-                    " key_id, version, status, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', ?)"
-                    " ON CONFLICT (provider, client_id, subject) DO UPDATE SET"
-                    " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
-                    " token_type = excluded.token_type, granted_scope = excluded.granted_scope,"
-                    " expires_at = excluded.expires_at,"
-                    " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
-                    " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
-                    " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at"
-                    " RETURNING version",
-                    values,
-                )
+
+    def get(self, key: TokenKey) -> TokenRecord | None:
+        for _ in range(5):
+            row = self._select(key)
+            if row is None:
+                return None
+            try:
+                return self._record(key, row)
+            except UnknownKeyError as exc:
+                if self._row_key_id(key) == exc.key_id:
+                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
+                self._mark_corrupt(key, version=int(row[6]), reason=str(exc))
+            except CorruptTokenError as exc:
+                self._mark_corrupt(key, version=int(row[6]), reason=str(exc))
+        raise TokenStoreError(f"token store {self._where}: row for {_describe(key)} keeps changing")
+
+    def _record(self, key: TokenKey, row: Any) -> TokenRecord:
+        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
+        tokens = None
+        if at is not None:
+            tokens = TokenSet(
+                access_token=self._cipher.decrypt(bytes(at), aad=self._aad(key, "access_token")),
+                refresh_token=None
+                if rt is None
+                else self._cipher.decrypt(bytes(rt), aad=self._aad(key, "refresh_token")),
+                token_type=ttype or "Bearer",
+                scope=scope,
+                expires_at=exp,
+                refresh_expires_at=rexp,
             )
-        return int(row[0])
-
-    def try_lease(
-        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
-    ) -> bool:
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(
-                "UPDATE oauth_token SET lease_owner = ?, lease_until = ?"
-                f" WHERE {_PK} AND version = ? AND status = 'active'"
-                " AND (lease_until IS NULL OR lease_until < ?)",
-                (owner, now + lease_seconds, *_pk(key), version, now),
-            )
-            return bool(c.changes() == 1)
-
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
-        with self._errors(), self._txn(immediate=True) as c:
-            row = _first(
-                c.execute(
-                    f"SELECT lease_owner, status, refresh_token, refresh_expires_at, granted_scope"
-                    f" FROM oauth_token WHERE {_PK}",
-                    _pk(key),
-                )
-            )
-            if row is None or row[0] != owner or row[1] != "active":
-                raise LeaseLostError(
-                    f"token store {self.path}: refresh lease for {_describe(key)} "
-                    "is not held by this worker"
-                )
-            rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
-            if tokens.refresh_token is not None:
-                rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
-            elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
-                aad = self._aad(key, "refresh_token")
-                rt_blob = self._cipher.encrypt(self._cipher.decrypt(rt_blob, aad=aad), aad=aad)
-                rexp = row[3]
-            new = _first(
-                c.execute(
-                    "UPDATE oauth_token SET access_token = ?, refresh_token = ?, token_type = ?,"
-                    " granted_scope = ?, expires_at = ?, refresh_expires_at = ?, key_id = ?,"
-                    " version = version + 1, lease_owner = NULL, lease_until = NULL,"
-                    f" last_error = NULL, updated_at = ? WHERE {_PK} RETURNING version",
-                    (
-                        self._enc(key, "access_token", tokens.access_token),
-                        rt_blob,
-                        tokens.token_type,
-                        scope,
-                        tokens.expires_at,
-                        rexp,
-                        self._cipher.current_key_id,
-                        now,
-                        *_pk(key),
-                    ),
-                )
-            )
-        return int(new[0])
-
-    def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None:
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(
-                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = ?"
-                f" WHERE {_PK} AND lease_owner = ?",
-                (error, *_pk(key), owner),
-            )
-
-    def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None:
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(
-                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
-                " status = 'needs_consent', last_error = ?, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
-                (reason, now, *_pk(key)),
-            )
-
-    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
-        """Unusable from now on; the ciphertexts stay only until the provider confirms revocation."""
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(
-                "UPDATE oauth_token SET status = 'revoked', last_error = ?, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
-                (reason, now, *_pk(key)),
-            )
-
-    def delete(self, key: TokenKey) -> None:
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute(f"DELETE FROM oauth_token WHERE {_PK}", _pk(key))
-
-    def list(self) -> list[TokenInfo]:
-        with self._errors():
-            rows = self._conn().execute(
-                "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
-                " refresh_token IS NOT NULL, updated_at FROM oauth_token"
-                " ORDER BY provider, client_id, subject"
-            )
-            return [TokenInfo(p, c, s, st, e, sc, bool(h), u) for p, c, s, st, e, sc, h, u in rows]
-
-    def _pending_aad(
-        self, provider: str, client_id: str, subject: str, h: bytes
-    ) -> tuple[str, ...]:
-        return (provider, client_id, subject, "code_verifier", h.hex())
-
-    def save_pending(self, pending: PendingAuth) -> None:
-        p, h = pending, state_hash(pending.state)
-        verifier = self._cipher.encrypt(
-            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
-        )
-        with self._errors(), self._txn(immediate=True) as c:
-            c.execute("DELETE FROM oauth_pending WHERE expires_at < ?", (p.created_at,))
-            c.execute(
-                "INSERT INTO oauth_pending (state_hash, provider, client_id, subject,"
-                " redirect_uri, code_verifier, issuer, web_session, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
-                 p.web_session, p.created_at, p.expires_at),
-            )  # fmt: skip
-
-    def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
-        h = state_hash(state)
-        with self._errors(), self._txn(immediate=True) as c:
-            row = _first(
-                c.execute(
-                    "DELETE FROM oauth_pending WHERE state_hash = ? RETURNING provider, client_id,"
-                    " subject, redirect_uri, code_verifier, issuer, web_session, created_at,"
-                    " expires_at",
-                    (h,),
-                )
-            )
-        if row is None:
-            return None
-        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
-        if expires <= now:
-            return None
-        try:
-            verifier = self._cipher.decrypt(
-                blob, aad=self._pending_aad(provider, client_id, subject, h)
-            )
-        except CorruptTokenError:
-            return None
-        return PendingAuth(
-            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
-            session,
-        )  # fmt: skip
-
-    def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
-        self._closed = True
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(apsw.Error):
-                conn.close()
+        return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
 
 
-def _first(cursor: Any) -> Any:
-    """The first row of ``cursor`` (None if empty), running the statement to completion."""
-    rows = list(cursor)
-    return rows[0] if rows else None
-
-
-def _prepare_file(path: Path) -> None:
-    """Create the 0700 directory and the 0600 file before SQLite touches them; check both."""
-    ensure_private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise TokenStoreError(f"cannot create token store {path}: {exc.strerror}") from exc
-    else:
-        os.close(fd)
-    _check_files(path)
-
-
-def _check_files(path: Path) -> None:
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            if candidate == path:
-                raise TokenStoreError(f"token store {path} vanished") from None
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            raise TokenStoreError(f"refusing token store {candidate}: not a regular file")
-        check_private(candidate, st, what="token store")
+# The SQLite store lives in sqlitestore.py; it is re-exported here, where callers look for it.
+from remotetables.auth.sqlitestore import SQLiteTokenStore  # noqa: E402
