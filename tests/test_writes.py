@@ -312,3 +312,24 @@ def test_oauth_users_share_a_runtime_and_write_as_themselves(
     assert ("PATCH", "s1", "alice", 403) in by_user
     assert not any(u == "alice" and k == "b1" for _, k, u, _ in by_user)
     assert api.dataset("incidents").get("b1")["priority"] == 5
+
+
+def test_a_write_drops_every_users_cached_rows_of_the_table(
+    oauth_stack: tuple[IncidentsAPI, Path],
+) -> None:
+    """bob's cached view of a shared row must not outlive alice's change to it."""
+    api, config = oauth_stack
+    store = MemoryTokenStore()
+    with (
+        remotetables.connect(
+            ":memory:", config, user="alice", consent=walk, token_store=store
+        ) as a,
+        remotetables.connect(":memory:", user="bob", consent=walk, runtime=a.runtime) as b,
+    ):
+        b.execute("SELECT count(*) FROM inc").fetchall()
+        assert ("inc", "user:bob") in {(t, p) for t, p, *_ in a.runtime.cache.state()}
+        assert a.execute("UPDATE inc SET priority = 4 WHERE sys_id = 'a1'").rowcount == 1
+        assert not any(t == "inc" for t, *_ in a.runtime.cache.state())
+        gets = len([r for r in api.requests if r.method == "GET" and r.user == "bob"])
+        b.execute("SELECT count(*) FROM inc").fetchall()  # asks the API again
+        assert len([r for r in api.requests if r.method == "GET" and r.user == "bob"]) > gets

@@ -13,7 +13,7 @@ Semantics (a remote API cannot be rolled back):
 * a ``POST`` is never retried unless the table names an ``idempotency_header`` (then every row
   gets a fresh key, reused on retries); ``PUT``/``PATCH``/``DELETE`` retry like reads;
 * requests use the session user's token (the shared token for system integrations), and
-  after each write the table's cached rows for that principal are dropped.
+  after each write the table's cached rows are dropped (for every user of the runtime).
 """
 
 from __future__ import annotations
@@ -236,8 +236,9 @@ class TableWriter:
         rt = self.session.runtime
         spec = self.spec
         creds = rt.credentials(spec.provider)
-        principal = creds.principal(self.session)
-        ctx = RequestContext(table=spec.name, provider=spec.provider, user=self.session.user)
+        creds.principal(self.session)  # a personal table needs a session user: fail before sending
+        provider = None if spec.provider == "__none__" else spec.provider
+        ctx = RequestContext(table=spec.name, provider=provider, user=self.session.user)
         try:
             check_url_allowed(url, ctx)
             return rt.http.request_json(
@@ -257,7 +258,8 @@ class TableWriter:
                 return None  # already gone: what DELETE wanted
             raise self._failed(exc, method, label) from exc
         finally:
-            rt.cache.clear(spec.name, principal)
+            # every principal's cached rows of the table: a write can change what others see too
+            rt.cache.clear(spec.name)
 
     def _failed(self, exc: Error, method: str, label: str) -> Error:
         """``exc`` (same class, same attributes) with a message saying what was applied."""
