@@ -761,3 +761,22 @@ def test_raise_consent_is_bound_to_the_web_session(env: Env) -> None:
     assert complete_consent(conn, landed) == ("demo", "alice")  # the connection's own session
     assert {r[1] for r in rows_of(conn)} == {"alice"}
     conn.close()
+
+
+def test_time_spent_on_consent_is_not_statement_time(env: Env) -> None:
+    """`.stats` and the progress line count the query, not the minutes the user took to consent."""
+    conn = env.connect(
+        user="alice",
+        consent=lambda req: walk_consent(req.authorization_url, username="alice", password="alice"),
+    )
+    rows_of(conn)
+    stats = conn.session.last_stats
+    assert stats is not None and stats.finished is None
+    assert stats.paused > 0  # the consent walk happened inside this statement
+    conn.execute("SELECT 1")  # ends the remote statement
+    assert stats.finished is not None
+    assert stats.wall_time == pytest.approx(stats.finished - stats.started - stats.paused)
+    rows_of(conn)  # a token now: nothing paused
+    second = conn.session.last_stats
+    assert second is not None and second is not stats and second.paused == 0
+    conn.close()

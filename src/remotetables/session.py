@@ -43,6 +43,7 @@ class StatementStats:
     net: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    paused: float = 0.0  # seconds spent waiting for the user (consent), not counted as wall time
 
     @property
     def requests(self) -> int:
@@ -59,7 +60,7 @@ class StatementStats:
     @property
     def wall_time(self) -> float:
         end = self.finished if self.finished is not None else time.perf_counter()
-        return end - self.started
+        return end - self.started - self.paused
 
     def as_dict(self) -> dict[str, float | int]:
         return {

@@ -145,7 +145,7 @@ class ProgressReporter:
 
     def __call__(self, stats: StatementStats) -> None:
         now = self.clock()
-        elapsed = now - stats.started
+        elapsed = now - stats.started - stats.paused
         with self._lock:
             if elapsed < self.threshold or now - self._last < self.interval:
                 return

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -513,15 +514,15 @@ class OAuthCredentials:
 
     def _obtain_grant(self, session: Session, subject: str) -> str:
         svc = self.service
-        svc.retry_revocations(
-            self.provider
-        )  # a grant awaiting revocation is not overwritten unrevoked
+        # a grant awaiting revocation is revoked before a new one replaces it
+        svc.retry_revocations(self.provider)
         if subject == SYSTEM_SUBJECT and self.provider.system_grant != "client_credentials":
             raise ConsentRequired(
                 f"provider {self.provider.name} uses system integration and has no token yet: an "
                 f"administrator must run `remotetables login {self.provider.name} --system`",
                 provider=self.provider.name,
             )
+        waited = time.perf_counter()
         try:
             tokens = svc.obtain(
                 self.provider, subject, session.consent, web_session=session.web_session
@@ -530,6 +531,9 @@ class OAuthCredentials:
             if exc.user is None and subject != SYSTEM_SUBJECT:
                 exc.user = subject
             raise
+        finally:
+            # time spent with the user (consent) is not the statement's own time
+            session.stats.paused += time.perf_counter() - waited
         svc.store.put(svc.key(self.provider, subject), tokens, now=svc.rt.clock())
         return tokens.access_token
 
