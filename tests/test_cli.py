@@ -502,3 +502,52 @@ def test_query_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 0, err
     assert head == [b"x\n", b"1\n"]
     assert "Broken pipe" not in err and "Traceback" not in err
+
+
+def test_login_system_in_a_subprocess_then_every_user_shares_it(
+    oauth_config: Path, oauth: tuple[DemoAuthServer, IncidentsAPI], env: dict[str, str]
+) -> None:
+    """`remotetables login demo --system`: an administrator consents once; every user's queries use it."""
+    system_config = oauth_config.with_name("system.toml")
+    system_config.write_text(
+        oauth_config.read_text().replace(
+            'client_id = "remotetables-demo"',
+            'client_id = "remotetables-demo"\nintegration = "system"',
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remotetables", "login", "demo", "--system", "-c", str(system_config),
+         "--consent", "prompt"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdin is not None
+        url = None
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if "/authorize?" in line:
+                url = line.strip()
+                break
+        assert url, "no authorization URL printed"
+        callback = walk_consent(url, username="alice", password="alice")  # the administrator
+        out, err = proc.communicate(callback + "\n", timeout=30)
+        assert "system" in out.lower(), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    _srv, api = oauth
+    api.clear_requests()
+    seen = []
+    for user in ("bob", "carol"):
+        with remotetables.connect(
+            ":memory:", config=system_config, user=user, consent="raise"
+        ) as conn:
+            seen.append(conn.execute("SELECT DISTINCT assigned_to FROM incidents").fetchall())
+    assert seen[0] == seen[1] == [("alice",)]  # the shared identity's rows, for everyone
+    fingerprints = {r.token_fp for r in api.requests}
+    assert len(fingerprints) == 1 and None not in fingerprints
