@@ -551,3 +551,53 @@ def test_login_system_in_a_subprocess_then_every_user_shares_it(
     assert seen[0] == seen[1] == [("alice",)]  # the shared identity's rows, for everyone
     fingerprints = {r.token_fp for r in api.requests}
     assert len(fingerprints) == 1 and None not in fingerprints
+
+
+def test_login_with_the_device_grant_in_a_subprocess(
+    write_config: Callable[..., Path], tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`remotetables login demo -u bob --consent device`: code shown, approved elsewhere, stored."""
+    with DemoAuthServer(device_interval=1) as srv:
+        config = write_config(
+            f"""
+            [settings]
+            token_store = "{tmp_path}/tokens.db"
+            key_file = "{tmp_path}/token.key"
+            [providers.demo]
+            issuer = "{srv.issuer}"
+            client_id = "remotetables-demo"
+            scopes = ["incidents.read"]
+            """
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remotetables", "login", "demo", "-u", "bob", "-c", str(config),
+             "--consent", "device"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env},
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            url = None
+            for _ in range(50):
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                found = re.search(r"\(or open (\S+)\)", line)
+                if found:
+                    url = found.group(1)
+                    break
+            assert url, "no verification URL printed"
+            walk_consent(url, username="bob", password="bob")  # on "another device"
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert "bob" in out
+        assert srv.stats.token_requests >= 1
+    listing = subprocess.run(
+        [sys.executable, "-m", "remotetables", "tokens", "-c", str(config)],
+        capture_output=True, text=True, env={**os.environ, **env}, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"demo\s+bob\s+active", listing), listing

@@ -155,7 +155,7 @@ owner_option = click.option("--user", "-u", help="Whose token (a user name of yo
 consent_option = click.option(
     "--consent",
     type=click.Choice(CONSENT_MODES),
-    help="How a user without a token consents [default: the config's, else browser].",
+    help="How a user without a token consents [default: the config's, else auto].",
 )
 
 
