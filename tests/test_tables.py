@@ -410,3 +410,28 @@ def test_unpushed_equality_is_applied_in_filter_with_limit(
     # pages stay at the API's maximum (the filter is applied here), and paging stops once 2 rows matched
     assert all(r.query["limit"] == ["50"] for r in reqs)
     assert conn.last_stats["rows"] == len(expected)
+
+
+@pytest.mark.parametrize("key", [False, True])
+def test_or_merge_is_right_when_the_query_reads_few_columns(
+    key: bool, fresh_api: IncidentsAPI, open_conn: Callable[..., remotetables.Connection]
+) -> None:
+    """SQLite answers an OR of two indexable terms with two scans merged by rowid: rowids must
+    identify whole rows even when the query reads only some columns (no cache: rows are built
+    for the columns read)."""
+    extra = "cache_ttl = 0\n" + ('key = "sys_id"\n' if key else "")
+    conn = open_conn(
+        incidents_table("t", "link", fresh_api.base_url, max_page_size=100, extra=extra)
+    )
+    rows = fresh_api.dataset("incidents").snapshot.rows
+    want = sorted(
+        (r["state"], r["priority"]) for r in rows if r["priority"] == 1 or r["state"] == "closed"
+    )
+    for sql in (
+        "SELECT state, priority FROM t WHERE priority = 1 OR state = 'closed'",
+        "SELECT state, priority FROM t WHERE priority = 1 OR short_description = 'x' OR state = 'closed'",
+    ):
+        got = sorted(conn.execute(sql).fetchall())
+        assert got == want, sql
+    n = conn.execute("SELECT count(*) FROM t WHERE priority = 1 OR state = 'closed'").fetchone()
+    assert n == (len(want),)

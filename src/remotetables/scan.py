@@ -62,9 +62,14 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
         )
     out = ScanArgs([], [], None, 0, False)
     if plan.used is not None:
-        out.used = sorted(
-            {*plan.used, *(c for kind, c in plan.args if kind in ("eq", "in", "local"))}
-        )
+        used = {*plan.used, *(c for kind, c in plan.args if kind in ("eq", "in", "local"))}
+        if spec.key is not None:
+            used.add(spec.column_index(spec.key))  # rowids come from the key
+            out.used = sorted(used)
+        elif not any(kind in ("eq", "in", "local") for kind, _ in plan.args):
+            out.used = sorted(used)
+        # else: a keyless table's rowid hashes the whole row, and SQLite merges the scans of
+        # `a = 1 OR b = 2` by rowid: such scans build whole rows
     for pos, ((kind, col_index), arg) in enumerate(zip(plan.args, args, strict=True)):
         if kind == "limit":
             out.limit = None if arg is None or int(arg) < 0 else int(arg)

@@ -16,7 +16,7 @@ from remotetables.config import TableSpec
 from remotetables.plan import Constraint, Plan, make_plan
 from remotetables.scan import Row, scan
 from remotetables.session import Session
-from remotetables.writes import TableWriter
+from remotetables.writes import TableWriter, key_rowid
 
 __all__ = ["MODULE_NAME", "Module", "schema_sql"]
 
@@ -196,10 +196,9 @@ class Cursor:
         """Stable for a row within a process: SQLite merges OR scans by rowid."""
         spec = self._table.spec
         row = self._row
-        ident = row[spec.column_index(spec.key)] if spec.key else row
-        h = hash(ident) & 0x3FFFFFFFFFFF
         if spec.key:
-            return h
+            return key_rowid(row[spec.column_index(spec.key)])  # the writer finds rows by it too
+        h = hash(row)
         if self._last_row is row:  # asked again for the same row (a held reference: no reuse)
             return self._last_rowid
         # identical rows get distinct rowids, the same in every scan that sees them
