@@ -69,3 +69,51 @@ def test_shape(path: str, pagination: str, write_config: Callable[..., Path]) ->
     assert rows == [(r["id"], r["name"], r["meta"]["team"]) for r in ROWS]
     # every page once, and no extra request for an empty page: the API said where it ends
     assert len(api.requests) == -(-len(ROWS) // PAGE)
+
+
+def test_token_requests_carry_extra_token_params(write_config: Callable[..., Path]) -> None:
+    """A system provider whose token endpoint needs an `audience` (client credentials), through SQL."""
+    from urllib.parse import parse_qs
+
+    token_forms: list[dict[str, list[str]]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/oauth/token":
+            token_forms.append(parse_qs(request.content.decode()))
+            return httpx2.Response(
+                200, json={"access_token": "sys-token", "token_type": "Bearer", "expires_in": 600}
+            )
+        assert request.headers["Authorization"] == "Bearer sys-token"
+        return httpx2.Response(200, json={"data": {"items": ROWS[:3]}, "has_more": False})
+
+    cfg = write_config(
+        """
+        [settings]
+        token_store = "{tmp}/tokens.db"
+        key_file = "{tmp}/token.key"
+        [providers.api]
+        integration = "system"
+        grant = "client_credentials"
+        client_id = "svc"
+        client_secret_env = "SVC_SECRET"
+        token_endpoint = "https://auth.example.test/oauth/token"
+        extra_token_params = { audience = "https://api.example.test/" }
+        [tables.t]
+        url = "https://api.example.test/has-more"
+        rows = "data.items"
+        pagination = { style = "offset", has_more_path = "has_more" }
+        [tables.t.columns]
+        id = "INTEGER"
+        """,
+        tmp=write_config("").parent,
+    )
+    with remotetables.connect(
+        ":memory:",
+        cfg,
+        transport=httpx2.MockTransport(handler),
+        environ={"SVC_SECRET": "s3cret", "REMOTETABLES_NO_KEYRING": "1"},
+    ) as conn:
+        assert conn.execute("SELECT id FROM t").fetchall() == [(0,), (1,), (2,)]
+    (form,) = token_forms
+    assert form["grant_type"] == ["client_credentials"]
+    assert form["audience"] == ["https://api.example.test/"]

@@ -149,6 +149,7 @@ class ProviderConfig:
     device_authorization_endpoint: str | None = None
     scopes: tuple[str, ...] = ()
     extra_authorize_params: tuple[tuple[str, str], ...] = ()
+    extra_token_params: tuple[tuple[str, str], ...] = ()
     token_endpoint_auth_method: str | None = None
     system_grant: Literal["client_credentials", "authorization_code"] = "authorization_code"
     send_scope_on_refresh: bool = False
@@ -338,7 +339,7 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
 _PROVIDER_KEYS = {
     "auth", "integration", "token_env", "issuer", "client_id", "client_secret_env",
     "authorization_endpoint", "token_endpoint", "revocation_endpoint",
-    "device_authorization_endpoint", "scopes", "extra_authorize_params",
+    "device_authorization_endpoint", "scopes", "extra_authorize_params", "extra_token_params",
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
     "request_timeout",
@@ -417,6 +418,9 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     extra = _str_map(
         ctx, f"{p}.extra_authorize_params", _get(ctx, raw, p, "extra_authorize_params", dict, {})
     )
+    extra_token = _str_map(
+        ctx, f"{p}.extra_token_params", _get(ctx, raw, p, "extra_token_params", dict, {})
+    )
     headers = _str_map(ctx, f"{p}.headers", _get(ctx, raw, p, "headers", dict, {}))
     for h in dict(headers):
         if h.lower() == "authorization":
@@ -446,6 +450,7 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         client_secret_env=_get(ctx, raw, p, "client_secret_env", str),
         scopes=tuple(scopes),
         extra_authorize_params=tuple(extra.items()),
+        extra_token_params=tuple(extra_token.items()),
         token_endpoint_auth_method=method,
         system_grant=grant,
         send_scope_on_refresh=_get(ctx, raw, p, "send_scope_on_refresh", bool, False),

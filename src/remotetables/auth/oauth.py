@@ -87,6 +87,9 @@ class OAuthSettings:
     token_endpoint_auth_method: str = "none"
     send_scope_on_refresh: bool = False
     timeout: float = 10.0
+    # sent with every token request (e.g. an RFC 8707 `resource`, or the `audience` some servers
+    # need for client credentials); never replaces a parameter of the grant itself
+    extra_token_params: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,11 @@ class OAuthClient:
         clash = sorted(_RESERVED_PARAMS.intersection(s.extra_authorize_params))
         if clash:
             raise ConfigError(f"extra authorize parameters may not set {clash}", key=key)
-        if s.issuer is None and not (s.authorization_endpoint and s.token_endpoint):
-            raise ConfigError("set issuer, or authorization_endpoint and token_endpoint", key=key)
+        if s.issuer is None and not s.token_endpoint:
+            raise ConfigError(
+                "set issuer, or token_endpoint (and authorization_endpoint for user consent)",
+                key=key,
+            )
         for what in (
             "issuer",
             "authorization_endpoint",
@@ -248,10 +254,12 @@ class OAuthClient:
 
     def _load_metadata(self) -> ServerMetadata:
         s = self.settings
-        if s.authorization_endpoint and s.token_endpoint:
+        if s.token_endpoint and (s.authorization_endpoint or s.issuer is None):
+            # configured endpoints, no discovery; without an authorization endpoint only the
+            # client-credentials grant can work (begin() says so)
             return ServerMetadata(
                 issuer=s.issuer,
-                authorization_endpoint=s.authorization_endpoint,
+                authorization_endpoint=s.authorization_endpoint or "",
                 token_endpoint=s.token_endpoint,
                 revocation_endpoint=s.revocation_endpoint,
                 device_authorization_endpoint=s.device_authorization_endpoint,
@@ -358,6 +366,12 @@ class OAuthClient:
         s = self.settings
         require_secure_url(redirect_uri, "redirect_uri", provider=s.name)
         md = self.metadata()
+        if not md.authorization_endpoint:
+            raise ConfigError(
+                "user consent needs an authorization endpoint: set issuer (discovery) or "
+                "authorization_endpoint",
+                key=f"providers.{s.name}.authorization_endpoint",
+            )
         verifier = secrets.token_urlsafe(48)  # 64 chars from 48 CSPRNG octets
         state = secrets.token_urlsafe(32)  # 256 bits
         params: list[tuple[str, str]] = [
@@ -658,6 +672,7 @@ class OAuthClient:
     def _grant(self, data: dict[str, str], *, default_scope: str | None) -> TokenSet:
         """One token request; returns the validated token set or raises _ErrorResponse."""
         now = self._clock()
+        data = {**self.settings.extra_token_params, **data}
         response = self._post(self.metadata().token_endpoint, data)
         if response.status_code != 200:
             error = self._error_of(response)

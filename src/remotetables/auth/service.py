@@ -245,6 +245,7 @@ class OAuthService:
             device_authorization_endpoint=p.device_authorization_endpoint,
             scopes=p.scopes,
             extra_authorize_params=dict(p.extra_authorize_params),
+            extra_token_params=dict(p.extra_token_params),
             token_endpoint_auth_method=method,
             send_scope_on_refresh=p.send_scope_on_refresh,
             timeout=p.read_timeout,
