@@ -181,3 +181,23 @@ def test_bearer_provider_and_defaults(write_config: Callable[..., Path]) -> None
     assert cfg.tables["issues"].provider == "gh"  # the only provider is the default
     assert cfg.tables["issues"].rows_path == ()
     assert cfg.tables["issues"].cache_ttl == 30.0
+
+
+def test_every_config_key_is_in_the_readme() -> None:
+    """The README's config reference names every key the parser accepts."""
+    from remotetables import config
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    settings = {"token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout"}
+    pagination = {
+        "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param", "first_page",
+        "total_path", "total_pages_path", "total_header", "next_header", "cursor_header", "has_more_path",
+    }  # fmt: skip
+    write = {"insert", "update", "delete", "body_path", "idempotency_header", "method", "url"}
+    keys = (
+        set(config._PROVIDER_KEYS) | set(config._TABLE_KEYS) | set(config._COLUMN_KEYS)
+        | settings | pagination | write
+    )  # fmt: skip
+    missing = sorted(k for k in keys if f"`{k}`" not in readme and f"{k} =" not in readme)
+    assert not missing, f"config keys not documented in README.md: {missing}"

@@ -386,6 +386,8 @@ def tables(config_path: str | None) -> None:
     for i, spec in enumerate(cfg.tables.values()):
         provider = "none (public)" if spec.provider == "__none__" else spec.provider
         click.echo(("\n" if i else "") + f"{spec.name}  provider: {provider}")
+        if spec.description:
+            click.echo(f"  {spec.description}")
         click.echo(f"  GET {redact_url(spec.url)}  (pagination: {spec.pagination.style})")
         fixed = ", ".join(f"{k}={v}" for k, v in spec.params)
         if fixed:

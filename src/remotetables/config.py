@@ -122,6 +122,7 @@ class TableSpec:
     concurrency: int = 4
     key: str | None = None  # column whose value identifies a row (stable rowids, writes)
     write: WriteSpec | None = None
+    description: str | None = None  # free text, shown by `remotetables tables`
 
     @property
     def origin(self) -> str:
@@ -562,6 +563,7 @@ def _table_spec(
         concurrency=concurrency,
         key=key,
         write=write,
+        description=_get(ctx, raw, p, "description", str),
     )
 
 
