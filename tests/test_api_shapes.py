@@ -117,3 +117,46 @@ def test_token_requests_carry_extra_token_params(write_config: Callable[..., Pat
     (form,) = token_forms
     assert form["grant_type"] == ["client_credentials"]
     assert form["audience"] == ["https://api.example.test/"]
+
+
+def test_api_key_header_goes_only_to_the_providers_origin(
+    write_config: Callable[..., Path],
+) -> None:
+    """A static API key in `X-API-Key` (token_header): sent to the API, dropped on a redirect
+    to another origin (httpx drops only Authorization by itself)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append((request.url.host, request.headers.get("X-API-Key")))
+        if request.url.host == "api.example.test" and request.url.path == "/moved":
+            return httpx2.Response(302, headers={"Location": "https://cdn.example.test/rows"})
+        return httpx2.Response(200, json={"data": {"items": ROWS[:2]}, "has_more": False})
+
+    cfg = write_config(
+        """
+        [providers.keyed]
+        token_env = "API_KEY"
+        token_header = "X-API-Key"
+        integration = "system"
+        [tables.direct]
+        url = "https://api.example.test/rows"
+        rows = "data.items"
+        [tables.direct.columns]
+        id = "INTEGER"
+        [tables.moved]
+        url = "https://api.example.test/moved"
+        rows = "data.items"
+        [tables.moved.columns]
+        id = "INTEGER"
+        """
+    )
+    with remotetables.connect(
+        ":memory:", cfg, transport=httpx2.MockTransport(handler), environ={"API_KEY": "k-123"}
+    ) as conn:
+        assert conn.execute("SELECT id FROM direct").fetchall() == [(0,), (1,)]
+        assert conn.execute("SELECT id FROM moved").fetchall() == [(0,), (1,)]
+    assert seen == [
+        ("api.example.test", "k-123"),  # no "Bearer " prefix by default for a custom header
+        ("api.example.test", "k-123"),
+        ("cdn.example.test", None),  # the redirect target never gets the key
+    ]

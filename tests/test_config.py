@@ -201,3 +201,19 @@ def test_every_config_key_is_in_the_readme() -> None:
     )  # fmt: skip
     missing = sorted(k for k in keys if f"`{k}`" not in readme and f"{k} =" not in readme)
     assert not missing, f"config keys not documented in README.md: {missing}"
+
+
+def test_token_header_is_for_bearer_providers_only(write_config: Callable[..., Path]) -> None:
+    text = GOOD.replace(
+        'client_id = "remotetables"', 'client_id = "remotetables"\ntoken_header = "X-API-Key"'
+    )
+    with pytest.raises(ConfigError, match="only a bearer provider") as info:
+        load_config(write_config(text))
+    assert info.value.key == "providers.demo.token_header"
+    bearer = GOOD.replace(
+        'issuer = "https://auth.example.com"\nclient_id = "remotetables"\nscopes = ["incidents.read"]',
+        'token_env = "KEY"\ntoken_header = "X-API-Key"\nheaders = { "x-api-key" = "literal" }',
+    )
+    with pytest.raises(ConfigError, match="carries the token") as info:
+        load_config(write_config(bearer))
+    assert info.value.key == "providers.demo.headers.x-api-key"

@@ -141,6 +141,8 @@ class ProviderConfig:
     auth: Literal["none", "bearer", "oauth"]
     integration: Literal["personal", "system"] = "personal"
     token_env: str | None = None  # bearer: env var holding the static token
+    token_header: str = "Authorization"  # bearer: the header that carries it (e.g. X-API-Key)
+    token_prefix: str = "Bearer "  # bearer: what goes before it in that header
     issuer: str | None = None
     client_id: str | None = None
     client_secret_env: str | None = None
@@ -343,7 +345,7 @@ _PROVIDER_KEYS = {
     "device_authorization_endpoint", "scopes", "extra_authorize_params", "extra_token_params",
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
-    "request_timeout",
+    "request_timeout", "token_header", "token_prefix",
 }  # fmt: skip
 _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "password", "api_key"}
 
@@ -369,6 +371,23 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     if integration not in ("personal", "system"):
         raise ctx.err(f"{p}.integration", "must be 'personal' or 'system'")
     token_env = _get(ctx, raw, p, "token_env", str)
+    token_header = _get(ctx, raw, p, "token_header", str, "Authorization")
+    token_prefix = _get(
+        ctx,
+        raw,
+        p,
+        "token_prefix",
+        str,
+        "Bearer " if token_header.lower() == "authorization" else "",
+    )
+    for k in ("token_header", "token_prefix"):
+        if k in raw and auth != "bearer":
+            raise ctx.err(
+                f"{p}.{k}",
+                "only a bearer provider (token_env) sets how its token is sent; OAuth uses Authorization: Bearer",
+            )
+    if not re.fullmatch(r"[A-Za-z0-9-]+", token_header):
+        raise ctx.err(f"{p}.token_header", "must be an HTTP header name")
     if auth == "bearer" and not token_env:
         raise ctx.err(
             f"{p}.token_env", "a bearer provider needs token_env (the variable holding the token)"
@@ -424,10 +443,10 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     )
     headers = _str_map(ctx, f"{p}.headers", _get(ctx, raw, p, "headers", dict, {}))
     for h in dict(headers):
-        if h.lower() == "authorization":
+        if h.lower() in ("authorization", token_header.lower()):
             raise ctx.err(
                 f"{p}.headers.{h}",
-                "the Authorization header is set by remotetables; never put credentials in headers",
+                "this header carries the token and is set by remotetables; never put credentials in headers",
             )
     origins = _get(ctx, raw, p, "api_origins", list, [])
     for i, o in enumerate(origins):
@@ -446,6 +465,8 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         auth=auth,
         integration=integration,
         token_env=token_env,
+        token_header=token_header,
+        token_prefix=token_prefix,
         issuer=issuer,
         client_id=client_id,
         client_secret_env=_get(ctx, raw, p, "client_secret_env", str),

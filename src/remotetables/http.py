@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx2
 import orjson
 
-from remotetables.config import is_loopback_host
+from remotetables.config import is_loopback_host, origin_of
 from remotetables.errors import (
     RemoteError,
     RemoteProtocolError,
@@ -127,6 +127,20 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
     )
 
 
+SECRET_HEADER = "remotetables.secret_header"  # request extension: (header name, allowed origins)
+
+
+def strip_secret_header(request: httpx2.Request) -> None:
+    """Every hop of a request (redirects included): the credential header the auth flow set goes
+    only to the provider's origins. httpx strips ``Authorization`` on cross-origin redirects by
+    itself, but not an API-key header such as ``X-API-Key``."""
+    secret = request.extensions.get(SECRET_HEADER)
+    if secret is not None:
+        header, allowed = secret
+        if origin_of(str(request.url)) not in allowed:
+            request.headers.pop(header, None)
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
     if not value:
@@ -168,7 +182,8 @@ class HttpClient:
             "cookies": _no_cookies(),
         }
         self._client = httpx2.Client(
-            follow_redirects=True,  # httpx strips Authorization on cross-origin hops
+            follow_redirects=True,  # httpx strips Authorization on cross-origin hops ...
+            event_hooks={"request": [strip_secret_header]},  # ... and this any other token header
             max_redirects=5,
             limits=httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections

@@ -119,7 +119,14 @@ class StaticBearer:
                 f"provider {self.provider.name}: environment variable {name} is not set (it holds the API token)",
                 key=f"providers.{self.provider.name}.token_env",
             )
-        return BearerAuth(lambda: token, None, self._origins, self.provider.name)
+        return BearerAuth(
+            lambda: token,
+            None,
+            self._origins,
+            self.provider.name,
+            header=self.provider.token_header,
+            prefix=self.provider.token_prefix,
+        )
 
     def __repr__(self) -> str:
         return (

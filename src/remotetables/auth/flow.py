@@ -13,6 +13,7 @@ import httpx2
 
 from remotetables.config import origin_of
 from remotetables.errors import RemoteError, redact_url
+from remotetables.http import SECRET_HEADER
 
 __all__ = ["BearerAuth"]
 
@@ -28,11 +29,16 @@ class BearerAuth(httpx2.Auth):
         on_unauthorized: Callable[[str], str | None] | None,
         allowed_origins: frozenset[str],
         provider: str,
+        *,
+        header: str = "Authorization",
+        prefix: str = "Bearer ",
     ) -> None:
         self._get_token = get_token
         self._on_unauthorized = on_unauthorized
         self._allowed = allowed_origins
         self._provider = provider
+        self._header = header
+        self._prefix = prefix
 
     def auth_flow(
         self, request: httpx2.Request
@@ -46,7 +52,9 @@ class BearerAuth(httpx2.Auth):
                 provider=self._provider,
             )
         token = self._get_token()
-        request.headers["Authorization"] = f"Bearer {token}"
+        request.headers[self._header] = f"{self._prefix}{token}"
+        # redirects keep the extensions: http.strip_secret_header drops the header off-origin
+        request.extensions = {**request.extensions, SECRET_HEADER: (self._header, self._allowed)}
         response = yield request
         # a 401 from a redirect target on another origin (which got no token) is no reason to refresh
         if (
@@ -56,7 +64,7 @@ class BearerAuth(httpx2.Auth):
         ):
             fresh = self._on_unauthorized(token)
             if fresh and fresh != token:
-                request.headers["Authorization"] = f"Bearer {fresh}"
+                request.headers[self._header] = f"{self._prefix}{fresh}"
                 yield request
 
     def __repr__(self) -> str:
