@@ -357,13 +357,14 @@ def test_login_logout_misuse(
     assert message in result.output
 
 
-def test_login_in_a_subprocess_with_pasted_redirect(
-    oauth_config: Path, env: dict[str, str]
-) -> None:
-    """`remotetables login --consent prompt`: the URL is printed, the redirect URL pasted."""
+def login_in_a_process(
+    args: list[str], env: dict[str, str], *, find: str, answer: Callable[[str], str | None]
+) -> tuple[int, str, str]:
+    """Run `remotetables login ...` in a real process: wait for a stderr line matching ``find``
+    (a regex whose group 1 is a URL), call ``answer(url)`` as the user would (its result, if
+    any, is pasted on stdin), and return (exit status, stdout, stderr)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remotetables.cli", "login", "demo", "-u", "carol", "-c", str(oauth_config),
-         "--consent", "prompt"],
+        [sys.executable, "-m", "remotetables", "login", *args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **env},
     )  # fmt: skip
@@ -374,17 +375,31 @@ def test_login_in_a_subprocess_with_pasted_redirect(
             line = proc.stderr.readline()
             if not line:
                 break
-            if "/authorize?" in line:
-                url = line.strip()
+            found = re.search(find, line)
+            if found:
+                url = found.group(1)
                 break
-        assert url, "no authorization URL printed"
-        callback = walk_consent(url, username="carol", password="carol")
-        out, err = proc.communicate(callback + "\n", timeout=30)
+        assert url, "no URL printed"
+        pasted = answer(url)
+        out, err = proc.communicate(None if pasted is None else pasted + "\n", timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
+    return proc.returncode, out, err
+
+
+def test_login_in_a_subprocess_with_pasted_redirect(
+    oauth_config: Path, env: dict[str, str]
+) -> None:
+    """`remotetables login --consent prompt`: the URL is printed, the redirect URL pasted."""
+    code, out, err = login_in_a_process(
+        ["demo", "-u", "carol", "-c", str(oauth_config), "--consent", "prompt"],
+        env,
+        find=r"(\S+/authorize\?\S+)",
+        answer=lambda url: walk_consent(url, username="carol", password="carol"),
+    )
+    assert code == 0, err
     assert "Connected carol to demo." in out
     assert "refresh token: yes" in out
 
@@ -515,31 +530,15 @@ def test_login_system_in_a_subprocess_then_every_user_shares_it(
             'client_id = "remotetables-demo"\nintegration = "system"',
         )
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "remotetables", "login", "demo", "--system", "-c", str(system_config),
-         "--consent", "prompt"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **env},
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None and proc.stdin is not None
-        url = None
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "/authorize?" in line:
-                url = line.strip()
-                break
-        assert url, "no authorization URL printed"
-        callback = walk_consent(url, username="alice", password="alice")  # the administrator
-        out, err = proc.communicate(callback + "\n", timeout=30)
-        assert "system" in out.lower(), out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    code, out, err = login_in_a_process(
+        ["demo", "--system", "-c", str(system_config), "--consent", "prompt"],
+        env,
+        find=r"(\S+/authorize\?\S+)",
+        # alice is the administrator who consents for the system integration
+        answer=lambda url: walk_consent(url, username="alice", password="alice"),
+    )
+    assert "system" in out.lower(), out
+    assert code == 0, err
     _srv, api = oauth
     api.clear_requests()
     seen = []
@@ -569,31 +568,14 @@ def test_login_with_the_device_grant_in_a_subprocess(
             scopes = ["incidents.read"]
             """
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "remotetables", "login", "demo", "-u", "bob", "-c", str(config),
-             "--consent", "device"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **env},
-        )  # fmt: skip
-        try:
-            assert proc.stderr is not None
-            url = None
-            for _ in range(50):
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                found = re.search(r"\(or open (\S+)\)", line)
-                if found:
-                    url = found.group(1)
-                    break
-            assert url, "no verification URL printed"
-            walk_consent(url, username="bob", password="bob")  # on "another device"
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, err
+        code, out, err = login_in_a_process(
+            ["demo", "-u", "bob", "-c", str(config), "--consent", "device"],
+            env,
+            find=r"\(or open (\S+)\)",
+            # approve on "another device"; nothing is pasted
+            answer=lambda url: walk_consent(url, username="bob", password="bob") and None,
+        )
+        assert code == 0, err
         assert "bob" in out
         assert srv.stats.token_requests >= 1
     listing = subprocess.run(
