@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from remotetables.cache import CacheKey
 from remotetables.config import TableSpec, origin_of
 from remotetables.errors import MissingParameterError, PaginationError, RemoteProtocolError
 from remotetables.http import JsonResponse, RequestContext
@@ -180,8 +181,6 @@ class _Scan:
     # ---------------------------------------------------------------- cache path
 
     def pages(self) -> Iterator[list[Row]]:
-        from remotetables.cache import CacheKey
-
         key = CacheKey.make(self.principal, self.spec.name, self.sargs.pushed)
         cached = self.rt.cache.get(key) if self.spec.cache_ttl > 0 else None
         checks = self.sargs.checks
