@@ -241,6 +241,31 @@ def test_coercion_error_names_table_column_row(
         assert conn2.execute("SELECT number, priority FROM t").fetchall() == [("A", 1), ("B", None)]
 
 
+def test_filtered_scan_converts_only_the_rows_that_pass(
+    write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
+) -> None:
+    """Without the cache, a filter applied here converts the checked column first and whole
+    rows only for the items that pass: an error names the row's place in the page."""
+    data = {
+        "incidents": [
+            {"number": "A", "short_description": "x", "priority": 1},
+            {"number": "B", "short_description": "y", "priority": "high"},
+            {"number": "C", "short_description": "x", "priority": 3},
+            {"number": "D", "short_description": "w", "priority": "low"},
+        ]
+    }
+    with IncidentsAPI(datasets=data) as srv:
+        toml = incidents_table("t", "link", srv.base_url, extra="cache_ttl = 0\n")
+        conn = _connect(write_config, toml)
+        # a literal: a bound text parameter is left to SQLite (it may compare as a number)
+        sql = "SELECT number, priority FROM t WHERE short_description = '{}'"
+        assert conn.execute(sql.format("x")).fetchall() == [("A", 1), ("C", 3)]
+        for value, row in (("y", 2), ("w", 4)):  # the row in the page, not in the selection
+            with pytest.raises(CoercionError) as info:
+                conn.execute(sql.format(value)).fetchall()
+            assert (info.value.column, info.value.row) == ("priority", row)
+
+
 def test_join_with_native_table(
     api: IncidentsAPI,
     write_config: Callable[..., Path],

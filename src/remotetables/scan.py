@@ -11,15 +11,21 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from remotetables.cache import CacheKey
 from remotetables.config import TableSpec, origin_of
-from remotetables.errors import MissingParameterError, PaginationError, RemoteProtocolError
+from remotetables.errors import (
+    CoercionError,
+    MissingParameterError,
+    PaginationError,
+    RemoteProtocolError,
+)
 from remotetables.http import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
-from remotetables.rows import affinity_of, apply_affinity, get_path, sql_equal
+from remotetables.rows import RowBuilder, affinity_of, apply_affinity, get_path, sql_equal
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
@@ -144,6 +150,37 @@ def apply_checks(rows: list[Row], checks: list[tuple[int, list[Any]]]) -> list[R
     return [r for r in rows if _matches(r, checks)]
 
 
+def _build_passing(
+    builder: RowBuilder,
+    prefilter: RowBuilder,
+    items: list[Any],
+    first_row: int,
+    checks: list[tuple[int, list[Any]]],
+) -> list[Row]:
+    """Whole rows (``builder``) for the items whose checked columns (``prefilter``) pass."""
+    keys = prefilter.build_page(items, first_row)
+    if len(checks) == 1:
+        index, allowed = checks[0]
+        if len(allowed) == 1:
+            want = allowed[0]
+            mask = [k[index] == want for k in keys]
+        else:
+            wanted = frozenset(allowed)
+            mask = [k[index] in wanted for k in keys]
+    else:
+        mask = [_matches(k, checks) for k in keys]
+    selected = list(compress(items, mask))
+    if len(selected) == len(items):
+        return builder.build_page(items, first_row)
+    try:
+        return builder.build_page(selected, first_row)
+    except CoercionError:
+        # name the failing row by its place in the page, not in the selection
+        for n in compress(range(len(items)), mask):
+            builder.build_page([items[n]], first_row + n)
+        raise
+
+
 def scan(
     runtime: Runtime, session: Session, spec: TableSpec, plan: Plan, args: Sequence[Any]
 ) -> Iterator[list[Row]]:
@@ -235,6 +272,14 @@ class _Scan:
         collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
         # rows that go into the cache are whole; others need only the columns the query reads
         builder = self.builder if collect is not None else self.rt.row_builder(spec, sargs.used)
+        # a filtered scan that keeps nothing builds the checked columns first, then whole rows
+        # only for the items that pass (a selective WHERE then converts a fraction of the values)
+        check_cols = sorted({index for index, _ in sargs.checks})
+        prefilter = (
+            self.rt.row_builder(spec, check_cols)
+            if sargs.checks and len(check_cols) < len(builder.used)
+            else None
+        )
         collected_bytes = 0
         cache_budget = self.rt.cache.entry_budget()
         emitted = 0
@@ -243,17 +288,20 @@ class _Scan:
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
-            rows = builder.build_page(items, rows_seen)
-            rows_seen += len(rows)
             self.stats.pages += 1
-            if collect is not None:
-                # decoded tuples take about 2.6x their JSON in memory (benchmarks/bench_scan.py)
-                collected_bytes += response.nbytes * 5 // 2
-                if collected_bytes > cache_budget:
-                    collect = None  # too big to cache: stream it without keeping it
-                else:
-                    collect.extend(rows)
-            out = apply_checks(rows, sargs.checks)
+            if collect is None and prefilter is not None:
+                out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
+            else:
+                rows = builder.build_page(items, rows_seen)
+                if collect is not None:
+                    # decoded tuples take about 2.6x their JSON in memory (benchmarks/bench_scan.py)
+                    collected_bytes += response.nbytes * 5 // 2
+                    if collected_bytes > cache_budget:
+                        collect = None  # too big to cache: stream it without keeping it
+                    else:
+                        collect.extend(rows)
+                out = apply_checks(rows, sargs.checks)
+            rows_seen += len(items)
             if skip:
                 taken = min(skip, len(out))
                 out = out[taken:]
