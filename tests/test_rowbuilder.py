@@ -26,8 +26,9 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**40), 2**40),
+    st.integers(2**63 - 2, 2**64 - 1),  # JSON decoders give these; SQLite stops at 2**63 - 1
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", " 7 ", "x", "1.5", "true", "no", "2e0"]),
+    st.sampled_from(["", " 7 ", "x", "1.5", "true", "no", "2e0", "99999999999999999999"]),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=2), st.dictionaries(st.just("x"), scalars))
 item = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "n", "l", "z"]), values)
@@ -94,3 +95,19 @@ def test_single_column_and_root_path() -> None:
     assert one.build_page([{"n": 1}, {"n": "2"}], 0) == [(1,), (2,)]
     root = RowBuilder("t", [("v", "JSON", (), False), ("n", "INTEGER", ("n",), True)])
     assert root.build_page([{"n": 3}], 0) == [('{"n":3}', 3)]
+
+
+def test_integers_outside_sqlite_range_are_an_error_or_null() -> None:
+    cols: list[tuple[str, str, JsonPath, bool]] = [
+        ("id", "INTEGER", ("id",), False),
+        ("n", "INTEGER", ("id",), True),
+        ("t", "TEXT", ("id",), False),
+    ]
+    b = RowBuilder("t", cols)
+    assert b.build_page([{"id": 2**63 - 1}], 0) == [(2**63 - 1, 2**63 - 1, str(2**63 - 1))]
+    for big in (2**63, 12345678901234567890, "-9223372036854775809"):
+        with pytest.raises(CoercionError) as info:
+            b.build_page([{"id": 1}, {"id": big}], 0)
+        assert (info.value.column, info.value.row) == ("id", 2)
+        assert "64-bit integer range" in str(info.value)
+        assert RowBuilder("t", cols[1:]).build_page([{"id": big}], 0) == [(None, str(big))]

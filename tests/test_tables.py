@@ -241,6 +241,18 @@ def test_coercion_error_names_table_column_row(
         assert conn2.execute("SELECT number, priority FROM t").fetchall() == [("A", 1), ("B", None)]
 
 
+def test_integer_beyond_64_bits_is_a_clear_error(
+    write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
+) -> None:
+    data = {"incidents": [{"number": "A", "reopen_count": 12345678901234567890}]}
+    with IncidentsAPI(datasets=data) as srv:
+        conn = _connect(write_config, incidents_table("t", "link", srv.base_url))
+        with pytest.raises(CoercionError, match="64-bit integer range") as info:
+            conn.execute("SELECT number, reopen_count FROM t").fetchall()
+        assert isinstance(info.value, remotetables.Error)
+        assert (info.value.table, info.value.column, info.value.row) == ("t", "reopen_count", 1)
+
+
 def test_filtered_scan_converts_only_the_rows_that_pass(
     write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
 ) -> None:

@@ -100,30 +100,40 @@ def _to_json(v: Any) -> str:
 
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER range
+
+
+def _in_range(n: int, v: Any) -> int:
+    if _I64_MIN <= n <= _I64_MAX:
+        return n
+    raise _Bad(
+        f"{_short(v)} is outside SQLite's 64-bit integer range (declare the column TEXT to keep "
+        "every digit)"
+    )
 
 
 def _integer(v: Any) -> Any:
     if v is True or v is False:
         return int(v)
     if isinstance(v, int):
-        return v
+        return _in_range(v, v)
     if isinstance(v, float):
-        if math.isfinite(v) and v.is_integer():
+        if math.isfinite(v) and v.is_integer() and _I64_MIN <= v <= _I64_MAX:
             return int(v)
-        return v  # SQLite keeps a non-integral REAL in an INTEGER column as REAL
+        return v  # SQLite keeps a non-integral (or too large) REAL in an INTEGER column as REAL
     if isinstance(v, str):
         s = v.strip()
         if s == "":
             return None
         if _INT_RE.match(s):
-            return int(s)
+            return _in_range(int(s), v)
         try:
             f = float(s)
         except ValueError:
             raise _Bad(f"{v!r} is not an integer") from None
         if not math.isfinite(f):
             raise _Bad(f"{v!r} is not an integer")
-        return int(f) if f.is_integer() else f
+        return int(f) if f.is_integer() and _I64_MIN <= f <= _I64_MAX else f
     raise _Bad(f"a JSON {_kind(v)} is not an integer")
 
 
@@ -201,7 +211,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "JSON": _json,
 }
 # Values of these Python types are already right for the SQL type: no call needed.
-_FAST_TYPE: dict[str, type] = {"INTEGER": int, "REAL": float, "TEXT": str}
+_FAST_TYPE: dict[str, type] = {"REAL": float, "TEXT": str}  # INTEGER: also a range check
 
 
 def coerce(value: Any, sql_type: str) -> Any:
@@ -286,7 +296,14 @@ class RowBuilder:
                 lines.append(f"    {var} = _get_path(item, _p{i})")
             env[f"c{i}"] = _CONVERTERS[typ]
             fast_type = _FAST_TYPE.get(typ)
-            if fast_type is not None:
+            if typ == "INTEGER":
+                # decoders give integers up to 2**64 - 1; SQLite stores up to 2**63 - 1
+                env["_MAX"] = _I64_MAX
+                outs.append(
+                    f"({var} if {var}.__class__ is int and {var} <= _MAX or {var} is None "
+                    f"else c{i}({var}))"
+                )
+            elif fast_type is not None:
                 env[f"t{i}"] = fast_type
                 outs.append(f"({var} if {var}.__class__ is t{i} or {var} is None else c{i}({var}))")
             elif typ == "BOOLEAN":
