@@ -253,6 +253,24 @@ def test_integer_beyond_64_bits_is_a_clear_error(
         assert (info.value.table, info.value.column, info.value.row) == ("t", "reopen_count", 1)
 
 
+def test_bad_value_in_an_unread_column_does_not_fail_the_query(
+    write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
+) -> None:
+    """The cache keeps whole rows; a value it cannot convert in a column the query does not
+    read leaves the scan uncached instead of failing it."""
+    data = {
+        "incidents": [{"number": "A", "reopen_count": 1}, {"number": "B", "reopen_count": "abc"}]
+    }
+    with IncidentsAPI(datasets=data) as srv:
+        conn = _connect(write_config, incidents_table("t", "link", srv.base_url))
+        assert conn.execute("SELECT count(*) FROM t").fetchall() == [(2,)]
+        assert conn.execute("SELECT number FROM t").fetchall() == [("A",), ("B",)]
+        assert conn.last_stats["cache_hits"] == 0 and conn.last_stats["requests"] == 1
+        with pytest.raises(CoercionError) as info:
+            conn.execute("SELECT number, reopen_count FROM t").fetchall()
+        assert (info.value.column, info.value.row) == ("reopen_count", 2)
+
+
 def test_filtered_scan_converts_only_the_rows_that_pass(
     write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
 ) -> None:

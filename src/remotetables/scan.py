@@ -285,6 +285,23 @@ class _Scan:
         emitted = 0
         rows_seen = 0
 
+        def build_for_cache(items: list[Any]) -> list[Row]:
+            """Whole rows; if a column the query does not read cannot be converted, the scan
+            goes on uncached with only the columns it reads (the error belongs to queries that
+            read that column)."""
+            nonlocal builder, collect
+            try:
+                return builder.build_page(items, rows_seen)
+            except CoercionError as exc:
+                unread = sargs.used is not None and all(
+                    col.name != exc.column for i, col in enumerate(spec.columns) if i in sargs.used
+                )
+                if not unread:
+                    raise
+            collect = None
+            builder = self.rt.row_builder(spec, sargs.used)
+            return builder.build_page(items, rows_seen)
+
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
@@ -292,7 +309,11 @@ class _Scan:
             if collect is None and prefilter is not None:
                 out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
             else:
-                rows = builder.build_page(items, rows_seen)
+                rows = (
+                    build_for_cache(items)
+                    if collect is not None
+                    else builder.build_page(items, rows_seen)
+                )
                 if collect is not None:
                     # decoded tuples take about 2.6x their JSON in memory (benchmarks/bench_scan.py)
                     collected_bytes += response.nbytes * 5 // 2
