@@ -271,6 +271,54 @@ def test_bad_value_in_an_unread_column_does_not_fail_the_query(
         assert (info.value.column, info.value.row) == ("reopen_count", 2)
 
 
+def _projected_table(base: str, fields: str, in_style: str) -> str:
+    """ServiceNow-style table whose rows carry only ``fields`` (sysparm_fields), while the API
+    still filters on ``state`` and ``priority``."""
+    return f"""
+[tables.p]
+url = "{base}/api/now/table/incident"
+rows = "result"
+pagination = "link"
+page_size_param = "sysparm_limit"
+max_page_size = 50
+params = {{ sysparm_fields = "{fields}" }}
+[tables.p.columns]
+number = "TEXT"
+state = {{ type = "TEXT", param = "state" }}
+priority = {{ type = "INTEGER", param = "priority", in = "{in_style}" }}
+"""
+
+
+def test_a_filter_only_parameter_shows_the_value_the_query_gave(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., remotetables.Connection]
+) -> None:
+    """Many APIs filter on a parameter their rows do not carry: such rows take the pushed
+    value instead of being dropped by the local re-check (which left an empty result)."""
+    rows = fresh_api.dataset("incidents").snapshot.rows
+    conn = open_conn(_projected_table(fresh_api.base_url, "number", "separate"))
+    closed = sorted(r["number"] for r in rows if r["state"] == "closed")
+    got = conn.execute("SELECT number, state, priority FROM p WHERE state = 'closed'").fetchall()
+    assert sorted(n for n, _, _ in got) == closed
+    assert {(s, p) for _, s, p in got} == {("closed", None)}
+    # IN as one request per value: each row takes its own request's value
+    got = conn.execute("SELECT priority, count(*) FROM p WHERE priority IN (1, 2) GROUP BY 1")
+    want = {p: sum(r["priority"] == p for r in rows) for p in (1, 2)}
+    assert dict(got.fetchall()) == want
+    # the whole-table scan (cached) lacks the fields: it must not answer narrower queries
+    assert conn.execute("SELECT count(*) FROM p").fetchone() == (len(rows),)
+    n = conn.execute("SELECT count(*) FROM p WHERE priority = 3").fetchone()
+    assert n == (sum(r["priority"] == 3 for r in rows),)
+    assert conn.last_stats["cache_hits"] == 0
+    # several values in one request: which value a row matched is unknown; say so
+    conn2 = open_conn(_projected_table(fresh_api.base_url, "number", "repeat"))
+    with pytest.raises(remotetables.ProgrammingError, match='set in = "separate"'):
+        conn2.execute("SELECT number FROM p WHERE priority IN (1, 2)").fetchall()
+    # rows that carry the field are re-checked as before
+    conn3 = open_conn(_projected_table(fresh_api.base_url, "number,state,priority", "repeat"))
+    got = conn3.execute("SELECT count(*) FROM p WHERE priority IN (1, 2)").fetchone()
+    assert got == (want[1] + want[2],)
+
+
 def test_filtered_scan_converts_only_the_rows_that_pass(
     write_config: Callable[..., Path], _connect: Callable[..., remotetables.Connection]
 ) -> None:

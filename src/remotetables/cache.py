@@ -37,6 +37,7 @@ class CacheEntry:
     nbytes: int
     ttl: float
     stored_at: float
+    covering: bool = True  # a whole-table entry that may answer narrower queries
 
 
 class RowCache:
@@ -70,13 +71,29 @@ class RowCache:
         """The whole-table scan of the same principal, for a narrower query to filter locally."""
         if not key.params:
             return None
-        return self.get(CacheKey(key.principal, key.table, ()))
+        with self._lock:
+            entry = self._cache.get(CacheKey(key.principal, key.table, ()))
+            if entry is None or not entry.covering:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry.rows
 
-    def put(self, key: CacheKey, rows: list[tuple[Any, ...]], nbytes: int, ttl: float) -> None:
+    def put(
+        self,
+        key: CacheKey,
+        rows: list[tuple[Any, ...]],
+        nbytes: int,
+        ttl: float,
+        *,
+        covering: bool = True,
+    ) -> None:
+        """``covering=False``: the rows lack a field a parameter filters on; such a whole-table
+        entry answers only the same query, never a narrower one."""
         if ttl <= 0 or nbytes > self.max_bytes:
             return
         with self._lock:
-            self._cache[key] = CacheEntry(rows, nbytes, ttl, self._clock())
+            self._cache[key] = CacheEntry(rows, nbytes, ttl, self._clock(), covering)
 
     def clear(self, table: str | None = None, principal: str | None = None) -> int:
         """Drop entries (all, one table's, or one principal's); returns how many."""

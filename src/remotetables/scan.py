@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from remotetables.cache import CacheKey
-from remotetables.config import TableSpec, origin_of
+from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.errors import (
     CoercionError,
+    ConfigError,
     MissingParameterError,
     PaginationError,
     RemoteProtocolError,
@@ -25,7 +26,7 @@ from remotetables.errors import (
 from remotetables.http import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
-from remotetables.rows import RowBuilder, affinity_of, apply_affinity, get_path, sql_equal
+from remotetables.rows import JsonPath, RowBuilder, affinity_of, apply_affinity, get_path, sql_equal
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
@@ -47,6 +48,9 @@ class ScanArgs:
     covered: bool = True  # every pushed parameter is re-checked locally
     local: bool = False  # some WHERE term is applied only here (the API returns more rows)
     used: list[int] | None = None  # columns to build (None: all)
+    # pushed columns with one value: a row without the field gets it (the API filtered on it)
+    fills: list[tuple[int, Any]] = field(default_factory=list)
+    multi: list[int] = field(default_factory=list)  # pushed columns with several values at once
 
 
 def _format_param(value: Any, sql_type: str) -> str:
@@ -111,6 +115,10 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             out.pushed.append((col.param, ",".join(texts)))
         else:
             out.pushed.extend((col.param, t) for t in texts)
+        if len(values) == 1:
+            out.fills.append((col_index, values[0]))
+        else:
+            out.multi.append(col_index)
         if pos in plan.recheck:
             out.checks.append((col_index, values))
     return out
@@ -148,6 +156,35 @@ def apply_checks(rows: list[Row], checks: list[tuple[int, list[Any]]]) -> list[R
         wanted = frozenset(allowed)
         return [r for r in rows if r[index] in wanted]
     return [r for r in rows if _matches(r, checks)]
+
+
+def _has_path(item: Any, path: JsonPath) -> bool:
+    """Whether ``item`` has a value (JSON null included) at ``path``."""
+    cur = item
+    for step in path:
+        if isinstance(step, str):
+            if not isinstance(cur, dict) or step not in cur:
+                return False
+        elif not isinstance(cur, list) or not -len(cur) <= step < len(cur):
+            return False
+        cur = cur[step]
+    return True
+
+
+def _fill_absent(items: list[Any], path: JsonPath, value: Any) -> None:
+    """Set ``value`` at ``path`` in every item that lacks it (a filter-only API parameter)."""
+    *parents, last = path
+    if not isinstance(last, str) or not all(isinstance(step, str) for step in parents):
+        return  # a path through arrays: nothing to add
+    for item in items:
+        cur = item
+        for step in parents:
+            if not isinstance(cur, dict):
+                break
+            cur = cur.setdefault(step, {})
+        else:
+            if isinstance(cur, dict) and last not in cur:
+                cur[last] = value
 
 
 def _build_passing(
@@ -280,6 +317,16 @@ class _Scan:
             if sargs.checks and len(check_cols) < len(builder.used)
             else None
         )
+        # A pushed column whose field no row of the first page carries is a filter-only
+        # parameter (the API filters on it but does not return it): its rows take the value
+        # sent. A field that some rows carry is only sparse: rows without it stay NULL.
+        filter_only: dict[int, bool] = {}  # column -> decided on the first non-empty page
+        fills = [(i, spec.columns[i].path, v) for i, v in sargs.fills if spec.columns[i].path]
+        # several values in one request, re-checked here: a filter-only row would vanish
+        checked = {index for index, _ in sargs.checks}
+        multi = [i for i in sargs.multi if spec.columns[i].path and i in checked]
+        # a whole-table entry answers narrower queries only if its rows carry every param field
+        unseen = set() if sargs.pushed else {c.path for c in spec.columns if c.param and c.path}
         collected_bytes = 0
         cache_budget = self.rt.cache.entry_budget()
         emitted = 0
@@ -306,6 +353,21 @@ class _Scan:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
             self.stats.pages += 1
+            if items:
+                for index in (*(f[0] for f in fills), *multi):
+                    if index not in filter_only:
+                        path = spec.columns[index].path
+                        filter_only[index] = not any(_has_path(item, path) for item in items)
+                for index in multi:
+                    if filter_only[index]:
+                        raise self._no_field_for_in(spec.columns[index])
+                for index, path, value in fills:
+                    if filter_only[index]:
+                        _fill_absent(items, path, value)
+                if unseen and collect is not None:
+                    unseen.difference_update(
+                        [path for path in unseen if any(_has_path(item, path) for item in items)]
+                    )
             if collect is None and prefilter is not None:
                 out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
             else:
@@ -364,7 +426,15 @@ class _Scan:
                 break
             self._check_next(request, allowed, seen_urls, n_pages)
         if collect is not None:
-            self.rt.cache.put(key, collect, collected_bytes, spec.cache_ttl)
+            self.rt.cache.put(key, collect, collected_bytes, spec.cache_ttl, covering=not unseen)
+
+    def _no_field_for_in(self, col: ColumnSpec) -> ConfigError:
+        return ConfigError(
+            f"table {self.spec.name}: the API's rows have no field for column {col.name}, so a "
+            f'query with several values at once (in = "{col.in_style}") cannot tell which value '
+            f'a row matched; set in = "separate" on the column (one request per value)',
+            key=f"tables.{self.spec.name}.columns.{col.name}.in",
+        )
 
     def _parallel(
         self, rest: list[PageRequest], get: Any
