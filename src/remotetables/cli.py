@@ -2,13 +2,13 @@
 tokens.
 
 A thin layer over the library: expected errors become :class:`click.ClickException` with the
-library's message (no traceback, never a secret).
+library's message (no traceback, never a secret). What the commands share is in
+:mod:`.cli_common`; login, logout and tokens are in :mod:`.cli_tokens`.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import datetime as dt
 import os
@@ -22,13 +22,21 @@ import click
 import orjson
 
 from remotetables import __version__, errors
-from remotetables.config import Config, ProviderConfig, TableSpec, load_config
+from remotetables.cli_common import (
+    _config,
+    _consent,
+    _errors,
+    _runtime,
+    config_option,
+    consent_option,
+)
+from remotetables.cli_tokens import login, logout, tokens
+from remotetables.config import ProviderConfig, TableSpec
 from remotetables.dbapi import Connection, connect
 from remotetables.session import Runtime
 
 __all__ = ["main"]
 
-CONSENT_MODES = ("browser", "prompt", "device", "auto")
 _SQL_TYPE = {
     "INTEGER": "INTEGER",
     "REAL": "REAL",
@@ -41,97 +49,6 @@ _SQL_TYPE = {
 # ---------------------------------------------------------------- shared plumbing
 
 
-def _hint(exc: errors.Error) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, errors.NoSessionUser):
-        text += "\nSay who you are with --user NAME."
-    elif isinstance(exc, errors.ConsentRequired) and getattr(exc, "provider", None):
-        user = f" --user {exc.user}" if exc.user else ""
-        text += f"\nConnect first with: remotetables login {exc.provider}{user}"
-    elif isinstance(exc, errors.ConsentFailed | errors.ConsentDenied):
-        text += "\nNothing was stored; run the command again to retry."
-    return text
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Library errors -> ClickException with the library's (secret-free) message."""
-    try:
-        yield
-    except errors.Error as exc:
-        raise click.ClickException(_hint(exc)) from None
-    except apsw.Error as exc:
-        raise click.ClickException(f"SQLite: {exc}") from None
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        raise click.ClickException(f"{exc.strerror or exc}{where}") from None
-
-
-def _config(path: str | None) -> Config:
-    if path is None:
-        if Path("remotetables.toml").exists():
-            path = "remotetables.toml"
-        else:
-            raise click.ClickException(
-                "no configuration: pass --config FILE, set REMOTETABLES_CONFIG, or create "
-                "./remotetables.toml (`remotetables demo` writes an example)"
-            )
-    with _errors():
-        return load_config(path)
-
-
-def _consent(mode: str | None, cfg: Config) -> str:
-    """The CLI has a person in front of it: a web app's `raise` mode becomes `auto`."""
-    chosen = mode or cfg.settings.consent
-    return "auto" if chosen == "raise" else chosen
-
-
-def _provider(cfg: Config, name: str) -> ProviderConfig:
-    p = cfg.providers.get(name)
-    if p is None:
-        known = ", ".join(sorted(cfg.providers)) or "none"
-        raise click.ClickException(f"unknown provider {name!r} (configured: {known})")
-    if p.auth != "oauth":
-        raise click.ClickException(
-            f"provider {name} uses auth = {p.auth!r}, not OAuth: there is nothing to log in to"
-        )
-    return p
-
-
-def _subject(p: ProviderConfig, user: str | None, system: bool) -> str:
-    from remotetables.auth.service import SYSTEM_SUBJECT
-
-    if system:
-        if p.integration != "system":
-            raise click.ClickException(
-                f"provider {p.name} uses personal integration (each user has a token): "
-                "use --user NAME instead of --system"
-            )
-        return SYSTEM_SUBJECT
-    if p.integration == "system":
-        raise click.ClickException(
-            f"provider {p.name} uses system integration (one shared token): use --system"
-        )
-    if not user:
-        raise click.ClickException("say whose token this is with --user NAME")
-    return user
-
-
-@contextlib.contextmanager
-def _runtime(cfg: Config) -> Iterator[Runtime]:
-    rt = Runtime(cfg, environ=dict(os.environ))
-    try:
-        yield rt
-    finally:
-        rt.close()
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "unknown"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -142,21 +59,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError
 
 
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar="REMOTETABLES_CONFIG",
-    help="TOML config [env REMOTETABLES_CONFIG; default ./remotetables.toml].",
-)
 user_option = click.option("--user", "-u", help="Query as this user (whose token and rows).")
-owner_option = click.option("--user", "-u", help="Whose token (a user name of your choosing).")
-consent_option = click.option(
-    "--consent",
-    type=click.Choice(CONSENT_MODES),
-    help="How a user without a token consents [default: the config's, else auto].",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,6 +69,12 @@ def main() -> None:
 
     New here? Run `remotetables demo`.
     """
+
+
+# login, logout and tokens (with tokens migrate) are defined in cli_tokens.py
+main.add_command(login)
+main.add_command(logout)
+main.add_command(tokens)
 
 
 # ---------------------------------------------------------------- demo
@@ -525,126 +434,6 @@ def _export(
     finally:
         out.close()
     return counts
-
-
-# ---------------------------------------------------------------- tokens
-
-
-@main.command()
-@click.argument("provider")
-@config_option
-@owner_option
-@click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
-@consent_option
-def login(
-    provider: str, config_path: str | None, user: str | None, system: bool, consent: str | None
-) -> None:
-    """Connect a user (or the system) to a provider: consent now, token stored encrypted."""
-    cfg = _config(config_path)
-    p = _provider(cfg, provider)
-    subject = _subject(p, user, system)
-    who = "the system" if system else subject
-    with _errors(), _runtime(cfg) as rt:
-        tokens = rt.oauth_service().login(p, subject, _consent(consent, cfg))
-    click.echo(
-        f"Connected {who} to {provider}. Access token expires {_when(tokens.expires_at)}; "
-        f"scopes: {tokens.scope or 'as granted'}; "
-        f"refresh token: {'yes' if tokens.refresh_token else 'no'}."
-    )
-
-
-@main.command()
-@click.argument("provider")
-@config_option
-@owner_option
-@click.option("--system", is_flag=True, help="The shared token of a system-integration provider.")
-def logout(provider: str, config_path: str | None, user: str | None, system: bool) -> None:
-    """Revoke a user's (or the system's) token at the provider, then delete it here."""
-    cfg = _config(config_path)
-    p = _provider(cfg, provider)
-    subject = _subject(p, user, system)
-    who = "the system" if system else subject
-    with _errors(), _runtime(cfg) as rt:
-        svc = rt.oauth_service()
-        if svc.store.get(svc.key(p, subject)) is None:
-            click.echo(f"{who} has no token for {provider}: nothing to do.")
-            return
-        revoked = svc.logout(p, subject)
-        left = svc.store.get(svc.key(p, subject))
-    if revoked:
-        click.echo(f"Revoked {who}'s token at {provider} and deleted it here.")
-    elif left is not None:
-        click.echo(
-            f"{provider} could not confirm the revocation right now. {who}'s token can no longer be "
-            "used here; it is kept (encrypted) only to retry the revocation, which the next "
-            "`remotetables login`, `logout` or `tokens` does."
-        )
-    else:
-        click.echo(
-            f"Deleted {who}'s token here. {provider} has no revocation endpoint (RFC 7009): revoke "
-            "the app in your account there to be sure."
-        )
-
-
-@main.group(invoke_without_command=True)
-@config_option
-@click.pass_context
-def tokens(ctx: click.Context, config_path: str | None) -> None:
-    """Who has a token for which provider: expiry and scopes (never the tokens)."""
-    from remotetables.shell import format_table, token_rows
-
-    ctx.obj = config_path
-    if ctx.invoked_subcommand is not None:
-        return
-    cfg = _config(config_path)
-    with _errors(), _runtime(cfg) as rt:
-        rt.oauth_service().retry_revocations()  # revocations a provider could not confirm earlier
-        headers, rows = token_rows(rt)
-    if not rows:
-        click.echo("no tokens stored: run a query or `remotetables login PROVIDER --user NAME`")
-        return
-    click.echo(format_table(headers, rows))
-
-
-@tokens.command("migrate")
-@click.option(
-    "--to",
-    "url",
-    required=True,
-    envvar="REMOTETABLES_MIGRATE_TO",
-    metavar="postgresql://USER@HOST/DB",
-    help="Destination PostgreSQL store; keep the password in PGPASSWORD or ~/.pgpass, "
-    "not on the command line [env REMOTETABLES_MIGRATE_TO].",
-)
-@click.option(
-    "--from",
-    "source",
-    type=click.Path(dir_okay=False, exists=True),
-    help="SQLite token store to read [default: the config's token_store].",
-)
-@click.option("--overwrite", is_flag=True, help="Replace grants the destination already has.")
-@click.pass_context
-def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: bool) -> None:
-    """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
-    from pathlib import Path
-
-    from remotetables.auth.migrate import migrate_to_url
-    from remotetables.auth.pgstore import redact_url
-
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise click.UsageError("--to must be a postgresql:// URL")
-    cfg = _config(ctx.obj)
-    with _errors(), _runtime(cfg) as rt:
-        n, result = migrate_to_url(
-            rt, url, source=Path(source) if source else None, overwrite=overwrite
-        )
-    click.echo(f"moved {n} grant(s) to {redact_url(url)}")
-    if result.skipped_existing:
-        names = ", ".join(f"{k.subject}@{k.provider}" for k in result.skipped_existing)
-        click.echo(f"kept {len(result.skipped_existing)} already there (use --overwrite): {names}")
-    if result.skipped_inactive:
-        click.echo(f"skipped {len(result.skipped_inactive)} needing consent again")
-    click.echo("now set settings.token_store to that URL on every host (same key file)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from psycopg.pq import TransactionStatus
 
 from remotetables.auth.crypto import TokenCipher
 from remotetables.auth.store import (
+    _COLUMNS,
     SCHEMA_VERSION,
     EncryptedRows,
     PendingAuth,
@@ -39,7 +40,7 @@ from remotetables.auth.store import (
     _pk,
     state_hash,
 )
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
+from remotetables.errors import TokenStoreError
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime
@@ -73,10 +74,6 @@ INSERT INTO oauth_meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}')
 """
 
 _PK = "provider = %s AND client_id = %s AND subject = %s"
-_COLUMNS = (
-    "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
-    "version, status, lease_owner, lease_until, last_error, updated_at"
-)
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
@@ -93,10 +90,6 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _describe(key: TokenKey) -> str:
-    return f"provider {key.provider!r}, subject {key.subject!r}"
 
 
 class _Pool:
@@ -251,12 +244,7 @@ class PostgresTokenStore(EncryptedRows):
             c.execute(_SCHEMA)
             return c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
 
-        row = self._run(create, txn=True)
-        if row is None or str(row[0]) != str(SCHEMA_VERSION):
-            raise TokenStoreError(
-                f"token store {self._shown} has schema version {row and row[0]!r}; "
-                f"this version of remotetables reads version {SCHEMA_VERSION}"
-            )
+        self._check_schema(self._run(create, txn=True))
 
     @property
     def _where(self) -> str:
@@ -334,36 +322,13 @@ class PostgresTokenStore(EncryptedRows):
                 f" FROM oauth_token WHERE {_PK} FOR UPDATE",
                 _pk(key),
             ).fetchone()
-            if row is None or row[0] != owner or row[1] != "active":
-                raise LeaseLostError(
-                    f"token store {self._shown}: refresh lease for {_describe(key)} "
-                    "is not held by this worker"
-                )
-            rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
-            if tokens.refresh_token is not None:
-                rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
-            elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
-                aad = self._aad(key, "refresh_token")
-                rt_blob = self._cipher.encrypt(
-                    self._cipher.decrypt(bytes(rt_blob), aad=aad), aad=aad
-                )
-                rexp = row[3]
+            values = self._refresh_values(key, row, owner=owner, tokens=tokens, now=now)
             new = c.execute(
                 "UPDATE oauth_token SET access_token = %s, refresh_token = %s, token_type = %s,"
                 " granted_scope = %s, expires_at = %s, refresh_expires_at = %s, key_id = %s,"
                 " version = version + 1, lease_owner = NULL, lease_until = NULL,"
                 f" last_error = NULL, updated_at = %s WHERE {_PK} RETURNING version",
-                (
-                    self._enc(key, "access_token", tokens.access_token),
-                    rt_blob,
-                    tokens.token_type,
-                    scope,
-                    tokens.expires_at,
-                    rexp,
-                    self._cipher.current_key_id,
-                    now,
-                    *_pk(key),
-                ),
+                values,
             ).fetchone()
             assert new is not None
             return int(new[0])
@@ -422,27 +387,18 @@ class PostgresTokenStore(EncryptedRows):
                 out.append(rec)
         return out
 
-    def _pending_aad(
-        self, provider: str, client_id: str, subject: str, h: bytes
-    ) -> tuple[str, ...]:
-        return (provider, client_id, subject, "code_verifier", h.hex())
-
     def save_pending(self, pending: PendingAuth) -> None:
-        p, h = pending, state_hash(pending.state)
-        verifier = self._cipher.encrypt(
-            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
-        )
+        values = self._pending_values(pending)
 
         def save(c: Conn) -> None:
-            c.execute("DELETE FROM oauth_pending WHERE expires_at < %s", (p.created_at,))
+            c.execute("DELETE FROM oauth_pending WHERE expires_at < %s", (pending.created_at,))
             try:
                 c.execute(
                     "INSERT INTO oauth_pending (state_hash, provider, client_id, subject,"
                     " redirect_uri, code_verifier, issuer, web_session, created_at, expires_at)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
-                     p.web_session, p.created_at, p.expires_at),
-                )  # fmt: skip
+                    values,
+                )
             except pg_errors.UniqueViolation:
                 raise TokenStoreError("a pending consent with this state already exists") from None
 
@@ -458,21 +414,7 @@ class PostgresTokenStore(EncryptedRows):
                 (h,),
             ).fetchone()
         )
-        if row is None:
-            return None
-        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
-        if expires <= now:
-            return None
-        try:
-            verifier = self._cipher.decrypt(
-                bytes(blob), aad=self._pending_aad(provider, client_id, subject, h)
-            )
-        except CorruptTokenError:
-            return None
-        return PendingAuth(
-            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
-            session,
-        )  # fmt: skip
+        return self._pending_from_row(state, row, now=now)
 
     def close(self) -> None:
         """Close this process's pooled connections; later calls raise TokenStoreError."""

@@ -26,11 +26,10 @@ from remotetables.auth.store import (
     TokenInfo,
     TokenKey,
     TokenSet,
-    _describe,
     _pk,
     state_hash,
 )
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError
+from remotetables.errors import TokenStoreError
 
 __all__ = ["SQLiteTokenStore"]
 
@@ -87,11 +86,7 @@ class SQLiteTokenStore(EncryptedRows):
             with self._txn(immediate=True) as c:
                 c.execute(_SCHEMA)
                 row = _first(c.execute("SELECT v FROM meta WHERE k = 'schema_version'"))
-            if row is None or str(row[0]) != str(SCHEMA_VERSION):
-                raise TokenStoreError(
-                    f"token store {self.path} has schema version {row and row[0]!r}; "
-                    f"this version of remotetables reads version {SCHEMA_VERSION}"
-                )
+            self._check_schema(row)
 
     def __repr__(self) -> str:
         return f"SQLiteTokenStore({str(self.path)!r})"
@@ -206,35 +201,14 @@ class SQLiteTokenStore(EncryptedRows):
                     _pk(key),
                 )
             )
-            if row is None or row[0] != owner or row[1] != "active":
-                raise LeaseLostError(
-                    f"token store {self.path}: refresh lease for {_describe(key)} "
-                    "is not held by this worker"
-                )
-            rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
-            if tokens.refresh_token is not None:
-                rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
-            elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
-                aad = self._aad(key, "refresh_token")
-                rt_blob = self._cipher.encrypt(self._cipher.decrypt(rt_blob, aad=aad), aad=aad)
-                rexp = row[3]
+            values = self._refresh_values(key, row, owner=owner, tokens=tokens, now=now)
             new = _first(
                 c.execute(
                     "UPDATE oauth_token SET access_token = ?, refresh_token = ?, token_type = ?,"
                     " granted_scope = ?, expires_at = ?, refresh_expires_at = ?, key_id = ?,"
                     " version = version + 1, lease_owner = NULL, lease_until = NULL,"
                     f" last_error = NULL, updated_at = ? WHERE {_PK} RETURNING version",
-                    (
-                        self._enc(key, "access_token", tokens.access_token),
-                        rt_blob,
-                        tokens.token_type,
-                        scope,
-                        tokens.expires_at,
-                        rexp,
-                        self._cipher.current_key_id,
-                        now,
-                        *_pk(key),
-                    ),
+                    values,
                 )
             )
         return int(new[0])
@@ -278,25 +252,16 @@ class SQLiteTokenStore(EncryptedRows):
             )
             return [TokenInfo(p, c, s, st, e, sc, bool(h), u) for p, c, s, st, e, sc, h, u in rows]
 
-    def _pending_aad(
-        self, provider: str, client_id: str, subject: str, h: bytes
-    ) -> tuple[str, ...]:
-        return (provider, client_id, subject, "code_verifier", h.hex())
-
     def save_pending(self, pending: PendingAuth) -> None:
-        p, h = pending, state_hash(pending.state)
-        verifier = self._cipher.encrypt(
-            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
-        )
+        values = self._pending_values(pending)
         with self._errors(), self._txn(immediate=True) as c:
-            c.execute("DELETE FROM oauth_pending WHERE expires_at < ?", (p.created_at,))
+            c.execute("DELETE FROM oauth_pending WHERE expires_at < ?", (pending.created_at,))
             c.execute(
                 "INSERT INTO oauth_pending (state_hash, provider, client_id, subject,"
                 " redirect_uri, code_verifier, issuer, web_session, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
-                 p.web_session, p.created_at, p.expires_at),
-            )  # fmt: skip
+                values,
+            )
 
     def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
         h = state_hash(state)
@@ -309,21 +274,7 @@ class SQLiteTokenStore(EncryptedRows):
                     (h,),
                 )
             )
-        if row is None:
-            return None
-        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
-        if expires <= now:
-            return None
-        try:
-            verifier = self._cipher.decrypt(
-                blob, aad=self._pending_aad(provider, client_id, subject, h)
-            )
-        except CorruptTokenError:
-            return None
-        return PendingAuth(
-            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
-            session,
-        )  # fmt: skip
+        return self._pending_from_row(state, row, now=now)
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""

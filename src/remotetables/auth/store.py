@@ -314,7 +314,9 @@ def _pk(key: TokenKey) -> tuple[str, str, str]:
 
 
 class EncryptedRows:
-    """What the SQL stores share: encryption bound to the row, decoding, corrupt-row handling.
+    """What the SQL stores share: encryption bound to the row, decoding, corrupt-row handling,
+    the schema version check, the lease check and values of a refresh commit, and the encrypted
+    pending consents. Only the SQL statements and how they run are the backends' own.
 
     A backend provides ``_cipher``, ``_select(key)`` (the ``_COLUMNS`` of a row, or None),
     ``_row_key_id(key)``, ``_mark_corrupt(key, version=, reason=)`` and ``_where`` (a name for
@@ -353,6 +355,43 @@ class EncryptedRows:
             now,
         )
 
+    def _check_schema(self, row: Any) -> None:
+        """Refuse a store whose stored schema version (``row``, or None) is not this one's."""
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            raise TokenStoreError(
+                f"token store {self._where} has schema version {row and row[0]!r}; "
+                f"this version of remotetables reads version {SCHEMA_VERSION}"
+            )
+
+    def _refresh_values(
+        self, key: TokenKey, row: Any, *, owner: str, tokens: TokenSet, now: float
+    ) -> tuple[Any, ...]:
+        """Parameters of the refresh commit's UPDATE, after checking that ``row`` (lease_owner,
+        status, refresh_token, refresh_expires_at, granted_scope) shows ``owner``'s lease."""
+        if row is None or row[0] != owner or row[1] != "active":
+            raise LeaseLostError(
+                f"token store {self._where}: refresh lease for {_describe(key)} "
+                "is not held by this worker"
+            )
+        rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
+        if tokens.refresh_token is not None:
+            rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
+        elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
+            aad = self._aad(key, "refresh_token")
+            rt_blob = self._cipher.encrypt(self._cipher.decrypt(bytes(rt_blob), aad=aad), aad=aad)
+            rexp = row[3]
+        return (
+            self._enc(key, "access_token", tokens.access_token),
+            rt_blob,
+            tokens.token_type,
+            scope,
+            tokens.expires_at,
+            rexp,
+            self._cipher.current_key_id,
+            now,
+            *_pk(key),
+        )
+
     def get(self, key: TokenKey) -> TokenRecord | None:
         for _ in range(5):
             row = self._select(key)
@@ -383,6 +422,39 @@ class EncryptedRows:
                 refresh_expires_at=rexp,
             )
         return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
+
+    def _pending_aad(
+        self, provider: str, client_id: str, subject: str, h: bytes
+    ) -> tuple[str, ...]:
+        return (provider, client_id, subject, "code_verifier", h.hex())
+
+    def _pending_values(self, pending: PendingAuth) -> tuple[Any, ...]:
+        """Parameters of the pending-consent INSERT (verifier encrypted), in both backends' order."""
+        p, h = pending, state_hash(pending.state)
+        verifier = self._cipher.encrypt(
+            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
+        )
+        return (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
+                p.web_session, p.created_at, p.expires_at)  # fmt: skip
+
+    def _pending_from_row(self, state: str, row: Any, *, now: float) -> PendingAuth | None:
+        """The pending consent of ``state`` from its deleted row; None if none, expired or
+        undecryptable."""
+        if row is None:
+            return None
+        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
+        if expires <= now:
+            return None
+        try:
+            verifier = self._cipher.decrypt(
+                bytes(blob), aad=self._pending_aad(provider, client_id, subject, state_hash(state))
+            )
+        except CorruptTokenError:
+            return None
+        return PendingAuth(
+            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
+            session,
+        )  # fmt: skip
 
 
 # The SQLite store lives in sqlitestore.py; it is re-exported here, where callers look for it.

@@ -1,0 +1,201 @@
+"""The validated configuration: :class:`Config` and the specs it holds.
+
+Built from TOML by :func:`remotetables.config.load_config` (which re-exports every name here);
+the rest of the package reads these frozen dataclasses and never the TOML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from remotetables.rows import JsonPath
+
+__all__ = [
+    "IDENT",
+    "IN_STYLES",
+    "PAGINATION_STYLES",
+    "SQL_TYPES",
+    "ColumnSpec",
+    "Config",
+    "PaginationSpec",
+    "ProviderConfig",
+    "Settings",
+    "TableSpec",
+    "WriteSpec",
+    "is_loopback_host",
+    "origin_of",
+]
+
+SQL_TYPES = ("INTEGER", "REAL", "TEXT", "BOOLEAN", "JSON")
+PAGINATION_STYLES = ("link", "next_url", "cursor", "offset", "page", "none")
+IN_STYLES = ("separate", "comma", "repeat")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column: its SQL name and type, where its value is, and how it pushes down."""
+
+    name: str
+    type: str
+    path: JsonPath
+    param: str | None = None  # API query parameter that filters on this column
+    required: bool = False  # the API needs this parameter: queries must give it
+    exact: bool = False  # the API's filter is trusted: rows are not re-checked locally
+    in_style: str = "separate"  # IN (...) as one request per value, comma list, or repeated param
+    on_error: Literal["error", "null"] = "error"
+    writable: bool = True
+
+
+@dataclass(frozen=True)
+class PaginationSpec:
+    style: str = "link"
+    next_path: JsonPath | None = None  # next_url: where the next URL is in the body
+    cursor_path: JsonPath | None = None  # cursor: where the cursor is in the body
+    cursor_param: str = "cursor"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    first_page: int = 1
+    total_path: JsonPath | None = None  # offset/page: total row count, enables parallel pages
+    total_pages_path: JsonPath | None = None  # page: total page count
+    total_header: str | None = None  # e.g. X-Total-Count
+    next_header: str | None = None  # next_url: a response header holding the next URL
+    cursor_header: str | None = None  # cursor: a response header holding the cursor
+    has_more_path: JsonPath | None = None  # a body flag that is false on the last page
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    """How INSERT/UPDATE/DELETE become requests (see the writes section of the README)."""
+
+    key: str | None = None
+    insert: tuple[str, str] | None = None  # (method, url template)
+    update: tuple[str, str] | None = None
+    delete: tuple[str, str] | None = None
+    body_path: JsonPath | None = (
+        None  # where the row is in the answer (default: rows path's parent)
+    )
+    idempotency_header: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    provider: str
+    url: str
+    rows_path: JsonPath
+    columns: tuple[ColumnSpec, ...]
+    pagination: PaginationSpec
+    page_size_param: str | None = None
+    max_page_size: int | None = None
+    params: tuple[tuple[str, str], ...] = ()
+    cache_ttl: float = 30.0
+    max_pages: int = 10_000
+    concurrency: int = 4
+    key: str | None = None  # column whose value identifies a row (stable rowids, writes)
+    write: WriteSpec | None = None
+    description: str | None = None  # free text, shown by `remotetables tables`
+
+    @property
+    def origin(self) -> str:
+        return origin_of(self.url)
+
+    def column_index(self, name: str) -> int:
+        for i, col in enumerate(self.columns):
+            if col.name == name:
+                return i
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    auth: Literal["none", "bearer", "oauth"]
+    integration: Literal["personal", "system"] = "personal"
+    token_env: str | None = None  # bearer: env var holding the static token
+    token_header: str = "Authorization"  # bearer: the header that carries it (e.g. X-API-Key)
+    token_prefix: str = "Bearer "  # bearer: what goes before it in that header
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    scopes: tuple[str, ...] = ()
+    extra_authorize_params: tuple[tuple[str, str], ...] = ()
+    extra_token_params: tuple[tuple[str, str], ...] = ()
+    token_endpoint_auth_method: str | None = None
+    system_grant: Literal["client_credentials", "authorization_code"] = "authorization_code"
+    send_scope_on_refresh: bool = False
+    redirect_uri: str | None = None
+    api_origins: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    request_timeout: float = 120.0  # whole request, body included
+    max_retries: int = 3
+    max_retry_wait: float = 60.0
+
+    @property
+    def token_key_issuer(self) -> str:
+        """What identifies this authorization server in the token store."""
+        return self.issuer or self.token_endpoint or self.name
+
+
+@dataclass(frozen=True)
+class Settings:
+    token_store: str | None = None  # path or postgresql:// URL; None: platform data dir
+    key_file: str | None = None
+    cache_max_bytes: int = 256 * 1024 * 1024
+    consent: str = "auto"  # auto | browser | prompt | raise | device
+    consent_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Config:
+    providers: Mapping[str, ProviderConfig]
+    tables: Mapping[str, TableSpec]
+    settings: Settings = field(default_factory=Settings)
+    path: str | None = None
+
+    def table(self, name: str) -> TableSpec:
+        from remotetables.errors import UnknownTableError
+
+        for key, spec in self.tables.items():
+            if key.lower() == name.lower():
+                return spec
+        where = f" in {self.path}" if self.path else ""
+        known = ", ".join(sorted(self.tables)) or "none"
+        raise UnknownTableError(f"unknown remote table {name!r}{where} (configured: {known})")
+
+    def allowed_origins(self, provider: str) -> frozenset[str]:
+        """Origins that may receive this provider's tokens: its tables' and its api_origins."""
+        prov = self.providers[provider]
+        origins = {t.origin for t in self.tables.values() if t.provider == provider}
+        origins.update(origin_of(o) for o in prov.api_origins)
+        return frozenset(origins)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (IP literals; ``127.x.example`` is not)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
