@@ -153,6 +153,18 @@ CASES: dict[str, Case] = {
     ),
     "set-user-too-long": Case("sql", ("SELECT set_user(?)", ("x" * 300,)), NoSessionUser, "256"),
     "personal-without-user": Case("sql", ("SELECT * FROM personal", ()), NoSessionUser, "set_user"),
+    "bearer-env-unset": Case(
+        "sql",
+        ("SELECT * FROM needs_env", ()),
+        ConfigError,
+        "bad.toml, key 'providers.envtok.token_env'",
+    ),
+    "required-text-param-in-list": Case(
+        "sql",
+        ("SELECT * FROM needs_state WHERE state IN ('open', 'new')", ()),
+        MissingParameterError,
+        'an IN list on it needs in = "comma" or "repeat"',
+    ),
     "missing-required-param": Case(
         "sql", ("SELECT * FROM needs_state", ()), MissingParameterError, "state"
     ),
@@ -266,6 +278,14 @@ def sql_config(tmp: Path, base: str) -> Path:
         provider = "p"
         url = "{base}/styles/link/incidents"
         [tables.personal.columns]
+        sys_id = "TEXT"
+        [providers.envtok]
+        auth = "bearer"
+        token_env = "REMOTETABLES_TEST_UNSET_TOKEN"
+        [tables.needs_env]
+        provider = "envtok"
+        url = "{base}/styles/link/incidents"
+        [tables.needs_env.columns]
         sys_id = "TEXT"
         [tables.needs_state]
         provider = "open"

@@ -66,6 +66,8 @@ def test_transactions_rowcount_executemany(
         assert conn.execute("UPDATE n SET x = x + 1 WHERE x > 1").rowcount == 2
         conn.rollback()
         assert conn.execute("SELECT count(*) FROM n").fetchone() == (0,)
+        assert conn.executemany("INSERT INTO n VALUES (?)", [(7,), (8,)]).rowcount == 2
+        conn.rollback()
         conn.execute("INSERT INTO n VALUES (?)", (10,))
     # the context manager committed and closed
     with remotetables.connect(db, cfg) as conn2:

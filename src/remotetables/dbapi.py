@@ -269,6 +269,12 @@ class Connection:
         """Shortcut: a new cursor, executed."""
         return self.cursor().execute(sql, parameters)
 
+    def executemany(
+        self, sql: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]
+    ) -> Cursor:
+        """Shortcut: a new cursor, executemany'd (as in the stdlib's sqlite3)."""
+        return self.cursor().executemany(sql, seq_of_parameters)
+
     def commit(self) -> None:
         db = self.apsw
         if db.in_transaction:

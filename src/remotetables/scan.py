@@ -67,9 +67,18 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
     """Turn Filter's ``args`` into API parameters and local checks (SQLite semantics)."""
     if plan.missing_required:
         cols = ", ".join(plan.missing_required)
+        first = spec.columns[spec.column_index(plan.missing_required[0])]
+        if affinity_of(first.type) == "TEXT" and first.in_style == "separate":
+            # SQLite keeps such an IN to itself (see the README's pushdown section)
+            alternative = (
+                '; an IN list on it needs in = "comma" or "repeat" on the column (the '
+                "API's list syntax)"
+            )
+        else:
+            alternative = " (or IN (...))"
         raise MissingParameterError(
-            f"table {spec.name}: the API needs a value for {cols}: add WHERE {plan.missing_required[0]} = ... "
-            "(or IN (...)) to the query"
+            f"table {spec.name}: the API needs a value for {cols}: add WHERE {first.name} = "
+            f"... to the query{alternative}"
         )
     out = ScanArgs([], [], None, 0, False)
     if plan.used is not None:

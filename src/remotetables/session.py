@@ -100,11 +100,16 @@ class StaticBearer:
     """One token from an environment variable, shared like a system integration."""
 
     def __init__(
-        self, provider: ProviderConfig, environ: dict[str, str], origins: frozenset[str]
+        self,
+        provider: ProviderConfig,
+        environ: dict[str, str],
+        origins: frozenset[str],
+        config_path: str | None = None,
     ) -> None:
         self.provider = provider
         self._environ = environ
         self._origins = origins
+        self._config_path = config_path  # named in errors
 
     def principal(self, session: Session) -> str:
         return "system"
@@ -117,6 +122,7 @@ class StaticBearer:
         if not token:
             raise ConfigError(
                 f"provider {self.provider.name}: environment variable {name} is not set (it holds the API token)",
+                file=self._config_path,
                 key=f"providers.{self.provider.name}.token_env",
             )
         return BearerAuth(
@@ -229,7 +235,7 @@ class Runtime:
         if p.auth == "none":
             return NoAuth()
         if p.auth == "bearer":
-            return StaticBearer(p, self.environ, self.allowed_origins(provider))
+            return StaticBearer(p, self.environ, self.allowed_origins(provider), self.config.path)
         return self.oauth_service().credentials(p)
 
     def oauth_service(self) -> OAuthService:
