@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -185,6 +186,57 @@ def test_query_empty_json_is_valid(
     )  # fmt: skip
     assert result.exit_code == 0
     assert json.loads(result.output) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_query_json_gives_json_and_boolean_columns_their_json_types(
+    run: Callable[..., click.testing.Result], public_config: Path, tmp_path: Path, fmt: str
+) -> None:
+    sql = (
+        "SELECT number, tags, active, tags AS t2, active + 0 AS n, json_array(1) AS arr "
+        "FROM incidents WHERE tags IS NOT NULL ORDER BY number LIMIT 5"
+    )
+    db = tmp_path / "w.db"
+    with remotetables.connect(db, config=public_config) as conn:
+        expected = conn.execute(sql).fetchall()
+    assert expected
+    result = run("query", str(db), sql, "-c", str(public_config), "-f", fmt)
+    assert result.exit_code == 0, result.output
+    docs = (
+        json.loads(result.output)
+        if fmt == "json"
+        else list(map(json.loads, result.output.splitlines()))
+    )
+    for doc, (number, tags, active, t2, n, arr) in zip(docs, expected, strict=True):
+        assert doc["number"] == number
+        assert doc["tags"] == json.loads(tags) and isinstance(doc["tags"], list)
+        assert doc["active"] is bool(active)
+        # an alias of a column is still that column; an expression is what SQLite says it is
+        assert doc["t2"] == json.loads(t2)
+        assert doc["n"] == n and not isinstance(doc["n"], bool)
+        assert doc["arr"] == arr == "[1]"
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT 1; SELECT 2", "one SQL statement at a time"),
+        ("", "no SQL statement given"),
+        ("  ; -- nothing", "no SQL statement given"),
+    ],
+)
+def test_query_runs_exactly_one_statement(
+    run: Callable[..., click.testing.Result],
+    public_config: Path,
+    tmp_path: Path,
+    sql: str,
+    message: str,
+) -> None:
+    result = run("query", str(tmp_path / "w.db"), sql, "-c", str(public_config))
+    assert result.exit_code == 2
+    assert message in result.output
+    ok = run("query", str(tmp_path / "w.db"), "SELECT 1; -- a comment", "-c", str(public_config))
+    assert ok.exit_code == 0 and ok.output.split() == ["1", "-", "1"]
 
 
 @pytest.mark.parametrize(
@@ -486,6 +538,44 @@ def test_export_refuses_same_file_and_unknown_table(
         str(public_config),
     )
     assert result.exit_code == 1 and "unknown remote table 'nope'" in result.output
+
+
+def test_export_needs_a_user_only_for_personal_tables(
+    run: Callable[..., click.testing.Result],
+    public_config: Path,
+    oauth_config: Path,
+    tmp_path: Path,
+) -> None:
+    result = run(
+        "export", str(tmp_path / "w.db"), "--to", str(tmp_path / "p.db"), "-c", str(public_config)
+    )
+    assert result.exit_code == 0, result.output
+    assert "exported the rows to" in result.output
+    with sqlite3.connect(tmp_path / "p.db") as plain:
+        assert plain.execute("SELECT count(*) FROM incidents").fetchone()[0] > 0
+    result = run(
+        "export", str(tmp_path / "o.db"), "--to", str(tmp_path / "q.db"), "-c", str(oauth_config)
+    )
+    assert result.exit_code == 2
+    assert "--user is needed: table incidents reads each user's own rows" in result.output
+
+
+def test_verbose_logs_requests_on_stderr(public_config: Path, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "remotetables"]
+    query = [
+        "query",
+        str(tmp_path / "w.db"),
+        "SELECT count(*) FROM incidents",
+        "-c",
+        str(public_config),
+    ]
+    quiet = subprocess.run([*args, *query], capture_output=True, text=True, timeout=60)
+    loud = subprocess.run([*args, "-vv", *query], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == loud.returncode == 0, loud.stderr
+    assert quiet.stdout == loud.stdout and quiet.stderr == ""
+    assert re.search(
+        r"remotetables\.http DEBUG GET http://127\.0\.0\.1:\d+/styles/link/incidents", loud.stderr
+    )
 
 
 def test_query_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:

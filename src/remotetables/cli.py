@@ -9,8 +9,10 @@ library's message (no traceback, never a secret). What the commands share is in
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +33,7 @@ from remotetables.cli_common import (
     consent_option,
 )
 from remotetables.cli_tokens import login, logout, tokens
-from remotetables.config import ProviderConfig, TableSpec
+from remotetables.config import Config, ProviderConfig, TableSpec
 from remotetables.dbapi import Connection, connect
 from remotetables.session import Runtime
 
@@ -64,11 +66,40 @@ user_option = click.option("--user", "-u", help="Query as this user (whose token
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="remotetables")
-def main() -> None:
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Log to stderr: -v retries, refreshes and consent; -vv every request too.",
+)
+def main(verbose: int) -> None:
     """Query remote HTTP APIs from SQLite, each user with their own OAuth 2.0 token.
 
     New here? Run `remotetables demo`.
     """
+    if verbose:
+        _log_to_stderr(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (one per process)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # pragma: no cover - logging must never break a command
+            self.handleError(record)
+
+
+def _log_to_stderr(level: int) -> None:
+    """remotetables' own loggers (redacted: no token, code or secret) on stderr."""
+    logger = logging.getLogger("remotetables")
+    for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(old)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 # login, logout and tokens (with tokens migrate) are defined in cli_tokens.py
@@ -161,12 +192,49 @@ def shell(database: str, config_path: str | None, user: str | None, consent: str
         conn.close()
 
 
+def _json_kinds(cfg: Config, origins: Sequence[tuple[str | None, str | None]] | None) -> list[str]:
+    """The declared type of each result column that is a remote table's column as such."""
+    kinds = []
+    lowered = {name.lower(): spec for name, spec in cfg.tables.items()}
+    for table, column in origins or ():
+        spec = lowered.get((table or "").lower())
+        col = next((c for c in spec.columns if c.name == column), None) if spec else None
+        kinds.append(col.type if col is not None else "")
+    return kinds
+
+
+def _as_json_values(
+    rows: Iterator[tuple[Any, ...]], kinds: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """JSON columns as JSON (not a string holding JSON), BOOLEAN columns as true/false."""
+    convert = [(i, kind) for i, kind in enumerate(kinds) if kind in ("JSON", "BOOLEAN")]
+    if not convert:
+        yield from rows
+        return
+    for row in rows:
+        values = list(row)
+        for i, kind in convert:
+            v = values[i]
+            if kind == "BOOLEAN" and v in (0, 1) and not isinstance(v, float):
+                values[i] = bool(v)
+            elif kind == "JSON" and isinstance(v, str):
+                with contextlib.suppress(orjson.JSONDecodeError):  # not JSON: kept as text
+                    values[i] = orjson.loads(v)
+        yield tuple(values)
+
+
 def _write_rows(
-    out: TextIO, fmt: str, headers: Sequence[str], rows: Iterator[tuple[Any, ...]]
+    out: TextIO,
+    fmt: str,
+    headers: Sequence[str],
+    rows: Iterator[tuple[Any, ...]],
+    kinds: Sequence[str] = (),
 ) -> int:
     from remotetables.shell import format_table
 
     n = 0
+    if fmt in ("json", "jsonl"):
+        rows = _as_json_values(rows, kinds)
     if fmt == "table":
         listed = list(rows)
         if headers:
@@ -241,9 +309,11 @@ def query(
             database, config=cfg, user=user, consent=_consent(consent, cfg), progress=progress
         )
         try:
+            _one_statement(conn, sql)
             cur = conn.execute(sql, list(params) if params else None)
             first = cur.fetchone()
             headers = [d[0] for d in cur.description or ()]
+            kinds = _json_kinds(cfg, cur.column_origins)
 
             def rows() -> Iterator[tuple[Any, ...]]:
                 if first is not None:
@@ -251,7 +321,7 @@ def query(
                     yield from cur
 
             try:
-                _write_rows(sys.stdout, fmt, headers, rows())
+                _write_rows(sys.stdout, fmt, headers, rows(), kinds)
                 sys.stdout.flush()
             except BrokenPipeError:
                 # the reader went away (`| head`): stop quietly, as Unix tools do
@@ -261,6 +331,26 @@ def query(
             if reporter is not None:
                 reporter.finish()
             conn.close()
+
+
+def _one_statement(conn: Connection, sql: str) -> None:
+    """`query` runs exactly one statement: several would print rows of different shapes under
+    one header."""
+    import apsw.ext
+
+    try:
+        info = apsw.ext.query_info(conn.apsw, sql)
+        rest = info.query_remaining
+        more = bool(rest) and apsw.ext.query_info(conn.apsw, rest or "").has_vdbe
+    except apsw.Error:
+        return  # SQLite's own error, raised by the real execution, says it best
+    if not info.has_vdbe:
+        raise click.UsageError("no SQL statement given")
+    if more:
+        raise click.UsageError(
+            "query runs one SQL statement at a time; run the others separately (or use "
+            "`remotetables shell`)"
+        )
 
 
 # ---------------------------------------------------------------- tables and check
@@ -361,14 +451,16 @@ def _check_provider(rt: Runtime, p: ProviderConfig) -> tuple[bool, str]:
 )
 @click.option("--table", "-t", "names", multiple=True, help="Only this remote table (repeatable).")
 @config_option
-@click.option("--user", "-u", required=True, help="Whose rows to export.")
+@click.option(
+    "--user", "-u", help="Whose rows to export (needed when a table uses personal tokens)."
+)
 @consent_option
 def export(
     database: str,
     target: str,
     names: tuple[str, ...],
     config_path: str | None,
-    user: str,
+    user: str | None,
     consent: str | None,
 ) -> None:
     """Copy a user's rows into native tables of a plain SQLite file.
@@ -384,6 +476,14 @@ def export(
         raise click.ClickException(f"no remote tables in {cfg.path}")
     if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
         raise click.ClickException("--to must be another file than DATABASE")
+    if user is None:
+        for spec in specs:
+            p = cfg.providers.get(spec.provider)
+            if p is not None and p.auth == "oauth" and p.integration == "personal":
+                raise click.UsageError(
+                    f"--user is needed: table {spec.name} reads each user's own rows "
+                    f"(provider {p.name} uses personal tokens)"
+                )
     with _errors():
         from remotetables.shell import ProgressReporter
 
@@ -400,11 +500,12 @@ def export(
             conn.close()
     for name, n in counts:
         click.echo(f"{name}: {n} rows")
-    click.echo(f"exported {user}'s rows to {target}")
+    whose = f"{user}'s" if user else "the"
+    click.echo(f"exported {whose} rows to {target}")
 
 
 def _export(
-    conn: Connection, specs: Sequence[TableSpec], target: str, user: str
+    conn: Connection, specs: Sequence[TableSpec], target: str, user: str | None
 ) -> list[tuple[str, int]]:
     out = apsw.Connection(target)
     counts = []

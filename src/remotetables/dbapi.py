@@ -341,6 +341,7 @@ class Cursor:
         self._cursor.exec_trace = self._trace
         self._rows: Iterator[tuple[Any, ...]] = iter(())
         self._description: Description | None = None
+        self._origins: tuple[tuple[str | None, str | None], ...] | None = None
 
     def _trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         db_trace = self.connection.apsw.exec_trace
@@ -348,12 +349,20 @@ class Cursor:
             db_trace(cursor, sql, bindings)
         try:
             desc = cursor.getdescription()
-        except apsw.ExecutionCompleteError:
-            desc = ()
+            full = cursor.description_full
+        except (apsw.ExecutionCompleteError, AttributeError):  # no column metadata compiled in
+            desc, full = (), ()
         self._description = (
             tuple((name, decl, None, None, None, None, None) for name, decl in desc) or None
         )
+        self._origins = tuple((d[3], d[4]) for d in full) if full else None
         return True
+
+    @property
+    def column_origins(self) -> tuple[tuple[str | None, str | None], ...] | None:
+        """For each result column of the last statement: (table, column) when it is a table's
+        column as such, else (None, None). None when SQLite was built without column metadata."""
+        return self._origins
 
     @property
     def description(self) -> Description | None:
@@ -374,6 +383,7 @@ class Cursor:
         cur = self._live()
         db = self.connection.apsw
         self._description = None
+        self._origins = None
         try:
             if _DML.match(sql) and not db.in_transaction:
                 db.execute("BEGIN")
