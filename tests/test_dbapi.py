@@ -118,10 +118,18 @@ def test_native_table_with_remote_name_is_refused(
     db = str(tmp_path / "x.db")
     with remotetables.connect(db, write_config("")) as conn:
         conn.execute("CREATE TABLE t(x)")
+        conn.execute("CREATE VIEW v AS SELECT 1")
+    both = incidents_table("a", "link", api.base_url) + incidents_table("t", "link", api.base_url)
     with pytest.raises(
         errors.ConfigError, match="already exists in the database as a native table"
     ):
-        remotetables.connect(db, write_config(incidents_table("t", "link", api.base_url)))
+        remotetables.connect(db, write_config(both))
+    with pytest.raises(errors.ConfigError, match="already exists in the database as a view"):
+        remotetables.connect(db, write_config(incidents_table("v", "link", api.base_url)))
+    # the refused connection created nothing: the file holds only what the user made
+    with remotetables.connect(db, write_config("")) as conn:
+        names = conn.execute("SELECT name FROM sqlite_schema ORDER BY name").fetchall()
+    assert names == [("t",), ("v",)]
 
 
 def test_set_user_validation(write_config: Callable[..., Path]) -> None:

@@ -238,27 +238,36 @@ class Connection:
         """Create each configured remote table in the database file if it is not there."""
         db = self.apsw
         existing = {
-            str(name).lower(): str(sql or "")
-            for name, sql in db.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+            str(name).lower(): (str(kind), str(sql or ""))
+            for name, kind, sql in db.execute(
+                "SELECT name, type, sql FROM sqlite_schema WHERE type IN ('table', 'view')"
+            )
         }
-        for name in self.runtime.config.tables:
-            sql = existing.get(name.lower())
-            if sql is None:
-                try:
-                    db.execute(f'CREATE VIRTUAL TABLE "{name}" USING {MODULE_NAME}({name})')
-                except apsw.ReadOnlyError as exc:
-                    raise errors.OperationalError(
-                        f"cannot create remote table {name}: the database is read-only"
-                    ) from exc
-                except apsw.Error as exc:
-                    raise _map_error(exc) from exc
-            elif MODULE_NAME not in sql.lower():
+        missing = []
+        for name in self.runtime.config.tables:  # every conflict first: nothing half-created
+            found = existing.get(name.lower())
+            if found is None:
+                missing.append(name)
+            elif MODULE_NAME not in found[1].lower():
+                kind = "view" if found[0] == "view" else "native table"
                 raise ConfigError(
-                    f"table {name} already exists in the database as a native table; "
+                    f"table {name} already exists in the database as a {kind}; "
                     "rename the remote table in the config",
                     file=self.runtime.config.path,
                     key=f"tables.{name}",
                 )
+        if not missing:
+            return
+        try:
+            with db:  # all or none
+                for name in missing:
+                    db.execute(f'CREATE VIRTUAL TABLE "{name}" USING {MODULE_NAME}({name})')
+        except apsw.ReadOnlyError as exc:
+            raise errors.OperationalError(
+                f"cannot create the remote tables ({', '.join(missing)}): the database is read-only"
+            ) from exc
+        except apsw.Error as exc:
+            raise _map_error(exc) from exc
 
     def cursor(self) -> Cursor:
         return Cursor(self)
