@@ -90,7 +90,33 @@ def test_user_command_rejects_bad_names(conn: remotetables.Connection) -> None:
 def test_tokens_command_when_empty(conn: remotetables.Connection) -> None:
     out, err = run_shell(conn, ".tokens\n")
     assert err == ""
-    assert "no tokens stored yet" in out
+    assert "no OAuth provider in the config, so no token is stored" in out
+
+
+@pytest.mark.parametrize(
+    ("provider", "words"),
+    [
+        (
+            '[providers.gh]\nauth = "bearer"\ntoken_env = "GH_TOKEN"\n',
+            "bearer tokens come from environment variables: gh ($GH_TOKEN)",
+        ),
+        (
+            '[providers.corp]\nissuer = "http://127.0.0.1:9"\nclient_id = "c"\n',
+            "no tokens stored yet: query a remote table to connect",
+        ),
+    ],
+)
+def test_tokens_command_says_where_tokens_come_from(
+    write_config: Callable[..., Path], tmp_path: Path, provider: str, words: str
+) -> None:
+    cfg = write_config(
+        f'[settings]\ntoken_store = "{tmp_path}/t.db"\nkey_file = "{tmp_path}/t.key"\n' + provider
+    )
+    with remotetables.connect(
+        ":memory:", config=cfg, environ={"REMOTETABLES_NO_KEYRING": "1"}
+    ) as c:
+        out, err = run_shell(c, ".tokens\n")
+    assert err == "" and words in out
 
 
 def test_help_lists_our_commands(conn: remotetables.Connection) -> None:

@@ -313,7 +313,20 @@ class RemoteShell(apsw.shell.Shell):
         except errors.Error as exc:
             raise self.Error(str(exc)) from None
         if not rows:
-            self._say("no tokens stored yet: query a remote table to connect\n")
+            providers = self._runtime.config.providers.values()
+            bearers = [f"{p.name} (${p.token_env})" for p in providers if p.auth == "bearer"]
+            if any(p.auth == "oauth" for p in providers):
+                self._say("no tokens stored yet: query a remote table to connect\n")
+            else:
+                self._say(
+                    "no OAuth provider in the config, so no token is stored"
+                    + (
+                        f"; bearer tokens come from environment variables: {', '.join(bearers)}"
+                        if bearers
+                        else ""
+                    )
+                    + "\n"
+                )
             return
         self._say(format_table(headers, rows) + "\n")
 
