@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -256,6 +258,42 @@ def test_browser_consent_end_to_end_with_fake_browser(client: OAuthClient, fake:
     assert port is not None
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+def test_browser_consent_takes_a_pasted_redirect_url(client: OAuthClient, fake: FakeAS) -> None:
+    """No browser here (or one on another machine): the user pastes the address the browser
+    landed on; a paste with another state is refused and the wait goes on."""
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+
+    def open_browser(url: str) -> bool:
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+
+        def paste() -> None:
+            with os.fdopen(write_fd, "w") as w:
+                w.write(f"{redirect}?code=x&state=not-this-one\n")
+                w.flush()
+                time.sleep(0.3)
+                w.write(approve(url, redirect, code=CODE) + "\n")
+
+        threading.Thread(target=paste, daemon=True).start()
+        return False
+
+    store = MemoryTokenStore()
+    with os.fdopen(read_fd) as pasted:
+        callback = browser_consent(timeout=5, open_browser=open_browser, out=out, paste=pasted)
+        tokens = run_consent(
+            client,
+            callback,
+            subject="alice",
+            save_pending=store.save_pending,
+            take_pending=store.take_pending,
+            clock=Clock(),
+        )
+    assert tokens.access_token == AT and fake.token_requests == 1
+    text = out.getvalue()
+    assert "No browser could be opened here" in text
+    assert "state does not match" in text
 
 
 def test_browser_consent_denied_makes_no_token_request(client: OAuthClient, fake: FakeAS) -> None:

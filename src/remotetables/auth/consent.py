@@ -24,17 +24,19 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hmac
-import http.server
-import ipaddress
-import socket
 import sys
 import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO, runtime_checkable
-from urllib.parse import parse_qs, urlsplit
+from typing import Literal, Protocol, TextIO, runtime_checkable
 
+from remotetables.auth.loopback import (
+    LoopbackListener,
+    interactive,
+    read_pasted,
+    state_of,
+)
 from remotetables.auth.oauth import DeviceAuthorization, OAuthClient
 from remotetables.auth.store import PendingAuth, TokenSet
 from remotetables.errors import ConsentFailed, ConsentRequired
@@ -58,7 +60,6 @@ __all__ = [
 ]
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1/callback"
-CALLBACK_PATH = "/callback"
 
 
 @dataclass(frozen=True)
@@ -87,195 +88,6 @@ class TakePending(Protocol):
     def __call__(self, state: str, *, now: float) -> PendingAuth | None: ...
 
 
-def _state_of(url: str) -> str | None:
-    values = parse_qs(urlsplit(url).query).get("state")
-    return values[0] if values and len(values) == 1 else None
-
-
-# ---------------------------------------------------------------------- loopback listener
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>remotetables</title></head>
-<body><p>{message}</p></body></html>
-"""
-_DONE = "Authorization received. You can close this tab."
-_REJECTED = "This is not the authorization response remotetables is waiting for."
-_IGNORED = "This authorization was already handled. You can close this tab."
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    allow_reuse_address = False  # RFC 8252 §8.3: no SO_REUSEADDR on the redirect port
-    daemon_threads = True
-    listener: LoopbackListener
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10  # a silent connection (browser preconnect) cannot hold a thread forever
-    server_version = "remotetables"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence: the request line holds the authorization code."""
-
-    def do_GET(self) -> None:
-        status, message = self.server.listener._handle(self.path, self.headers.get("Host"))
-        body = _PAGE.format(message=message).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", "default-src 'none'")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        self.send_error(405)
-
-
-class LoopbackListener:
-    """A one-shot HTTP listener for the authorization redirect (RFC 8252 §7.3, §8.3).
-
-    Binds ``host`` (loopback only) on an ephemeral port, serves ``/callback`` until a request
-    with the expected ``state`` arrives, then closes. Wrong or missing state gets a 400 page and
-    the listener keeps waiting; an ``error=`` response with the right state is accepted (the
-    client's ``complete`` turns it into ``ConsentDenied``/``ConsentFailed``).
-
-    >>> # with LoopbackListener(timeout=60) as listener:
-    >>> #     uri = listener.redirect_uri; ...; url = listener.wait(state)
-    """
-
-    def __init__(self, *, timeout: float = 300, host: str = "127.0.0.1") -> None:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise ValueError(f"the listener binds only a loopback IP literal, not {host!r}")
-        self.timeout = timeout
-        self.host = host
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._expected: str | None = None
-        self._expected_set = threading.Event()
-        self._done = threading.Event()
-        self._result: str | None = None
-        self._closed = False
-
-    def __enter__(self) -> LoopbackListener:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise ConsentFailed("the loopback listener is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound socket address (host, port)."""
-        if self._server is None:
-            raise ConsentFailed("the loopback listener is not started")
-        name = self._server.socket.getsockname()
-        return str(name[0]), int(name[1])
-
-    @property
-    def _authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def redirect_uri(self) -> str:
-        return f"http://{self._authority}{CALLBACK_PATH}"
-
-    def start(self) -> None:
-        """Bind the port and serve in a daemon thread. Idempotent."""
-        if self._server is not None:
-            return
-        if self._closed:
-            raise ConsentFailed("the loopback listener is one-shot and already closed")
-        server_class = type(
-            "_BoundServer",
-            (_Server,),
-            {"address_family": socket.AF_INET6 if ":" in self.host else socket.AF_INET},
-        )
-        server = server_class((self.host, 0), _Handler)
-        server.listener = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="remotetables-consent-listener",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def expect(self, state: str) -> None:
-        """Set the state to wait for (requests that arrive earlier are held until then)."""
-        self._expected = state
-        self._expected_set.set()
-
-    def wait(self, expected_state: str) -> str:
-        """Block until the callback with ``expected_state`` arrives; return its full URL.
-
-        Raises :class:`ConsentFailed` on timeout. Always closes the port.
-        """
-        try:
-            self.start()
-            self.expect(expected_state)
-            if not self._done.wait(self.timeout):
-                raise ConsentFailed(
-                    f"no authorization response within {self.timeout:g} s", error_code="timeout"
-                )
-            assert self._result is not None
-            return self._result
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop serving and release the port. Idempotent."""
-        with self._lock:
-            self._closed = True
-            server, self._server = self._server, None
-        self._expected_set.set()  # release handlers held waiting for the state
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _handle(self, path: str, host_header: str | None) -> tuple[int, str]:
-        """Judge one request: (status, message). Runs in a handler thread."""
-        parts = urlsplit(path)
-        if parts.path != CALLBACK_PATH:
-            return 404, "Not found."
-        if host_header is None or host_header.lower() != self._authority:
-            return 400, _REJECTED  # DNS-rebinding defence: only our own IP literal
-        self._expected_set.wait(self.timeout)
-        state = _state_of(path)
-        expected = self._expected
-        if (
-            state is None
-            or expected is None
-            or not hmac.compare_digest(state.encode(), expected.encode())
-        ):
-            return 400, _REJECTED
-        with self._lock:
-            if self._done.is_set() or self._closed:
-                return 400, _IGNORED
-            self._result = f"http://{self._authority}{path}"
-            self._done.set()
-        return 200, _DONE
-
-
 # ---------------------------------------------------------------------- callbacks
 
 
@@ -293,11 +105,17 @@ class BrowserConsent:
         open_browser: Callable[[str], bool] = webbrowser.open,
         out: TextIO | None = None,
         host: str = "127.0.0.1",
+        paste: TextIO | Literal["auto"] | None = "auto",
     ) -> None:
+        """``paste``: a stream the user may paste the redirect URL into while we wait (when the
+        browser runs elsewhere, or did not open); "auto": standard input if it is a terminal."""
         self.timeout = timeout
         self.open_browser = open_browser
         self.out = out
         self.host = host
+        if paste == "auto":
+            paste = sys.stdin if interactive(sys.stdin) else None
+        self.paste = paste
         self._listeners: dict[str, LoopbackListener] = {}
         self._lock = threading.Lock()
 
@@ -324,7 +142,7 @@ class BrowserConsent:
                 user=request.user,
             )
         try:
-            state = _state_of(request.authorization_url)
+            state = state_of(request.authorization_url)
             if state is None:
                 raise ConsentFailed("the authorization URL has no state", provider=request.provider)
             listener.expect(state)
@@ -336,8 +154,20 @@ class BrowserConsent:
                 file=out,
                 flush=True,
             )
+            opened = False
             with contextlib.suppress(Exception):  # a broken browser must not end the wait
-                self.open_browser(request.authorization_url)
+                opened = bool(self.open_browser(request.authorization_url))
+            if self.paste is not None:
+                print(
+                    ("" if opened else "(No browser could be opened here.) ")
+                    + "If the browser is on another machine, approve there, then paste the "
+                    "address it lands on (it may fail to load) here and press Enter.",
+                    file=out,
+                    flush=True,
+                )
+                threading.Thread(
+                    target=read_pasted, args=(self.paste, listener, out), daemon=True
+                ).start()
             try:
                 return listener.wait(state)
             except ConsentFailed as exc:
@@ -406,7 +236,7 @@ class RaiseConsent:
             provider=request.provider,
             user=request.user,
             authorization_url=request.authorization_url,
-            state=_state_of(request.authorization_url),
+            state=state_of(request.authorization_url),
         )
 
 
@@ -416,9 +246,13 @@ def browser_consent(
     open_browser: Callable[[str], bool] = webbrowser.open,
     out: TextIO | None = None,
     host: str = "127.0.0.1",
+    paste: TextIO | Literal["auto"] | None = "auto",
 ) -> BrowserConsent:
-    """System browser + loopback listener. ``out`` defaults to ``sys.stderr``."""
-    return BrowserConsent(timeout=timeout, open_browser=open_browser, out=out, host=host)
+    """System browser + loopback listener (and a pasted redirect URL, on a terminal).
+    ``out`` defaults to ``sys.stderr``."""
+    return BrowserConsent(
+        timeout=timeout, open_browser=open_browser, out=out, host=host, paste=paste
+    )
 
 
 def prompt_consent(
@@ -539,7 +373,7 @@ def complete_pending(
     the one the transaction was started with (binds it to the user agent, checklist #6).
     """
     name = client.settings.name
-    state = _state_of(callback_url)
+    state = state_of(callback_url)
     now = (clock or client.clock)()
     pending = take_pending(state, now=now) if state else None
     if pending is None:

@@ -30,7 +30,6 @@ import httpx2
 from remotetables.auth.consent import (
     DEFAULT_REDIRECT_URI,
     ConsentCallback,
-    _state_of,
     browser_consent,
     complete_pending,
     device_message,
@@ -39,6 +38,7 @@ from remotetables.auth.consent import (
     run_consent,
 )
 from remotetables.auth.flow import BearerAuth
+from remotetables.auth.loopback import state_of
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
@@ -366,7 +366,7 @@ class OAuthService:
         happens next. ``user`` (the session user finishing it) must be the user who started
         it, ``web_session`` the web session it was started from, when the record has one.
         """
-        state = _state_of(callback_url)
+        state = state_of(callback_url)
         pending = self.store.take_pending(state, now=self.rt.clock()) if state else None
         if pending is None:
             raise ConsentFailed(
