@@ -71,6 +71,43 @@ def test_shape(path: str, pagination: str, write_config: Callable[..., Path]) ->
     assert len(api.requests) == -(-len(ROWS) // PAGE)
 
 
+def test_stripe_style_cursor_is_the_last_rows_id(write_config: Callable[..., Path]) -> None:
+    """Stripe: ``{"object": "list", "data": [...], "has_more": true}``, the next page asked with
+    ``starting_after=<id of the page's last row>``: a cursor path that indexes from the end."""
+    seen: list[str | None] = []
+
+    def stripe(request: httpx2.Request) -> httpx2.Response:
+        after = request.url.params.get("starting_after")
+        seen.append(after)
+        start = (
+            0
+            if after is None
+            else next(i for i, r in enumerate(ROWS) if f"cus_{r['id']}" == after) + 1
+        )
+        page = [{"id": f"cus_{r['id']}", "name": r["name"]} for r in ROWS[start : start + PAGE]]
+        body = {"object": "list", "data": page, "has_more": start + PAGE < len(ROWS)}
+        return httpx2.Response(200, json=body)
+
+    cfg = write_config(
+        """
+[tables.customers]
+url = "https://api.example.test/v1/customers"
+rows = "data"
+pagination = { style = "cursor", cursor_path = "data[-1].id", cursor_param = "starting_after", has_more_path = "has_more" }
+page_size_param = "limit"
+max_page_size = 5
+cache_ttl = 0
+[tables.customers.columns]
+id = "TEXT"
+name = "TEXT"
+"""
+    )
+    with remotetables.connect(":memory:", cfg, transport=httpx2.MockTransport(stripe)) as conn:
+        rows = conn.execute("SELECT id, name FROM customers").fetchall()
+    assert rows == [(f"cus_{r['id']}", r["name"]) for r in ROWS]
+    assert seen == [None] + [f"cus_{ROWS[i]['id']}" for i in range(PAGE - 1, len(ROWS) - 1, PAGE)]
+
+
 def test_token_requests_carry_extra_token_params(write_config: Callable[..., Path]) -> None:
     """A system provider whose token endpoint needs an `audience` (client credentials), through SQL."""
     from urllib.parse import parse_qs
