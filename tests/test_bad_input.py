@@ -105,6 +105,12 @@ CASES: dict[str, Case] = {
         ConfigError,
         "Authorization",
     ),
+    "credential-header": Case(
+        "config",
+        PROVIDER + f'headers = {{ "X-Custom-Auth" = "{SECRET}", Accept = "text/json" }}\n' + TABLE,
+        ConfigError,
+        "key 'providers.p.headers.X-Custom-Auth': looks like a credential",
+    ),
     "negative-timeout": Case(
         "config", PROVIDER + "read_timeout = -1\n" + TABLE, ConfigError, "> 0"
     ),

@@ -23,6 +23,12 @@ _PROVIDER_KEYS = {
 }  # fmt: skip
 _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "password", "api_key"}
 
+# header names that carry credentials: their values never sit in the config
+_CREDENTIAL_HEADER = re.compile(
+    r"(token|secret|password|api[_-]?key|apikey|auth|cookie|credential|session|signature)",
+    re.IGNORECASE,
+)
+
 
 def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     p = f"providers.{name}"
@@ -121,6 +127,13 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
             raise ctx.err(
                 f"{p}.headers.{h}",
                 "this header carries the token and is set by remotetables; never put credentials in headers",
+            )
+        if _CREDENTIAL_HEADER.search(h):
+            raise ctx.err(
+                f"{p}.headers.{h}",
+                "looks like a credential: secrets are never written in the config; for a key "
+                f'sent in a header use auth = "bearer", token_env = "VARIABLE", token_header = '
+                f'"{h}", token_prefix = ""',
             )
     origins = _get(ctx, raw, p, "api_origins", list, [])
     for i, o in enumerate(origins):
