@@ -589,6 +589,19 @@ REFRESH_CASES = [
         "unsupported_grant_type",
     ),
     ("invalid_scope", json_reply(400, {"error": "invalid_scope"}), ProviderError, "invalid_scope"),
+    # GitHub answers token errors with 200 and its own codes
+    (
+        "200-bad_refresh_token",
+        json_reply(200, {"error": "bad_refresh_token", "error_description": "expired"}),
+        AuthError,
+        "invalid_grant",
+    ),
+    (
+        "200-incorrect_client_credentials",
+        json_reply(200, {"error": "incorrect_client_credentials"}),
+        ProviderError,
+        "invalid_client",
+    ),
     ("503", json_reply(503, {"error": "temporarily_unavailable"}), ProviderUnavailable, None),
     ("500-html", text_reply(500, "<html>oops</html>"), ProviderUnavailable, None),
     ("502-text", text_reply(502, "Bad Gateway"), ProviderUnavailable, None),

@@ -37,6 +37,14 @@ __all__ = ["TokenEndpointClient"]
 _SECRET_FIELDS = frozenset({"code", "code_verifier", "refresh_token", "device_code", "token"})
 
 
+# Non-standard token-endpoint error codes with an RFC 6749 meaning (GitHub's OAuth apps)
+_ERROR_ALIASES = {
+    "bad_verification_code": "invalid_grant",  # the code is wrong or expired
+    "bad_refresh_token": "invalid_grant",  # the refresh token is wrong, expired or revoked
+    "incorrect_client_credentials": "invalid_client",
+}
+
+
 class _ErrorResponse(Exception):
     """An OAuth error answer (RFC 6749 §5.2) from an endpoint; internal."""
 
@@ -134,11 +142,11 @@ class TokenEndpointClient:
         now = self._clock()
         data = {**self.settings.extra_token_params, **data}
         response = self._post(self.metadata().token_endpoint, data)
-        if response.status_code != 200:
-            error = self._error_of(response)
-            if error is None:
-                raise self._unavailable(response)
+        error = self._error_of(response)
+        if error is not None:
             raise error
+        if response.status_code != 200:
+            raise self._unavailable(response)
         return self._token_set(self._json_object(response), now, default_scope)
 
     def _token_set(self, doc: dict[str, Any], now: float, default_scope: str | None) -> TokenSet:
@@ -181,8 +189,13 @@ class TokenEndpointClient:
         return doc
 
     def _error_of(self, response: httpx2.Response) -> _ErrorResponse | None:
-        """The OAuth error in a 4xx JSON answer, or None (5xx, 429, not JSON ...)."""
-        if not 400 <= response.status_code < 500 or response.status_code == 429:
+        """The OAuth error in a 4xx JSON answer, or None (5xx, 429, not JSON ...).
+
+        Some servers (GitHub's) answer token errors with 200 and an ``error`` but no
+        ``access_token``, and their own codes: those map to RFC 6749's.
+        """
+        status = response.status_code
+        if status != 200 and (not 400 <= status < 500 or status == 429):
             return None
         try:
             doc = json.loads(response.content)
@@ -190,9 +203,10 @@ class TokenEndpointClient:
             return None
         if not isinstance(doc, dict) or not isinstance(doc.get("error"), str):
             return None
-        return _ErrorResponse(
-            response.status_code, _clean(doc["error"]) or "error", doc.get("error_description")
-        )
+        if status == 200 and "access_token" in doc:
+            return None
+        code = _clean(doc["error"]) or "error"
+        return _ErrorResponse(status, _ERROR_ALIASES.get(code, code), doc.get("error_description"))
 
     def _unavailable(self, response: httpx2.Response) -> ProviderUnavailable:
         name = self.settings.name
