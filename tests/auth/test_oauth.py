@@ -611,7 +611,6 @@ REFRESH_CASES = [
     ("200-truncated", text_reply(200, TRUNCATED), ProviderUnavailable, None),
     ("no-access-token", json_reply(200, {"token_type": "Bearer"}), ProviderUnavailable, None),
     ("token-type-mac", token_ok(token_type="mac"), ProviderError, None),
-    ("token-type-missing", token_ok(token_type=None), ProviderError, None),
     ("connect-error", raise_(httpx2.ConnectError("refused")), ProviderUnavailable, None),
     ("timeout", raise_(httpx2.ReadTimeout("timed out")), ProviderUnavailable, None),
     ("short-body", raise_(httpx2.RemoteProtocolError("peer closed")), ProviderUnavailable, None),
@@ -642,6 +641,15 @@ def test_refresh_error_mapping(
     assert info.value.provider == "demo" and "demo" in str(info.value)
     assert len(fake.requests) == 1
     assert_no_secret(info.value)
+
+
+def test_missing_token_type_means_bearer(fake: FakeAS, http: httpx2.Client, clock: Clock) -> None:
+    fake.on("/token", token_ok(token_type=None), token_ok(token_type="DPoP"))
+    client = make(http, clock)
+    tokens = client.refresh(RT)
+    assert tokens is not None and tokens.access_token == AT and tokens.token_type == "Bearer"
+    with pytest.raises(ProviderError, match="unsupported token_type 'DPoP'"):
+        client.refresh(RT)
 
 
 def test_refresh_retry_after_is_reported(fake: FakeAS, http: httpx2.Client, clock: Clock) -> None:

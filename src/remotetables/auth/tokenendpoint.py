@@ -156,7 +156,9 @@ class TokenEndpointClient:
             raise ProviderUnavailable(
                 f"{name}: the token response has no access_token", provider=name
             )
-        token_type = doc.get("token_type")
+        # RFC 6749 requires token_type, but some servers leave it out: such a token is used
+        # as a bearer token, as other clients do; another type (mac, DPoP) is refused
+        token_type = doc.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise ProviderError(
                 f"{name}: unsupported token_type {_clean(token_type)!r} (only Bearer)",
