@@ -127,18 +127,33 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
     )
 
 
-SECRET_HEADER = "remotetables.secret_header"  # request extension: (header name, allowed origins)
+# request extensions, kept by redirects: (header name, allowed origins) of the token header
+# and (header names, origin of the first URL) of the caller's extra headers
+SECRET_HEADER = "remotetables.secret_header"
+EXTRA_HEADERS = "remotetables.extra_headers"
 
 
-def strip_secret_header(request: httpx2.Request) -> None:
-    """Every hop of a request (redirects included): the credential header the auth flow set goes
-    only to the provider's origins. httpx strips ``Authorization`` on cross-origin redirects by
-    itself, but not an API-key header such as ``X-API-Key``."""
+def strip_off_origin_headers(request: httpx2.Request) -> None:
+    """Every hop of a request (redirects included): credentials go only where they belong.
+
+    The token header the auth flow set goes only to the provider's origins: httpx strips
+    ``Authorization`` on cross-origin redirects by itself, but not an API-key header such as
+    ``X-API-Key``. The caller's extra headers (the provider's ``headers``, which may carry
+    credentials too) go where the token may go, or, on a request without a token, only to the
+    origin of the URL first asked for.
+    """
+    origin = origin_of(str(request.url))
     secret = request.extensions.get(SECRET_HEADER)
     if secret is not None:
         header, allowed = secret
-        if origin_of(str(request.url)) not in allowed:
+        if origin not in allowed:
             request.headers.pop(header, None)
+    extra = request.extensions.get(EXTRA_HEADERS)
+    if extra is not None:
+        names, home = extra
+        if origin != home and (secret is None or origin not in secret[1]):
+            for name in names:
+                request.headers.pop(name, None)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -183,7 +198,7 @@ class HttpClient:
         }
         self._client = httpx2.Client(
             follow_redirects=True,  # httpx strips Authorization on cross-origin hops ...
-            event_hooks={"request": [strip_secret_header]},  # ... and this any other token header
+            event_hooks={"request": [strip_off_origin_headers]},  # ... this the other ones
             max_redirects=5,
             limits=httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -342,6 +357,11 @@ class HttpClient:
             request = self._client.build_request(
                 method, url, headers=list(headers), json=json_body, timeout=timeout
             )
+            if headers:  # redirects keep the extensions: see strip_off_origin_headers
+                request.extensions = {
+                    **request.extensions,
+                    EXTRA_HEADERS: (tuple(name for name, _ in headers), origin_of(url)),
+                }
             response = self._client.send(request, auth=auth, stream=True)
             try:
                 chunks = []

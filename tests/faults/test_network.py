@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -19,6 +20,7 @@ from remotetables.errors import (
     TransportError,
 )
 from remotetables.http import HttpClient, RequestContext, RetryPolicy, check_url_allowed
+from tests.conftest import incidents_table
 from tests.faults.env import Clock, DemoEnv, SleepLog, rows_of
 
 
@@ -180,6 +182,56 @@ def test_f10_same_origin_redirect_keeps_the_token(env: DemoEnv) -> None:
     conn.execute("SELECT * FROM inc").fetchall()
     echo = [r for r in env.api.requests if r.path == "/echo"]
     assert len(echo) == 1 and echo[0].token_fp is not None
+
+
+TENANT = 'headers = { "X-Tenant-Key" = "tenant-key-never-elsewhere" }'
+
+
+def test_f10_cross_origin_redirect_drops_the_configured_headers(
+    env: DemoEnv, other: IncidentsAPI
+) -> None:
+    """The provider's `headers` may carry credentials too: they go where its token goes."""
+    conn, _, _ = setup(env, TENANT)
+    env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{other.base_url}/echo"))
+    conn.execute("SELECT * FROM inc").fetchall()
+    (first,) = env.api.requests
+    assert "x-tenant-key" in first.header_names and first.token_fp is not None
+    (hop,) = other.requests
+    assert hop.path == "/echo" and hop.token_fp is None
+    assert "x-tenant-key" not in hop.header_names
+    # a same-origin hop keeps them
+    env.api.clear_requests()
+    env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{env.api.base_url}/echo"))
+    conn.execute("SELECT * FROM inc").fetchall()
+    assert [r.path for r in env.api.requests] == ["/styles/link/incidents", "/echo"]
+    assert all("x-tenant-key" in r.header_names for r in env.api.requests)
+
+
+def test_f10_configured_headers_follow_a_redirect_to_the_api_origins(
+    env: DemoEnv, other: IncidentsAPI
+) -> None:
+    """An origin listed in api_origins may receive the token, so the headers too."""
+    conn, _, _ = setup(env, f'{TENANT}\napi_origins = ["{other.base_url}"]')
+    env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{other.base_url}/echo"))
+    conn.execute("SELECT * FROM inc").fetchall()
+    (hop,) = other.requests
+    assert "x-tenant-key" in hop.header_names
+
+
+def test_f10_headers_of_a_provider_without_token_stay_on_the_first_origin(
+    fresh_api: IncidentsAPI,
+    other: IncidentsAPI,
+    open_conn: Callable[..., Any],
+) -> None:
+    conn = open_conn(
+        f'[providers.open]\nauth = "none"\n{TENANT}\n'
+        + incidents_table("inc", "link", fresh_api.base_url, extra="cache_ttl = 0\n")
+    )
+    fresh_api.faults.add(Fault("redirect", path="/styles/", url=f"{other.base_url}/echo"))
+    conn.execute("SELECT * FROM inc").fetchall()
+    assert "x-tenant-key" in fresh_api.requests[0].header_names
+    (hop,) = other.requests
+    assert hop.path == "/echo" and "x-tenant-key" not in hop.header_names
 
 
 def test_f10_next_link_to_another_origin_is_not_followed(env: DemoEnv, other: IncidentsAPI) -> None:

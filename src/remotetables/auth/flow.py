@@ -53,7 +53,7 @@ class BearerAuth(httpx2.Auth):
             )
         token = self._get_token()
         request.headers[self._header] = f"{self._prefix}{token}"
-        # redirects keep the extensions: http.strip_secret_header drops the header off-origin
+        # redirects keep the extensions: http.strip_off_origin_headers drops the header off-origin
         request.extensions = {**request.extensions, SECRET_HEADER: (self._header, self._allowed)}
         response = yield request
         # a 401 from a redirect target on another origin (which got no token) is no reason to refresh

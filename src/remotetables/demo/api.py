@@ -71,6 +71,7 @@ class RequestRecord:
 
     ``status`` is 0 when no response was sent (closed or reset connection); ``fault`` names the
     injected fault kind, if any. Secret-looking query parameters are stored as ``***``.
+    ``header_names`` are the request's header names, lower case (never their values).
     """
 
     method: str
@@ -80,6 +81,7 @@ class RequestRecord:
     token_fp: str | None
     status: int
     fault: str | None = None
+    header_names: frozenset[str] = frozenset()
 
 
 class _PageCache:
@@ -406,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
                 token_fp=self._token_fp,
                 status=status,
                 fault=self._fault_kind,
+                header_names=frozenset(name.lower() for name in self.headers),
             )
         )
 
