@@ -27,9 +27,9 @@ import pytest
 import remotetables
 from remotetables.auth.consent import ConsentRequest, browser_consent
 from remotetables.auth.service import complete_consent
-from remotetables.demo.api import Fault
+from remotetables.demo.api import Fault, IncidentsAPI
 from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoClient
-from remotetables.errors import Error
+from remotetables.errors import Error, RemoteError
 from tests.conftest import incidents_table
 from tests.servers.walk import walk_consent
 from tests.test_oauth_e2e import SECRET, Env, confidential, make_env, walker
@@ -310,3 +310,28 @@ def test_recorder_finds_a_planted_leak(env: Env) -> None:
     logging.getLogger("remotetables.test").addHandler(logging.StreamHandler(buf))
     logging.getLogger("remotetables.test").warning("oops %s", token)
     assert any(s in buf.getvalue() for s in rec.secrets)
+
+
+URL_SECRET = "abc123secretq"
+
+
+def secret_url_table(base: str) -> str:
+    """An API-key-in-the-URL table (a `token` query parameter) on the test API, no auth."""
+    table = incidents_table("inc", "link", base, extra="cache_ttl = 0\n")
+    table = table.replace(
+        '/styles/link/incidents"', f'/styles/link/incidents?token={URL_SECRET}"', 1
+    )
+    return '[providers.open]\nauth = "none"\n' + table
+
+
+def test_a_redacted_query_value_reads_as_stars(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., Any]
+) -> None:
+    conn = open_conn(secret_url_table(fresh_api.base_url))
+    fresh_api.faults.add(Fault("status", path="/styles/link/incidents", status=400))
+    with pytest.raises(RemoteError) as info:
+        conn.execute("SELECT * FROM inc").fetchall()
+    message, url = str(info.value), info.value.url or ""
+    assert "HTTP 400" in message and URL_SECRET not in message + url
+    assert "?token=***&" in message and "?token=***&" in url
+    assert "%2A" not in message + url

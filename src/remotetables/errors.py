@@ -38,7 +38,7 @@ redacted with :func:`redact_url` before they are stored on an exception.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "AuthError",
@@ -283,7 +283,7 @@ def redact_url(url: str) -> str:
     """Return ``url`` with user info and secret-looking query values replaced by ``***``.
 
     >>> redact_url("https://u:p@api.example.com/x?api_key=abc&page=2")
-    'https://api.example.com/x?api_key=%2A%2A%2A&page=2'
+    'https://api.example.com/x?api_key=***&page=2'
     """
     try:
         parts = urlsplit(url)
@@ -297,5 +297,9 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs])
+        # written out by hand: urlencode would turn the mask into %2A%2A%2A
+        query = "&".join(
+            f"{quote_plus(k)}={'***' if _SECRET_PARAM.search(k) else quote_plus(v)}"
+            for k, v in pairs
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
