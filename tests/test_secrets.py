@@ -335,3 +335,36 @@ def test_a_redacted_query_value_reads_as_stars(
     assert "HTTP 400" in message and URL_SECRET not in message + url
     assert "?token=***&" in message and "?token=***&" in url
     assert "%2A" not in message + url
+
+
+def test_library_logs_redact_url_secrets(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx2 logs every request's URL at INFO, httpcore2 every answer's headers at DEBUG (the
+    Link header repeats the query): with remotetables imported, neither shows the secret."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx2", "httpcore2"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    conn = open_conn(secret_url_table(fresh_api.base_url))
+    assert len(conn.execute("SELECT * FROM inc").fetchall()) == 250  # 7 pages
+    fresh_api.faults.add(
+        Fault(
+            "status",
+            path="/styles/link/incidents",
+            status=400,
+            headers={"Set-Cookie": "sid=cookie-secret-42; Path=/; HttpOnly"},
+        )
+    )
+    with pytest.raises(RemoteError):
+        conn.execute("SELECT * FROM inc").fetchall()
+    records = [r for r in caplog.records if r.name.startswith(("httpx2", "httpcore2"))]
+    lines = [r.getMessage() for r in records]
+    assert any(
+        line.startswith("HTTP Request: GET http://") and "?token=***&" in line for line in lines
+    )
+    assert any(line.endswith('"HTTP/1.1 400 Bad Request"') for line in lines)
+    headers = [line for line in lines if line.startswith("receive_response_headers.complete")]
+    assert len(headers) == 8 and sum("token=***&" in line for line in headers) >= 6  # Link
+    assert "(b'Set-Cookie', b'***')" in headers[-1]
+    texts = lines + [repr(r.args) for r in records]
+    assert [t for t in texts if URL_SECRET in t or "cookie-secret-42" in t] == []

@@ -38,7 +38,7 @@ redacted with :func:`redact_url` before they are stored on an exception.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "AuthError",
@@ -303,3 +303,24 @@ def redact_url(url: str) -> str:
             for k, v in pairs
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+# a query pair in free text: `?name=value` or `&name=value`; the value ends where a URL would
+_QUERY_PAIR = re.compile(r"(?P<lead>[?&])(?P<name>[^=&#?\s'\"<>\\]+)=(?P<value>[^&#\s'\"<>\\]*)")
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s'\"<>\\]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a log line, an API's message) with URLs redacted as :func:`redact_url` does:
+    secret-looking query values become ``***`` (absolute or relative URLs) and user info goes.
+
+    >>> redact_text("see <https://u:p@h.example/x?page=2&token=abc>; rel=next, /cb?code=xyz")
+    'see <https://h.example/x?page=2&token=***>; rel=next, /cb?code=***'
+    """
+
+    def pair(m: re.Match[str]) -> str:
+        if m["value"] and _SECRET_PARAM.search(unquote_plus(m["name"])):
+            return f"{m['lead']}{m['name']}=***"
+        return m[0]
+
+    return _QUERY_PAIR.sub(pair, _USERINFO.sub(r"\g<scheme>", text))

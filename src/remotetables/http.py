@@ -10,6 +10,7 @@ import email.utils
 import http.cookiejar
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from remotetables.errors import (
     RemoteError,
     RemoteProtocolError,
     TransportError,
+    redact_text,
     redact_url,
 )
 
@@ -34,6 +36,53 @@ log = logging.getLogger("remotetables.http")
 E = TypeVar("E", bound=RemoteError)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# httpx2 logs each request's URL at INFO; httpcore2 logs each response's headers at DEBUG
+# (Location, Link: URLs again; Set-Cookie). Their loggers (records are filtered where they are
+# logged, not where they propagate to, hence every child logger by name):
+LIBRARY_LOGGERS = (
+    "httpx2",
+    "httpcore2.connection",
+    "httpcore2.http11",
+    "httpcore2.http2",
+    "httpcore2.proxy",
+    "httpcore2.socks",
+)
+_SET_COOKIE = re.compile(r"""(?P<head>b?['"]set-cookie['"],\s*b?['"])[^'"]*""", re.IGNORECASE)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a library's log record whose text reveals a secret: secret-looking query values
+    become ``***``, user info in URLs and ``Set-Cookie`` values go. Other records are untouched
+    (same message template and arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record: the handler reports it as usual
+            return True
+        redacted = _SET_COOKIE.sub(r"\g<head>***", redact_text(message))
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_REDACTING_FILTER = RedactingFilter()
+
+
+def redact_library_logs() -> None:
+    """Put the redacting filter on httpx2's and httpcore2's loggers (idempotent; done on import)."""
+    names = set(LIBRARY_LOGGERS)
+    names.update(
+        name
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.partition(".")[0] in ("httpx2", "httpcore2")
+    )
+    for name in names:
+        logging.getLogger(name).addFilter(_REDACTING_FILTER)
+
+
+redact_library_logs()
 
 
 @dataclass(frozen=True)
