@@ -144,6 +144,23 @@ class JsonResponse:
     status: int
     nbytes: int
 
+    def outline(self) -> str:
+        """What the body holds, for an error that did not find the rows in it: its top-level
+        keys and the API's own message, if it has one (bounded, URLs redacted)."""
+        body = self.body
+        if not isinstance(body, Mapping):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "empty"}
+            return f"the answer is {kind.get(type(body), 'a number')}"
+        if not body:
+            return "the answer is an empty object"
+        keys = [_shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
+        more = f" and {len(body) - 10} more" if len(body) > 10 else ""
+        text = f"the answer has the top-level keys {', '.join(keys)}{more}"
+        said = body_message(body, limit=120)
+        if said is not None:
+            text += f' and says {said[0]}: "{said[1]}"'
+        return text
+
 
 @dataclass
 class Counters:
@@ -518,25 +535,68 @@ class _Raw:
 
 def _reason(raw: _Raw) -> str:
     """A short reason from the error body: the API's own message when it is JSON."""
-    text = ""
     try:
         body = orjson.loads(raw.content) if raw.content else None
     except orjson.JSONDecodeError:
         body = None
-    if isinstance(body, Mapping):
-        for key in ("error_description", "message", "detail", "error"):
-            value = body.get(key)
-            if isinstance(value, Mapping):
-                value = value.get("message") or value.get("detail")
-            if isinstance(value, str) and value:
-                text = value
-                break
-    elif "html" in raw.headers.get("content-type", "").lower():
-        text = "an HTML error page"
-    text = " ".join(text.split())
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f": {text}" if text else ""
+    said = body_message(body)
+    if said is not None:
+        return f": {said[1]}"
+    if "html" in raw.headers.get("content-type", "").lower():
+        return ": an HTML error page"
+    return ""
+
+
+def body_message(body: Any, limit: int = 200) -> tuple[str, str] | None:
+    """The API's own message in a JSON body and the field it came from, or ``None``.
+
+    The common shapes, first found wins: OAuth's ``error_description``, ``message``, ``error``
+    (a string, or an object with a message), JSON:API's and GraphQL's ``errors[0]`` (title and
+    detail, or message), RFC 9457's ``title`` and ``detail``. Whitespace is collapsed, URLs
+    redacted, and the text cut at ``limit`` characters.
+
+    >>> body_message({"errors": [{"title": "Forbidden", "detail": "not yours"}]})
+    ('errors[0]', 'Forbidden: not yours')
+    >>> body_message({"ok": False, "error": "invalid_auth"})
+    ('error', 'invalid_auth')
+    """
+    if not isinstance(body, Mapping):
+        return None
+    for key in ("error_description", "message", "error", "errors", "detail", "title"):
+        value = body.get(key)
+        if key == "errors":
+            if not (isinstance(value, list) and value):
+                continue
+            key, value = "errors[0]", value[0]
+        elif key in ("detail", "title"):  # RFC 9457 problem details: "title: detail"
+            value = {"title": body.get("title"), "detail": body.get("detail")}
+            if not _message_of(body.get("detail")):
+                key = "title"
+        text = _message_of(value)
+        if text:
+            return key, _shorten(redact_text(" ".join(text.split())), limit)
+    return None
+
+
+def _message_of(value: Any) -> str:
+    """A string itself; an object's title (or message) and detail, as ``title: detail``."""
+    if isinstance(value, str):
+        return value.strip()
+    if not isinstance(value, Mapping):
+        return ""
+    texts = [
+        v.strip()
+        for v in (value.get(k) for k in ("title", "message", "error_description", "description"))
+        if isinstance(v, str) and v.strip()
+    ][:1]
+    detail = value.get("detail")
+    if isinstance(detail, str) and detail.strip() and detail.strip() not in texts:
+        texts.append(detail.strip())
+    return ": ".join(texts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe_transport(exc: httpx2.TransportError) -> str:

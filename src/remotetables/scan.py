@@ -509,6 +509,8 @@ class _Scan:
             return [items]
         where = ".".join(str(p) for p in self.spec.rows_path) or "the top level"
         found = "nothing" if items is None else f"a JSON {type(items).__name__}"
+        if items is None:  # say what is there: often an error sent with 200 (Slack's ok: false)
+            found += f"; {response.outline()}"
         raise RemoteProtocolError(
             f"table {self.spec.name}: expected a list of rows at {where} of the answer from "
             f"{response.url.split('?')[0]}, found {found} (check the table's 'rows' setting)",
