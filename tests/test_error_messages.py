@@ -3,7 +3,8 @@ an error answered with status 200, through SQL against the loopback test API."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import pytest
 from remotetables.demo.api import Fault, IncidentsAPI
 from remotetables.errors import RemoteError, RemoteProtocolError
 from tests.conftest import incidents_table
+from tests.faults.env import DemoEnv, rows_of
 
 PATH = "/styles/link/incidents"
 
@@ -104,3 +106,62 @@ def test_an_http_error_quotes_the_apis_message(
         conn.execute("SELECT * FROM inc").fetchall()
     assert info.value.status_code == status
     assert f"answered HTTP {status}: {said}" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- 401 wording
+
+
+@pytest.fixture
+def keyed_api() -> Iterator[IncidentsAPI]:
+    """The test API behind one static bearer token."""
+    with IncidentsAPI(n_rows=20, static_tokens={"tok-current-1234": "alice"}) as server:
+        yield server
+
+
+def test_a_refused_static_token_is_not_said_to_be_refreshed(
+    keyed_api: IncidentsAPI, open_conn: Callable[..., Any]
+) -> None:
+    table = incidents_table("inc", "link", keyed_api.base_url, extra="cache_ttl = 0\n")
+    toml = '[providers.key]\nauth = "bearer"\ntoken_env = "API_TOKEN"\n' + table
+    good = open_conn(toml, environ={"API_TOKEN": "tok-current-1234"})
+    assert len(good.execute("SELECT * FROM inc").fetchall()) > 0
+    conn = open_conn(toml, environ={"API_TOKEN": "tok-revoked-5678"})
+    with pytest.raises(RemoteError) as info:
+        conn.execute("SELECT * FROM inc").fetchall()
+    message = str(info.value)
+    assert info.value.status_code == 401 and "refresh" not in message.replace("never refreshed", "")
+    assert (
+        "answered HTTP 401: invalid bearer token (the static token from environment variable "
+        "API_TOKEN was refused; it is never refreshed: check that it is current"
+    ) in message
+    assert "tok-revoked" not in message
+
+
+def test_a_401_without_credentials_says_none_were_sent(
+    keyed_api: IncidentsAPI, open_conn: Callable[..., Any]
+) -> None:
+    conn = open_table(open_conn, keyed_api)
+    with pytest.raises(RemoteError) as info:
+        conn.execute("SELECT * FROM inc").fetchall()
+    message = str(info.value)
+    assert (
+        'answered HTTP 401: missing bearer token (no token was sent: provider open has auth = "none")'
+        in message
+    )
+    assert "refused" not in message
+
+
+def test_a_refused_oauth_token_was_refreshed_first(tmp_path: Path) -> None:
+    env = DemoEnv(tmp_path)
+    try:
+        conn = env.connect("alice", config=env.config(provider_extra="max_retries = 0"))
+        assert rows_of(conn)
+        env.api.faults.add(Fault("status", path="/styles/", status=401, times=None))
+        with pytest.raises(RemoteError) as info:
+            rows_of(conn)
+        assert (
+            "answered HTTP 401: injected 401 (the token was refused, even after a refresh)"
+            in str(info.value)
+        )
+    finally:
+        env.close()

@@ -343,7 +343,7 @@ class HttpClient:
                 if response.status < 400 and idempotent and not garbled:
                     # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
                     try:
-                        return self._finish(response, ctx)
+                        return self._finish(response, ctx, auth)
                     except RemoteProtocolError as exc:
                         if attempt > policy.max_retries:
                             raise
@@ -354,14 +354,14 @@ class HttpClient:
                     or response.status not in RETRY_STATUSES
                     or (not idempotent and response.status != 429)
                 ):
-                    return self._finish(response, ctx)
+                    return self._finish(response, ctx, auth)
                 elif attempt > policy.max_retries:
-                    raise _gave_up(self._error_for(response, ctx), attempt)
+                    raise _gave_up(self._error_for(response, ctx, auth), attempt)
                 else:
                     retry_after = parse_retry_after(
                         response.headers.get("retry-after"), self.clock()
                     )
-                    failure = self._error_for(response, ctx)
+                    failure = self._error_for(response, ctx, auth)
             if counters is not None:
                 counters.add(retries=1)
             delay = self.retry_delay(policy, attempt, retry_after)
@@ -461,9 +461,9 @@ class HttpClient:
             TransportError, f"no answer from {redact_url(url)}: {what}", url=url, retryable=True
         )
 
-    def _finish(self, raw: _Raw, ctx: RequestContext) -> JsonResponse:
+    def _finish(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> JsonResponse:
         if raw.status >= 400:
-            raise self._error_for(raw, ctx)
+            raise self._error_for(raw, ctx, auth)
         if raw.status == 204 or not raw.content.strip():
             return JsonResponse(None, raw.headers, raw.url, raw.status, len(raw.content))
         ctype = raw.headers.get("content-type", "").lower()
@@ -487,11 +487,11 @@ class HttpClient:
             ) from exc
         return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
 
-    def _error_for(self, raw: _Raw, ctx: RequestContext) -> RemoteError:
+    def _error_for(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> RemoteError:
         reason = _reason(raw)
         hint = ""
         if raw.status == 401:
-            hint = " (the token was refused, even after a refresh)"
+            hint = f" ({_unauthorized_hint(auth, ctx)})"
         elif raw.status == 403:
             hint = " (the user is not allowed to do this, or the token lacks a scope)"
         elif raw.status == 429:
@@ -504,6 +504,17 @@ class HttpClient:
             url=raw.url,
             retryable=raw.status in RETRY_STATUSES,
         )
+
+
+def _unauthorized_hint(auth: httpx2.Auth | None, ctx: RequestContext) -> str:
+    """What a 401 means for this request's credentials. The auth says which token it sent
+    (auth/flow.py's ``BearerAuth.unauthorized_hint``: a refreshed OAuth token, a static one)."""
+    if auth is None:
+        if ctx.provider and ctx.provider != "__none__":
+            return f'no token was sent: provider {ctx.provider} has auth = "none"'
+        return "no token was sent: the table has no provider"
+    hint = getattr(auth, "unauthorized_hint", None)
+    return hint if isinstance(hint, str) else "the credentials were refused"
 
 
 def _no_cookies() -> http.cookiejar.CookieJar:

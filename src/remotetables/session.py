@@ -132,6 +132,10 @@ class StaticBearer:
             self.provider.name,
             header=self.provider.token_header,
             prefix=self.provider.token_prefix,
+            unauthorized_hint=(
+                f"the static token from environment variable {name} was refused; it is never "
+                "refreshed: check that it is current and meant for this API"
+            ),
         )
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ class BearerAuth(httpx2.Auth):
         *,
         header: str = "Authorization",
         prefix: str = "Bearer ",
+        unauthorized_hint: str | None = None,
     ) -> None:
         self._get_token = get_token
         self._on_unauthorized = on_unauthorized
@@ -39,6 +40,16 @@ class BearerAuth(httpx2.Auth):
         self._provider = provider
         self._header = header
         self._prefix = prefix
+        self._unauthorized_hint = unauthorized_hint
+
+    @property
+    def unauthorized_hint(self) -> str:
+        """What a final 401 means for this token, for the error message (http.py)."""
+        if self._unauthorized_hint is not None:
+            return self._unauthorized_hint
+        if self._on_unauthorized is None:
+            return "the token was refused; it is never refreshed"
+        return "the token was refused, even after a refresh"
 
     def auth_flow(
         self, request: httpx2.Request
