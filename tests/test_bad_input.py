@@ -111,6 +111,12 @@ CASES: dict[str, Case] = {
         ConfigError,
         "key 'providers.p.headers.X-Custom-Auth': looks like a credential",
     ),
+    "subscription-key-header": Case(
+        "config",
+        PROVIDER + f'headers = {{ "Ocp-Apim-Subscription-Key" = "{SECRET}" }}\n' + TABLE,
+        ConfigError,
+        "looks like a credential",
+    ),
     "negative-timeout": Case(
         "config", PROVIDER + "read_timeout = -1\n" + TABLE, ConfigError, "> 0"
     ),

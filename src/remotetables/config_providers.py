@@ -25,7 +25,8 @@ _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "pass
 
 # header names that carry credentials: their values never sit in the config
 _CREDENTIAL_HEADER = re.compile(
-    r"(token|secret|password|api[_-]?key|apikey|auth|cookie|credential|session|signature)",
+    r"(token|secret|password|api[_-]?key|apikey|auth|cookie|credential|session|signature"
+    r"|key$|subscription)",
     re.IGNORECASE,
 )
 

@@ -184,7 +184,7 @@ def test_f10_same_origin_redirect_keeps_the_token(env: DemoEnv) -> None:
     assert len(echo) == 1 and echo[0].token_fp is not None
 
 
-TENANT = 'headers = { "X-Tenant-Key" = "tenant-key-never-elsewhere" }'
+TENANT = 'headers = { "X-Tenant-Id" = "tenant-id-never-elsewhere" }'
 
 
 def test_f10_cross_origin_redirect_drops_the_configured_headers(
@@ -195,16 +195,16 @@ def test_f10_cross_origin_redirect_drops_the_configured_headers(
     env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{other.base_url}/echo"))
     conn.execute("SELECT * FROM inc").fetchall()
     (first,) = env.api.requests
-    assert "x-tenant-key" in first.header_names and first.token_fp is not None
+    assert "x-tenant-id" in first.header_names and first.token_fp is not None
     (hop,) = other.requests
     assert hop.path == "/echo" and hop.token_fp is None
-    assert "x-tenant-key" not in hop.header_names
+    assert "x-tenant-id" not in hop.header_names
     # a same-origin hop keeps them
     env.api.clear_requests()
     env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{env.api.base_url}/echo"))
     conn.execute("SELECT * FROM inc").fetchall()
     assert [r.path for r in env.api.requests] == ["/styles/link/incidents", "/echo"]
-    assert all("x-tenant-key" in r.header_names for r in env.api.requests)
+    assert all("x-tenant-id" in r.header_names for r in env.api.requests)
 
 
 def test_f10_configured_headers_follow_a_redirect_to_the_api_origins(
@@ -215,7 +215,7 @@ def test_f10_configured_headers_follow_a_redirect_to_the_api_origins(
     env.api.faults.add(Fault("redirect", path="/styles/", page=1, url=f"{other.base_url}/echo"))
     conn.execute("SELECT * FROM inc").fetchall()
     (hop,) = other.requests
-    assert "x-tenant-key" in hop.header_names
+    assert "x-tenant-id" in hop.header_names
 
 
 def test_f10_headers_of_a_provider_without_token_stay_on_the_first_origin(
@@ -229,9 +229,9 @@ def test_f10_headers_of_a_provider_without_token_stay_on_the_first_origin(
     )
     fresh_api.faults.add(Fault("redirect", path="/styles/", url=f"{other.base_url}/echo"))
     conn.execute("SELECT * FROM inc").fetchall()
-    assert "x-tenant-key" in fresh_api.requests[0].header_names
+    assert "x-tenant-id" in fresh_api.requests[0].header_names
     (hop,) = other.requests
-    assert hop.path == "/echo" and "x-tenant-key" not in hop.header_names
+    assert hop.path == "/echo" and "x-tenant-id" not in hop.header_names
 
 
 def test_f10_next_link_to_another_origin_is_not_followed(env: DemoEnv, other: IncidentsAPI) -> None:
