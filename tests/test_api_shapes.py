@@ -197,3 +197,66 @@ def test_api_key_header_goes_only_to_the_providers_origin(
         ("api.example.test", "k-123"),
         ("cdn.example.test", None),  # the redirect target never gets the key
     ]
+
+
+def test_api_key_in_a_query_parameter(write_config: Callable[..., Path]) -> None:
+    """`token_param`: the key goes in the query (OpenWeather's `appid`), once even when a next
+    link echoes it, never to another origin, and never shown: not in errors nor in logs."""
+    seen: list[tuple[str, list[str]]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append((f"{request.url.host}{request.url.path}", request.url.params.get_list("appid")))
+        if request.url.path == "/moved":  # a careless API that echoes the key, to another host
+            return httpx2.Response(
+                302, headers={"Location": "https://cdn.example.test/rows?appid=k-123"}
+            )
+        if request.url.path == "/denied":
+            return httpx2.Response(403, json={"message": "plan does not allow this"})
+        if request.url.params.get("page") == "2":
+            return httpx2.Response(200, json={"data": {"items": ROWS[2:3]}, "next": None})
+        echo = f"https://api.example.test{request.url.path}?page=2&appid=k-123"
+        return httpx2.Response(200, json={"data": {"items": ROWS[:2]}, "next": echo})
+
+    cfg = write_config(
+        """
+        [providers.weather]
+        token_env = "API_KEY"
+        token_param = "appid"
+        [tables.direct]
+        url = "https://api.example.test/rows"
+        rows = "data.items"
+        pagination = { style = "next_url", next_path = "next" }
+        [tables.direct.columns]
+        id = "INTEGER"
+        [tables.moved]
+        url = "https://api.example.test/moved"
+        rows = "data.items"
+        [tables.moved.columns]
+        id = "INTEGER"
+        [tables.denied]
+        url = "https://api.example.test/denied"
+        [tables.denied.columns]
+        id = "INTEGER"
+        """
+    )
+    with remotetables.connect(
+        ":memory:", cfg, transport=httpx2.MockTransport(handler), environ={"API_KEY": "k-123"}
+    ) as conn:
+        assert conn.execute("SELECT id FROM direct").fetchall() == [(0,), (1,), (2,)]
+        assert conn.execute("SELECT id FROM moved").fetchall() == [(0,), (1,)]
+        with pytest.raises(remotetables.RemoteError) as info:
+            conn.execute("SELECT id FROM denied").fetchall()
+    assert "403" in str(info.value) and "plan does not allow this" in str(info.value)
+    assert "k-123" not in str(info.value) and "k-123" not in str(info.value.url)
+    assert seen == [
+        ("api.example.test/rows", ["k-123"]),
+        ("api.example.test/rows", ["k-123"]),  # the echoed key is replaced, not repeated
+        ("api.example.test/moved", ["k-123"]),
+        ("cdn.example.test/rows", []),  # the other origin never gets the key
+        ("api.example.test/denied", ["k-123"]),
+    ]
+    bad = write_config(
+        '[providers.w]\ntoken_env = "K"\ntoken_param = "appid"\ntoken_header = "X"\n'
+    )
+    with pytest.raises(remotetables.ConfigError, match="token_param"):
+        remotetables.connect(":memory:", bad)

@@ -12,6 +12,7 @@ from typing import Any
 
 from remotetables.config_parse import _Ctx, _get, _only, _str_map, _url
 from remotetables.config_types import ProviderConfig
+from remotetables.errors import register_secret_param
 
 _PROVIDER_KEYS = {
     "auth", "integration", "token_env", "issuer", "client_id", "client_secret_env",
@@ -19,7 +20,7 @@ _PROVIDER_KEYS = {
     "device_authorization_endpoint", "scopes", "extra_authorize_params", "extra_token_params",
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
-    "request_timeout", "token_header", "token_prefix",
+    "request_timeout", "token_header", "token_prefix", "token_param",
 }  # fmt: skip
 _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "password", "api_key"}
 
@@ -61,7 +62,18 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         str,
         "Bearer " if token_header.lower() == "authorization" else "",
     )
-    for k in ("token_header", "token_prefix"):
+    token_param = _get(ctx, raw, p, "token_param", str)
+    if token_param is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+", token_param):
+            raise ctx.err(f"{p}.token_param", "must be a query parameter name")
+        for k in ("token_header", "token_prefix"):
+            if k in raw:
+                raise ctx.err(
+                    f"{p}.{k}",
+                    "the token goes in the query parameter token_param, not in a header: set one",
+                )
+        register_secret_param(token_param)  # its value is redacted wherever a URL is shown
+    for k in ("token_header", "token_prefix", "token_param"):
         if k in raw and auth != "bearer":
             raise ctx.err(
                 f"{p}.{k}",
@@ -155,6 +167,7 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         token_env=token_env,
         token_header=token_header,
         token_prefix=token_prefix,
+        token_param=token_param,
         issuer=issuer,
         client_id=client_id,
         client_secret_env=_get(ctx, raw, p, "client_secret_env", str),

@@ -56,7 +56,10 @@ def _table_spec(
     for k in params:
         if _is_secret_name(k):
             raise ctx.err(
-                f"{p}.params.{k}", "looks like a secret: secrets are never written in the config"
+                f"{p}.params.{k}",
+                "looks like a secret: secrets are never written in the config; for an API key "
+                f'sent as a query parameter give the provider token_env = "VARIABLE" and '
+                f'token_param = "{k}"',
             )
     ttl = _get(ctx, raw, p, "cache_ttl", float, 30.0)
     if ttl < 0:

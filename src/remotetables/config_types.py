@@ -120,6 +120,7 @@ class ProviderConfig:
     token_env: str | None = None  # bearer: env var holding the static token
     token_header: str = "Authorization"  # bearer: the header that carries it (e.g. X-API-Key)
     token_prefix: str = "Bearer "  # bearer: what goes before it in that header
+    token_param: str | None = None  # bearer: send it as this query parameter instead
     issuer: str | None = None
     client_id: str | None = None
     client_secret_env: str | None = None

@@ -279,6 +279,18 @@ _SECRET_PARAM = re.compile(
 )
 
 
+_EXTRA_SECRET_PARAMS: set[str] = set()  # names configured to carry a token (token_param)
+
+
+def register_secret_param(name: str) -> None:
+    """Redact ``name``'s values too (a provider sends its key in that query parameter)."""
+    _EXTRA_SECRET_PARAMS.add(name.lower())
+
+
+def _is_secret_param(name: str) -> bool:
+    return bool(_SECRET_PARAM.search(name)) or name.lower() in _EXTRA_SECRET_PARAMS
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with user info and secret-looking query values replaced by ``***``.
 
@@ -299,8 +311,7 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         # written out by hand: urlencode would turn the mask into %2A%2A%2A
         query = "&".join(
-            f"{quote_plus(k)}={'***' if _SECRET_PARAM.search(k) else quote_plus(v)}"
-            for k, v in pairs
+            f"{quote_plus(k)}={'***' if _is_secret_param(k) else quote_plus(v)}" for k, v in pairs
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -319,7 +330,7 @@ def redact_text(text: str) -> str:
     """
 
     def pair(m: re.Match[str]) -> str:
-        if m["value"] and _SECRET_PARAM.search(unquote_plus(m["name"])):
+        if m["value"] and _is_secret_param(unquote_plus(m["name"])):
             return f"{m['lead']}{m['name']}=***"
         return m[0]
 

@@ -196,6 +196,7 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
 # request extensions, kept by redirects: (header name, allowed origins) of the token header
 # and (header names, origin of the first URL) of the caller's extra headers
 SECRET_HEADER = "remotetables.secret_header"
+SECRET_PARAM = "remotetables.secret_param"
 EXTRA_HEADERS = "remotetables.extra_headers"
 
 
@@ -214,6 +215,12 @@ def strip_off_origin_headers(request: httpx2.Request) -> None:
         header, allowed = secret
         if origin not in allowed:
             request.headers.pop(header, None)
+    param = request.extensions.get(SECRET_PARAM)
+    if param is not None:
+        name, allowed = param
+        if origin not in allowed and name in request.url.params:
+            request.url = request.url.copy_remove_param(name)
+        secret = secret or (None, allowed)
     extra = request.extensions.get(EXTRA_HEADERS)
     if extra is not None:
         names, home = extra

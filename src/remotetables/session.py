@@ -132,6 +132,7 @@ class StaticBearer:
             self.provider.name,
             header=self.provider.token_header,
             prefix=self.provider.token_prefix,
+            param=self.provider.token_param,
             unauthorized_hint=(
                 f"the static token from environment variable {name} was refused; it is never "
                 "refreshed: check that it is current and meant for this API"

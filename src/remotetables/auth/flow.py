@@ -13,7 +13,7 @@ import httpx2
 
 from remotetables.config import origin_of
 from remotetables.errors import RemoteError, redact_url
-from remotetables.http import SECRET_HEADER
+from remotetables.http import SECRET_HEADER, SECRET_PARAM
 
 __all__ = ["BearerAuth"]
 
@@ -32,14 +32,18 @@ class BearerAuth(httpx2.Auth):
         *,
         header: str = "Authorization",
         prefix: str = "Bearer ",
+        param: str | None = None,
         unauthorized_hint: str | None = None,
     ) -> None:
+        """``param``: send the token as this query parameter instead of a header (APIs that
+        take a key in the URL); like the header, it is removed on hops off the origins."""
         self._get_token = get_token
         self._on_unauthorized = on_unauthorized
         self._allowed = allowed_origins
         self._provider = provider
         self._header = header
         self._prefix = prefix
+        self._param = param
         self._unauthorized_hint = unauthorized_hint
 
     @property
@@ -63,9 +67,13 @@ class BearerAuth(httpx2.Auth):
                 provider=self._provider,
             )
         token = self._get_token()
-        request.headers[self._header] = f"{self._prefix}{token}"
+        self._put(request, token)
         # redirects keep the extensions: http.strip_off_origin_headers drops the header off-origin
-        request.extensions = {**request.extensions, SECRET_HEADER: (self._header, self._allowed)}
+        if self._param is None:
+            secret = {SECRET_HEADER: (self._header, self._allowed)}
+        else:
+            secret = {SECRET_PARAM: (self._param, self._allowed)}
+        request.extensions = {**request.extensions, **secret}
         response = yield request
         # a 401 from a redirect target on another origin (which got no token) is no reason to refresh
         if (
@@ -75,8 +83,14 @@ class BearerAuth(httpx2.Auth):
         ):
             fresh = self._on_unauthorized(token)
             if fresh and fresh != token:
-                request.headers[self._header] = f"{self._prefix}{fresh}"
+                self._put(request, fresh)
                 yield request
+
+    def _put(self, request: httpx2.Request, token: str) -> None:
+        if self._param is None:
+            request.headers[self._header] = f"{self._prefix}{token}"
+        else:  # set, not add: a next-page link may echo the parameter back
+            request.url = request.url.copy_set_param(self._param, token)
 
     def __repr__(self) -> str:
         return f"BearerAuth(provider={self._provider!r})"
