@@ -117,6 +117,12 @@ CASES: dict[str, Case] = {
         ConfigError,
         "looks like a credential",
     ),
+    "secret-in-table-url": Case(
+        "config",
+        PROVIDER + TABLE.replace('/x"', f'/x?page=1&access_token={SECRET}"'),
+        ConfigError,
+        "key 'tables.t.url': the query parameter 'access_token' looks like a secret",
+    ),
     "negative-timeout": Case(
         "config", PROVIDER + "read_timeout = -1\n" + TABLE, ConfigError, "> 0"
     ),

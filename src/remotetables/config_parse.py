@@ -5,12 +5,13 @@ Each error is a :class:`ConfigError` naming the file and the dotted key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from remotetables.config_types import is_loopback_host
-from remotetables.errors import ConfigError
+from remotetables.errors import ConfigError, redact_url
 from remotetables.rows import JsonPath, parse_path
 
 
@@ -83,12 +84,24 @@ def _url(ctx: _Ctx, key: str, value: str | None) -> str | None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ctx.err(key, f"must be an absolute http(s) URL, not {value!r}")
+        raise ctx.err(key, f"must be an absolute http(s) URL, not {redact_url(value)!r}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ctx.err(key, "plain http is only allowed for loopback addresses; use https")
     if parts.username or parts.password:
         raise ctx.err(key, "credentials in URLs are not allowed")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _is_secret_name(name):
+            raise ctx.err(
+                key,
+                f"the query parameter {name!r} looks like a secret: secrets are never written in "
+                "the config (for an API key in the URL, give the provider token_env and "
+                f'token_param = "{name}")',
+            )
     return value
+
+
+def _is_secret_name(name: str) -> bool:
+    return bool(re.search(r"(token|secret|password|api[_-]?key|apikey)", name, re.IGNORECASE))
 
 
 def _path(ctx: _Ctx, key: str, text: str) -> JsonPath:

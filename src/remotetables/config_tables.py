@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from remotetables.config_parse import _Ctx, _get, _only, _path, _str_map, _table, _url
+from remotetables.config_parse import (
+    _Ctx,
+    _get,
+    _is_secret_name,
+    _only,
+    _path,
+    _str_map,
+    _table,
+    _url,
+)
 from remotetables.config_types import (
     IDENT,
     IN_STYLES,
@@ -99,10 +107,6 @@ def _table_spec(
         write=write,
         description=_get(ctx, raw, p, "description", str),
     )
-
-
-def _is_secret_name(name: str) -> bool:
-    return bool(re.search(r"(token|secret|password|api[_-]?key|apikey)", name, re.IGNORECASE))
 
 
 def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
