@@ -260,3 +260,21 @@ def test_api_key_in_a_query_parameter(write_config: Callable[..., Path]) -> None
     )
     with pytest.raises(remotetables.ConfigError, match="token_param"):
         remotetables.connect(":memory:", bad)
+
+
+def test_a_redirect_to_plain_http_is_refused(write_config: Callable[..., Path]) -> None:
+    """The configured URL is https; a hop to plain http (off loopback) would bring the rows
+    back unencrypted: refused, with the (redacted) target named."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == "api.example.test":
+            return httpx2.Response(302, headers={"Location": "http://cdn.example.test/rows?sig=s3"})
+        return httpx2.Response(200, json={"data": {"items": ROWS[:2]}})
+
+    cfg = write_config(TABLE.format(path="/moved", pagination='"none"'))
+    with remotetables.connect(":memory:", cfg, transport=httpx2.MockTransport(handler)) as conn:
+        with pytest.raises(remotetables.RemoteError) as info:
+            conn.execute("SELECT id FROM t").fetchall()
+    message = str(info.value)
+    assert "refusing to follow a redirect to http://cdn.example.test/rows?sig=***" in message
+    assert "s3" not in message

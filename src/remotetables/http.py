@@ -207,8 +207,16 @@ def strip_off_origin_headers(request: httpx2.Request) -> None:
     ``Authorization`` on cross-origin redirects by itself, but not an API-key header such as
     ``X-API-Key``. The caller's extra headers (the provider's ``headers``, which may carry
     credentials too) go where the token may go, or, on a request without a token, only to the
-    origin of the URL first asked for.
+    origin of the URL first asked for. A hop to plain http off loopback is refused: the answer
+    would come back unencrypted (the configured URLs are checked the same way).
     """
+    url = request.url
+    if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
+        raise RemoteError(
+            f"refusing to follow a redirect to {redact_url(str(url))}: only https (or http to a "
+            "loopback address) is allowed",
+            url=str(url),
+        )
     origin = origin_of(str(request.url))
     secret = request.extensions.get(SECRET_HEADER)
     if secret is not None:
