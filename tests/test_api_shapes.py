@@ -272,9 +272,11 @@ def test_a_redirect_to_plain_http_is_refused(write_config: Callable[..., Path]) 
         return httpx2.Response(200, json={"data": {"items": ROWS[:2]}})
 
     cfg = write_config(TABLE.format(path="/moved", pagination='"none"'))
-    with remotetables.connect(":memory:", cfg, transport=httpx2.MockTransport(handler)) as conn:
-        with pytest.raises(remotetables.RemoteError) as info:
-            conn.execute("SELECT id FROM t").fetchall()
+    with (
+        remotetables.connect(":memory:", cfg, transport=httpx2.MockTransport(handler)) as conn,
+        pytest.raises(remotetables.RemoteError) as info,
+    ):
+        conn.execute("SELECT id FROM t").fetchall()
     message = str(info.value)
     assert "refusing to follow a redirect to http://cdn.example.test/rows?sig=***" in message
     assert "s3" not in message

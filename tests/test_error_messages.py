@@ -108,6 +108,27 @@ def test_an_http_error_quotes_the_apis_message(
     assert f"answered HTTP {status}: {said}" in str(info.value)
 
 
+def test_a_plain_text_error_is_quoted_bounded_and_redacted(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., Any]
+) -> None:
+    conn = open_table(open_conn, fresh_api)
+    text = "Invalid value for 'state'.\nSee /docs?api_key=k-999 " + "y" * 300
+    fresh_api.faults.add(
+        Fault(
+            "status",
+            path=PATH,
+            status=400,
+            body=text,
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+    )
+    with pytest.raises(RemoteError) as info:
+        conn.execute("SELECT * FROM inc").fetchall()
+    message = str(info.value)
+    assert "answered HTTP 400: Invalid value for 'state'. See /docs?api_key=*** yyy" in message
+    assert "k-999" not in message and "y" * 250 not in message
+
+
 # ----------------------------------------------------------------------------- 401 wording
 
 

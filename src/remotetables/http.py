@@ -568,8 +568,13 @@ def _reason(raw: _Raw) -> str:
     said = body_message(body)
     if said is not None:
         return f": {said[1]}"
-    if "html" in raw.headers.get("content-type", "").lower():
+    ctype = raw.headers.get("content-type", "").lower()
+    if "html" in ctype:
         return ": an HTML error page"
+    if ctype.startswith("text/plain") and raw.content:
+        text = " ".join(raw.content[:4096].decode("utf-8", "replace").split())
+        if text:
+            return f": {_shorten(redact_text(text), 200)}"
     return ""
 
 

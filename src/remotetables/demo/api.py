@@ -529,7 +529,9 @@ def _fault_response(fault: Fault) -> Response:
     if body is None:
         code = "invalid_token" if status == 401 else _phrase(status).lower().replace(" ", "_")
         body = orjson.dumps({"error": code, "message": f"injected {status}"})
-    return Response(status, body, headers=headers)
+    ctype = next((v for k, v in headers if k.lower() == "content-type"), "application/json")
+    headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+    return Response(status, body, ctype, headers)
 
 
 # -------------------------------------------------------------------- python -m
