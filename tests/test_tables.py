@@ -300,6 +300,12 @@ def test_a_filter_only_parameter_shows_the_value_the_query_gave(
     got = conn.execute("SELECT number, state, priority FROM p WHERE state = 'closed'").fetchall()
     assert sorted(n for n, _, _ in got) == closed
     assert {(s, p) for _, s, p in got} == {("closed", None)}
+    # several TEXT values: one `=` per value, as the README says
+    both = conn.execute(
+        "SELECT state, count(*) FROM (SELECT state FROM p WHERE state = 'closed' "
+        "UNION ALL SELECT state FROM p WHERE state = 'new') GROUP BY 1"
+    ).fetchall()
+    assert dict(both) == {s: sum(r["state"] == s for r in rows) for s in ("closed", "new")}
     # IN as one request per value: each row takes its own request's value
     got = conn.execute("SELECT priority, count(*) FROM p WHERE priority IN (1, 2) GROUP BY 1")
     want = {p: sum(r["priority"] == p for r in rows) for p in (1, 2)}
