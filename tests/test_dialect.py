@@ -167,6 +167,27 @@ def test_two_users_two_engines_get_their_own_rows(
     assert api.dataset("incidents").get("b2")["priority"] == 8
 
 
+def test_set_user_does_not_outlive_the_checkout(
+    oauth_config: tuple[IncidentsAPI, Path], tmp_path: Path
+) -> None:
+    """A pooled connection goes back as the URL's user: the next checkout gets alice's token
+    and rows, not those of whoever set_user() named during the previous one."""
+    _api, config = oauth_config
+    args = {"consent": walk, "token_store": MemoryTokenStore()}
+    eng = sa.create_engine(
+        engine_url(tmp_path / "a.db", config, user="alice"), connect_args=args, pool_size=1
+    )
+    try:
+        q = "SELECT current_user(), group_concat(sys_id) FROM (SELECT sys_id FROM inc ORDER BY 1)"
+        with eng.connect() as c:
+            c.exec_driver_sql("SELECT set_user('bob')")
+            assert c.exec_driver_sql(q).one() == ("bob", "b1,b2,s1")
+        with eng.connect() as c:
+            assert c.exec_driver_sql(q).one() == ("alice", "a1,a2,a3,a4,s1")
+    finally:
+        eng.dispose()
+
+
 def test_consent_required_reaches_caller_with_url(
     oauth_config: tuple[IncidentsAPI, Path], tmp_path: Path
 ) -> None:

@@ -13,7 +13,8 @@ user). ``remotetables://`` alone is an in-memory database. Anything else for
 goes in ``create_engine(..., connect_args={...})``.
 
 All connections of one engine share one :class:`~remotetables.session.Runtime` (HTTP pool, row
-cache, token store); ``engine.dispose()`` closes it. To choose the user per checkout instead::
+cache, token store); ``engine.dispose()`` closes it. A connection returns to the pool as the URL's
+user, whatever ``set_user()`` did during the checkout. To choose the user per checkout instead::
 
     @sqlalchemy.event.listens_for(engine, "checkout")
     def _as_current_user(dbapi_conn, record, proxy):
@@ -91,6 +92,9 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
         dialect = engine.dialect
         if isinstance(dialect, RemoteTablesDialect):
             event.listen(engine, "engine_disposed", lambda _engine: dialect.close_runtime())
+            # a connection goes back to the pool as the user it was made for: a set_user()
+            # on one checkout must not carry over to the next (someone else's token and rows)
+            event.listen(engine, "checkin", _restore_user)
 
     def create_connect_args(self, url: URL) -> Any:
         if url.password or url.host or url.port:
@@ -164,6 +168,7 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
             return None if args[0] is None else math.floor(args[0])
 
         def setup(conn: Any) -> None:
+            conn.pool_user = conn.user  # what _restore_user goes back to
             db: apsw.Connection = conn.apsw
             db.create_scalar_function("regexp", regexp, 2, deterministic=True)
             db.create_scalar_function("floor", floor, 1, deterministic=True)
@@ -182,6 +187,12 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
 
     def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
         return isinstance(e, errors.InterfaceError) and "closed" in str(e)
+
+
+def _restore_user(dbapi_connection: Any, _record: Any) -> None:
+    user = getattr(dbapi_connection, "pool_user", None)
+    if dbapi_connection is not None and dbapi_connection.user != user:
+        dbapi_connection.set_user(user)
 
 
 dialect = RemoteTablesDialect
