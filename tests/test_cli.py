@@ -325,6 +325,7 @@ def test_tables_shows_columns_and_pushdown(
     assert "incidents  provider: none (public)" in result.output
     assert re.search(r"state\s+TEXT\s+WHERE state = \.\.\. is sent as \?state=", result.output)
     assert re.search(r"caller_name\s+TEXT\s+from caller\.name", result.output)
+    assert "  read-only; rows cached 30 s\n" in result.output
 
 
 def test_check_ok(run: Callable[..., click.testing.Result], oauth_config: Path) -> None:
@@ -381,6 +382,17 @@ def test_tokens_and_logout(
     assert "incidents.read" in row
     # never token material: nothing that looks like a long random token
     assert not re.search(r"[A-Za-z0-9_\-]{30,}", result.output)
+    # a grant that needs consent shows no expiry: its access token is gone
+    with remotetables.connect(
+        ":memory:", config=oauth_config, environ={"REMOTETABLES_NO_KEYRING": "1"}
+    ) as conn:
+        service = conn.runtime.oauth_service()
+        key = service.key(conn.runtime.config.providers["demo"], "alice")
+        service.store.mark_needs_consent(key, reason="test", now=conn.runtime.clock())
+        result = run("tokens", "-c", str(oauth_config))
+        row = next(line for line in result.output.splitlines() if line.startswith("demo"))
+        assert row.split()[:4] == ["demo", "alice", "needs_consent", "-"]
+        consent_as("alice", oauth_config)
 
     revoked_before = srv.stats.revocations
     result = run("logout", "demo", "-u", "alice", "-c", str(oauth_config))
@@ -553,11 +565,26 @@ def test_export_needs_a_user_only_for_personal_tables(
     assert "exported the rows to" in result.output
     with sqlite3.connect(tmp_path / "p.db") as plain:
         assert plain.execute("SELECT count(*) FROM incidents").fetchone()[0] > 0
+    with sqlite3.connect(tmp_path / "p.db") as plain:
+        meta = plain.execute("SELECT table_name, user FROM _remotetables_export").fetchall()
+    assert meta == [("incidents", "(public)")]
     result = run(
         "export", str(tmp_path / "o.db"), "--to", str(tmp_path / "q.db"), "-c", str(oauth_config)
     )
     assert result.exit_code == 2
     assert "--user is needed: table incidents reads each user's own rows" in result.output
+    # the target is for tools without the module: a file holding remote tables is refused
+    result = run(
+        "export", str(tmp_path / "w.db"), "--to", str(tmp_path / "w2.db"), "-c", str(public_config)
+    )
+    assert result.exit_code == 0
+    with remotetables.connect(tmp_path / "w3.db", config=public_config):
+        pass
+    result = run(
+        "export", str(tmp_path / "w.db"), "--to", str(tmp_path / "w3.db"), "-c", str(public_config)
+    )
+    assert result.exit_code == 1
+    assert "holds remote tables (incidents): --to must be a plain SQLite file" in result.output
 
 
 def test_verbose_logs_requests_on_stderr(public_config: Path, tmp_path: Path) -> None:
@@ -576,6 +603,21 @@ def test_verbose_logs_requests_on_stderr(public_config: Path, tmp_path: Path) ->
     assert re.search(
         r"remotetables\.http DEBUG GET http://127\.0\.0\.1:\d+/styles/link/incidents", loud.stderr
     )
+
+
+def test_query_says_how_many_rows_a_write_changed(
+    run: Callable[..., click.testing.Result], write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from tests.test_writes import make_rows, table_toml
+
+    with IncidentsAPI({"incidents": make_rows()}) as api:
+        text = table_toml("inc", api.base_url, "update = true").replace('provider = "demo"\n', "")
+        cfg = write_config(text)
+        sql = "UPDATE inc SET priority = 9 WHERE sys_id IN ('a1', 'a2')"
+        result = run("query", str(tmp_path / "w.db"), sql, "-c", str(cfg))
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "" and result.stderr == "2 rows changed\n"
+        assert api.dataset("incidents").get("a1")["priority"] == 9
 
 
 def test_query_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:

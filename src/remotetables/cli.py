@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from remotetables.cli_tokens import login, logout, tokens
 from remotetables.config import Config, ProviderConfig, TableSpec
 from remotetables.dbapi import Connection, connect
 from remotetables.session import Runtime
+from remotetables.vtable import MODULE_NAME
 
 __all__ = ["main"]
 
@@ -314,6 +316,8 @@ def query(
             first = cur.fetchone()
             headers = [d[0] for d in cur.description or ()]
             kinds = _json_kinds(cfg, cur.column_origins)
+            if not headers and _CHANGES.match(sql) and cur.rowcount >= 0:
+                click.echo(f"{_plural(cur.rowcount, 'row')} changed", err=True)
 
             def rows() -> Iterator[tuple[Any, ...]]:
                 if first is not None:
@@ -331,6 +335,10 @@ def query(
             if reporter is not None:
                 reporter.finish()
             conn.close()
+
+
+# a statement that changes rows: `query` says how many on stderr (stdout stays the rows)
+_CHANGES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
 def _one_statement(conn: Connection, sql: str) -> None:
@@ -391,6 +399,15 @@ def tables(config_path: str | None) -> None:
         fixed = ", ".join(f"{k}={v}" for k, v in spec.params)
         if fixed:
             click.echo(f"  always sends: {fixed}")
+        facts = []
+        if spec.key:
+            facts.append(f"key: {spec.key}")
+        w = spec.write
+        writes = [n for n, on in (("INSERT", w and w.insert), ("UPDATE", w and w.update),
+                                  ("DELETE", w and w.delete)) if on]  # fmt: skip
+        facts.append(f"writes: {', '.join(writes)}" if writes else "read-only")
+        facts.append(f"rows cached {spec.cache_ttl:g} s" if spec.cache_ttl > 0 else "not cached")
+        click.echo("  " + "; ".join(facts))
         table = format_table(["column", "type", "pushed down / source"], _describe(spec))
         click.echo("\n".join("  " + line for line in table.splitlines()))
 
@@ -476,6 +493,8 @@ def export(
         raise click.ClickException(f"no remote tables in {cfg.path}")
     if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
         raise click.ClickException("--to must be another file than DATABASE")
+    if Path(target).exists():
+        _check_plain_target(target)
     if user is None:
         for spec in specs:
             p = cfg.providers.get(spec.provider)
@@ -504,6 +523,39 @@ def export(
     click.echo(f"exported {whose} rows to {target}")
 
 
+def _check_plain_target(target: str) -> None:
+    """The target is for tools without the module: it must not hold remote tables itself."""
+    try:
+        db = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            remote = [
+                str(name)
+                for name, sql in db.execute(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'table'"
+                )
+                if MODULE_NAME in str(sql or "").lower()
+            ]
+        finally:
+            db.close()
+    except apsw.Error as exc:
+        raise click.ClickException(f"{target} is not a SQLite database: {exc}") from None
+    if remote:
+        raise click.ClickException(
+            f"{target} holds remote tables ({', '.join(remote)}): --to must be a plain SQLite "
+            "file (a new one, or one written by export)"
+        )
+
+
+def _owner(conn: Connection, spec: TableSpec, user: str | None) -> str | None:
+    """Whose rows a table holds: the user for personal tokens, else the shared identity."""
+    p = conn.runtime.config.providers.get(spec.provider)
+    if p is None:
+        return "(public)"
+    if p.auth == "oauth" and p.integration == "personal":
+        return user
+    return "(system)"
+
+
 def _export(
     conn: Connection, specs: Sequence[TableSpec], target: str, user: str | None
 ) -> list[tuple[str, int]]:
@@ -529,7 +581,7 @@ def _export(
                 stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 out.execute(
                     "INSERT OR REPLACE INTO _remotetables_export VALUES (?, ?, ?, ?)",
-                    (spec.name, user, len(rows), stamp),
+                    (spec.name, _owner(conn, spec, user), len(rows), stamp),
                 )
                 counts.append((spec.name, len(rows)))
     finally:

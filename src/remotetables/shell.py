@@ -106,7 +106,8 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
                 provider,
                 who,
                 str(info.status),
-                _when(info.expires_at, now),
+                # a grant that needs consent has no usable access token, whatever its expiry
+                _when(info.expires_at, now) if str(info.status) == "active" else "-",
                 info.scope or "-",
                 "yes" if info.has_refresh_token else "no",
             )
