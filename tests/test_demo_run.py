@@ -188,3 +188,72 @@ def test_readme_first_command_runs_as_a_process(tmp_path: Path) -> None:
     alice_open, _by_state, bob_open, _count, _tokens = _tables(proc.stdout)
     assert alice_open and bob_open and set(alice_open).isdisjoint(bob_open)
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_serve_keeps_the_servers_up_for_other_commands(tmp_path: Path) -> None:
+    """`demo --serve`: the servers run until SIGTERM; another process logs bob in against them
+    with a pasted redirect URL and queries his rows with the written config."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remotetables", "demo", "--serve", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        head = []
+        for line in proc.stdout:
+            head.append(line)
+            if line.startswith("Tokens from"):
+                break
+        text = "".join(head)
+        config = tmp_path / "remotetables.toml"
+        assert f"Config: {config}" in text
+        env = {**os.environ, "REMOTETABLES_NO_KEYRING": "1"}
+        base = ["-m", "remotetables"]
+        with subprocess.Popen(
+            [
+                sys.executable,
+                *base,
+                "login",
+                "demo",
+                "-u",
+                "bob",
+                "-c",
+                str(config),
+                "--consent",
+                "prompt",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as login:
+            assert login.stderr is not None
+            url = ""
+            while not url:
+                line = login.stderr.readline()
+                assert line, "login ended before printing the authorization URL"
+                if line.strip().startswith("http"):
+                    url = line.strip()
+            answer = walk_consent(url, username="bob", password="bob") + "\n"
+            login.communicate(answer, timeout=60)
+        assert login.returncode == 0
+        sql = "SELECT current_user(), count(*) > 0 FROM incidents"
+        out = subprocess.run(
+            [sys.executable, *base, "query", str(tmp_path / "demo.db"), sql, "-c", str(config),
+             "-u", "bob", "-f", "csv"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[1] == "bob,1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0 and rest.strip().endswith("demo servers stopped")

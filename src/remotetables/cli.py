@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import datetime as dt
 import logging
 import os
 import re
@@ -20,7 +19,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import apsw
 import click
 import orjson
 
@@ -33,21 +31,13 @@ from remotetables.cli_common import (
     config_option,
     consent_option,
 )
+from remotetables.cli_export import export
 from remotetables.cli_tokens import login, logout, tokens
 from remotetables.config import Config, ProviderConfig, TableSpec
 from remotetables.dbapi import Connection, connect
 from remotetables.session import Runtime
-from remotetables.vtable import MODULE_NAME
 
 __all__ = ["main"]
-
-_SQL_TYPE = {
-    "INTEGER": "INTEGER",
-    "REAL": "REAL",
-    "TEXT": "TEXT",
-    "BOOLEAN": "INTEGER",
-    "JSON": "TEXT",
-}
 
 
 # ---------------------------------------------------------------- shared plumbing
@@ -108,6 +98,7 @@ def _log_to_stderr(level: int) -> None:
 main.add_command(login)
 main.add_command(logout)
 main.add_command(tokens)
+main.add_command(export)
 
 
 # ---------------------------------------------------------------- demo
@@ -127,7 +118,13 @@ main.add_command(tokens)
     "(the default when there is no terminal).",
 )
 @click.option("--user", "-u", default="alice", show_default=True, help="Demo user to start as.")
-def demo(directory: str | None, auto: bool, user: str) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Only run the two servers (and write the config) until Ctrl-C, to try your own "
+    "configs, the CLI or a BI tool against them.",
+)
+def demo(directory: str | None, auto: bool, user: str, serve: bool) -> None:
     """Try remotetables with a local authorization server and API.
 
     Starts a demo OAuth server and an incidents API on 127.0.0.1, writes a config and a
@@ -141,6 +138,10 @@ def demo(directory: str | None, auto: bool, user: str) -> None:
         raise click.ClickException(f"{user!r} is not a demo user: choose {', '.join(DEMO_USERS)}")
     interactive = not auto and sys.stdin.isatty() and sys.stdout.isatty()
     where = Path(directory) if directory else default_demo_dir()
+    if serve:
+        with _errors(), Demo(where) as d:
+            _serve(d)
+        return
     with _errors(), Demo(where) as d:
         click.echo(d.banner(interactive=interactive))
         if not interactive:
@@ -156,6 +157,37 @@ def demo(directory: str | None, auto: bool, user: str) -> None:
                 raise
         finally:
             conn.close()
+
+
+def _serve(d: Any) -> None:
+    """Keep the demo servers up until SIGINT/SIGTERM, saying how to use them."""
+    import signal
+    import threading
+
+    cfg = d.config_path
+    click.echo(
+        "remotetables demo servers (127.0.0.1 only; Ctrl-C stops them):\n"
+        f"  authorization server  {d.auth.issuer}\n"
+        f"  incidents API         {d.api.base_url}\n"
+        "Demo users: alice, bob and carol; each password is the user name.\n"
+        f"Config: {cfg}\n"
+        "Try, in another terminal:\n"
+        f"  remotetables shell {d.database} -c {cfg} -u alice\n"
+        f"  remotetables login demo -u bob -c {cfg} --consent prompt\n"
+        f'  remotetables query {d.database} -c {cfg} -u bob "SELECT count(*) FROM incidents"\n'
+        "Tokens from an earlier run are deleted at start: they belong to servers that are gone.",
+    )
+    sys.stdout.flush()
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("demo servers stopped")
 
 
 # ---------------------------------------------------------------- shell and query
@@ -452,141 +484,6 @@ def _check_provider(rt: Runtime, p: ProviderConfig) -> tuple[bool, str]:
         f"discovery at {p.issuer}" if p.issuer and not p.token_endpoint else "configured endpoints"
     )
     return True, f"{source}; token endpoint {meta.token_endpoint}"
-
-
-# ---------------------------------------------------------------- export
-
-
-@main.command()
-@click.argument("database", type=click.Path(dir_okay=False))
-@click.option(
-    "--to",
-    "target",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Plain SQLite file to write.",
-)
-@click.option("--table", "-t", "names", multiple=True, help="Only this remote table (repeatable).")
-@config_option
-@click.option(
-    "--user", "-u", help="Whose rows to export (needed when a table uses personal tokens)."
-)
-@consent_option
-def export(
-    database: str,
-    target: str,
-    names: tuple[str, ...],
-    config_path: str | None,
-    user: str | None,
-    consent: str | None,
-) -> None:
-    """Copy a user's rows into native tables of a plain SQLite file.
-
-    For BI tools and the stock sqlite3 CLI, which cannot load the module. Tables of the same
-    name in the target are replaced; the table _remotetables_export records what was copied
-    when, and for whom.
-    """
-    cfg = _config(config_path)
-    with _errors():
-        specs = [cfg.table(n) for n in names] if names else list(cfg.tables.values())
-    if not specs:
-        raise click.ClickException(f"no remote tables in {cfg.path}")
-    if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
-        raise click.ClickException("--to must be another file than DATABASE")
-    if Path(target).exists():
-        _check_plain_target(target)
-    if user is None:
-        for spec in specs:
-            p = cfg.providers.get(spec.provider)
-            if p is not None and p.auth == "oauth" and p.integration == "personal":
-                raise click.UsageError(
-                    f"--user is needed: table {spec.name} reads each user's own rows "
-                    f"(provider {p.name} uses personal tokens)"
-                )
-    with _errors():
-        from remotetables.shell import ProgressReporter
-
-        conn = connect(
-            database,
-            config=cfg,
-            user=user,
-            consent=_consent(consent, cfg),
-            progress=ProgressReporter(sys.stderr) if sys.stderr.isatty() else None,
-        )
-        try:
-            counts = _export(conn, specs, target, user)
-        finally:
-            conn.close()
-    for name, n in counts:
-        click.echo(f"{name}: {n} rows")
-    whose = f"{user}'s" if user else "the"
-    click.echo(f"exported {whose} rows to {target}")
-
-
-def _check_plain_target(target: str) -> None:
-    """The target is for tools without the module: it must not hold remote tables itself."""
-    try:
-        db = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            remote = [
-                str(name)
-                for name, sql in db.execute(
-                    "SELECT name, sql FROM sqlite_schema WHERE type = 'table'"
-                )
-                if MODULE_NAME in str(sql or "").lower()
-            ]
-        finally:
-            db.close()
-    except apsw.Error as exc:
-        raise click.ClickException(f"{target} is not a SQLite database: {exc}") from None
-    if remote:
-        raise click.ClickException(
-            f"{target} holds remote tables ({', '.join(remote)}): --to must be a plain SQLite "
-            "file (a new one, or one written by export)"
-        )
-
-
-def _owner(conn: Connection, spec: TableSpec, user: str | None) -> str | None:
-    """Whose rows a table holds: the user for personal tokens, else the shared identity."""
-    p = conn.runtime.config.providers.get(spec.provider)
-    if p is None:
-        return "(public)"
-    if p.auth == "oauth" and p.integration == "personal":
-        return user
-    return "(system)"
-
-
-def _export(
-    conn: Connection, specs: Sequence[TableSpec], target: str, user: str | None
-) -> list[tuple[str, int]]:
-    out = apsw.Connection(target)
-    counts = []
-    try:
-        with out:  # one transaction: all tables or none
-            out.execute(
-                "CREATE TABLE IF NOT EXISTS _remotetables_export(table_name TEXT PRIMARY KEY, "
-                "user TEXT, rows INTEGER, exported_at TEXT)"
-            )
-            for spec in specs:
-                q = '"' + spec.name.replace('"', '""') + '"'
-                cols = ", ".join(
-                    '"' + c.name.replace('"', '""') + '" ' + _SQL_TYPE[c.type] for c in spec.columns
-                )
-                out.execute(f"DROP TABLE IF EXISTS {q}")
-                out.execute(f"CREATE TABLE {q}({cols})")
-                marks = ", ".join("?" * len(spec.columns))
-                names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in spec.columns)
-                rows = conn.execute(f"SELECT {names} FROM {q}").fetchall()
-                out.executemany(f"INSERT INTO {q} VALUES ({marks})", rows)
-                stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                out.execute(
-                    "INSERT OR REPLACE INTO _remotetables_export VALUES (?, ?, ?, ?)",
-                    (spec.name, _owner(conn, spec, user), len(rows), stamp),
-                )
-                counts.append((spec.name, len(rows)))
-    finally:
-        out.close()
-    return counts
 
 
 if __name__ == "__main__":  # pragma: no cover
