@@ -316,24 +316,24 @@ URL_SECRET = "abc123secretq"
 
 
 def secret_url_table(base: str) -> str:
-    """An API-key-in-the-URL table (a `token` query parameter) on the test API, no auth."""
+    """An API key in the URL (`token_param = "token"`, from $URL_KEY) on the test API, which
+    ignores it and echoes it in its Link headers."""
     table = incidents_table("inc", "link", base, extra="cache_ttl = 0\n")
-    table = table.replace(
-        '/styles/link/incidents"', f'/styles/link/incidents?token={URL_SECRET}"', 1
+    return (
+        '[providers.key]\nauth = "bearer"\ntoken_env = "URL_KEY"\ntoken_param = "token"\n' + table
     )
-    return '[providers.open]\nauth = "none"\n' + table
 
 
 def test_a_redacted_query_value_reads_as_stars(
     fresh_api: IncidentsAPI, open_conn: Callable[..., Any]
 ) -> None:
-    conn = open_conn(secret_url_table(fresh_api.base_url))
+    conn = open_conn(secret_url_table(fresh_api.base_url), environ={"URL_KEY": URL_SECRET})
     fresh_api.faults.add(Fault("status", path="/styles/link/incidents", status=400))
     with pytest.raises(RemoteError) as info:
         conn.execute("SELECT * FROM inc").fetchall()
     message, url = str(info.value), info.value.url or ""
     assert "HTTP 400" in message and URL_SECRET not in message + url
-    assert "?token=***&" in message and "?token=***&" in url
+    assert "&token=***" in message and "&token=***" in url
     assert "%2A" not in message + url
 
 
@@ -345,7 +345,7 @@ def test_library_logs_redact_url_secrets(
     caplog.set_level(logging.DEBUG)
     for name in ("httpx2", "httpcore2"):
         caplog.set_level(logging.DEBUG, logger=name)
-    conn = open_conn(secret_url_table(fresh_api.base_url))
+    conn = open_conn(secret_url_table(fresh_api.base_url), environ={"URL_KEY": URL_SECRET})
     assert len(conn.execute("SELECT * FROM inc").fetchall()) == 250  # 7 pages
     fresh_api.faults.add(
         Fault(
@@ -360,11 +360,11 @@ def test_library_logs_redact_url_secrets(
     records = [r for r in caplog.records if r.name.startswith(("httpx2", "httpcore2"))]
     lines = [r.getMessage() for r in records]
     assert any(
-        line.startswith("HTTP Request: GET http://") and "?token=***&" in line for line in lines
+        line.startswith("HTTP Request: GET http://") and "token=***" in line for line in lines
     )
     assert any(line.endswith('"HTTP/1.1 400 Bad Request"') for line in lines)
     headers = [line for line in lines if line.startswith("receive_response_headers.complete")]
-    assert len(headers) == 8 and sum("token=***&" in line for line in headers) >= 6  # Link
+    assert len(headers) == 8 and sum("token=***" in line for line in headers) >= 6  # Link
     assert "(b'Set-Cookie', b'***')" in headers[-1]
     texts = lines + [repr(r.args) for r in records]
     assert [t for t in texts if URL_SECRET in t or "cookie-secret-42" in t] == []
