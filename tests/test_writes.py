@@ -10,6 +10,7 @@ import pytest
 
 import remotetables
 from remotetables.auth.store import MemoryTokenStore
+from remotetables.dbapi import dml_target
 from remotetables.demo.api import IncidentsAPI
 from remotetables.demo.api_faults import Fault
 from remotetables.demo.authserver import DemoAuthServer
@@ -96,6 +97,10 @@ def open_conn(config: Path, token: str = "tok-alice") -> remotetables.Connection
     return remotetables.connect(
         ":memory:", config, environ={"API_TOKEN": token}, sleep=lambda s: None
     )
+
+
+def open_conn_to(db: Path, config: Path, token: str = "tok-alice") -> remotetables.Connection:
+    return remotetables.connect(db, config, environ={"API_TOKEN": token}, sleep=lambda s: None)
 
 
 def writes(api: IncidentsAPI) -> list[tuple[str, str, int]]:
@@ -511,3 +516,70 @@ def test_an_unreadable_answer_says_the_row_was_applied(wapi: IncidentsAPI, tconf
             pinfo.value
         )
     assert ds.get("a1")["priority"] == 8
+
+
+# ---------------------------------------------------------------- DB-API transactions
+
+
+def test_remote_writes_do_not_lock_the_database_file(
+    wapi: IncidentsAPI, wconfig: Path, tmp_path: Path
+) -> None:
+    """A statement that writes only a remote table runs in autocommit: holding a local write
+    transaction for it (nothing to roll back) would only lock other connections out."""
+    db = tmp_path / "shared.db"
+    with open_conn_to(db, wconfig) as a, open_conn_to(db, wconfig, "tok-bob") as b:
+        b.apsw.set_busy_timeout(200)  # a lock held by `a` fails fast instead of after 30 s
+        a.execute("INSERT INTO inc (number, state) VALUES ('from a', 'new')")
+        assert not a.apsw.in_transaction
+        b.execute("INSERT INTO inc (number, state) VALUES ('from b', 'new')")
+        assert not b.apsw.in_transaction
+        for sql in (
+            "insert or ignore into main.\"inc\" (number, state) values ('a2', 'new')",
+            "/* hi */ -- there\n UPDATE OR FAIL [inc] SET priority = 4 WHERE sys_id = 'a1'",
+            "DELETE FROM `main` . `INC` WHERE sys_id = 'a2'",
+        ):
+            a.execute(sql)
+            assert not a.apsw.in_transaction, sql
+            b.execute("UPDATE inc SET priority = 5 WHERE sys_id = 'b1'")
+        a.cursor().executemany(
+            "INSERT INTO inc (number, state) VALUES (?, 'new')", [("m1",), ("m2",)]
+        )
+        assert not a.apsw.in_transaction
+        # DML on a native table keeps PEP 249's implicit transaction
+        a.execute("CREATE TABLE notes (x)")
+        a.execute("INSERT INTO notes VALUES (1)")
+        assert a.apsw.in_transaction
+        a.execute("INSERT INTO inc (number, state) VALUES ('inside', 'new')")  # runs in it
+        a.rollback()
+        assert a.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+        a.execute("INSERT INTO notes VALUES (2)")
+        a.commit()
+        assert b.execute("SELECT x FROM notes").fetchall() == [(2,)]
+    ds = wapi.dataset("incidents")
+    numbers = {r["number"] for r in ds.snapshot.rows if r.get("state") == "new"}
+    assert len(numbers) == 6  # every remote row stays, the rolled-back one too
+    assert ds.get("a1")["priority"] == 4 and ds.get("a2") is None
+    assert ds.get("b1")["priority"] == 5
+
+
+@pytest.mark.parametrize(
+    ("sql", "target"),
+    [
+        ("INSERT INTO inc (x) VALUES (1)", (None, "inc")),
+        ('insert or replace into "in""c" values (1)', (None, 'in"c')),
+        ("REPLACE INTO main.inc VALUES (1)", ("main", "inc")),
+        ("  /* a */ -- b\n update or ignore [inc] set x = 1", (None, "inc")),
+        ('UPDATE "main" . "inc" SET x = 1', ("main", "inc")),
+        ("DELETE FROM `temp`.`inc`", ("temp", "inc")),
+        ("delete from inc", (None, "inc")),
+        ("INSERT INTO inc(x) VALUES (1)", (None, "inc")),
+        ("WITH t AS (SELECT 1) INSERT INTO inc SELECT * FROM t", None),
+        ("SELECT 1", None),
+        ("INSERTINTO inc", None),
+        ("INSERT INTO inc VALUES ('a;b', \"c;\", [d;]) ; -- done;\n;", (None, "inc")),
+        ("INSERT INTO inc VALUES (1); INSERT INTO notes VALUES (2)", None),
+        ("DELETE FROM inc; /* ; */ DELETE FROM notes", None),
+    ],
+)
+def test_dml_target_table(sql: str, target: tuple[str | None, str] | None) -> None:
+    assert dml_target(sql) == target

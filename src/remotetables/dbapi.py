@@ -35,10 +35,52 @@ apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
 
-_DML = re.compile(
-    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b",
+_LEAD = r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*"  # blanks and comments before the statement
+_DML = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
+# an identifier: "quoted", [bracketed], `backticked` or bare
+_NAME = r'"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|[^\W\d][\w$]*'
+_OR = r"(?:\s+OR\s+(?:ROLLBACK|ABORT|REPLACE|FAIL|IGNORE))?"
+_TARGET = re.compile(
+    _LEAD
+    + rf"(?:INSERT{_OR}\s+INTO|REPLACE\s+INTO|UPDATE{_OR}|DELETE\s+FROM)\s+"
+    + rf"(?P<first>{_NAME})(?:\s*\.\s*(?P<second>{_NAME}))?",
     re.IGNORECASE | re.DOTALL,
 )
+# what may hold a ';' that does not end a statement: literals, quoted names, comments
+_QUOTED = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|--[^\n]*|/\*.*?(?:\*/|\Z)""",
+    re.DOTALL,
+)
+
+
+def _unquote(name: str) -> str:
+    if name[:1] == '"':
+        return name[1:-1].replace('""', '"')
+    if name[:1] == "`":
+        return name[1:-1].replace("``", "`")
+    if name[:1] == "[":
+        return name[1:-1]
+    return name
+
+
+def dml_target(sql: str) -> tuple[str | None, str] | None:
+    """(schema or None, table) that an INSERT / REPLACE / UPDATE / DELETE statement writes,
+    unquoted; None for any other statement, for SQL holding several statements, or for one
+    this cannot read (``WITH ...`` first).
+
+    >>> dml_target("insert or replace into main.[my table] (a) values (1)")
+    ('main', 'my table')
+    """
+    m = _TARGET.match(sql)
+    if m is None:
+        return None
+    _, _, rest = _QUOTED.sub(" ", sql).partition(";")
+    if rest.strip().strip(";").strip():
+        return None  # more statements follow
+    first, second = m["first"], m["second"]
+    if second is None:
+        return None, _unquote(first)
+    return _unquote(first), _unquote(second)
 
 
 def _map_error(exc: apsw.Error) -> errors.Error:
@@ -386,6 +428,21 @@ class Cursor:
             raise InterfaceError("the cursor is closed")
         return self._cursor
 
+    def _begin_if_needed(self, sql: str, db: apsw.Connection) -> None:
+        """PEP 249's implicit transaction before DML, except when the statement writes a remote
+        table: each of its rows applies at once at the API (nothing to roll back), so a local
+        write transaction would only lock other connections out of the database file."""
+        if db.in_transaction or not _DML.match(sql):
+            return
+        target = dml_target(sql)
+        if target is not None:
+            schema, name = target
+            if (schema is None or schema.lower() == "main") and name.lower() in {
+                t.lower() for t in self.connection.runtime.config.tables
+            }:
+                return  # autocommit
+        db.execute("BEGIN")
+
     def execute(
         self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> Cursor:
@@ -394,8 +451,7 @@ class Cursor:
         self._description = None
         self._origins = None
         try:
-            if _DML.match(sql) and not db.in_transaction:
-                db.execute("BEGIN")
+            self._begin_if_needed(sql, db)
             before = db.total_changes()
             self._rows = cur.execute(sql, parameters)
             self.rowcount = -1 if self._description else db.total_changes() - before
@@ -410,8 +466,7 @@ class Cursor:
         cur = self._live()
         db = self.connection.apsw
         try:
-            if _DML.match(sql) and not db.in_transaction:
-                db.execute("BEGIN")
+            self._begin_if_needed(sql, db)
             before = db.total_changes()
             self._rows = cur.executemany(sql, seq_of_parameters)
             self.rowcount = db.total_changes() - before
