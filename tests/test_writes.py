@@ -244,6 +244,69 @@ def test_executemany_inserts_every_row(wapi: IncidentsAPI, wconfig: Path) -> Non
     assert [m for m, _, _ in writes(wapi)] == ["POST"] * 3
 
 
+def test_executemany_failure_names_the_parameter_sets_applied(
+    wapi: IncidentsAPI, wconfig: Path
+) -> None:
+    sql = "INSERT INTO inc (number, state, assigned_to) VALUES (?, 'em', ?)"
+    ds = wapi.dataset("incidents")
+    with open_conn(wconfig) as conn:
+        cur = conn.cursor()
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(
+                sql, [("em-1", "alice"), ("em-2", "alice"), ("em-3", "bob"), ("em-4", "alice")]
+            )
+        err = info.value
+        assert err.status_code == 403 and err.table == "inc"
+        assert err.applied_sets == 2  # type: ignore[attr-defined]
+        assert err.applied == ()  # type: ignore[attr-defined]  # rows of the failing set
+        msg = str(err)
+        assert "parameter sets 1-2 of 4 were applied before this one (set 3)" in msg
+        assert "later parameter sets were not attempted" in msg
+        assert cur.rowcount == 2
+        assert len([r for r in ds.snapshot.rows if r.get("state") == "em"]) == 2
+        # one set before the failing one; a generator has no length
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(sql, (p for p in [("em-5", "alice"), ("em-6", "bob")]))
+        assert info.value.applied_sets == 1  # type: ignore[attr-defined]
+        assert "parameter set 1 was applied before this one (set 2)" in str(info.value)
+        assert cur.rowcount == 1
+        # the first set fails
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(sql, [("em-7", "bob"), ("em-8", "alice")])
+        assert info.value.applied_sets == 0  # type: ignore[attr-defined]
+        assert "no parameter set was applied before this one (set 1 of 2)" in str(info.value)
+        assert cur.rowcount == 0
+        # a set that writes several rows fails partway: its applied rows count too
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(
+                "UPDATE inc SET priority = ? WHERE state = ?", [(8, "closed"), (9, "open")]
+            )
+        err = info.value
+        assert err.applied_sets == 1  # type: ignore[attr-defined]
+        assert err.applied == ("sys_id=a1", "sys_id=a2")  # type: ignore[attr-defined]
+        assert cur.rowcount == 1 + 2
+        # a single statement's failure sets rowcount to the rows it applied
+        with pytest.raises(RemoteError):
+            cur.execute("UPDATE inc SET priority = 7 WHERE state = 'open'")
+        assert cur.rowcount == 2
+    assert len([r for r in ds.snapshot.rows if r.get("state") == "em"]) == 3
+    assert [ds.get(k)["priority"] for k in ("a4", "a1", "a2", "s1")] == [8, 7, 7, 3]
+
+
+def test_executemany_failure_on_a_native_table_says_run_not_applied(wconfig: Path) -> None:
+    with open_conn(wconfig) as conn:
+        conn.execute("CREATE TABLE n (x PRIMARY KEY)")
+        conn.commit()
+        cur = conn.cursor()
+        with pytest.raises(remotetables.IntegrityError) as info:
+            cur.executemany("INSERT INTO n VALUES (?)", [(1,), (2,), (1,)])
+        assert info.value.applied_sets == 2  # type: ignore[attr-defined]
+        assert "parameter sets 1-2 of 3 were run before this one (set 3);" in str(info.value)
+        assert cur.rowcount == 2 and conn.apsw.in_transaction
+        conn.rollback()  # the implicit transaction: nothing stays
+        assert conn.execute("SELECT count(*) FROM n").fetchone() == (0,)
+
+
 def test_post_not_retried_without_idempotency_key(wapi: IncidentsAPI, wconfig: Path) -> None:
     wapi.faults.add(Fault("status", path="/styles/link/incidents", method="POST", status=503))
     with open_conn(wconfig) as conn, pytest.raises(RemoteError, match="HTTP 503") as info:

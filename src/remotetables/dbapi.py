@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -432,16 +432,19 @@ class Cursor:
         """PEP 249's implicit transaction before DML, except when the statement writes a remote
         table: each of its rows applies at once at the API (nothing to roll back), so a local
         write transaction would only lock other connections out of the database file."""
-        if db.in_transaction or not _DML.match(sql):
+        if db.in_transaction or not _DML.match(sql) or self._writes_remote(sql):
             return
-        target = dml_target(sql)
-        if target is not None:
-            schema, name = target
-            if (schema is None or schema.lower() == "main") and name.lower() in {
-                t.lower() for t in self.connection.runtime.config.tables
-            }:
-                return  # autocommit
         db.execute("BEGIN")
+
+    def _writes_remote(self, sql: str) -> bool:
+        """Whether ``sql`` is one statement whose target is a remote (configured) table."""
+        target = dml_target(sql)
+        if target is None:
+            return False
+        schema, name = target
+        return (schema is None or schema.lower() == "main") and name.lower() in {
+            t.lower() for t in self.connection.runtime.config.tables
+        }
 
     def execute(
         self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
@@ -457,23 +460,69 @@ class Cursor:
             self.rowcount = -1 if self._description else db.total_changes() - before
         except apsw.Error as exc:
             self._rows = iter(())
+            self.rowcount = -1
             raise _map_error(exc) from exc
+        except errors.Error as exc:
+            self._rows = iter(())
+            # a remote write that failed partway: the rows it applied stay applied
+            applied = getattr(exc, "applied", None)
+            self.rowcount = -1 if applied is None else len(applied)
+            raise
         return self
 
     def executemany(
         self, sql: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]
     ) -> Cursor:
+        """Run ``sql`` once per parameter set, in order. When a set fails, the error's
+        ``applied_sets`` is how many sets before it ran to completion (for a remote table:
+        were applied, and stay applied), its message says so, and ``rowcount`` counts the rows
+        changed by those sets and the rows of the failing set already applied (``err.applied``).
+        """
         cur = self._live()
         db = self.connection.apsw
+        started = 0  # parameter sets handed to SQLite: the last one is the one running
+
+        def counted() -> Iterator[Sequence[Any] | Mapping[str, Any]]:
+            nonlocal started
+            for parameters in seq_of_parameters:
+                started += 1
+                yield parameters
+
+        before = db.total_changes()
         try:
             self._begin_if_needed(sql, db)
-            before = db.total_changes()
-            self._rows = cur.executemany(sql, seq_of_parameters)
+            self._rows = cur.executemany(sql, counted())
             self.rowcount = db.total_changes() - before
-        except apsw.Error as exc:
+        except (apsw.Error, errors.Error) as exc:
             self._rows = iter(())
-            raise _map_error(exc) from exc
+            new = _map_error(exc) if isinstance(exc, apsw.Error) else exc
+            self.rowcount = db.total_changes() - before + len(getattr(new, "applied", ()))
+            if started:
+                self._name_applied_sets(new, sql, started, seq_of_parameters)
+            if new is exc:
+                raise
+            raise new from exc
         return self
+
+    def _name_applied_sets(self, exc: errors.Error, sql: str, failed: int, sets: object) -> None:
+        """Add to ``exc`` which parameter sets of an executemany ran before set ``failed``."""
+        done = failed - 1
+        total = f" of {len(sets)}" if isinstance(sets, Sized) else ""
+        verb = "applied" if self._writes_remote(sql) else "run"
+        if done == 0:
+            what = f"no parameter set was {verb} before this one (set 1{total})"
+        elif done == 1:
+            what = f"parameter set 1{total} was {verb} before this one (set 2)"
+        else:
+            what = f"parameter sets 1-{done}{total} were {verb} before this one (set {failed})"
+        if done and verb == "applied":
+            what += " and stays applied" if done == 1 else " and stay applied"
+        text = str(exc.args[0]) if exc.args else str(exc)
+        exc.args = (
+            f"{text} executemany (each parameter set is one statement): {what}; later "
+            "parameter sets were not attempted.",
+        )
+        exc.applied_sets = done  # type: ignore[attr-defined]
 
     def _next(self) -> tuple[Any, ...] | None:
         try:
