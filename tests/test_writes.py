@@ -10,10 +10,17 @@ import pytest
 
 import remotetables
 from remotetables.auth.store import MemoryTokenStore
+from remotetables.dbapi import dml_target
 from remotetables.demo.api import IncidentsAPI
 from remotetables.demo.api_faults import Fault
 from remotetables.demo.authserver import DemoAuthServer
-from remotetables.errors import ConfigError, ReadOnlyError, RemoteError
+from remotetables.errors import (
+    CoercionError,
+    ConfigError,
+    ReadOnlyError,
+    RemoteError,
+    RemoteProtocolError,
+)
 from remotetables.writes import key_rowid
 from tests.servers.walk import walk_consent
 
@@ -90,6 +97,10 @@ def open_conn(config: Path, token: str = "tok-alice") -> remotetables.Connection
     return remotetables.connect(
         ":memory:", config, environ={"API_TOKEN": token}, sleep=lambda s: None
     )
+
+
+def open_conn_to(db: Path, config: Path, token: str = "tok-alice") -> remotetables.Connection:
+    return remotetables.connect(db, config, environ={"API_TOKEN": token}, sleep=lambda s: None)
 
 
 def writes(api: IncidentsAPI) -> list[tuple[str, str, int]]:
@@ -233,6 +244,69 @@ def test_executemany_inserts_every_row(wapi: IncidentsAPI, wconfig: Path) -> Non
     assert [m for m, _, _ in writes(wapi)] == ["POST"] * 3
 
 
+def test_executemany_failure_names_the_parameter_sets_applied(
+    wapi: IncidentsAPI, wconfig: Path
+) -> None:
+    sql = "INSERT INTO inc (number, state, assigned_to) VALUES (?, 'em', ?)"
+    ds = wapi.dataset("incidents")
+    with open_conn(wconfig) as conn:
+        cur = conn.cursor()
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(
+                sql, [("em-1", "alice"), ("em-2", "alice"), ("em-3", "bob"), ("em-4", "alice")]
+            )
+        err = info.value
+        assert err.status_code == 403 and err.table == "inc"
+        assert err.applied_sets == 2  # type: ignore[attr-defined]
+        assert err.applied == ()  # type: ignore[attr-defined]  # rows of the failing set
+        msg = str(err)
+        assert "parameter sets 1-2 of 4 were applied before this one (set 3)" in msg
+        assert "later parameter sets were not attempted" in msg
+        assert cur.rowcount == 2
+        assert len([r for r in ds.snapshot.rows if r.get("state") == "em"]) == 2
+        # one set before the failing one; a generator has no length
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(sql, (p for p in [("em-5", "alice"), ("em-6", "bob")]))
+        assert info.value.applied_sets == 1  # type: ignore[attr-defined]
+        assert "parameter set 1 was applied before this one (set 2)" in str(info.value)
+        assert cur.rowcount == 1
+        # the first set fails
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(sql, [("em-7", "bob"), ("em-8", "alice")])
+        assert info.value.applied_sets == 0  # type: ignore[attr-defined]
+        assert "no parameter set was applied before this one (set 1 of 2)" in str(info.value)
+        assert cur.rowcount == 0
+        # a set that writes several rows fails partway: its applied rows count too
+        with pytest.raises(RemoteError) as info:
+            cur.executemany(
+                "UPDATE inc SET priority = ? WHERE state = ?", [(8, "closed"), (9, "open")]
+            )
+        err = info.value
+        assert err.applied_sets == 1  # type: ignore[attr-defined]
+        assert err.applied == ("sys_id=a1", "sys_id=a2")  # type: ignore[attr-defined]
+        assert cur.rowcount == 1 + 2
+        # a single statement's failure sets rowcount to the rows it applied
+        with pytest.raises(RemoteError):
+            cur.execute("UPDATE inc SET priority = 7 WHERE state = 'open'")
+        assert cur.rowcount == 2
+    assert len([r for r in ds.snapshot.rows if r.get("state") == "em"]) == 3
+    assert [ds.get(k)["priority"] for k in ("a4", "a1", "a2", "s1")] == [8, 7, 7, 3]
+
+
+def test_executemany_failure_on_a_native_table_says_run_not_applied(wconfig: Path) -> None:
+    with open_conn(wconfig) as conn:
+        conn.execute("CREATE TABLE n (x PRIMARY KEY)")
+        conn.commit()
+        cur = conn.cursor()
+        with pytest.raises(remotetables.IntegrityError) as info:
+            cur.executemany("INSERT INTO n VALUES (?)", [(1,), (2,), (1,)])
+        assert info.value.applied_sets == 2  # type: ignore[attr-defined]
+        assert "parameter sets 1-2 of 3 were run before this one (set 3);" in str(info.value)
+        assert cur.rowcount == 2 and conn.apsw.in_transaction
+        conn.rollback()  # the implicit transaction: nothing stays
+        assert conn.execute("SELECT count(*) FROM n").fetchone() == (0,)
+
+
 def test_post_not_retried_without_idempotency_key(wapi: IncidentsAPI, wconfig: Path) -> None:
     wapi.faults.add(Fault("status", path="/styles/link/incidents", method="POST", status=503))
     with open_conn(wconfig) as conn, pytest.raises(RemoteError, match="HTTP 503") as info:
@@ -333,3 +407,242 @@ def test_a_write_drops_every_users_cached_rows_of_the_table(
         gets = len([r for r in api.requests if r.method == "GET" and r.user == "bob"])
         b.execute("SELECT count(*) FROM inc").fetchall()  # asks the API again
         assert len([r for r in api.requests if r.method == "GET" and r.user == "bob"]) > gets
+
+
+# ---------------------------------------------------------------- written values and their types
+
+TYPED_COLUMNS = """
+[tables.{name}.columns]
+sys_id = { type = "TEXT", writable = false }
+number = { type = "{number}", writable = false }
+short_description = "TEXT"
+state = { type = "TEXT", param = "state" }
+priority = "INTEGER"
+active = "BOOLEAN"
+score = "REAL"
+tags = "JSON"
+assigned_to = { type = "TEXT", param = "assigned_to" }
+"""
+
+
+def typed_table(name: str, base: str, *, number: str = "TEXT") -> str:
+    head = (
+        f'[tables.{name}]\nprovider = "demo"\nurl = "{base}/styles/link/incidents"\n'
+        'pagination = "link"\npage_size_param = "limit"\nmax_page_size = 3\nkey = "sys_id"\n'
+        f"[tables.{name}.write]\ninsert = true\nupdate = true\ndelete = true\n"
+    )
+    return head + TYPED_COLUMNS.replace("{name}", name).replace("{number}", number)
+
+
+@pytest.fixture
+def tconfig(wapi: IncidentsAPI, write_config: Callable[..., Path]) -> Path:
+    """inc_w: typed columns. inc_n: declares the API-assigned number (``INC0000007``) INTEGER,
+    so the API's answer to a write cannot be read back."""
+    text = '[providers.demo]\ntoken_env = "API_TOKEN"\n'
+    text += typed_table("inc_w", wapi.base_url)
+    text += typed_table("inc_n", wapi.base_url, number="INTEGER")
+    return write_config(text)
+
+
+@pytest.mark.parametrize(
+    ("sql", "column", "why"),
+    [
+        (
+            "INSERT INTO inc_w (short_description, priority) VALUES ('bad prio', 'high')",
+            "priority",
+            "'high' is not an integer",
+        ),
+        ("UPDATE inc_w SET priority = 'urgent' WHERE sys_id = 'a1'", "priority", "'urgent'"),
+        (
+            "INSERT INTO inc_w (short_description, active) VALUES ('x', 'maybe')",
+            "active",
+            "'maybe' is not a boolean",
+        ),
+        ("UPDATE inc_w SET active = 2 WHERE sys_id = 'a1'", "active", "2 is not a boolean"),
+        (
+            "INSERT INTO inc_w (short_description, score) VALUES ('x', 'lots')",
+            "score",
+            "'lots' is not a number",
+        ),
+        (
+            "INSERT INTO inc_w (short_description, tags) VALUES ('x', '[\"a\",')",
+            "tags",
+            "not valid JSON text",
+        ),
+        ("INSERT INTO inc_w (short_description, score) VALUES ('x', 9e999)", "score", "finite"),
+        ("INSERT INTO inc_w (short_description, priority) VALUES ('x', x'01')", "priority", "BLOB"),
+    ],
+)
+def test_a_value_that_does_not_fit_its_column_is_refused_before_sending(
+    wapi: IncidentsAPI, tconfig: Path, sql: str, column: str, why: str
+) -> None:
+    before = wapi.dataset("incidents").snapshot.rows
+    with open_conn(tconfig) as conn:
+        with pytest.raises(CoercionError) as info:
+            conn.execute(sql)
+        err = info.value
+        assert isinstance(err, remotetables.DataError)
+        assert (err.table, err.column, err.row) == ("inc_w", column, 1)
+        msg = str(err)
+        assert msg.startswith(f"inc_w.{column}: row 1 of the statement")
+        assert why in msg and "nothing was sent" in msg
+        assert err.applied == ()  # type: ignore[attr-defined]
+        # the column still reads for everyone: nothing bad reached the API
+        assert len(conn.execute("SELECT priority, active, score, tags FROM inc_w").fetchall()) == 5
+    assert writes(wapi) == []
+    assert wapi.dataset("incidents").snapshot.rows == before
+
+
+def test_written_values_are_converted_as_sqlite_would(wapi: IncidentsAPI, tconfig: Path) -> None:
+    with open_conn(tconfig) as conn:
+        conn.execute(
+            "INSERT INTO inc_w (short_description, state, priority, active, score, tags) "
+            "VALUES (12, 'new', ' 5 ', 'yes', '2.5', '[\"a\", {\"b\": 1}]')"
+        )
+        conn.execute("UPDATE inc_w SET priority = '7', active = 0, score = 1 WHERE sys_id = 'a1'")
+        conn.execute(
+            "UPDATE inc_w SET active = 'TRUE', short_description = 4.5 WHERE sys_id = 'a2'"
+        )
+        wapi.clear_requests()
+        # the same value in another spelling is no change: nothing is sent
+        conn.execute("UPDATE inc_w SET priority = '3', tags = NULL WHERE sys_id = 'a3'")
+        conn.execute("UPDATE inc_w SET priority = 7.0, active = 'no' WHERE sys_id = 'a1'")
+        assert writes(wapi) == []
+        got = conn.execute(
+            "SELECT short_description, priority, active, score, tags FROM inc_w WHERE state = 'new'"
+        ).fetchall()
+        assert got == [("12", 5, 1, 2.5, '["a",{"b":1}]')]
+    ds = wapi.dataset("incidents")
+    (new,) = [r for r in ds.snapshot.rows if r.get("state") == "new"]
+    assert new["short_description"] == "12" and new["priority"] == 5
+    assert new["active"] is True and new["score"] == 2.5 and new["tags"] == ["a", {"b": 1}]
+    a1, a2 = ds.get("a1"), ds.get("a2")
+    assert (a1["priority"], a1["active"], a1["score"]) == (7, False, 1.0)
+    assert isinstance(a1["score"], float)
+    assert (a2["active"], a2["short_description"]) == (True, "4.5")
+
+
+def test_a_refused_row_names_the_rows_already_applied(wapi: IncidentsAPI, tconfig: Path) -> None:
+    with open_conn(tconfig) as conn, pytest.raises(CoercionError) as info:
+        conn.execute(
+            "INSERT INTO inc_w (short_description, priority) VALUES ('ok', 1), ('bad', 'high')"
+        )
+    err = info.value
+    assert err.row == 2
+    (created,) = [r for r in wapi.dataset("incidents").snapshot.rows if r.get("priority") == 1]
+    assert err.applied == (f"sys_id={created['sys_id']}",)  # type: ignore[attr-defined]
+    msg = str(err)
+    assert msg.startswith("inc_w.priority: row 2 of the statement") and "nothing was sent" in msg
+    assert "1 earlier row(s) of this statement were already applied" in msg
+    assert [m for m, _, _ in writes(wapi)] == ["POST"]
+
+
+def test_an_unreadable_answer_says_the_row_was_applied(wapi: IncidentsAPI, tconfig: Path) -> None:
+    ds = wapi.dataset("incidents")
+    with open_conn(tconfig) as conn:
+        with pytest.raises(CoercionError) as info:
+            conn.execute("INSERT INTO inc_n (short_description) VALUES ('made')")
+        (made,) = [r for r in ds.snapshot.rows if r.get("short_description") == "made"]
+        label = f"sys_id={made['sys_id']}"
+        err = info.value
+        assert err.applied == (label,)  # type: ignore[attr-defined]
+        assert err.column == "number"
+        msg = str(err)
+        assert f"POST of new row was applied ({label})" in msg
+        assert "but the API's answer cannot be read" in msg and "is not an integer" in msg
+        assert "later rows were not attempted" in msg
+        # an update whose answer holds a value its column cannot read (the API said 200)
+        wapi.faults.add(
+            Fault(
+                "status",
+                path="/styles/link/incidents/a2",
+                method="PATCH",
+                status=200,
+                body='{"sys_id": "a2", "priority": "high"}',
+            )
+        )
+        with pytest.raises(CoercionError) as info:
+            conn.execute("UPDATE inc_w SET priority = 8 WHERE sys_id IN ('a1', 'a2')")
+        err = info.value
+        assert err.applied == ("sys_id=a1", "sys_id=a2")  # type: ignore[attr-defined]
+        msg = str(err)
+        assert "PATCH of sys_id=a2 was applied, but the API's answer cannot be read" in msg
+        assert "1 earlier row(s) of this statement were already applied" in msg
+        # an answer that is not JSON at all (the API said 201): applied too
+        wapi.faults.add(
+            Fault("invalid_json", path="/styles/link/incidents", method="POST", status=201)
+        )
+        with pytest.raises(RemoteProtocolError) as pinfo:
+            conn.execute("INSERT INTO inc_w (short_description) VALUES ('garbled')")
+        assert pinfo.value.applied == ("1 new row",)  # type: ignore[attr-defined]
+        assert "POST of new row was applied, but the API's answer cannot be read" in str(
+            pinfo.value
+        )
+    assert ds.get("a1")["priority"] == 8
+
+
+# ---------------------------------------------------------------- DB-API transactions
+
+
+def test_remote_writes_do_not_lock_the_database_file(
+    wapi: IncidentsAPI, wconfig: Path, tmp_path: Path
+) -> None:
+    """A statement that writes only a remote table runs in autocommit: holding a local write
+    transaction for it (nothing to roll back) would only lock other connections out."""
+    db = tmp_path / "shared.db"
+    with open_conn_to(db, wconfig) as a, open_conn_to(db, wconfig, "tok-bob") as b:
+        b.apsw.set_busy_timeout(200)  # a lock held by `a` fails fast instead of after 30 s
+        a.execute("INSERT INTO inc (number, state) VALUES ('from a', 'new')")
+        assert not a.apsw.in_transaction
+        b.execute("INSERT INTO inc (number, state) VALUES ('from b', 'new')")
+        assert not b.apsw.in_transaction
+        for sql in (
+            "insert or ignore into main.\"inc\" (number, state) values ('a2', 'new')",
+            "/* hi */ -- there\n UPDATE OR FAIL [inc] SET priority = 4 WHERE sys_id = 'a1'",
+            "DELETE FROM `main` . `INC` WHERE sys_id = 'a2'",
+        ):
+            a.execute(sql)
+            assert not a.apsw.in_transaction, sql
+            b.execute("UPDATE inc SET priority = 5 WHERE sys_id = 'b1'")
+        a.cursor().executemany(
+            "INSERT INTO inc (number, state) VALUES (?, 'new')", [("m1",), ("m2",)]
+        )
+        assert not a.apsw.in_transaction
+        # DML on a native table keeps PEP 249's implicit transaction
+        a.execute("CREATE TABLE notes (x)")
+        a.execute("INSERT INTO notes VALUES (1)")
+        assert a.apsw.in_transaction
+        a.execute("INSERT INTO inc (number, state) VALUES ('inside', 'new')")  # runs in it
+        a.rollback()
+        assert a.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+        a.execute("INSERT INTO notes VALUES (2)")
+        a.commit()
+        assert b.execute("SELECT x FROM notes").fetchall() == [(2,)]
+    ds = wapi.dataset("incidents")
+    numbers = {r["number"] for r in ds.snapshot.rows if r.get("state") == "new"}
+    assert len(numbers) == 6  # every remote row stays, the rolled-back one too
+    assert ds.get("a1")["priority"] == 4 and ds.get("a2") is None
+    assert ds.get("b1")["priority"] == 5
+
+
+@pytest.mark.parametrize(
+    ("sql", "target"),
+    [
+        ("INSERT INTO inc (x) VALUES (1)", (None, "inc")),
+        ('insert or replace into "in""c" values (1)', (None, 'in"c')),
+        ("REPLACE INTO main.inc VALUES (1)", ("main", "inc")),
+        ("  /* a */ -- b\n update or ignore [inc] set x = 1", (None, "inc")),
+        ('UPDATE "main" . "inc" SET x = 1', ("main", "inc")),
+        ("DELETE FROM `temp`.`inc`", ("temp", "inc")),
+        ("delete from inc", (None, "inc")),
+        ("INSERT INTO inc(x) VALUES (1)", (None, "inc")),
+        ("WITH t AS (SELECT 1) INSERT INTO inc SELECT * FROM t", None),
+        ("SELECT 1", None),
+        ("INSERTINTO inc", None),
+        ("INSERT INTO inc VALUES ('a;b', \"c;\", [d;]) ; -- done;\n;", (None, "inc")),
+        ("INSERT INTO inc VALUES (1); INSERT INTO notes VALUES (2)", None),
+        ("DELETE FROM inc; /* ; */ DELETE FROM notes", None),
+    ],
+)
+def test_dml_target_table(sql: str, target: tuple[str | None, str] | None) -> None:
+    assert dml_target(sql) == target

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -35,10 +35,52 @@ apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
 
-_DML = re.compile(
-    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b",
+_LEAD = r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*"  # blanks and comments before the statement
+_DML = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
+# an identifier: "quoted", [bracketed], `backticked` or bare
+_NAME = r'"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|[^\W\d][\w$]*'
+_OR = r"(?:\s+OR\s+(?:ROLLBACK|ABORT|REPLACE|FAIL|IGNORE))?"
+_TARGET = re.compile(
+    _LEAD
+    + rf"(?:INSERT{_OR}\s+INTO|REPLACE\s+INTO|UPDATE{_OR}|DELETE\s+FROM)\s+"
+    + rf"(?P<first>{_NAME})(?:\s*\.\s*(?P<second>{_NAME}))?",
     re.IGNORECASE | re.DOTALL,
 )
+# what may hold a ';' that does not end a statement: literals, quoted names, comments
+_QUOTED = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|--[^\n]*|/\*.*?(?:\*/|\Z)""",
+    re.DOTALL,
+)
+
+
+def _unquote(name: str) -> str:
+    if name[:1] == '"':
+        return name[1:-1].replace('""', '"')
+    if name[:1] == "`":
+        return name[1:-1].replace("``", "`")
+    if name[:1] == "[":
+        return name[1:-1]
+    return name
+
+
+def dml_target(sql: str) -> tuple[str | None, str] | None:
+    """(schema or None, table) that an INSERT / REPLACE / UPDATE / DELETE statement writes,
+    unquoted; None for any other statement, for SQL holding several statements, or for one
+    this cannot read (``WITH ...`` first).
+
+    >>> dml_target("insert or replace into main.[my table] (a) values (1)")
+    ('main', 'my table')
+    """
+    m = _TARGET.match(sql)
+    if m is None:
+        return None
+    _, _, rest = _QUOTED.sub(" ", sql).partition(";")
+    if rest.strip().strip(";").strip():
+        return None  # more statements follow
+    first, second = m["first"], m["second"]
+    if second is None:
+        return None, _unquote(first)
+    return _unquote(first), _unquote(second)
 
 
 def _map_error(exc: apsw.Error) -> errors.Error:
@@ -386,6 +428,24 @@ class Cursor:
             raise InterfaceError("the cursor is closed")
         return self._cursor
 
+    def _begin_if_needed(self, sql: str, db: apsw.Connection) -> None:
+        """PEP 249's implicit transaction before DML, except when the statement writes a remote
+        table: each of its rows applies at once at the API (nothing to roll back), so a local
+        write transaction would only lock other connections out of the database file."""
+        if db.in_transaction or not _DML.match(sql) or self._writes_remote(sql):
+            return
+        db.execute("BEGIN")
+
+    def _writes_remote(self, sql: str) -> bool:
+        """Whether ``sql`` is one statement whose target is a remote (configured) table."""
+        target = dml_target(sql)
+        if target is None:
+            return False
+        schema, name = target
+        return (schema is None or schema.lower() == "main") and name.lower() in {
+            t.lower() for t in self.connection.runtime.config.tables
+        }
+
     def execute(
         self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> Cursor:
@@ -394,31 +454,75 @@ class Cursor:
         self._description = None
         self._origins = None
         try:
-            if _DML.match(sql) and not db.in_transaction:
-                db.execute("BEGIN")
+            self._begin_if_needed(sql, db)
             before = db.total_changes()
             self._rows = cur.execute(sql, parameters)
             self.rowcount = -1 if self._description else db.total_changes() - before
         except apsw.Error as exc:
             self._rows = iter(())
+            self.rowcount = -1
             raise _map_error(exc) from exc
+        except errors.Error as exc:
+            self._rows = iter(())
+            # a remote write that failed partway: the rows it applied stay applied
+            applied = getattr(exc, "applied", None)
+            self.rowcount = -1 if applied is None else len(applied)
+            raise
         return self
 
     def executemany(
         self, sql: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]
     ) -> Cursor:
+        """Run ``sql`` once per parameter set, in order. When a set fails, the error's
+        ``applied_sets`` is how many sets before it ran to completion (for a remote table:
+        were applied, and stay applied), its message says so, and ``rowcount`` counts the rows
+        changed by those sets and the rows of the failing set already applied (``err.applied``).
+        """
         cur = self._live()
         db = self.connection.apsw
+        started = 0  # parameter sets handed to SQLite: the last one is the one running
+
+        def counted() -> Iterator[Sequence[Any] | Mapping[str, Any]]:
+            nonlocal started
+            for parameters in seq_of_parameters:
+                started += 1
+                yield parameters
+
+        before = db.total_changes()
         try:
-            if _DML.match(sql) and not db.in_transaction:
-                db.execute("BEGIN")
-            before = db.total_changes()
-            self._rows = cur.executemany(sql, seq_of_parameters)
+            self._begin_if_needed(sql, db)
+            self._rows = cur.executemany(sql, counted())
             self.rowcount = db.total_changes() - before
-        except apsw.Error as exc:
+        except (apsw.Error, errors.Error) as exc:
             self._rows = iter(())
-            raise _map_error(exc) from exc
+            new = _map_error(exc) if isinstance(exc, apsw.Error) else exc
+            self.rowcount = db.total_changes() - before + len(getattr(new, "applied", ()))
+            if started:
+                self._name_applied_sets(new, sql, started, seq_of_parameters)
+            if new is exc:
+                raise
+            raise new from exc
         return self
+
+    def _name_applied_sets(self, exc: errors.Error, sql: str, failed: int, sets: object) -> None:
+        """Add to ``exc`` which parameter sets of an executemany ran before set ``failed``."""
+        done = failed - 1
+        total = f" of {len(sets)}" if isinstance(sets, Sized) else ""
+        verb = "applied" if self._writes_remote(sql) else "run"
+        if done == 0:
+            what = f"no parameter set was {verb} before this one (set 1{total})"
+        elif done == 1:
+            what = f"parameter set 1{total} was {verb} before this one (set 2)"
+        else:
+            what = f"parameter sets 1-{done}{total} were {verb} before this one (set {failed})"
+        if done and verb == "applied":
+            what += " and stays applied" if done == 1 else " and stay applied"
+        text = str(exc.args[0]) if exc.args else str(exc)
+        exc.args = (
+            f"{text} executemany (each parameter set is one statement): {what}; later "
+            "parameter sets were not attempted.",
+        )
+        exc.applied_sets = done  # type: ignore[attr-defined]
 
     def _next(self) -> tuple[Any, ...] | None:
         try:

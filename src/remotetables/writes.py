@@ -1,13 +1,20 @@
 """INSERT, UPDATE and DELETE on remote tables: each row becomes one request to the API.
 
 A table is writable only when its config has a ``[tables.NAME.write]`` section (see
-``docs/writes.md``); any other write gets :class:`~remotetables.errors.ReadOnlyError`.
+README.md, "Writes"); any other write gets :class:`~remotetables.errors.ReadOnlyError`.
 
 Semantics (a remote API cannot be rolled back):
 
 * every row is sent the moment SQLite hands it over: ``ROLLBACK`` undoes nothing remote;
+* every written value is converted to its column's declared type before anything is sent,
+  with the rules of reads (:func:`remotetables.rows.coerce`: ``'5'`` in an INTEGER column is
+  ``5``, ``'yes'``/``1`` in a BOOLEAN column is ``true``; a number in a TEXT column is sent as
+  the text SQLite would store); a value that does not fit raises
+  :class:`~remotetables.errors.CoercionError` naming table, column and row, and that row is
+  not sent;
 * a failing row stops the statement; the error says which rows of the statement were already
   applied (they stay applied) and, after a lost answer, that the failed row's outcome is unknown;
+  when the API accepted a row but its answer cannot be read, the error says that row was applied;
 * ``UPDATE``/``DELETE ... WHERE`` first reads the matching rows (SQLite runs the whole scan
   before the first write), then writes them one by one by key;
 * a ``POST`` is never retried unless the table names an ``idempotency_header`` (then every row
@@ -18,6 +25,7 @@ Semantics (a remote API cannot be rolled back):
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -26,9 +34,16 @@ import apsw
 import orjson
 
 from remotetables.config import ColumnSpec, TableSpec, origin_of
-from remotetables.errors import ConfigError, Error, ReadOnlyError, TransportError
+from remotetables.errors import (
+    CoercionError,
+    ConfigError,
+    Error,
+    ReadOnlyError,
+    RemoteProtocolError,
+    TransportError,
+)
 from remotetables.http import JsonResponse, RequestContext, check_url_allowed
-from remotetables.rows import get_path, sql_equal
+from remotetables.rows import apply_affinity, coerce, get_path, sql_equal
 
 if TYPE_CHECKING:
     from remotetables.session import Session, StatementStats
@@ -37,6 +52,8 @@ __all__ = ["MAX_REMEMBERED", "TableWriter", "key_rowid"]
 
 #: rows whose key a table remembers between the scan and the write (oldest dropped first)
 MAX_REMEMBERED = 1_000_000
+
+NEW_ROW = "1 new row"  # an inserted row in ``applied`` when its key is not known
 
 
 def key_rowid(key: Any) -> int:
@@ -56,6 +73,7 @@ class TableWriter:
         self._seen: dict[int, tuple[Any, ...]] = {}
         self._stats: StatementStats | None = None
         self._applied: list[str] = []  # rows of the current statement already applied
+        self._row_no = 0  # the row of the current statement being written (1-based)
         self.last_row: tuple[Any, ...] | None = None  # the API's answer to the last write
         self._urls_checked = False
 
@@ -80,21 +98,25 @@ class TableWriter:
         op = self._op("insert", "INSERT")
         if rowid is not None:
             raise ReadOnlyError(f"table {self.spec.name}: rowid cannot be set on a remote table")
-        body = self._body(fields, None)
         label = "new row" + self._key_suffix(fields)
+        body = self._body(fields, None, label)
         headers = []
         idem = self.write.idempotency_header if self.write else None
         if idem:
             headers.append((idem, secrets.token_urlsafe(24)))
         url = self._url(op[1], None)
-        response = self._send(op[0], url, body, label, idempotent=bool(idem), headers=headers)
-        row = self._answer_row(response)
+        response = self._send(
+            op[0], url, body, label, idempotent=bool(idem), headers=headers, applied_as=NEW_ROW
+        )
+        location = _location_key(response) if self._key_index is not None else None
+        done = f"{self.spec.key}={location}" if location is not None else NEW_ROW
+        row = self._answer_row(response, op[0], label, done)
         key = None
         if row is not None and self._key_index is not None:
             key = row[self._key_index]
-        if key is None and self._key_index is not None:
-            key = _location_key(response)
-        self._done(f"{self.spec.key}={key}" if key is not None else "1 new row")
+        if key is None:
+            key = location
+        self._done(f"{self.spec.key}={key}" if key is not None else NEW_ROW)
         if key is None:
             return key_rowid(row if row is not None else secrets.token_hex(8))
         new_rowid = key_rowid(key)
@@ -113,12 +135,12 @@ class TableWriter:
                 f"table {self.spec.name}: the key column {self.spec.key} cannot be changed "
                 f"(row {self.spec.key}={key})"
             )
-        body = self._body(fields, old)
+        label = f"{self.spec.key}={key}"
+        body = self._body(fields, old, label)
         if not body:
             return  # nothing changed: no request
-        label = f"{self.spec.key}={key}"
         response = self._send(op[0], self._url(op[1], key), body, label, idempotent=True)
-        row = self._answer_row(response)
+        row = self._answer_row(response, op[0], label, label)
         if row is not None:
             self.remember(rowid, row)
         self._done(label)
@@ -152,6 +174,7 @@ class TableWriter:
             self._check_urls()
             self._urls_checked = True
         self._new_statement_check()
+        self._row_no += 1
         return op
 
     def _new_statement_check(self) -> None:
@@ -159,6 +182,7 @@ class TableWriter:
         if stats is not self._stats:  # a new statement began (the exec trace replaced stats)
             self._stats = stats
             self._applied = []
+            self._row_no = 0
 
     def _old_row(self, rowid: int, verb: str) -> tuple[Any, ...]:
         old = self._seen.get(rowid)
@@ -200,13 +224,21 @@ class TableWriter:
             url = url.replace("{key}", quote(str(key), safe=""))
         return url
 
-    def _body(self, fields: tuple[Any, ...], old: tuple[Any, ...] | None) -> dict[str, Any]:
-        """The JSON object to send: all given values (INSERT) or the changed ones (UPDATE)."""
+    def _body(
+        self, fields: tuple[Any, ...], old: tuple[Any, ...] | None, label: str
+    ) -> dict[str, Any]:
+        """The JSON object to send: all given values (INSERT) or the changed ones (UPDATE),
+        each converted to its column's type first (nothing is sent if one does not fit)."""
         body: dict[str, Any] = {}
         for i, col in enumerate(self.spec.columns):
             value = fields[i]
             if value is apsw.no_change:
                 continue
+            if value is not None:
+                try:
+                    value = _sql_value(col, value)
+                except ValueError as exc:
+                    raise self._unfit(col, label, str(exc)) from None
             if old is None:
                 if value is None:
                     continue
@@ -219,8 +251,35 @@ class TableWriter:
                 )
             if old is not None and i == self._key_index:
                 continue
-            _put_path(body, col, _json_value(self.spec.name, col, value))
+            _put_path(body, col, _json_value(col, value))
         return body
+
+    def _unfit(self, col: ColumnSpec, label: str, why: str) -> CoercionError:
+        """The error for a value that does not fit its column: nothing of this row was sent."""
+        table = self.spec.name
+        row = self._row_no
+        where = f"row {row} of the statement" + (f" ({label})" if label != "new row" else "")
+        earlier = self._earlier()
+        message = (
+            f"{table}.{col.name}: {where}: {why} (declared {col.type}); nothing was sent for "
+            "this row." + (f" {earlier}; later rows were not attempted." if earlier else "")
+        )
+        exc = CoercionError(message, table=table, column=col.name, row=row)
+        exc.applied = tuple(self._applied)  # type: ignore[attr-defined]
+        return exc
+
+    def _earlier(self) -> str:
+        """The rows this statement applied before the current one, as a clause ("" if none)."""
+        applied = self._applied
+        if not applied:
+            return ""
+        shown = ", ".join(applied[:10]) + (
+            f" and {len(applied) - 10} more" if len(applied) > 10 else ""
+        )
+        return (
+            f"{len(applied)} earlier row(s) of this statement were already applied and stay "
+            f"applied (a remote API cannot be rolled back): {shown}"
+        )
 
     def _send(
         self,
@@ -232,7 +291,10 @@ class TableWriter:
         idempotent: bool,
         headers: list[tuple[str, str]] | None = None,
         gone_ok: bool = False,
+        applied_as: str | None = None,
     ) -> JsonResponse | None:
+        """Send one row's request; ``applied_as`` names the row in ``applied`` if the API
+        accepted it but its answer is unreadable (default: ``label``)."""
         rt = self.session.runtime
         spec = self.spec
         creds = rt.credentials(spec.provider)
@@ -254,8 +316,12 @@ class TableWriter:
                 interrupted=self.session.interrupted,
             )
         except Error as exc:
-            if gone_ok and getattr(exc, "status_code", None) in (404, 410):
+            status = getattr(exc, "status_code", None)
+            if gone_ok and status in (404, 410):
                 return None  # already gone: what DELETE wanted
+            if isinstance(exc, RemoteProtocolError) and status is not None and status < 400:
+                # the API accepted the row (2xx/3xx); only its answer is garbled
+                raise self._unreadable(exc, method, label, applied_as or label) from exc
             raise self._failed(exc, method, label) from exc
         finally:
             # every principal's cached rows of the table: a write can change what others see too
@@ -263,35 +329,40 @@ class TableWriter:
 
     def _failed(self, exc: Error, method: str, label: str) -> Error:
         """``exc`` (same class, same attributes) with a message saying what was applied."""
-        applied = self._applied
-        if not applied:
-            done = "no earlier row of this statement was applied"
-        else:
-            shown = ", ".join(applied[:10]) + (
-                f" and {len(applied) - 10} more" if len(applied) > 10 else ""
-            )
-            done = (
-                f"{len(applied)} earlier row(s) of this statement were already applied and stay "
-                f"applied (a remote API cannot be rolled back): {shown}"
-            )
+        done = self._earlier() or "No earlier row of this statement was applied"
         unknown = ""
         if isinstance(exc, TransportError):
             unknown = (
                 " The outcome of this row is unknown (no answer arrived): check before retrying."
             )
-        message = (
-            f"{method} of {label} failed: {exc}. {done}; later rows were not attempted.{unknown}"
+        return _with_message(
+            exc,
+            f"{method} of {label} failed: {exc}. {done}; later rows were not attempted.{unknown}",
+            self._applied,
         )
-        new = BaseException.__new__(type(exc))
-        new.__dict__.update(exc.__dict__)
-        new.args = (message,)
-        new.applied = tuple(applied)  # type: ignore[attr-defined]
-        return new
+
+    def _unreadable(self, exc: Error, method: str, label: str, done: str) -> Error:
+        """``exc`` (same class, same attributes) saying that the row WAS applied (the API
+        accepted it) although its answer cannot be read; ``done`` names the row in ``applied``."""
+        earlier = self._earlier()
+        self._done(done)
+        named = "" if done in (label, NEW_ROW) else f" ({done})"
+        message = (
+            f"{method} of {label} was applied{named}, but the API's answer cannot be read: "
+            f"{exc}. The row stays applied"
+            + (f"; {earlier}" if earlier else "")
+            + "; later rows were not attempted."
+        )
+        return _with_message(exc, message, self._applied)
 
     def _done(self, label: str) -> None:
         self._applied.append(label)
 
-    def _answer_row(self, response: JsonResponse | None) -> tuple[Any, ...] | None:
+    def _answer_row(
+        self, response: JsonResponse | None, method: str, label: str, done: str
+    ) -> tuple[Any, ...] | None:
+        """The API's answer as a row of the table (None if it holds none); if it cannot be
+        read, an error saying that the row was applied (``done`` names it)."""
         if response is None or not isinstance(response.body, (dict, list)):
             return None
         body = response.body
@@ -306,9 +377,21 @@ class TableWriter:
         if not isinstance(obj, dict):
             return None
         rt = self.session.runtime
-        row = rt.row_builder(self.spec).build_page([obj], 0)[0]
+        try:
+            row = rt.row_builder(self.spec).build_page([obj], 0)[0]
+        except Error as exc:
+            raise self._unreadable(exc, method, label, done) from exc
         self.last_row = row
         return row
+
+
+def _with_message(exc: Error, message: str, applied: list[str]) -> Error:
+    """A copy of ``exc`` (same class, same attributes) with ``message`` and ``applied``."""
+    new = BaseException.__new__(type(exc))
+    new.__dict__.update(exc.__dict__)
+    new.args = (message,)
+    new.applied = tuple(applied)  # type: ignore[attr-defined]
+    return new
 
 
 def _location_key(response: JsonResponse | None) -> str | None:
@@ -321,20 +404,40 @@ def _location_key(response: JsonResponse | None) -> str | None:
     return last or None
 
 
-def _json_value(table: str, col: ColumnSpec, value: Any) -> Any:
+def _sql_value(col: ColumnSpec, value: Any) -> Any:
+    """``value`` as SQLite handed it over (no affinity is applied to a virtual table's writes),
+    converted to the column's declared type with the rules of reads (:func:`rows.coerce`) and
+    SQLite's: ``' 5 '`` in an INTEGER column is ``5``, ``1``/``'yes'``/``'true'`` in a BOOLEAN one
+    is ``1``, a number in a TEXT column is the text SQLite would store, JSON text is stored
+    compact (as reads give it). ``ValueError`` says why a value does not fit."""
+    typ = col.type
+    if isinstance(value, bytes):
+        raise ValueError("a BLOB cannot be sent to the API")
+    if typ == "TEXT":
+        return apply_affinity(value, "TEXT")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number (JSON has none)")
+    if typ == "JSON":
+        if isinstance(value, str):
+            try:
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                short = value if len(value) <= 40 else value[:37] + "..."
+                raise ValueError(f"{short!r} is not valid JSON text") from None
+        else:
+            parsed = value  # a number is a JSON value as it is
+        return coerce(parsed, "JSON")
+    return coerce(value, typ)
+
+
+def _json_value(col: ColumnSpec, value: Any) -> Any:
+    """The JSON value sent for ``value`` (already converted by :func:`_sql_value`)."""
     if value is None:
         return None
-    if isinstance(value, bytes):
-        raise ReadOnlyError(f"table {table}: column {col.name}: a BLOB cannot be sent to the API")
-    if col.type == "BOOLEAN" and isinstance(value, int) and value in (0, 1):
+    if col.type == "BOOLEAN":
         return bool(value)
-    if col.type == "JSON" and isinstance(value, str):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise ReadOnlyError(
-                f"table {table}: column {col.name} is JSON but the value is not valid JSON text"
-            ) from None
+    if col.type == "JSON":
+        return orjson.loads(value)
     return value
 
 
