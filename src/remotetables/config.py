@@ -40,7 +40,7 @@ from remotetables.config_parse import _Ctx, _get, _only, _table
 
 # the key sets are re-exported for tests/test_config.py (the README must name every key)
 from remotetables.config_providers import _PROVIDER_KEYS as _PROVIDER_KEYS
-from remotetables.config_providers import _provider
+from remotetables.config_providers import _check_token_slots, _provider
 from remotetables.config_tables import _COLUMN_KEYS as _COLUMN_KEYS
 from remotetables.config_tables import _TABLE_KEYS as _TABLE_KEYS
 from remotetables.config_tables import _table_spec
@@ -106,6 +106,7 @@ def parse_config(
     providers: dict[str, ProviderConfig] = {}
     for name, raw in _table(ctx, "providers", data.get("providers", {})).items():
         providers[name] = _provider(ctx, name, _table(ctx, f"providers.{name}", raw))
+    _check_token_slots(ctx, providers)
     tables: dict[str, TableSpec] = {}
     for name, raw in _table(ctx, "tables", data.get("tables", {})).items():
         key = f"tables.{name}"

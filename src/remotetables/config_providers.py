@@ -187,3 +187,32 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         max_retry_wait=_get(ctx, raw, p, "max_retry_wait", float, 60.0),
         **endpoints,
     )
+
+
+def _check_token_slots(ctx: _Ctx, providers: Mapping[str, ProviderConfig]) -> None:
+    """Refuse two OAuth providers that would share their tokens.
+
+    The token store keys a grant by (issuer, client_id, subject): the subject is the user for
+    personal integration, one shared subject for system integration. Two OAuth providers with
+    the same issuer (as the store names it) and client_id and the same integration therefore
+    read and write the same grants whatever their grant type or scopes: one's login, logout
+    and scopes would silently act on the other. A personal and a system provider on one client
+    registration keep apart (their subjects differ) and are accepted.
+    """
+    seen: dict[tuple[str, str, str], str] = {}
+    for name, p in providers.items():
+        if p.auth != "oauth" or p.client_id is None:
+            continue
+        slot = (p.token_key_issuer, p.client_id, p.integration)
+        first = seen.setdefault(slot, name)
+        if first == name:
+            continue
+        who = "each user's token" if p.integration == "personal" else "the shared system token"
+        raise ctx.err(
+            f"providers.{name}",
+            f"providers.{first} and providers.{name} both use client_id {p.client_id!r} at "
+            f"{p.token_key_issuer!r} with {p.integration} integration, so they would share "
+            f"{who} (grants are stored by issuer, client_id and user, whatever the grant or "
+            "scopes): a login, logout or refresh of one would act on the other. Register a "
+            "separate client for each provider, or keep one provider",
+        )
