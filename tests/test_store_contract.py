@@ -32,7 +32,9 @@ from tests.auth.test_store import (  # the shared protocol cases, run with our f
     test_lease_race_between_threads_has_one_winner,
     test_mark_needs_consent_wipes_tokens,
     test_pending_expiry,
+    test_pending_from_another_web_session_is_left_in_place,
     test_pending_is_single_use,
+    test_pending_without_a_web_session_is_not_taken_by_one,
     test_put_get_list,
     tokens,
 )
@@ -44,7 +46,9 @@ __all__ = [
     "test_lease_race_between_threads_has_one_winner",
     "test_mark_needs_consent_wipes_tokens",
     "test_pending_expiry",
+    "test_pending_from_another_web_session_is_left_in_place",
     "test_pending_is_single_use",
+    "test_pending_without_a_web_session_is_not_taken_by_one",
     "test_put_get_list",
 ]
 

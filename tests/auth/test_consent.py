@@ -422,13 +422,17 @@ def test_complete_pending_wrong_session_or_unknown_state(client: OAuthClient, fa
     _, pending = client.begin(subject="erin", redirect_uri=DEFAULT_REDIRECT_URI, web_session="s1")
     store.save_pending(pending)
     url = approve(f"x?state={pending.state}", DEFAULT_REDIRECT_URI, code=CODE)
-    with pytest.raises(ConsentFailed):
+    with pytest.raises(ConsentFailed, match="another session"):
         complete_pending(client, url, store.take_pending, web_session="s2", clock=Clock())
     with pytest.raises(ConsentFailed):
         complete_pending(client, f"{DEFAULT_REDIRECT_URI}?code=c", store.take_pending)
-    with pytest.raises(ConsentFailed):
-        complete_pending(client, url, store.take_pending, clock=Clock())  # consumed above
     assert fake.token_requests == 0
+    # the wrong session did not use the transaction up: its own session finishes it, once
+    taken, _ = complete_pending(client, url, store.take_pending, web_session="s1", clock=Clock())
+    assert taken.subject == "erin" and fake.token_requests == 1
+    with pytest.raises(ConsentFailed, match="unknown or already used"):
+        complete_pending(client, url, store.take_pending, web_session="s1", clock=Clock())
+    assert fake.token_requests == 1
 
 
 def test_run_consent_refuses_replayed_state(client: OAuthClient, fake: FakeAS) -> None:

@@ -6,6 +6,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import apsw
@@ -20,7 +21,7 @@ from remotetables.auth.store import (
     TokenSet,
     TokenStore,
 )
-from remotetables.errors import LeaseLostError, TokenStoreError, UnknownKeyError
+from remotetables.errors import ConsentFailed, LeaseLostError, TokenStoreError, UnknownKeyError
 
 ALICE = TokenKey("github", "cli", "alice")
 BOB = TokenKey("github", "cli", "bob")
@@ -178,6 +179,27 @@ def test_pending_is_single_use(store: TokenStore) -> None:
         "state-1",
     )
     assert store.take_pending("state-1", now=1.0) is None
+
+
+def test_pending_from_another_web_session_is_left_in_place(store: TokenStore) -> None:
+    """RFC 9700 §2.1.1: a callback from the wrong web session neither takes the transaction
+    nor uses it up; the session that started it takes it, once."""
+    store.save_pending(pending())  # started from web session "sess"
+    for other in ("other", "", "sess "):
+        with pytest.raises(ConsentFailed, match="another session") as info:
+            store.take_pending("state-1", now=1.0, web_session=other)
+        assert (info.value.provider, info.value.user) == ("github", "alice")
+    got = store.take_pending("state-1", now=1.0, web_session="sess")
+    assert got is not None and got.code_verifier == "v" * 64
+    assert store.take_pending("state-1", now=1.0, web_session="sess") is None
+    assert store.take_pending("state-1", now=1.0) is None
+
+
+def test_pending_without_a_web_session_is_not_taken_by_one(store: TokenStore) -> None:
+    store.save_pending(replace(pending("state-2"), web_session=None))
+    with pytest.raises(ConsentFailed, match="another session"):
+        store.take_pending("state-2", now=1.0, web_session="sess")
+    assert store.take_pending("state-2", now=1.0) is not None
 
 
 def test_pending_expiry(store: TokenStore) -> None:

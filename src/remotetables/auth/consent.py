@@ -83,9 +83,15 @@ class RedirectAware(Protocol):
 
 
 class TakePending(Protocol):
-    """Take a pending transaction by state, once (``TokenStore.take_pending``)."""
+    """Take a pending transaction by state, once (``TokenStore.take_pending``).
 
-    def __call__(self, state: str, *, now: float) -> PendingAuth | None: ...
+    With ``web_session``, a transaction started from another web session is left in place
+    and :class:`ConsentFailed` is raised.
+    """
+
+    def __call__(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None: ...
 
 
 # ---------------------------------------------------------------------- callbacks
@@ -370,18 +376,19 @@ def complete_pending(
     """Finish a transaction from the app's callback route: the URL's state finds the record.
 
     Unknown or used state -> :class:`ConsentFailed`. If ``web_session`` is given it must equal
-    the one the transaction was started with (binds it to the user agent, checklist #6).
+    the one the transaction was started with (binds it to the user agent, checklist #6); a
+    callback from another session fails without using the transaction up.
     """
     name = client.settings.name
     state = state_of(callback_url)
     now = (clock or client.clock)()
-    pending = take_pending(state, now=now) if state else None
+    pending = take_pending(state, now=now, web_session=web_session) if state else None
     if pending is None:
         raise ConsentFailed(f"{name}: unknown or already used authorization state", provider=name)
     if web_session is not None and not (
         pending.web_session is not None
         and hmac.compare_digest(pending.web_session.encode(), web_session.encode())
-    ):
+    ):  # the store judged it before taking the transaction; a custom one may not have
         raise ConsentFailed(
             f"{name}: the authorization was started from another session",
             provider=name,

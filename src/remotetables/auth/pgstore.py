@@ -38,6 +38,7 @@ from remotetables.auth.store import (
     TokenRecord,
     TokenSet,
     _pk,
+    check_web_session,
     state_hash,
 )
 from remotetables.errors import TokenStoreError
@@ -404,16 +405,28 @@ class PostgresTokenStore(EncryptedRows):
 
         self._run(save, txn=True)
 
-    def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None:
         h = state_hash(state)
-        row = self._run(
-            lambda c: c.execute(
+
+        def take(c: Conn) -> Any:
+            if web_session is not None:  # judged under the row lock, before the DELETE
+                bound = c.execute(
+                    "SELECT web_session, provider, subject FROM oauth_pending"
+                    " WHERE state_hash = %s AND expires_at > %s FOR UPDATE",
+                    (h, now),
+                ).fetchone()
+                if bound is not None:
+                    check_web_session(bound[0], web_session, provider=bound[1], subject=bound[2])
+            return c.execute(
                 "DELETE FROM oauth_pending WHERE state_hash = %s RETURNING provider, client_id,"
                 " subject, redirect_uri, code_verifier, issuer, web_session, created_at,"
                 " expires_at",
                 (h,),
             ).fetchone()
-        )
+
+        row = self._run(take, txn=web_session is not None)
         return self._pending_from_row(state, row, now=now)
 
     def close(self) -> None:

@@ -362,12 +362,16 @@ class OAuthService:
     ) -> tuple[str, str]:
         """Finish a consent started by the ``raise`` callback; returns (provider, user).
 
-        The URL's state finds the pending record, which is taken once (single use) whatever
-        happens next. ``user`` (the session user finishing it) must be the user who started
-        it, ``web_session`` the web session it was started from, when the record has one.
+        The URL's state finds the pending record. ``web_session``, when given, must be the web
+        session it was started from: a callback from another session fails and leaves the
+        record for the rightful one. Otherwise the record is taken once (single use) whatever
+        happens next; ``user`` (the session user finishing it) must be the user who started it.
         """
         state = state_of(callback_url)
-        pending = self.store.take_pending(state, now=self.rt.clock()) if state else None
+        now = self.rt.clock()
+        pending = (
+            self.store.take_pending(state, now=now, web_session=web_session) if state else None
+        )
         if pending is None:
             raise ConsentFailed(
                 "this consent callback matches no pending authorization "
@@ -384,8 +388,8 @@ class OAuthService:
                 error_code="invalid_state",
             )
 
-        def take(state: str, *, now: float) -> PendingAuth | None:
-            return pending if state == pending.state else None
+        def take(state: str, *, now: float, web_session: str | None = None) -> PendingAuth | None:
+            return pending if state == pending.state else None  # taken above, session judged
 
         taken, tokens = complete_pending(
             self.client(provider), callback_url, take, web_session=web_session, clock=self.rt.clock

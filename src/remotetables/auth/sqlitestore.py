@@ -27,6 +27,7 @@ from remotetables.auth.store import (
     TokenKey,
     TokenSet,
     _pk,
+    check_web_session,
     state_hash,
 )
 from remotetables.errors import TokenStoreError
@@ -263,9 +264,21 @@ class SQLiteTokenStore(EncryptedRows):
                 values,
             )
 
-    def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None:
         h = state_hash(state)
         with self._errors(), self._txn(immediate=True) as c:
+            if web_session is not None:  # judged in this transaction, before the DELETE
+                bound = _first(
+                    c.execute(
+                        "SELECT web_session, provider, subject FROM oauth_pending"
+                        " WHERE state_hash = ? AND expires_at > ?",
+                        (h, now),
+                    )
+                )
+                if bound is not None:
+                    check_web_session(bound[0], web_session, provider=bound[1], subject=bound[2])
             row = _first(
                 c.execute(
                     "DELETE FROM oauth_pending WHERE state_hash = ? RETURNING provider, client_id,"

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from remotetables.auth.crypto import TokenCipher
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
+from remotetables.errors import (
+    ConsentFailed,
+    CorruptTokenError,
+    LeaseLostError,
+    TokenStoreError,
+    UnknownKeyError,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -133,13 +140,38 @@ class TokenStore(Protocol):
     def delete(self, key: TokenKey) -> None: ...
     def list(self) -> list[TokenInfo]: ...
     def save_pending(self, pending: PendingAuth) -> None: ...
-    def take_pending(self, state: str, *, now: float) -> PendingAuth | None: ...
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None: ...
     def close(self) -> None: ...
 
 
 def state_hash(state: str) -> bytes:
     """SHA-256 of a consent ``state``: the only form in which a state is stored."""
     return hashlib.sha256(state.encode("utf-8")).digest()
+
+
+def check_web_session(
+    stored: str | None, web_session: str | None, *, provider: str, subject: str
+) -> None:
+    """Raise :class:`ConsentFailed` if ``web_session`` is given and is not the pending
+    transaction's own (RFC 9700 §2.1.1).
+
+    The stores call it inside ``take_pending`` before deleting anything: a callback presented
+    from the wrong web session leaves the transaction in place for the session that started it,
+    which can then still use it, once.
+    """
+    if web_session is None:
+        return
+    if stored is not None and hmac.compare_digest(stored.encode(), web_session.encode()):
+        return
+    raise ConsentFailed(
+        f"{provider}: the authorization was started from another session "
+        "(finish it in the browser session that started it)",
+        provider=provider,
+        user=subject,
+        error_code="invalid_state",
+    )
 
 
 # ----------------------------------------------------------------------------- memory
@@ -271,9 +303,20 @@ class MemoryTokenStore:
                 raise TokenStoreError("a pending consent with this state already exists")
             self._pending[h] = copy.copy(pending)
 
-    def take_pending(self, state: str, *, now: float) -> PendingAuth | None:
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None:
+        h = state_hash(state)
         with self._lock:
-            pending = self._pending.pop(state_hash(state), None)
+            pending = self._pending.get(h)
+            if pending is not None and pending.expires_at > now:
+                check_web_session(
+                    pending.web_session,
+                    web_session,
+                    provider=pending.provider,
+                    subject=pending.subject,
+                )
+            pending = self._pending.pop(h, None)
         if pending is None or pending.expires_at <= now:
             return None
         return pending
