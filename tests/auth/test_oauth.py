@@ -752,6 +752,22 @@ def test_revoke_without_endpoint_and_invalid_client(
     assert fake.requests == fake.requests[:1]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [text_reply(401, ""), text_reply(401, "<html>Unauthorized</html>")],
+    ids=["empty", "html"],
+)
+def test_revoke_answered_401_without_an_oauth_error_is_invalid_client(
+    reply: Reply, fake: FakeAS, http: httpx2.Client, clock: Clock
+) -> None:
+    """RFC 7009 §2.2.1: a 401 from the revocation endpoint is the client's authentication
+    failing; it is not an outage to retry later."""
+    fake.on("/revoke", reply)
+    with pytest.raises(ProviderError, match="invalid_client") as info:
+        make(http, clock).revoke(RT)
+    assert info.value.error_code == "invalid_client"
+
+
 # ---------------------------------------------------------------- device grant
 
 

@@ -254,7 +254,9 @@ class OAuthClient(TokenEndpointClient):
 
     def revoke(self, token: str, *, hint: str = "refresh_token") -> bool:
         """RFC 7009 revocation. True when done (200); False when the caller should retry later
-        or fall back (no endpoint, 503/5xx/429, network error, ``unsupported_token_type``)."""
+        or fall back (no endpoint, 503/5xx/429, network error, ``unsupported_token_type``).
+        A refusal of the client itself (``invalid_client``, a bare 401, ``unauthorized_client``)
+        raises :class:`ProviderError`: retrying will not help."""
         endpoint = self.metadata().revocation_endpoint
         if endpoint is None:
             return False
@@ -266,6 +268,9 @@ class OAuthClient(TokenEndpointClient):
         if response.status_code == 200:
             return True
         error = self._error_of(response)
+        if error is None and response.status_code == 401:
+            # the client's authentication failed (RFC 7009 §2.2.1, RFC 6749 §5.2), body or not
+            error = _ErrorResponse(401, "invalid_client", None)
         if error is not None and error.error in ("invalid_client", "unauthorized_client"):
             raise self._provider_error(error, data)
         return False

@@ -48,6 +48,7 @@ from remotetables.errors import (
     ConfigError,
     ConsentFailed,
     ConsentRequired,
+    ProviderError,
     ProviderUnavailable,
 )
 from remotetables.http import RequestContext
@@ -65,6 +66,11 @@ __all__ = [
 ]
 
 SYSTEM_SUBJECT = "__system__"
+
+# last_error of a grant whose revocation the provider refused (invalid_client ...): a permanent
+# answer, so retry_revocations leaves it; only another logout of that grant asks again
+REVOCATION_REFUSED = "revocation refused"
+_REFUSALS = frozenset({"invalid_client", "unauthorized_client"})
 
 log = logging.getLogger("remotetables.auth")
 
@@ -403,14 +409,26 @@ class OAuthService:
         When the provider cannot confirm (503, outage), the grant becomes unusable at once
         (status ``revoked``) and its tokens are kept, encrypted, only to retry the revocation
         later (:meth:`retry_revocations`, run by the CLI's login, logout and tokens commands).
+
+        When the provider refuses the client (``invalid_client``: a wrong secret, say), the
+        grant becomes unusable here just the same, but that answer will not change by itself:
+        it is not retried in the background, and :class:`ProviderError` says that the token is
+        still valid at the provider. A later logout of the same grant tries again.
         """
         key = self.key(provider, subject)
         self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False
+        refused: ProviderError | None = None
         if record is not None and record.tokens is not None:
-            revoked = self._revoke(provider, record.tokens)
-            if not revoked and self._can_revoke(provider):
+            try:
+                revoked = self._revoke(provider, record.tokens)
+            except ProviderError as exc:
+                refused = exc
+            if refused is not None:
+                reason = f"{REVOCATION_REFUSED} ({refused.error_code})"
+                self.store.mark_revoked(key, reason=reason, now=self.rt.clock())
+            elif not revoked and self._can_revoke(provider):
                 self.store.mark_revoked(key, reason="revocation pending", now=self.rt.clock())
                 log.info("revocation at provider %s not confirmed; will retry", provider.name)
             else:
@@ -420,7 +438,26 @@ class OAuthService:
         # rows fetched with the revoked grant are not served any more
         principal = "system" if subject == SYSTEM_SUBJECT else f"user:{subject}"
         self.rt.cache.clear(principal=principal)
+        if refused is not None:
+            raise self._refusal(provider, subject, refused) from None
         return revoked
+
+    def _refusal(self, provider: ProviderConfig, subject: str, exc: ProviderError) -> ProviderError:
+        who = "the system's token" if subject == SYSTEM_SUBJECT else f"{subject}'s token"
+        check = (
+            f"the client secret in ${provider.client_secret_env} and client_id "
+            f"{provider.client_id!r}"
+            if provider.client_secret_env
+            else f"client_id {provider.client_id!r}"
+        )
+        return ProviderError(
+            f"{exc}, so {who} was NOT revoked at {provider.name}. It can no longer be used "
+            "here; it is kept (encrypted) only for that revocation, which is not retried on its "
+            f"own: check {check}, then log out again (or revoke the access at the provider)",
+            provider=provider.name,
+            user=None if subject == SYSTEM_SUBJECT else subject,
+            error_code=exc.error_code,
+        )
 
     def _can_revoke(self, provider: ProviderConfig) -> bool:
         try:
@@ -429,11 +466,20 @@ class OAuthService:
             return True  # discovery is down too: assume there is an endpoint to retry later
 
     def _revoke(self, provider: ProviderConfig, tokens: TokenSet) -> bool:
+        """True if revoked; False if not confirmed (outage ...): worth retrying later.
+
+        Raises :class:`ProviderError` when the provider refuses the client (invalid_client,
+        unauthorized_client): asking again will not help until the configuration changes.
+        """
         client = self.client(provider)
         try:
             if tokens.refresh_token and client.revoke(tokens.refresh_token, hint="refresh_token"):
                 return True
             return client.revoke(tokens.access_token, hint="access_token")
+        except ProviderError as exc:
+            if exc.error_code in _REFUSALS:
+                raise
+            return False
         except AuthError:
             return False
 
@@ -456,7 +502,16 @@ class OAuthService:
             record = self.store.get(key)
             if record is None or record.status != "revoked":
                 continue
-            if record.tokens is None or self._revoke(p, record.tokens):
+            if (record.last_error or "").startswith(REVOCATION_REFUSED):
+                continue  # a refusal is not an outage: only a logout of that grant asks again
+            try:
+                revoked = record.tokens is None or self._revoke(p, record.tokens)
+            except ProviderError as exc:
+                reason = f"{REVOCATION_REFUSED} ({exc.error_code})"
+                self.store.mark_revoked(key, reason=reason, now=self.rt.clock())
+                log.warning("%s; the grant of %s stays unrevoked there", exc, info.subject)
+                continue
+            if revoked:
                 self.store.delete(key)
                 done += 1
         return done
