@@ -252,7 +252,7 @@ CASES: dict[str, Case] = {
     "api-text-in-integer": Case("api", "coercion", CoercionError, "priority"),
     "api-text-in-integer-2col": Case("api", "coercion2", CoercionError, "priority"),
     # ---------------------------------------------------------------- callback URLs
-    "callback-garbage": Case("callback", "not a url at all", ConsentFailed, "no pending"),
+    "callback-garbage": Case("callback", "not a url at all", ConsentFailed, "not a redirect URL"),
     "callback-unknown-state": Case(
         "callback", "http://127.0.0.1:5/callback?code=abc&state=nope", ConsentFailed, "no pending"
     ),

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TextIO, runtime_checkable
 
 from remotetables.auth.loopback import (
+    NOT_A_REDIRECT_URL,
     LoopbackListener,
     interactive,
+    is_redirect_url,
     read_pasted,
     state_of,
 )
@@ -223,6 +225,14 @@ class PromptConsent:
                 f"{request.provider}: no redirect URL was entered",
                 provider=request.provider,
                 user=request.user,
+            )
+        if not is_redirect_url(answer):  # never echoed: a mistaken paste may be a password
+            raise ConsentFailed(
+                f"{request.provider}: "
+                + NOT_A_REDIRECT_URL.format(redirect_uri=request.redirect_uri),
+                provider=request.provider,
+                user=request.user,
+                error_code="invalid_request",
             )
         return answer
 

@@ -19,7 +19,7 @@ import httpx2
 from authlib.oauth2.rfc8414 import get_well_known_url
 
 from remotetables.config import is_loopback_host
-from remotetables.errors import ConfigError, ProviderError, ProviderUnavailable
+from remotetables.errors import ConfigError, ProviderError, ProviderUnavailable, redact_url
 
 __all__ = [
     "AUTH_METHODS",
@@ -222,11 +222,17 @@ def _discover(settings: OAuthSettings, http: httpx2.Client, issuer: str) -> dict
             )
         except httpx2.HTTPError as exc:
             raise ProviderUnavailable(
-                f"{name}: metadata discovery failed ({type(exc).__name__})", provider=name
+                f"{name}: metadata discovery at {redact_url(url)} failed "
+                f"({type(exc).__name__}): check that the authorization server is running "
+                f"and that providers.{name}.issuer is right",
+                provider=name,
             ) from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderUnavailable(
-                f"{name}: metadata discovery got HTTP {response.status_code}", provider=name
+                f"{name}: metadata discovery at {redact_url(url)} got HTTP "
+                f"{response.status_code}: the authorization server is failing or busy; "
+                "try again later",
+                provider=name,
             )
         if response.status_code != 200:
             continue

@@ -4,6 +4,7 @@ and reading a redirect URL the user pastes while it waits."""
 from __future__ import annotations
 
 import hmac
+import html
 import http.server
 import ipaddress
 import select
@@ -14,7 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from remotetables.errors import ConsentFailed
 
-__all__ = ["CALLBACK_PATH", "LoopbackListener", "interactive", "read_pasted", "state_of"]
+__all__ = [
+    "CALLBACK_PATH",
+    "NOT_A_REDIRECT_URL",
+    "LoopbackListener",
+    "interactive",
+    "is_redirect_url",
+    "read_pasted",
+    "state_of",
+]
 
 CALLBACK_PATH = "/callback"
 
@@ -24,6 +33,26 @@ def state_of(url: str) -> str | None:
     return values[0] if values and len(values) == 1 else None
 
 
+def is_redirect_url(text: str) -> bool:
+    """Whether ``text`` can be an address a browser was redirected to: an absolute http(s)
+    URL with a host, or a reference with a query (``/callback?code=...``). What a user
+    pastes can be anything; this tells a mistaken paste from a redirect of another sign-in.
+    """
+    try:
+        parts = urlsplit(text.strip())
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return True
+        return parts.scheme in ("", "http", "https") and bool(parts.query)
+    except ValueError:
+        return False
+
+
+NOT_A_REDIRECT_URL = (
+    "that is not a redirect URL: paste the full address from the browser's address bar "
+    "after approving (it starts with {redirect_uri}?)"
+)
+
+
 # ---------------------------------------------------------------------- loopback listener
 
 _PAGE = """<!doctype html>
@@ -31,6 +60,11 @@ _PAGE = """<!doctype html>
 <body><p>{message}</p></body></html>
 """
 _DONE = "Authorization received. You can close this tab."
+_DENIED = "Access was denied: remotetables was not authorized. You can close this tab."
+_ERROR = (
+    "The authorization server returned an error ({error}): remotetables was not authorized. "
+    "The terminal says more. You can close this tab."
+)
 _REJECTED = "This is not the authorization response remotetables is waiting for."
 _IGNORED = "This authorization was already handled. You can close this tab."
 
@@ -225,7 +259,19 @@ class LoopbackListener:
                 return 400, _IGNORED
             self._result = f"http://{self._authority}{path}"
             self._done.set()
-        return 200, _DONE
+        return 200, _outcome(path)
+
+
+def _outcome(path: str) -> str:
+    """The page's message for an accepted redirect: received, denied, or the server's error
+    code (escaped; the client's ``complete`` judges the response itself)."""
+    errors = parse_qs(urlsplit(path).query).get("error")
+    if not errors:
+        return _DONE
+    if errors[0] == "access_denied":
+        return _DENIED
+    code = "".join(ch for ch in errors[0][:64] if ch.isprintable())
+    return _ERROR.format(error=html.escape(code or "unknown"))
 
 
 def interactive(stream: TextIO) -> bool:
@@ -241,7 +287,8 @@ def read_pasted(stream: TextIO, listener: LoopbackListener, out: TextIO) -> None
     poller = select.poll()
     try:
         poller.register(stream.fileno(), select.POLLIN)
-    except (ValueError, OSError):
+        redirect_uri = listener.redirect_uri
+    except (ValueError, OSError, ConsentFailed):  # not a real file, or the wait is over
         return
     while not listener.done:
         if not poller.poll(200):
@@ -252,7 +299,10 @@ def read_pasted(stream: TextIO, listener: LoopbackListener, out: TextIO) -> None
         line = line.strip()
         if not line or listener.done:
             continue
-        if not listener.deliver(line):
+        if not is_redirect_url(line):
+            message = NOT_A_REDIRECT_URL.format(redirect_uri=redirect_uri)
+            print(message[0].upper() + message[1:] + ".", file=out, flush=True)
+        elif not listener.deliver(line):
             print(
                 "That is not the redirect address for this sign-in (its state does not match); "
                 "paste the full address from the browser's address bar.",

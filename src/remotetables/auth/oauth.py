@@ -28,6 +28,7 @@ from remotetables.auth.discovery import (
     _clean,
     require_secure_url,
 )
+from remotetables.auth.loopback import NOT_A_REDIRECT_URL, is_redirect_url
 from remotetables.auth.store import PendingAuth, TokenSet
 from remotetables.auth.tokenendpoint import TokenEndpointClient, _ErrorResponse, _number
 from remotetables.config import is_loopback_host
@@ -160,6 +161,10 @@ class OAuthClient(TokenEndpointClient):
             raise fail("the pending authorization belongs to another provider or client")
         if self._clock() > pending.expires_at:
             raise fail("the authorization transaction has expired; start again")
+        if not is_redirect_url(callback_url):
+            raise fail(
+                NOT_A_REDIRECT_URL.format(redirect_uri=pending.redirect_uri), "invalid_request"
+            )
         params = parse_qs(urlsplit(callback_url.strip()).query, keep_blank_values=True)
         if any(len(values) > 1 for values in params.values()):
             raise fail("the callback repeats a parameter")

@@ -38,7 +38,7 @@ from remotetables.auth.consent import (
     run_consent,
 )
 from remotetables.auth.flow import BearerAuth
-from remotetables.auth.loopback import state_of
+from remotetables.auth.loopback import is_redirect_url, state_of
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
@@ -373,6 +373,12 @@ class OAuthService:
         record for the rightful one. Otherwise the record is taken once (single use) whatever
         happens next; ``user`` (the session user finishing it) must be the user who started it.
         """
+        if not is_redirect_url(callback_url):
+            raise ConsentFailed(
+                "this consent callback is not a redirect URL: pass the full URL the browser "
+                "was redirected to (with its state and code)",
+                error_code="invalid_request",
+            )
         state = state_of(callback_url)
         now = self.rt.clock()
         pending = (
