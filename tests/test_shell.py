@@ -241,3 +241,24 @@ def test_stats_are_per_statement(conn: remotetables.Connection) -> None:
     # the second statement only (one request or a cache hit), not 5 + that
     assert int(stats["requests"]) + int(stats["cache_hits"]) == 1
     assert int(stats["rows"]) < 250
+
+
+def test_token_rows_name_a_personal_and_a_system_provider_on_one_client(
+    write_config: Callable[..., Path],
+) -> None:
+    from remotetables.auth.service import SYSTEM_SUBJECT
+    from remotetables.auth.store import MemoryTokenStore, TokenSet
+    from remotetables.shell import token_rows
+
+    issuer = 'issuer = "http://127.0.0.1:9"\nclient_id = "c"\n'
+    cfg = write_config(
+        f'[providers.corp]\n{issuer}[providers.corp_sys]\n{issuer}integration = "system"\n'
+    )
+    store = MemoryTokenStore()
+    with remotetables.connect(":memory:", config=cfg, token_store=store) as conn:
+        service = conn.runtime.oauth_service()
+        providers = conn.runtime.config.providers
+        for name, subject in (("corp", "alice"), ("corp_sys", SYSTEM_SUBJECT)):
+            store.put(service.key(providers[name], subject), TokenSet("at", None), now=0)
+        _, rows = token_rows(conn.runtime)
+    assert sorted(r[:2] for r in rows) == [("corp", "alice"), ("corp_sys", "(system)")]

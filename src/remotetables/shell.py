@@ -91,16 +91,20 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
     """Who has a token for which provider: headers and rows, never token material."""
     from remotetables.auth.service import SYSTEM_SUBJECT
 
+    # a personal and a system provider may share a client: the subject tells them apart
     names = {
-        (p.token_key_issuer, p.client_id): p.name
+        (p.token_key_issuer, p.client_id, p.integration == "system"): p.name
         for p in runtime.config.providers.values()
         if p.auth == "oauth"
     }
     now = runtime.clock()
     rows: list[tuple[str, ...]] = []
     for info in runtime.oauth_service().tokens():
-        provider = names.get((info.provider, info.client_id), f"{info.provider} ({info.client_id})")
-        who = "(system)" if info.subject == SYSTEM_SUBJECT else info.subject
+        system = info.subject == SYSTEM_SUBJECT
+        provider = names.get(
+            (info.provider, info.client_id, system), f"{info.provider} ({info.client_id})"
+        )
+        who = "(system)" if system else info.subject
         rows.append(
             (
                 provider,
