@@ -753,6 +753,30 @@ def test_revoke_without_endpoint_and_invalid_client(
 
 
 @pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        (json_reply(400, {"error": "invalid_request"}), "invalid_request"),
+        (text_reply(400, ""), "http_400"),
+        (text_reply(403, "forbidden"), "http_403"),
+        (json_reply(400, {"error": "unsupported_token_type"}), False),  # the caller falls back
+        (text_reply(429, "slow down"), False),
+        (text_reply(503, "down"), False),
+    ],
+)
+def test_revoke_other_refusals_are_final_and_outages_are_retried(
+    reply: Reply, outcome: str | bool, fake: FakeAS, http: httpx2.Client, clock: Clock
+) -> None:
+    fake.on("/revoke", reply)
+    if outcome is False:
+        assert make(http, clock).revoke(RT) is False
+        return
+    with pytest.raises(ProviderError) as info:
+        make(http, clock).revoke(RT)
+    assert info.value.error_code == outcome
+    assert_no_secret(info.value)
+
+
+@pytest.mark.parametrize(
     "reply",
     [text_reply(401, ""), text_reply(401, "<html>Unauthorized</html>")],
     ids=["empty", "html"],

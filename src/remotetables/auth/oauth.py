@@ -259,9 +259,9 @@ class OAuthClient(TokenEndpointClient):
 
     def revoke(self, token: str, *, hint: str = "refresh_token") -> bool:
         """RFC 7009 revocation. True when done (200); False when the caller should retry later
-        or fall back (no endpoint, 503/5xx/429, network error, ``unsupported_token_type``).
-        A refusal of the client itself (``invalid_client``, a bare 401, ``unauthorized_client``)
-        raises :class:`ProviderError`: retrying will not help."""
+        or fall back (no endpoint, 503/5xx/429/408, network error, ``unsupported_token_type``).
+        Any other 4xx (``invalid_client``, a bare 401, ``invalid_request`` ...) raises
+        :class:`ProviderError`: retrying will not help."""
         endpoint = self.metadata().revocation_endpoint
         if endpoint is None:
             return False
@@ -278,6 +278,14 @@ class OAuthClient(TokenEndpointClient):
             error = _ErrorResponse(401, "invalid_client", None)
         if error is not None and error.error in ("invalid_client", "unauthorized_client"):
             raise self._provider_error(error, data)
+        status = response.status_code
+        if error is not None and error.error == "unsupported_token_type":
+            return False  # the caller falls back (e.g. to the access token)
+        if 400 <= status < 500 and status not in (408, 429):
+            # any other refusal (invalid_request, a bare 400/403/404): asking again will not help
+            raise self._provider_error(
+                error or _ErrorResponse(status, f"http_{status}", None), data
+            )
         return False
 
     # ------------------------------------------------------------------ device grant
