@@ -391,7 +391,7 @@ def test_tokens_and_logout(
         service.store.mark_needs_consent(key, reason="test", now=conn.runtime.clock())
         result = run("tokens", "-c", str(oauth_config))
         row = next(line for line in result.output.splitlines() if line.startswith("demo"))
-        assert row.split()[:4] == ["demo", "alice", "needs_consent", "-"]
+        assert row.split()[:5] == ["demo", "alice", "needs_consent", "(test)", "-"]
         consent_as("alice", oauth_config)
 
     revoked_before = srv.stats.revocations

@@ -109,7 +109,8 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
             (
                 provider,
                 who,
-                str(info.status),
+                str(info.status)
+                + (f" ({info.reason})" if info.reason and info.status != "active" else ""),
                 # a grant that needs consent has no usable access token, whatever its expiry
                 _when(info.expires_at, now) if str(info.status) == "active" else "-",
                 info.scope or "-",

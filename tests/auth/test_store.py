@@ -146,10 +146,12 @@ def test_mark_needs_consent_wipes_tokens(store: TokenStore) -> None:
     assert not store.try_lease(ALICE, version=rec.version, owner="a", now=3.0, lease_seconds=30)
     info = store.list()[0]
     assert info.status == "needs_consent" and not info.has_refresh_token
+    assert info.reason == "invalid_grant"  # what `tokens` shows beside the status
     # consent again: active
     store.put(ALICE, tokens(5), now=4.0)
     rec = store.get(ALICE)
     assert rec is not None and rec.status == "active" and rec.last_error is None
+    assert store.list()[0].reason is None
 
 
 def pending(state: str = "state-1", *, expires_at: float = 600.0) -> PendingAuth:

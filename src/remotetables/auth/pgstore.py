@@ -372,11 +372,13 @@ class PostgresTokenStore(EncryptedRows):
         rows = self._run(
             lambda c: c.execute(
                 "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
-                " refresh_token IS NOT NULL, updated_at FROM oauth_token"
+                " refresh_token IS NOT NULL, updated_at, last_error FROM oauth_token"
                 ' ORDER BY provider COLLATE "C", client_id COLLATE "C", subject COLLATE "C"'
             ).fetchall()
         )
-        return [TokenInfo(p, c, s, st, e, sc, bool(h), u) for p, c, s, st, e, sc, h, u in rows]
+        return [
+            TokenInfo(p, c, s, st, e, sc, bool(h), u, r) for p, c, s, st, e, sc, h, u, r in rows
+        ]
 
     def records(self) -> builtins.list[TokenRecord]:
         """Every stored grant, decrypted in memory (for migration); undecryptable rows are

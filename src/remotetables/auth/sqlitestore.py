@@ -248,10 +248,12 @@ class SQLiteTokenStore(EncryptedRows):
         with self._errors():
             rows = self._conn().execute(
                 "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
-                " refresh_token IS NOT NULL, updated_at FROM oauth_token"
+                " refresh_token IS NOT NULL, updated_at, last_error FROM oauth_token"
                 " ORDER BY provider, client_id, subject"
             )
-            return [TokenInfo(p, c, s, st, e, sc, bool(h), u) for p, c, s, st, e, sc, h, u in rows]
+            return [
+                TokenInfo(p, c, s, st, e, sc, bool(h), u, r) for p, c, s, st, e, sc, h, u, r in rows
+            ]
 
     def save_pending(self, pending: PendingAuth) -> None:
         values = self._pending_values(pending)

@@ -99,6 +99,7 @@ class TokenInfo:
     scope: str | None
     has_refresh_token: bool
     updated_at: float
+    reason: str | None = None  # why a grant is not active (invalid_grant, revocation pending ...)
 
 
 @dataclass
@@ -286,6 +287,7 @@ class MemoryTokenStore:
                     scope=r.tokens.scope if r.tokens else None,
                     has_refresh_token=bool(r.tokens and r.tokens.refresh_token is not None),
                     updated_at=r.updated_at,
+                    reason=r.last_error,
                 )
                 for k, r in sorted(
                     self._rows.items(),
