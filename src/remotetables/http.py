@@ -10,7 +10,6 @@ import email.utils
 import http.cookiejar
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from remotetables.errors import (
     redact_text,
     redact_url,
 )
+from remotetables.http_text import body_message, shorten
 
 __all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
 
@@ -36,53 +36,6 @@ log = logging.getLogger("remotetables.http")
 E = TypeVar("E", bound=RemoteError)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-# httpx2 logs each request's URL at INFO; httpcore2 logs each response's headers at DEBUG
-# (Location, Link: URLs again; Set-Cookie). Their loggers (records are filtered where they are
-# logged, not where they propagate to, hence every child logger by name):
-LIBRARY_LOGGERS = (
-    "httpx2",
-    "httpcore2.connection",
-    "httpcore2.http11",
-    "httpcore2.http2",
-    "httpcore2.proxy",
-    "httpcore2.socks",
-)
-_SET_COOKIE = re.compile(r"""(?P<head>b?['"]set-cookie['"],\s*b?['"])[^'"]*""", re.IGNORECASE)
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites a library's log record whose text reveals a secret: secret-looking query values
-    become ``***``, user info in URLs and ``Set-Cookie`` values go. Other records are untouched
-    (same message template and arguments)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record: the handler reports it as usual
-            return True
-        redacted = _SET_COOKIE.sub(r"\g<head>***", redact_text(message))
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_REDACTING_FILTER = RedactingFilter()
-
-
-def redact_library_logs() -> None:
-    """Put the redacting filter on httpx2's and httpcore2's loggers (idempotent; done on import)."""
-    names = set(LIBRARY_LOGGERS)
-    names.update(
-        name
-        for name in list(logging.Logger.manager.loggerDict)
-        if name.partition(".")[0] in ("httpx2", "httpcore2")
-    )
-    for name in names:
-        logging.getLogger(name).addFilter(_REDACTING_FILTER)
-
-
-redact_library_logs()
 
 
 @dataclass(frozen=True)
@@ -153,7 +106,7 @@ class JsonResponse:
             return f"the answer is {kind.get(type(body), 'a number')}"
         if not body:
             return "the answer is an empty object"
-        keys = [_shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
+        keys = [shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
         more = f" and {len(body) - 10} more" if len(body) > 10 else ""
         text = f"the answer has the top-level keys {', '.join(keys)}{more}"
         said = body_message(body, limit=120)
@@ -574,60 +527,8 @@ def _reason(raw: _Raw) -> str:
     if ctype.startswith("text/plain") and raw.content:
         text = " ".join(raw.content[:4096].decode("utf-8", "replace").split())
         if text:
-            return f": {_shorten(redact_text(text), 200)}"
+            return f": {shorten(redact_text(text), 200)}"
     return ""
-
-
-def body_message(body: Any, limit: int = 200) -> tuple[str, str] | None:
-    """The API's own message in a JSON body and the field it came from, or ``None``.
-
-    The common shapes, first found wins: OAuth's ``error_description``, ``message``, ``error``
-    (a string, or an object with a message), JSON:API's and GraphQL's ``errors[0]`` (title and
-    detail, or message), RFC 9457's ``title`` and ``detail``. Whitespace is collapsed, URLs
-    redacted, and the text cut at ``limit`` characters.
-
-    >>> body_message({"errors": [{"title": "Forbidden", "detail": "not yours"}]})
-    ('errors[0]', 'Forbidden: not yours')
-    >>> body_message({"ok": False, "error": "invalid_auth"})
-    ('error', 'invalid_auth')
-    """
-    if not isinstance(body, Mapping):
-        return None
-    for key in ("error_description", "message", "error", "errors", "detail", "title"):
-        value = body.get(key)
-        if key == "errors":
-            if not (isinstance(value, list) and value):
-                continue
-            key, value = "errors[0]", value[0]
-        elif key in ("detail", "title"):  # RFC 9457 problem details: "title: detail"
-            value = {"title": body.get("title"), "detail": body.get("detail")}
-            if not _message_of(body.get("detail")):
-                key = "title"
-        text = _message_of(value)
-        if text:
-            return key, _shorten(redact_text(" ".join(text.split())), limit)
-    return None
-
-
-def _message_of(value: Any) -> str:
-    """A string itself; an object's title (or message) and detail, as ``title: detail``."""
-    if isinstance(value, str):
-        return value.strip()
-    if not isinstance(value, Mapping):
-        return ""
-    texts = [
-        v.strip()
-        for v in (value.get(k) for k in ("title", "message", "error_description", "description"))
-        if isinstance(v, str) and v.strip()
-    ][:1]
-    detail = value.get("detail")
-    if isinstance(detail, str) and detail.strip() and detail.strip() not in texts:
-        texts.append(detail.strip())
-    return ": ".join(texts)
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe_transport(exc: httpx2.TransportError) -> str:

@@ -53,6 +53,7 @@ __all__ = [
     "RaiseConsent",
     "RedirectAware",
     "TakePending",
+    "auto_consent_mode",
     "browser_consent",
     "complete_pending",
     "device_message",
@@ -254,6 +255,20 @@ class RaiseConsent:
             authorization_url=request.authorization_url,
             state=state_of(request.authorization_url),
         )
+
+
+def auto_consent_mode(environ: dict[str, str]) -> str:
+    """browser where one can open, prompt on a terminal, raise otherwise."""
+    if (
+        sys.platform in ("darwin", "win32")
+        or environ.get("BROWSER")
+        or environ.get("DISPLAY")
+        or environ.get("WAYLAND_DISPLAY")
+    ):
+        return "browser"
+    if sys.stdin is not None and sys.stdin.isatty():
+        return "prompt"
+    return "raise"
 
 
 def browser_consent(

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from remotetables.auth.breaker import CircuitBreaker
 from remotetables.auth.consent import (
     DEFAULT_REDIRECT_URI,
     ConsentCallback,
+    auto_consent_mode,
     browser_consent,
     complete_pending,
     device_message,
@@ -84,52 +86,6 @@ def default_paths(environ: dict[str, str]) -> tuple[Path, Path]:
     store = Path(environ.get("REMOTETABLES_TOKEN_STORE") or data / "tokens.db")
     key = Path(environ.get("REMOTETABLES_KEY_FILE") or conf / "token.key")
     return store, key
-
-
-class CircuitBreaker:
-    """One per provider: after ``threshold`` outages in a row, fail fast for ``cooldown`` s.
-
-    Many users' queries then do not hammer an authorization server that is down; one probe is
-    let through after the cooldown (half-open).
-    """
-
-    def __init__(
-        self, clock: Callable[[], float], *, threshold: int = 3, cooldown: float = 30.0
-    ) -> None:
-        self._clock = clock
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self._failures = 0
-        self._open_until = 0.0
-        self._lock = threading.Lock()
-
-    def before(self, provider: str) -> None:
-        with self._lock:
-            now = self._clock()
-            if self._failures >= self.threshold and now < self._open_until:
-                raise ProviderUnavailable(
-                    f"provider {provider}: the authorization server failed {self._failures} times in a row; "
-                    f"not asking it again for {self._open_until - now:.0f} s (stored tokens are kept)",
-                    provider=provider,
-                )
-            if self._failures >= self.threshold:
-                self._open_until = now + self.cooldown  # half-open: this caller is the probe
-
-    def success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._open_until = 0.0
-
-    def failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._failures >= self.threshold:
-                self._open_until = self._clock() + self.cooldown
-
-    @property
-    def is_open(self) -> bool:
-        with self._lock:
-            return self._failures >= self.threshold and self._clock() < self._open_until
 
 
 class OAuthService:
@@ -528,20 +484,6 @@ class OAuthService:
     def close(self) -> None:
         if self._owns_store and self._store is not None:
             self._store.close()
-
-
-def auto_consent_mode(environ: dict[str, str]) -> str:
-    """browser where one can open, prompt on a terminal, raise otherwise."""
-    if (
-        sys.platform in ("darwin", "win32")
-        or environ.get("BROWSER")
-        or environ.get("DISPLAY")
-        or environ.get("WAYLAND_DISPLAY")
-    ):
-        return "browser"
-    if sys.stdin is not None and sys.stdin.isatty():
-        return "prompt"
-    return "raise"
 
 
 class OAuthCredentials:
