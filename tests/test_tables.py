@@ -544,3 +544,19 @@ def test_or_merge_is_right_when_the_query_reads_few_columns(
         assert got == want, sql
     n = conn.execute("SELECT count(*) FROM t WHERE priority = 1 OR state = 'closed'").fetchone()
     assert n == (len(want),)
+
+
+def test_wall_time_is_the_statements_own(
+    fresh_api: IncidentsAPI, open_conn: Callable[..., remotetables.Connection]
+) -> None:
+    """A statement's wall_time ends when SQLite finishes it, not when the next one starts."""
+    import time
+
+    conn = open_conn(incidents_table("t", "link", fresh_api.base_url, extra="cache_ttl = 0\n"))
+    t0 = time.perf_counter()
+    conn.execute("SELECT count(*) FROM t").fetchall()
+    elapsed = time.perf_counter() - t0
+    time.sleep(0.3)  # idle after the statement: none of it is the statement's
+    assert 0 < conn.last_stats["wall_time"] <= elapsed
+    assert conn.execute("SELECT remotetables_stats()").fetchone()[0].count('"wall_time"') == 1
+    assert conn.last_stats["wall_time"] <= elapsed

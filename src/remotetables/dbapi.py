@@ -196,6 +196,14 @@ def install(db: apsw.Connection, session: Session) -> None:
 
     db.exec_trace = trace
 
+    def profile(sql: str, nanoseconds: int) -> None:
+        # SQLite calls this when a statement finishes: its statistics stop there, not when
+        # the next statement starts (a pause before `.stats` is not the statement's time)
+        if session.stats.finished is None:
+            session.stats.finished = time.perf_counter()
+
+    db.set_profile(profile)
+
     def set_user(name: str | None) -> str | None:
         session.set_user(name)
         return session.user
