@@ -167,5 +167,10 @@ def test_cached_rows_are_never_served_across_users(env: Env) -> None:
     assert sorted(rows) == bob
     for r in env.api.requests:
         assert issued(env)[r.token_fp or ""] == r.user
+    # clearing the cache clears the session user's entries only: alice's stay
+    assert conn.execute("SELECT remotetables_cache_clear()").fetchone() == (1,)
+    n = len(env.api.requests)
+    assert sorted(other.execute(sql("incidents")).fetchall()) == alice
+    assert len(env.api.requests) == n and other.last_stats["cache_hits"] == 1
     other.close()
     conn.close()

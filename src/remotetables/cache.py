@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,14 +95,22 @@ class RowCache:
         with self._lock:
             self._cache[key] = CacheEntry(rows, nbytes, ttl, self._clock(), covering)
 
-    def clear(self, table: str | None = None, principal: str | None = None) -> int:
-        """Drop entries (all, one table's, or one principal's); returns how many."""
+    def clear(
+        self,
+        table: str | None = None,
+        principal: str | None = None,
+        *,
+        principals: Collection[str] | None = None,
+    ) -> int:
+        """Drop entries (all, one table's, one principal's or those of ``principals``);
+        returns how many."""
         with self._lock:
             doomed = [
                 k
                 for k in list(self._cache.keys())
                 if (table is None or k.table == table.lower())
                 and (principal is None or k.principal == principal)
+                and (principals is None or k.principal in principals)
             ]
             for k in doomed:
                 self._cache.pop(k, None)

@@ -215,10 +215,14 @@ def install(db: apsw.Connection, session: Session) -> None:
         s = session.last_stats
         return orjson.dumps(s.as_dict() if s else {}).decode()
 
+    def visible() -> set[str]:
+        """The cache principals this session may see and clear: its user's, and shared rows."""
+        return {"system", "public"} | ({f"user:{session.user}"} if session.user else set())
+
     def cache_clear(table: str | None = None) -> int:
         if table is not None:
             session.runtime.table(table)  # unknown table: clear error
-        return session.runtime.cache.clear(table)
+        return session.runtime.cache.clear(table, principals=visible())
 
     def cache_state() -> str:
         entries = [
@@ -231,7 +235,7 @@ def install(db: apsw.Connection, session: Session) -> None:
                 "ttl_left": round(left, 1),
             }
             for t, p, q, r, b, left in session.runtime.cache.state()
-            if session.user is None or p in (f"user:{session.user}", "system", "public")
+            if p in visible()
         ]
         return orjson.dumps(entries).decode()
 
