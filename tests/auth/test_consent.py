@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -688,3 +689,44 @@ def test_e2e_dot_denied_and_revoke(dot: Any) -> None:
         with pytest.raises(AuthError) as info:
             client.refresh(tokens.refresh_token)
         assert info.value.error_code == "invalid_grant"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
+def test_a_pasted_redirect_url_stays_out_of_readline_history() -> None:
+    """On a terminal, input() puts each line in readline's history (the shell saves it to
+    ~/.sqlite_history): the pasted URL, which holds the code, is taken out again."""
+    import pty
+    import select as select_mod
+
+    script = (
+        "import readline\n"
+        "from remotetables.auth.consent import ConsentRequest, PromptConsent\n"
+        "readline.add_history('SELECT 1;')\n"
+        "req = ConsentRequest('alice', 'demo', 'https://as.example/authorize?state=s', "
+        "'http://127.0.0.1/callback')\n"
+        "url = PromptConsent()(req)\n"
+        "items = [readline.get_history_item(i + 1) for i in range(readline.get_current_history_length())]\n"
+        "print('GOT', url.startswith('http://127.0.0.1/callback?code='), 'HISTORY', items)\n"
+    )
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(sys.executable, [sys.executable, "-c", script])
+    out = b""
+    try:
+        sent = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and b"HISTORY" not in out:
+            ready, _, _ = select_mod.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+            if not sent and b"Paste the redirect URL" in out:
+                os.write(fd, b"http://127.0.0.1/callback?code=c0de-XYZ&state=s\r")
+                sent = True
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "GOT True HISTORY ['SELECT 1;']" in text, text

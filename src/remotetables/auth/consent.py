@@ -190,6 +190,18 @@ class BrowserConsent:
             listener.close()
 
 
+def _forget_last_input() -> None:
+    """Drop the line just typed from readline's history (saved to ~/.sqlite_history by the
+    shell): a pasted redirect URL holds an authorization code."""
+    readline = sys.modules.get("readline")
+    if readline is None:
+        return
+    with contextlib.suppress(Exception):
+        n = readline.get_current_history_length()
+        if n > 0:
+            readline.remove_history_item(n - 1)
+
+
 class PromptConsent:
     """Print the URL and read the redirect URL the user pastes back (headless/SSH)."""
 
@@ -221,6 +233,8 @@ class PromptConsent:
             answer = self.input("Paste the redirect URL: ").strip()
         except (EOFError, KeyboardInterrupt):
             answer = ""
+        if answer:
+            _forget_last_input()  # the code and state must not stay in readline's history
         if not answer:
             raise ConsentFailed(
                 f"{request.provider}: no redirect URL was entered",
