@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -482,6 +483,20 @@ def test_pagination_loop_and_runaway(
     )
     with pytest.raises(PaginationError, match="more than 3 pages"):
         conn2.execute("SELECT * FROM t").fetchall()
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_known_total_over_max_pages_fails_after_the_first_page(
+    style: str, concurrency: int, fresh_api: IncidentsAPI, open_conn: Callable[..., Any]
+) -> None:
+    extra = f"cache_ttl = 0\nmax_pages = 3\nconcurrency = {concurrency}\n"
+    conn = open_conn(incidents_table("t", style, fresh_api.base_url, extra=extra))
+    with pytest.raises(PaginationError, match="more than 3 pages"):
+        conn.execute("SELECT * FROM t").fetchall()
+    assert len([r for r in fresh_api.requests if r.path.endswith("/incidents")]) == 1
+    # a LIMIT that the first pages can meet is no runaway
+    assert len(conn.execute("SELECT * FROM t LIMIT 5").fetchall()) == 5
 
 
 def test_next_link_to_foreign_origin_is_refused(

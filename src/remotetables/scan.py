@@ -420,16 +420,18 @@ class _Scan:
                 yield out
             if done:
                 return  # the LIMIT is met: nothing more is fetched, nothing is cached
-            if n_pages == 1 and want is None and pager.supports_parallel and spec.concurrency > 1:
+            rest = None
+            if n_pages == 1 and pager.supports_parallel:
+                # a known total says now whether the scan would pass max_pages
                 rest = pager.parallel_rest(response.body, response.headers, len(items))
-                if rest is not None:
-                    if 1 + len(rest) > spec.max_pages:
-                        raise self._runaway(spec.max_pages)
-                    for response, items in self._parallel(rest, get):
-                        out, _ = emit(response, items)
-                        if out:
-                            yield out
-                    break
+                if rest is not None and 1 + len(rest) > spec.max_pages and want is None:
+                    raise self._runaway(spec.max_pages)
+            if rest is not None and want is None and spec.concurrency > 1:
+                for response, items in self._parallel(rest, get):
+                    out, _ = emit(response, items)
+                    if out:
+                        yield out
+                break
             request = pager.next(response.body, response.headers, len(items))
             if request is None:
                 break
