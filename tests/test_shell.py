@@ -196,6 +196,14 @@ def test_ctrl_c_during_fetch_and_the_shell_goes_on(conn: remotetables.Connection
     assert out.splitlines() == ["42", "250"]
 
 
+def test_ctrl_c_at_an_idle_prompt_says_nothing_was_stopped(conn: remotetables.Connection) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shell = RemoteShell(conn, stdin=io.StringIO(""), stdout=out, stderr=err)
+    shell.handle_interrupt()  # what APSW's cmdloop calls on Ctrl-C at the prompt
+    assert "nothing was running" in err.getvalue()
+    assert "statement was stopped" not in err.getvalue()
+
+
 def test_ctrl_c_in_a_real_process(write_config: Callable[..., Path], tmp_path: Path) -> None:
     """SIGINT to `remotetables shell` during a slow fetch: the statement stops, the shell goes on."""
     with IncidentsAPI(n_rows=200, latency=0.3) as slow:

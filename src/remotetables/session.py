@@ -306,7 +306,8 @@ class Session:
         if not self.user:
             raise NoSessionUser(
                 f"provider {provider} uses personal integration: say who you are first with "
-                "SELECT set_user('name') (or connect(..., user='name'))"
+                "SELECT set_user('name') (in the shell: .user NAME; in Python: "
+                "connect(..., user='name'))"
             )
         return self.user
 

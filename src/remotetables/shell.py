@@ -210,6 +210,7 @@ class RemoteShell(apsw.shell.Shell):
     ) -> None:
         self._connection = connection
         self._runtime = connection.runtime
+        self._stopped_statement = False  # Ctrl-C stopped a statement (not an idle prompt)
         self._sessions: dict[apsw.Connection, Session] = {connection.apsw: connection.session}
         self._progress = progress
         connection.session.progress = progress
@@ -269,6 +270,9 @@ class RemoteShell(apsw.shell.Shell):
             trace(None, sql, bindings)
         try:
             super().process_sql(sql, bindings, internal, summary)
+        except KeyboardInterrupt:
+            self._stopped_statement = True  # handle_interrupt (called next) says so
+            raise
         finally:
             if self._progress is not None:
                 self._progress.finish()
@@ -283,7 +287,11 @@ class RemoteShell(apsw.shell.Shell):
             self._progress.finish()
         if self.bail:
             raise
-        self._warn("Interrupted: the statement was stopped.\n")
+        if self._stopped_statement:
+            self._stopped_statement = False
+            self._warn("Interrupted: the statement was stopped.\n")
+        else:
+            self._warn("\n(nothing was running; .exit or Ctrl-D leaves the shell)\n")
 
     # -- dot-commands
 
