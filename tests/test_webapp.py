@@ -183,19 +183,25 @@ def test_consent_redirect_callback_and_per_user_rows(
             assert sorted(rows_two) == sorted(rows)
             client.close()
 
-        # carol's authorization cannot be finished from bob's session
+        # carol's authorization cannot be finished from bob's session, and stays hers
         carol = sign_in(one.url, "carol")
         callback = walk_consent(consent_redirect(carol, das), username="carol", password="carol")
         bob = sign_in(one.url, "bob")
-        assert bob.get(callback).status_code == 403
-        assert carol.get(callback).status_code == 400  # the transaction was burnt, not reused
-        assert das.stats.code_exchanges == 2
+        refused = bob.get(callback)
+        assert refused.status_code == 400
+        assert "started from another session" in refused.json()["error"]
+        assert das.stats.code_exchanges == 2  # nothing was exchanged for bob
+        r = carol.get(callback)
+        assert (r.status_code, r.headers["location"]) == (303, "/tables/incidents")
+        assert {assigned for _, assigned in rows_of(carol, "carol")} == {"carol"}
+        assert carol.get(callback).status_code == 400  # used once: a replay finds nothing
+        assert das.stats.code_exchanges == 3
         carol.close()
         bob.close()
 
     store = PostgresTokenStore(pg_url, cipher)
     infos = {(i.subject, i.status, i.has_refresh_token) for i in store.list()}
-    assert infos == {("alice", "active", True), ("bob", "active", True)}
+    assert infos == {("alice", "active", True), ("bob", "active", True), ("carol", "active", True)}
     alice = store.records()[0].tokens
     assert alice is not None
     with psycopg.connect(pg_url) as conn:

@@ -5,7 +5,7 @@
 * ``GET /tables/{name}`` runs ``SELECT * FROM name`` after ``set_user(user)``; when that user
   has not authorized the provider yet, ``ConsentRequired`` becomes a redirect to the
   authorization server.
-* ``GET /callback`` finishes the consent (``OAuthService.complete``) for the signed-in user
+* ``GET /callback`` finishes the consent (``remotetables.complete_consent``) for the signed-in user
   and sends them back to the page they wanted.
 
 Tokens live in the token store of the config: for several app servers use PostgreSQL,
@@ -121,6 +121,14 @@ class WebApp:
         mac = hmac.new(self._secret, user.encode(), hashlib.sha256).digest()
         return user + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
+    def web_session_of(self, request: Request) -> str:
+        """This browser's session, as remotetables binds a consent to it (RFC 9700 §2.1.1):
+        a digest of the signed sign-in cookie (the same on every server sharing the secret)."""
+        value = request.cookies.get(USER_COOKIE, "") or request.headers.get(
+            self._user_header or "", ""
+        )
+        return hashlib.sha256(self._secret + value.encode()).hexdigest()
+
     def user_of(self, request: Request) -> str | None:
         """The signed-in user: the trusted proxy header, else the signed cookie."""
         if self._user_header:
@@ -165,6 +173,8 @@ class WebApp:
             return JSONResponse({"error": f"no table {name!r}"}, status_code=404)
         conn = self.connection()
         conn.execute("SELECT set_user(?)", (user,))  # every request: threads serve many users
+        # a consent started here belongs to this browser session: only it can finish it
+        conn.session.web_session = self.web_session_of(request)
         try:
             cur = conn.execute(f'SELECT * FROM "{name}"')
             rows = cur.fetchall()
@@ -183,20 +193,15 @@ class WebApp:
         user = self.user_of(request)
         if user is None:
             return JSONResponse({"error": "sign in first"}, status_code=401)
-        svc = self.runtime.oauth_service()
-        state = request.query_params.get("state", "")
-        # The transaction must belong to the signed-in user: someone else's callback URL
-        # must not attach their grant to this session (or this user's to theirs).
-        pending = svc.store.take_pending(state, now=self.runtime.clock()) if state else None
-        if pending is None:
-            return JSONResponse({"error": "unknown or expired authorization"}, status_code=400)
-        if pending.subject != user:
-            return JSONResponse({"error": "this authorization is not yours"}, status_code=403)
-        svc.store.save_pending(pending)
+        conn = self.connection()
+        conn.execute("SELECT set_user(?)", (user,))
+        conn.session.web_session = self.web_session_of(request)
         # rebuild the URL from our own redirect URI: the Host header is not trusted
         callback_url = self.redirect_uri + "?" + request.url.query
         try:
-            svc.complete(callback_url)
+            # the transaction must have been started by this user in this browser session:
+            # someone else's callback URL attaches nothing here, and stays theirs to finish
+            remotetables.complete_consent(conn, callback_url)
         except ConsentFailed as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         target = request.cookies.get(NEXT_COOKIE, "/")
@@ -225,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         secret=secret.encode() if secret else None,
     )
     started = time.time()
-    uvicorn.run(web.app, host=args.host, port=args.port, log_level="info")
+    # no access log: the callback's query string holds an authorization code
+    uvicorn.run(web.app, host=args.host, port=args.port, log_level="info", access_log=False)
     print(f"webapp: served {time.time() - started:.0f} s", file=sys.stderr)
     return 0
 
