@@ -771,10 +771,8 @@ def test_time_spent_on_consent_is_not_statement_time(env: Env) -> None:
     )
     rows_of(conn)
     stats = conn.session.last_stats
-    assert stats is not None and stats.finished is None
+    assert stats is not None and stats.finished is not None  # ended when SQLite finished it
     assert stats.paused > 0  # the consent walk happened inside this statement
-    conn.execute("SELECT 1")  # ends the remote statement
-    assert stats.finished is not None
     assert stats.wall_time == pytest.approx(stats.finished - stats.started - stats.paused)
     rows_of(conn)  # a token now: nothing paused
     second = conn.session.last_stats
