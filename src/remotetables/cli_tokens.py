@@ -170,6 +170,12 @@ def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: 
             rt, url, source=Path(source) if source else None, overwrite=overwrite
         )
     click.echo(f"moved {n} grant(s) to {redact_url(url)}")
+    if result.kept_newer:
+        names = ", ".join(f"{k.subject}@{k.provider}" for k in result.kept_newer)
+        click.echo(
+            f"kept {len(result.kept_newer)} because the copy there is newer (updated since; "
+            f"never replaced, even with --overwrite): {names}"
+        )
     if result.skipped_existing:
         names = ", ".join(f"{k.subject}@{k.provider}" for k in result.skipped_existing)
         click.echo(f"kept {len(result.skipped_existing)} already there (use --overwrite): {names}")
