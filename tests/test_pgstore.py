@@ -335,3 +335,31 @@ def test_migrate_onto_itself_is_refused(
         migrate_tokens(a, b, overwrite=True)
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("placement", ["after", "before", "env"])
+def test_migrate_takes_config_before_or_after_the_subcommand(
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    placement: str,
+) -> None:
+    key_file, cipher = keyed
+    db = tmp_path / "tokens.db"
+    src = SQLiteTokenStore(db, cipher)
+    src.put(ALICE, tokens(1), now=1.0)
+    src.close()
+    cfg = str(_config(write_config, str(db), key_file))
+    missing = str(tmp_path / "missing.toml")  # REMOTETABLES_CONFIG never wins over -c
+    env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": missing}
+    args = {
+        "after": ["tokens", "migrate", "-c", cfg, "--to", pg_url],
+        "before": ["tokens", "--config", cfg, "migrate", "--to", pg_url],
+        "env": ["tokens", "migrate", "--to", pg_url],
+    }[placement]
+    if placement == "env":
+        env["REMOTETABLES_CONFIG"] = cfg
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "moved 1 grant(s)" in result.output

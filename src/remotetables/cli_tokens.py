@@ -21,6 +21,16 @@ from remotetables.config import Config, ProviderConfig
 
 __all__ = ["login", "logout", "tokens"]
 
+# `tokens migrate -c FILE` as well as `tokens -c FILE migrate`; no envvar here, so that
+# REMOTETABLES_CONFIG (read by the group) never overrides a -c given before the subcommand
+_sub_config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML config [env REMOTETABLES_CONFIG; default ./remotetables.toml].",
+)
+
 owner_option = click.option("--user", "-u", help="Whose token (a user name of your choosing).")
 
 
@@ -154,8 +164,11 @@ def tokens(ctx: click.Context, config_path: str | None) -> None:
     help="SQLite token store to read [default: the config's token_store].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace grants the destination already has.")
+@_sub_config_option
 @click.pass_context
-def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: bool) -> None:
+def tokens_migrate(
+    ctx: click.Context, url: str, source: str | None, overwrite: bool, config_path: str | None
+) -> None:
     """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
     from pathlib import Path
 
@@ -164,7 +177,7 @@ def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: 
 
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.UsageError("--to must be a postgresql:// URL")
-    cfg = _config(ctx.obj)
+    cfg = _config(config_path or ctx.obj)
     with _errors(), _runtime(cfg) as rt:
         n, result = migrate_to_url(
             rt, url, source=Path(source) if source else None, overwrite=overwrite
