@@ -22,6 +22,7 @@ from remotetables.auth.migrate import migrate_to_url, migrate_tokens
 from remotetables.auth.pgstore import PostgresTokenStore, redact_url
 from remotetables.auth.store import SQLiteTokenStore, TokenKey
 from remotetables.cli import main
+from remotetables.demo.authserver import DemoAuthServer
 from remotetables.errors import TokenStoreError
 from tests.auth.test_store import ALICE, BOB, pending, tokens
 from tests.pg import PostgresServer, free_port, pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
@@ -363,3 +364,60 @@ def test_migrate_takes_config_before_or_after_the_subcommand(
     result = CliRunner().invoke(main, args, env=env)
     assert result.exit_code == 0, result.output
     assert "moved 1 grant(s)" in result.output
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "server down"])
+def test_check_reports_an_unusable_postgres_store(
+    pg_server: PostgresServer,
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    fault: str,
+) -> None:
+    key_file, _ = keyed
+    if fault == "wrong password":
+        url = pg_url.replace(pg_server.password, "wrong-Secret-pw")
+        shown, secret = url.replace("wrong-Secret-pw", "***"), "wrong-Secret-pw"
+    else:
+        port = free_port()  # nothing listens there
+        url = f"postgresql://u:hunter2@127.0.0.1:{port}/x"
+        shown, secret = f"postgresql://u:***@127.0.0.1:{port}/x", "hunter2"
+    with DemoAuthServer() as srv:
+        cfg = write_config(
+            """
+            [settings]
+            token_store = "{store}"
+            key_file = "{key}"
+            [providers.demo]
+            issuer = "{issuer}"
+            client_id = "remotetables-demo"
+            """,
+            store=url,
+            key=key_file,
+            issuer=srv.issuer,
+        )
+        env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+        result = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
+    assert result.exit_code == 1, result.output
+    assert "provider demo: ok" in result.output
+    assert f"token store {shown}: PROBLEM: " in result.output
+    assert "the token store with a problem" in result.output
+    assert "all good" not in result.output
+    assert secret not in result.output and "Traceback" not in result.output
+
+
+def test_check_opens_a_good_postgres_store(
+    pg_url: str, keyed: tuple[Path, TokenCipher], write_config: Callable[..., Path]
+) -> None:
+    key_file, cipher = keyed
+    seed = PostgresTokenStore(pg_url, cipher)
+    seed.put(ALICE, tokens(1), now=1.0)
+    seed.close()
+    with DemoAuthServer() as srv:
+        cfg = _config(write_config, pg_url, key_file)
+        cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", srv.issuer, 1))
+        env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+        result = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"token store {redact_url(pg_url)}: ok: readable, 1 grant(s)" in result.output
+    assert "all good" in result.output

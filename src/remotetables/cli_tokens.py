@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import click
 
+from remotetables import errors
 from remotetables.cli_common import (
     _config,
     _consent,
@@ -18,8 +21,9 @@ from remotetables.cli_common import (
     consent_option,
 )
 from remotetables.config import Config, ProviderConfig
+from remotetables.session import Runtime
 
-__all__ = ["login", "logout", "tokens"]
+__all__ = ["check_token_store", "login", "logout", "tokens"]
 
 # `tokens migrate -c FILE` as well as `tokens -c FILE migrate`; no envvar here, so that
 # REMOTETABLES_CONFIG (read by the group) never overrides a -c given before the subcommand
@@ -69,6 +73,34 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "unknown"
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def check_token_store(rt: Runtime) -> tuple[str, bool, str] | None:
+    """For ``remotetables check``: open the configured token store and list its grants (reads
+    only; no token is decrypted). Returns ``(store, ok, text)`` with the store named without
+    a password, or None when no provider uses OAuth and no store is configured."""
+    from remotetables.auth.service import default_paths
+
+    configured = rt.config.settings.token_store
+    if not configured and not any(p.auth == "oauth" for p in rt.config.providers.values()):
+        return None
+    if configured and configured.startswith(("postgresql://", "postgres://")):
+        try:
+            from remotetables.auth.pgstore import redact_url
+        except ImportError:  # pragma: no cover - without the extra: no user name shown
+            redact_url = errors.redact_url
+        name = redact_url(configured)
+    else:
+        path = Path(os.path.expanduser(configured)) if configured else default_paths(rt.environ)[0]
+        name = str(path)
+        if not path.exists():  # opening it would create it (and maybe a key): not in a check
+            return name, True, "not created yet (the first login creates it)"
+    try:
+        grants = rt.oauth_service().store.list()
+    except (errors.Error, OSError) as exc:
+        text = str(exc) or type(exc).__name__
+        return name, False, text.removeprefix(f"token store {name}: ")
+    return name, True, f"readable, {len(grants)} grant(s)"
 
 
 @click.command()
@@ -170,8 +202,6 @@ def tokens_migrate(
     ctx: click.Context, url: str, source: str | None, overwrite: bool, config_path: str | None
 ) -> None:
     """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
-    from pathlib import Path
-
     from remotetables.auth.migrate import migrate_to_url
     from remotetables.auth.pgstore import redact_url
 
