@@ -364,6 +364,42 @@ def test_check_reports_unreachable_and_unset(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("fault", ["not a database", "bad key file"])
+def test_check_reports_an_unusable_sqlite_store(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path, fault: str
+) -> None:
+    consent_as("alice", oauth_config)
+    assert run("check", "-c", str(oauth_config)).exit_code == 0
+    if fault == "not a database":
+        for extra in ("-wal", "-shm"):
+            Path(f"{tmp_path}/tokens.db{extra}").unlink(missing_ok=True)
+        Path(f"{tmp_path}/tokens.db").write_bytes(b"this is not SQLite" * 100)
+        cause = "file is not a database"
+    else:
+        Path(f"{tmp_path}/token.key").write_text("short\n")
+        cause = "token.key"
+    result = run("check", "-c", str(oauth_config))
+    assert result.exit_code == 1, result.output
+    assert "provider demo: ok" in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("token store "))
+    assert line.startswith(f"token store {tmp_path}/tokens.db: PROBLEM: "), line
+    assert cause in line
+    assert "the token store with a problem" in result.output
+    assert "all good" not in result.output and "Traceback" not in result.output
+
+
+def test_check_reports_the_token_store(
+    run: Callable[..., click.testing.Result], oauth_config: Path, tmp_path: Path
+) -> None:
+    result = run("check", "-c", str(oauth_config))
+    assert f"token store {tmp_path}/tokens.db: ok: not created yet" in result.output
+    assert not Path(f"{tmp_path}/tokens.db").exists()  # a check creates nothing
+    consent_as("alice", oauth_config)
+    result = run("check", "-c", str(oauth_config))
+    assert result.exit_code == 0, result.output
+    assert f"token store {tmp_path}/tokens.db: ok: readable, 1 grant(s)" in result.output
+
+
 # ---------------------------------------------------------------- tokens, login, logout
 
 

@@ -10,15 +10,19 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click.testing
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import remotetables
 from remotetables.auth.crypto import TokenCipher
 from remotetables.auth.keys import load_key
-from remotetables.auth.migrate import migrate_to_url
+from remotetables.auth.migrate import migrate_to_url, migrate_tokens
 from remotetables.auth.pgstore import PostgresTokenStore, redact_url
 from remotetables.auth.store import SQLiteTokenStore, TokenKey
+from remotetables.cli import main
+from remotetables.demo.authserver import DemoAuthServer
 from remotetables.errors import TokenStoreError
 from tests.auth.test_store import ALICE, BOB, pending, tokens
 from tests.pg import PostgresServer, free_port, pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
@@ -261,3 +265,159 @@ def test_migrate_from_sqlite_to_postgres(
     dst.close()
     with pytest.raises(TokenStoreError, match="does not exist"):
         migrate_to_url(conn.runtime, pg_url, source=tmp_path / "nope.db")
+
+
+def _migrate_cli(cfg: Path, *args: str) -> click.testing.Result:
+    env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+    return CliRunner().invoke(main, ["tokens", "-c", str(cfg), "migrate", *args], env=env)
+
+
+def test_migrate_overwrite_never_replaces_a_grant_rotated_in_the_destination(
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    key_file, cipher = keyed
+    db = tmp_path / "tokens.db"
+    src = SQLiteTokenStore(db, cipher)
+    src.put(ALICE, tokens(1), now=1.0)
+    src.put(BOB, tokens(2), now=2.0)
+    src.close()
+    cfg = _config(write_config, str(db), key_file)
+    first = _migrate_cli(cfg, "--to", pg_url)
+    assert first.exit_code == 0, first.output
+    assert "moved 2 grant(s)" in first.output
+    # PostgreSQL in use: alice's refresh token rotates there (lease + compare-and-set commit)
+    dst = PostgresTokenStore(pg_url, cipher)
+    rec = dst.get(ALICE)
+    assert rec is not None
+    assert dst.try_lease(ALICE, version=rec.version, owner="w", now=50.0, lease_seconds=30)
+    dst.commit_refresh(ALICE, owner="w", tokens=tokens(9), now=50.0)
+    again = _migrate_cli(cfg, "--to", pg_url, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert "moved 1 grant(s)" in again.output  # bob: same age, replaced as asked
+    assert "kept 1 because the copy there is newer" in again.output
+    assert "alice@github" in again.output
+    alice = dst.get(ALICE)
+    assert alice is not None and alice.tokens == tokens(9)  # the rotated grant survives
+    dst.close()
+
+
+def test_migrate_onto_itself_is_refused(
+    pg_server: PostgresServer,
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    key_file, cipher = keyed
+    seed = PostgresTokenStore(pg_url, cipher)
+    seed.put(ALICE, tokens(1), now=1.0)
+    seed.close()
+    cfg = _config(write_config, pg_url, key_file)
+    # the same database under another spelling of its URL
+    result = _migrate_cli(cfg, "--to", pg_url + "?application_name=other", "--overwrite")
+    assert result.exit_code == 1
+    assert "the same token store" in result.output and "moved" not in result.output
+    assert pg_server.password not in result.output
+    # another database on the same server is another store
+    other = pg_server.create_database()
+    result = _migrate_cli(cfg, "--to", other)
+    assert result.exit_code == 0, result.output
+    assert "moved 1 grant(s)" in result.output
+    # one SQLite file under two names
+    db = tmp_path / "a" / "tokens.db"
+    a = SQLiteTokenStore(db, cipher)
+    a.put(ALICE, tokens(1), now=1.0)
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    b = SQLiteTokenStore(tmp_path / "link" / "tokens.db", cipher)
+    with pytest.raises(TokenStoreError, match="same token store"):
+        migrate_tokens(a, b, overwrite=True)
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("placement", ["after", "before", "env"])
+def test_migrate_takes_config_before_or_after_the_subcommand(
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    placement: str,
+) -> None:
+    key_file, cipher = keyed
+    db = tmp_path / "tokens.db"
+    src = SQLiteTokenStore(db, cipher)
+    src.put(ALICE, tokens(1), now=1.0)
+    src.close()
+    cfg = str(_config(write_config, str(db), key_file))
+    missing = str(tmp_path / "missing.toml")  # REMOTETABLES_CONFIG never wins over -c
+    env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": missing}
+    args = {
+        "after": ["tokens", "migrate", "-c", cfg, "--to", pg_url],
+        "before": ["tokens", "--config", cfg, "migrate", "--to", pg_url],
+        "env": ["tokens", "migrate", "--to", pg_url],
+    }[placement]
+    if placement == "env":
+        env["REMOTETABLES_CONFIG"] = cfg
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "moved 1 grant(s)" in result.output
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "server down"])
+def test_check_reports_an_unusable_postgres_store(
+    pg_server: PostgresServer,
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    fault: str,
+) -> None:
+    key_file, _ = keyed
+    if fault == "wrong password":
+        url = pg_url.replace(pg_server.password, "wrong-Secret-pw")
+        shown, secret = url.replace("wrong-Secret-pw", "***"), "wrong-Secret-pw"
+    else:
+        port = free_port()  # nothing listens there
+        url = f"postgresql://u:hunter2@127.0.0.1:{port}/x"
+        shown, secret = f"postgresql://u:***@127.0.0.1:{port}/x", "hunter2"
+    with DemoAuthServer() as srv:
+        cfg = write_config(
+            """
+            [settings]
+            token_store = "{store}"
+            key_file = "{key}"
+            [providers.demo]
+            issuer = "{issuer}"
+            client_id = "remotetables-demo"
+            """,
+            store=url,
+            key=key_file,
+            issuer=srv.issuer,
+        )
+        env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+        result = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
+    assert result.exit_code == 1, result.output
+    assert "provider demo: ok" in result.output
+    assert f"token store {shown}: PROBLEM: " in result.output
+    assert "the token store with a problem" in result.output
+    assert "all good" not in result.output
+    assert secret not in result.output and "Traceback" not in result.output
+
+
+def test_check_opens_a_good_postgres_store(
+    pg_url: str, keyed: tuple[Path, TokenCipher], write_config: Callable[..., Path]
+) -> None:
+    key_file, cipher = keyed
+    seed = PostgresTokenStore(pg_url, cipher)
+    seed.put(ALICE, tokens(1), now=1.0)
+    seed.close()
+    with DemoAuthServer() as srv:
+        cfg = _config(write_config, pg_url, key_file)
+        cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", srv.issuer, 1))
+        env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+        result = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"token store {redact_url(pg_url)}: ok: readable, 1 grant(s)" in result.output
+    assert "all good" in result.output

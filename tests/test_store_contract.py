@@ -218,7 +218,7 @@ def test_migrate_into_this_store(kind: str, store: TokenStore, tmp_path: Path) -
     src.put(BOB, tokens(2, rt=False), now=6.0)
     src.put(carol, tokens(3), now=7.0)
     src.mark_needs_consent(carol, reason="invalid_grant", now=8.0)
-    store.put(BOB, tokens(22), now=9.0)  # already there (maybe newer): kept
+    store.put(BOB, tokens(22), now=4.0)  # already there (older than the source's): kept
     result = MigrationResult()
     assert migrate_tokens(src, store, result=result) == 1
     assert (result.moved, result.skipped_existing, result.skipped_inactive) == (
@@ -235,4 +235,10 @@ def test_migrate_into_this_store(kind: str, store: TokenStore, tmp_path: Path) -
     bob = store.get(BOB)
     assert bob is not None and bob.tokens == tokens(2, rt=False)
     assert [r.key for r in export_records(store)] == [ALICE, BOB]
+    store.put(BOB, tokens(23), now=99.0)  # updated here since (e.g. rotated): never replaced
+    again = MigrationResult()
+    assert migrate_tokens(src, store, overwrite=True, result=again) == 1
+    assert (again.moved, again.kept_newer) == ([ALICE], [BOB])
+    bob = store.get(BOB)
+    assert bob is not None and bob.tokens == tokens(23)
     src.close()

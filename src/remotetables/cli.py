@@ -447,7 +447,9 @@ def tables(config_path: str | None) -> None:
 @main.command()
 @config_option
 def check(config_path: str | None) -> None:
-    """Validate the config and reach every provider's discovery document."""
+    """Validate the config, reach every provider's discovery document, open the token store."""
+    from remotetables.cli_tokens import check_token_store
+
     cfg = _config(config_path)
     click.echo(
         f"config {cfg.path}: valid ({_plural(len(cfg.providers), 'provider')}, "
@@ -459,10 +461,15 @@ def check(config_path: str | None) -> None:
             ok, text = _check_provider(rt, p)
             problems += not ok
             click.echo(f"provider {p.name}: {'ok' if ok else 'PROBLEM'}: {text}")
-    if problems:
-        raise click.ClickException(
-            f"{problems} provider{'s' if problems > 1 else ''} with a problem (see above)"
-        )
+        store = check_token_store(rt)
+    parts = [f"{problems} provider{'s' if problems > 1 else ''}"] if problems else []
+    if store is not None:
+        name, ok, text = store
+        click.echo(f"token store {name}: {'ok' if ok else 'PROBLEM'}: {text}")
+        if not ok:
+            parts.append("the token store")
+    if parts:
+        raise click.ClickException(f"{' and '.join(parts)} with a problem (see above)")
     click.echo("all good")
 
 

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import click
 
+from remotetables import errors
 from remotetables.cli_common import (
     _config,
     _consent,
@@ -18,8 +21,19 @@ from remotetables.cli_common import (
     consent_option,
 )
 from remotetables.config import Config, ProviderConfig
+from remotetables.session import Runtime
 
-__all__ = ["login", "logout", "tokens"]
+__all__ = ["check_token_store", "login", "logout", "tokens"]
+
+# `tokens migrate -c FILE` as well as `tokens -c FILE migrate`; no envvar here, so that
+# REMOTETABLES_CONFIG (read by the group) never overrides a -c given before the subcommand
+_sub_config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML config [env REMOTETABLES_CONFIG; default ./remotetables.toml].",
+)
 
 owner_option = click.option("--user", "-u", help="Whose token (a user name of your choosing).")
 
@@ -59,6 +73,34 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "unknown"
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def check_token_store(rt: Runtime) -> tuple[str, bool, str] | None:
+    """For ``remotetables check``: open the configured token store and list its grants (reads
+    only; no token is decrypted). Returns ``(store, ok, text)`` with the store named without
+    a password, or None when no provider uses OAuth and no store is configured."""
+    from remotetables.auth.service import default_paths
+
+    configured = rt.config.settings.token_store
+    if not configured and not any(p.auth == "oauth" for p in rt.config.providers.values()):
+        return None
+    if configured and configured.startswith(("postgresql://", "postgres://")):
+        try:
+            from remotetables.auth.pgstore import redact_url
+        except ImportError:  # pragma: no cover - without the extra: no user name shown
+            redact_url = errors.redact_url
+        name = redact_url(configured)
+    else:
+        path = Path(os.path.expanduser(configured)) if configured else default_paths(rt.environ)[0]
+        name = str(path)
+        if not path.exists():  # opening it would create it (and maybe a key): not in a check
+            return name, True, "not created yet (the first login creates it)"
+    try:
+        grants = rt.oauth_service().store.list()
+    except (errors.Error, OSError) as exc:
+        text = str(exc) or type(exc).__name__
+        return name, False, text.removeprefix(f"token store {name}: ")
+    return name, True, f"readable, {len(grants)} grant(s)"
 
 
 @click.command()
@@ -154,22 +196,29 @@ def tokens(ctx: click.Context, config_path: str | None) -> None:
     help="SQLite token store to read [default: the config's token_store].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace grants the destination already has.")
+@_sub_config_option
 @click.pass_context
-def tokens_migrate(ctx: click.Context, url: str, source: str | None, overwrite: bool) -> None:
+def tokens_migrate(
+    ctx: click.Context, url: str, source: str | None, overwrite: bool, config_path: str | None
+) -> None:
     """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
-    from pathlib import Path
-
     from remotetables.auth.migrate import migrate_to_url
     from remotetables.auth.pgstore import redact_url
 
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.UsageError("--to must be a postgresql:// URL")
-    cfg = _config(ctx.obj)
+    cfg = _config(config_path or ctx.obj)
     with _errors(), _runtime(cfg) as rt:
         n, result = migrate_to_url(
             rt, url, source=Path(source) if source else None, overwrite=overwrite
         )
     click.echo(f"moved {n} grant(s) to {redact_url(url)}")
+    if result.kept_newer:
+        names = ", ".join(f"{k.subject}@{k.provider}" for k in result.kept_newer)
+        click.echo(
+            f"kept {len(result.kept_newer)} because the copy there is newer (updated since; "
+            f"never replaced, even with --overwrite): {names}"
+        )
     if result.skipped_existing:
         names = ", ".join(f"{k.subject}@{k.provider}" for k in result.skipped_existing)
         click.echo(f"kept {len(result.skipped_existing)} already there (use --overwrite): {names}")

@@ -22,6 +22,32 @@ _PROVIDER_KEYS = {
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
     "request_timeout", "token_header", "token_prefix", "token_param",
 }  # fmt: skip
+# Parameters the OAuth client sets itself; extra_authorize_params / extra_token_params may not
+# set them (auth/discovery.py checks them again when a client is built).
+RESERVED_AUTHORIZE_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "response_mode",
+    }
+)
+RESERVED_TOKEN_PARAMS = frozenset(
+    {
+        "grant_type",
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "device_code",
+        "redirect_uri",
+        "client_id",
+        "client_secret",
+    }
+)
 _SECRET_KEYS = {"client_secret", "token", "access_token", "refresh_token", "password", "api_key"}
 
 # header names that carry credentials: their values never sit in the config
@@ -134,6 +160,17 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     extra_token = _str_map(
         ctx, f"{p}.extra_token_params", _get(ctx, raw, p, "extra_token_params", dict, {})
     )
+    for what, given, reserved in (
+        ("extra_authorize_params", extra, RESERVED_AUTHORIZE_PARAMS),
+        ("extra_token_params", extra_token, RESERVED_TOKEN_PARAMS),
+    ):
+        for k in given:
+            if k in reserved:
+                raise ctx.err(
+                    f"{p}.{what}.{k}",
+                    f"{k} is set by remotetables itself (OAuth protocol field); it cannot be "
+                    f"overridden (reserved here: {', '.join(sorted(reserved))})",
+                )
     headers = _str_map(ctx, f"{p}.headers", _get(ctx, raw, p, "headers", dict, {}))
     for h in dict(headers):
         if h.lower() in ("authorization", token_header.lower()):

@@ -19,6 +19,7 @@ import httpx2
 from authlib.oauth2.rfc8414 import get_well_known_url
 
 from remotetables.config import is_loopback_host
+from remotetables.config_providers import RESERVED_AUTHORIZE_PARAMS, RESERVED_TOKEN_PARAMS
 from remotetables.errors import ConfigError, ProviderError, ProviderUnavailable, redact_url
 
 __all__ = [
@@ -31,19 +32,6 @@ __all__ = [
 ]
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
-# Parameters the client controls; configuration may not override them.
-_RESERVED_PARAMS = frozenset(
-    {
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "code_challenge",
-        "code_challenge_method",
-        "response_mode",
-    }
-)
 _MAX_DESCRIPTION = 200
 
 
@@ -124,9 +112,14 @@ def validate_settings(s: OAuthSettings) -> None:
         )
     if s.token_endpoint_auth_method != "none" and not s.client_secret:
         raise ConfigError(f"{s.token_endpoint_auth_method} needs a client secret", key=key)
-    clash = sorted(_RESERVED_PARAMS.intersection(s.extra_authorize_params))
+    # config loading refuses these already (naming the file); settings built in code are
+    # checked here
+    clash = sorted(RESERVED_AUTHORIZE_PARAMS.intersection(s.extra_authorize_params))
     if clash:
         raise ConfigError(f"extra authorize parameters may not set {clash}", key=key)
+    clash = sorted(RESERVED_TOKEN_PARAMS.intersection(s.extra_token_params))
+    if clash:
+        raise ConfigError(f"extra token parameters may not set {clash}", key=key)
     if s.issuer is None and not s.token_endpoint:
         raise ConfigError(
             "set issuer, or token_endpoint (and authorization_endpoint for user consent)",
