@@ -715,13 +715,16 @@ def test_a_pasted_redirect_url_stays_out_of_readline_history() -> None:
     try:
         sent = False
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and b"HISTORY" not in out:
+        while time.monotonic() < deadline:  # until the child exits (EOF on the pty)
             ready, _, _ = select_mod.select([fd], [], [], 0.5)
             if ready:
                 try:
-                    out += os.read(fd, 4096)
-                except OSError:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child is gone
                     break
+                if not chunk:
+                    break
+                out += chunk
             if not sent and b"Paste the redirect URL" in out:
                 os.write(fd, b"http://127.0.0.1/callback?code=c0de-XYZ&state=s\r")
                 sent = True
