@@ -131,12 +131,15 @@ class Counters:
             self.bytes += nbytes
 
 
+def _transport_allowed(scheme: str, host: str | None) -> bool:
+    """https everywhere; plain http only to loopback addresses."""
+    return scheme == "https" or (scheme == "http" and is_loopback_host(host))
+
+
 def check_url_allowed(url: str, ctx: RequestContext) -> None:
     """https everywhere; plain http only to loopback addresses."""
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+    if _transport_allowed(parts.scheme, parts.hostname):
         return
     raise ctx.error(
         RemoteError,
@@ -164,29 +167,24 @@ def strip_off_origin_headers(request: httpx2.Request) -> None:
     would come back unencrypted (the configured URLs are checked the same way).
     """
     url = request.url
-    if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
+    if not _transport_allowed(url.scheme, url.host):
         raise RemoteError(
             f"refusing to follow a redirect to {redact_url(str(url))}: only https (or http to a "
             "loopback address) is allowed",
             url=str(url),
         )
-    origin = origin_of(str(request.url))
-    secret = request.extensions.get(SECRET_HEADER)
-    if secret is not None:
-        header, allowed = secret
-        if origin not in allowed:
-            request.headers.pop(header, None)
-    param = request.extensions.get(SECRET_PARAM)
-    if param is not None:
-        name, allowed = param
-        if origin not in allowed and name in request.url.params:
-            request.url = request.url.copy_remove_param(name)
-        secret = secret or (None, allowed)
-    extra = request.extensions.get(EXTRA_HEADERS)
-    if extra is not None:
-        names, home = extra
-        if origin != home and (secret is None or origin not in secret[1]):
-            for name in names:
+    origin = origin_of(str(url))
+    secret = request.extensions.get(SECRET_HEADER)  # (header, allowed origins)
+    param = request.extensions.get(SECRET_PARAM)  # (query parameter, allowed origins)
+    token_origins: frozenset[str] = (secret or param or ("", frozenset()))[1]
+    if origin not in token_origins:  # no token goes here
+        if secret is not None:
+            request.headers.pop(secret[0], None)
+        if param is not None and param[0] in url.params:
+            request.url = url.copy_remove_param(param[0])
+        extra = request.extensions.get(EXTRA_HEADERS)  # (header names, origin first asked)
+        if extra is not None and origin != extra[1]:
+            for name in extra[0]:
                 request.headers.pop(name, None)
 
 
