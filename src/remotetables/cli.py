@@ -13,7 +13,6 @@ import contextlib
 import csv
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from remotetables.cli_common import (
 from remotetables.cli_export import export
 from remotetables.cli_tokens import login, logout, tokens
 from remotetables.config import Config, ProviderConfig, TableSpec
-from remotetables.dbapi import Connection, connect
+from remotetables.dbapi import Connection, connect, dml_target
 from remotetables.session import Runtime
 
 __all__ = ["main"]
@@ -348,7 +347,7 @@ def query(
             first = cur.fetchone()
             headers = [d[0] for d in cur.description or ()]
             kinds = _json_kinds(cfg, cur.column_origins)
-            if not headers and _CHANGES.match(sql) and cur.rowcount >= 0:
+            if not headers and dml_target(sql) is not None and cur.rowcount >= 0:
                 click.echo(f"{_plural(cur.rowcount, 'row')} changed", err=True)
 
             def rows() -> Iterator[tuple[Any, ...]]:
@@ -367,10 +366,6 @@ def query(
             if reporter is not None:
                 reporter.finish()
             conn.close()
-
-
-# a statement that changes rows: `query` says how many on stderr (stdout stays the rows)
-_CHANGES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
 def _one_statement(conn: Connection, sql: str) -> None:

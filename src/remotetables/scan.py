@@ -320,10 +320,10 @@ class _Scan:
         builder = self.builder if collect is not None else self.rt.row_builder(spec, sargs.used)
         # a filtered scan that keeps nothing builds the checked columns first, then whole rows
         # only for the items that pass (a selective WHERE then converts a fraction of the values)
-        check_cols = sorted({index for index, _ in sargs.checks})
+        checked = {index for index, _ in sargs.checks}
         prefilter = (
-            self.rt.row_builder(spec, check_cols)
-            if sargs.checks and len(check_cols) < len(builder.used)
+            self.rt.row_builder(spec, sorted(checked))
+            if checked and len(checked) < len(builder.used)
             else None
         )
         # A pushed column whose field no row of the first page carries is a filter-only
@@ -332,7 +332,6 @@ class _Scan:
         filter_only: dict[int, bool] = {}  # column -> decided on the first non-empty page
         fills = [(i, spec.columns[i].path, v) for i, v in sargs.fills if spec.columns[i].path]
         # several values in one request, re-checked here: a filter-only row would vanish
-        checked = {index for index, _ in sargs.checks}
         multi = [i for i in sargs.multi if spec.columns[i].path and i in checked]
         # a whole-table entry answers narrower queries only if its rows carry every param field
         unseen = set() if sargs.pushed else {c.path for c in spec.columns if c.param and c.path}
@@ -349,10 +348,8 @@ class _Scan:
             try:
                 return builder.build_page(items, rows_seen)
             except CoercionError as exc:
-                unread = sargs.used is not None and all(
-                    col.name != exc.column for i, col in enumerate(spec.columns) if i in sargs.used
-                )
-                if not unread:
+                read = sargs.used if sargs.used is not None else range(len(spec.columns))
+                if exc.column in {spec.columns[i].name for i in read}:
                     raise
             collect = None
             builder = self.rt.row_builder(spec, sargs.used)
