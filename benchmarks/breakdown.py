@@ -26,6 +26,7 @@ import orjson
 
 from remotetables.http import HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
+from remotetables.scan import _build_passing, apply_checks
 
 
 def timed(fn: Callable[[], Any], reps: int = 5) -> float:
@@ -74,6 +75,10 @@ def main() -> None:
         state = list(first).index("state")
         matching = [r for r in rows if r[state] == "open"]
         db_where = _vtable_over(matching, list(first))
+        checks: list[tuple[int, list[Any]]] = [(state, ["open"])]
+        prefilter = RowBuilder(
+            "bulk", [(k, types[type(v)], (k,), False) for k, v in first.items()], [state]
+        )
         hc = HttpClient()
         ctx, policy = RequestContext(table="bulk"), RetryPolicy()
         stages = {
@@ -94,6 +99,14 @@ def main() -> None:
             ),
             f"APSW SELECT * over the {len(matching):,} 'open' tuples": timed(
                 lambda: sum(1 for _ in db_where.execute("SELECT * FROM v"))
+            ),
+            # WHERE state = 'open' applied in Filter: whole rows then the check, or the checked
+            # column first and whole rows only for the items that pass (what scan.py does)
+            "WHERE in Filter: build whole rows, then check": timed(
+                lambda: [apply_checks(builder.build_page(p, 0), checks) for p in pages]
+            ),
+            "WHERE in Filter: check column first (scan.py)": timed(
+                lambda: [_build_passing(builder, prefilter, p, 0, checks) for p in pages]
             ),
         }
         floor = stages["httpx2 fetch only"] + stages["stdlib json decode"]
