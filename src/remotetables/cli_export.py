@@ -68,7 +68,7 @@ def export(
     if user is None:
         for spec in specs:
             p = cfg.providers.get(spec.provider)
-            if p is not None and p.auth == "oauth" and p.integration == "personal":
+            if p is not None and p.per_user:
                 raise click.UsageError(
                     f"--user is needed: table {spec.name} reads each user's own rows "
                     f"(provider {p.name} uses personal tokens)"
@@ -121,7 +121,7 @@ def _owner(conn: Connection, spec: TableSpec, user: str | None) -> str | None:
     p = conn.runtime.config.providers.get(spec.provider)
     if p is None:
         return "(public)"
-    if p.auth == "oauth" and p.integration == "personal":
+    if p.per_user:
         return user
     return "(system)"
 

@@ -144,6 +144,11 @@ class ProviderConfig:
     max_retry_wait: float = 60.0
 
     @property
+    def per_user(self) -> bool:
+        """Each user has their own token (and rows): personal OAuth."""
+        return self.auth == "oauth" and self.integration == "personal"
+
+    @property
     def token_key_issuer(self) -> str:
         """What identifies this authorization server in the token store."""
         return self.issuer or self.token_endpoint or self.name
