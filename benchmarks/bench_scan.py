@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scan.py [--quick] [--reps N] [--json PATH]
 
-The loopback API (``remotetables.demo.api``, dataset ``bulk``: 8 flat fields, 1,000-row pages)
+The loopback API (``remotetables.demo.api.server``, dataset ``bulk``: 8 flat fields, 1,000-row pages)
 runs in separate processes, one per added latency, so it never shares our GIL. Every approach
 is timed the same way (``perf_counter`` around the whole statement, rows consumed, GC run
 before each timing), repetitions are interleaved (the order rotates every repetition) and the
@@ -78,7 +78,7 @@ def api_servers(specs: dict[str, tuple[int, float]]) -> Iterator[dict[str, str]]
     try:
         for name, (rows, latency) in specs.items():
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "remotetables.demo.api", *api_args(rows, latency)],
+                [sys.executable, "-m", "remotetables.demo.api.server", *api_args(rows, latency)],
                 stdout=subprocess.PIPE,
                 text=True,
             )

@@ -24,7 +24,7 @@ import apsw
 import httpx2
 import orjson
 
-from remotetables.http import HttpClient, RequestContext, RetryPolicy
+from remotetables.http.client import HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
 from remotetables.scan import _build_passing, apply_checks
 
@@ -46,7 +46,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "remotetables.demo.api",
+            "remotetables.demo.api.server",
             "--rows",
             str(args.rows),
             "--port",

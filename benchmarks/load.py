@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import remotetables
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.authserver import DemoAuthServer
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import Error
 
 USERS = ("alice", "bob", "carol")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.api.server import IncidentsAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import pytest
 
 import remotetables
 from remotetables.config import load_config
-from remotetables.demo.api import Fault, IncidentsAPI
+from remotetables.demo.api.server import Fault, IncidentsAPI
 from remotetables.errors import (
     CoercionError,
     ConfigError,

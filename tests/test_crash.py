@@ -25,19 +25,19 @@ import apsw
 import httpx2
 import pytest
 
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import SQLiteTokenStore, TokenKey, TokenSet
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
 from tests.auth.rotating_as import RotatingAS
 
 WORKER = r"""
 import sys, time
 from pathlib import Path
 import httpx2
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import SQLiteTokenStore, TokenKey

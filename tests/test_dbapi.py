@@ -10,7 +10,7 @@ import pytest
 
 import remotetables
 from remotetables import dbapi, errors
-from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.api.server import IncidentsAPI
 from tests.conftest import incidents_table
 
 

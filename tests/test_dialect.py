@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from remotetables.auth.store import MemoryTokenStore
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.authserver import DemoAuthServer
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import ConsentRequired
 from remotetables.session import Runtime
 from tests.servers.walk import walk_consent

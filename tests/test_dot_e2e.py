@@ -16,7 +16,7 @@ import pytest
 
 import remotetables
 from remotetables.auth.consent import ConsentRequest
-from remotetables.demo.api import IncidentsAPI, token_fingerprint
+from remotetables.demo.api.server import IncidentsAPI, token_fingerprint
 from tests.conftest import incidents_table
 from tests.servers.dot_server import DOT_USERS, DotServer
 from tests.servers.walk import walk_consent

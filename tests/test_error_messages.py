@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from remotetables.demo.api import Fault, IncidentsAPI
+from remotetables.demo.api.server import Fault, IncidentsAPI
 from remotetables.errors import RemoteError, RemoteProtocolError
 from tests.conftest import incidents_table
 from tests.faults.env import DemoEnv, rows_of

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import remotetables
-from remotetables.demo.api import token_fingerprint
-from tests.test_oauth_e2e import Env, make_env, walker
+from remotetables.demo.api.server import token_fingerprint
+from tests.auth.test_oauth_e2e import Env, make_env, walker
 
 USERS = ("alice", "bob", "carol")
 TABLE_OF = {"alice": "inc_link", "bob": "inc_cursor", "carol": "inc_offset"}

@@ -22,12 +22,12 @@ import pytest
 
 import remotetables
 from remotetables.auth.consent import ConsentRequest
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
-from remotetables.auth.pgstore import PostgresTokenStore
 from remotetables.auth.store import TokenKey
-from remotetables.demo.api import IncidentsAPI, token_fingerprint
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoAuthServer
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
+from remotetables.auth.store.postgres import PostgresTokenStore
+from remotetables.demo.api.server import IncidentsAPI, token_fingerprint
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DemoAuthServer
 from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 from tests.servers.walk import walk_consent
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import remotetables
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.api_data import generate_incidents
+from remotetables.demo.api.data import generate_incidents
+from remotetables.demo.api.server import IncidentsAPI
 from tests.conftest import incidents_table
 
 STYLES = ("link", "next_url", "cursor", "offset", "page")

@@ -27,12 +27,12 @@ import pytest
 import remotetables
 from remotetables.auth.consent import ConsentRequest, browser_consent
 from remotetables.auth.service import complete_consent
-from remotetables.demo.api import Fault, IncidentsAPI
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoClient
+from remotetables.demo.api.server import Fault, IncidentsAPI
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DemoClient
 from remotetables.errors import Error, RemoteError
+from tests.auth.test_oauth_e2e import SECRET, Env, confidential, make_env, walker
 from tests.conftest import incidents_table
 from tests.servers.walk import walk_consent
-from tests.test_oauth_e2e import SECRET, Env, confidential, make_env, walker
 
 WRONG_SECRET = "wrong-secret-that-must-not-leak-either"
 BROWSER = "fake-browser"

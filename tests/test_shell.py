@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import remotetables
-from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.api.server import IncidentsAPI
 from remotetables.session import StatementStats
 from remotetables.shell import ProgressReporter, RemoteShell, format_table
 from tests.conftest import incidents_table

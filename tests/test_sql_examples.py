@@ -9,7 +9,7 @@ import apsw
 import pytest
 
 import remotetables
-from remotetables.demo.api import IncidentsAPI
+from remotetables.demo.api.server import IncidentsAPI
 from tests.conftest import ROOT
 
 EXAMPLES = sorted((ROOT / "sql_examples").glob("*.sql"))

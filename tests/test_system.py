@@ -9,9 +9,9 @@ import pytest
 
 import remotetables
 from remotetables.auth.service import SYSTEM_SUBJECT
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoClient
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DemoClient
 from remotetables.errors import ConfigError, ConsentRequired
-from tests.test_oauth_e2e import Env, make_env, refuse, rows_of, walker
+from tests.auth.test_oauth_e2e import Env, make_env, refuse, rows_of, walker
 
 SVC_SECRET = "service-account-secret-for-tests"  # test-only
 SVC = "svc-client"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import remotetables
-from remotetables.demo.api import Fault, IncidentsAPI
+from remotetables.demo.api.server import Fault, IncidentsAPI
 from remotetables.errors import (
     CoercionError,
     MissingParameterError,

@@ -18,12 +18,12 @@ import psycopg
 import pytest
 import uvicorn
 
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
-from remotetables.auth.pgstore import PostgresTokenStore
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.api_data import generate_incidents
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DemoAuthServer
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
+from remotetables.auth.store.postgres import PostgresTokenStore
+from remotetables.demo.api.data import generate_incidents
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DemoAuthServer
 from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 from tests.servers.walk import walk_consent
 

@@ -11,9 +11,9 @@ import pytest
 import remotetables
 from remotetables.auth.store import MemoryTokenStore
 from remotetables.dbapi import dml_target
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.api_faults import Fault
-from remotetables.demo.authserver import DemoAuthServer
+from remotetables.demo.api.faults import Fault
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import (
     CoercionError,
     ConfigError,

@@ -23,7 +23,7 @@ from remotetables.errors import (
     PaginationError,
     RemoteProtocolError,
 )
-from remotetables.http import JsonResponse, RequestContext
+from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.rows import JsonPath, RowBuilder, affinity_of, apply_affinity, get_path, sql_equal

@@ -22,7 +22,7 @@ import httpx2
 from remotetables.cache import RowCache
 from remotetables.config import Config, ProviderConfig, TableSpec
 from remotetables.errors import ConfigError, NoSessionUser, UnknownTableError
-from remotetables.http import Counters, HttpClient, RequestContext, RetryPolicy
+from remotetables.http.client import Counters, HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
 
 if TYPE_CHECKING:

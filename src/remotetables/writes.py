@@ -42,7 +42,7 @@ from remotetables.errors import (
     RemoteProtocolError,
     TransportError,
 )
-from remotetables.http import JsonResponse, RequestContext, check_url_allowed
+from remotetables.http.client import JsonResponse, RequestContext, check_url_allowed
 from remotetables.rows import apply_affinity, coerce, get_path, sql_equal
 
 if TYPE_CHECKING:

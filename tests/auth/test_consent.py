@@ -28,7 +28,7 @@ from remotetables.auth.consent import (
 )
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import MemoryTokenStore, PendingAuth
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DEFAULT_USERS, DemoAuthServer
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DEFAULT_USERS, DemoAuthServer
 from remotetables.errors import AuthError, ConsentDenied, ConsentFailed, ConsentRequired
 from tests.servers.walk import walk_consent
 

@@ -19,7 +19,7 @@ import remotetables
 from remotetables.auth.consent import LoopbackListener, browser_consent, prompt_consent
 from remotetables.auth.service import SYSTEM_SUBJECT, complete_consent
 from remotetables.cli import main
-from remotetables.demo.authserver import DemoClient
+from remotetables.demo.authserver.server import DemoClient
 from remotetables.errors import (
     ConsentDenied,
     ConsentFailed,
@@ -27,8 +27,8 @@ from remotetables.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from tests.auth.test_oauth_e2e import Env, make_env, refuse, rows_of
 from tests.servers.walk import walk_consent
-from tests.test_oauth_e2e import Env, make_env, refuse, rows_of
 
 CODE = "code-SECRET-0123456789"
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.store import MemoryTokenStore, SQLiteTokenStore, TokenKey, TokenSet
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
 from remotetables.errors import (
     AuthError,
     ConsentRequired,
@@ -360,8 +360,8 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import httpx2
 from rotating_as import make_refresher
-from remotetables.auth.crypto import TokenCipher
-from remotetables.auth.keys import load_key
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.keys import load_key
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.store import SQLiteTokenStore, TokenKey
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import remotetables
 from remotetables.auth.store import TokenKey, TokenRecord, TokenSet
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.authserver import DemoAuthServer
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DemoAuthServer
 from tests.auth.rotating_as import RotatingAS
 from tests.conftest import incidents_table
 from tests.servers.walk import walk_consent

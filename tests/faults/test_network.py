@@ -12,14 +12,14 @@ import httpx2
 import pytest
 
 from remotetables.auth.flow import BearerAuth
-from remotetables.demo.api import Fault, IncidentsAPI
+from remotetables.demo.api.server import Fault, IncidentsAPI
 from remotetables.errors import (
     PaginationError,
     RemoteError,
     RemoteProtocolError,
     TransportError,
 )
-from remotetables.http import HttpClient, RequestContext, RetryPolicy, check_url_allowed
+from remotetables.http.client import HttpClient, RequestContext, RetryPolicy, check_url_allowed
 from tests.conftest import incidents_table
 from tests.faults.env import Clock, DemoEnv, SleepLog, rows_of
 

@@ -14,7 +14,7 @@ import apsw
 import pytest
 
 import remotetables
-from remotetables.demo.api import Fault, token_fingerprint
+from remotetables.demo.api.server import Fault, token_fingerprint
 from remotetables.errors import (
     ConsentRequired,
     ProviderError,

@@ -19,7 +19,7 @@ import httpx2
 from authlib.oauth2.rfc8414 import get_well_known_url
 
 from remotetables.config import is_loopback_host
-from remotetables.config_providers import RESERVED_AUTHORIZE_PARAMS, RESERVED_TOKEN_PARAMS
+from remotetables.config.providers import RESERVED_AUTHORIZE_PARAMS, RESERVED_TOKEN_PARAMS
 from remotetables.errors import ConfigError, ProviderError, ProviderUnavailable, redact_url
 
 __all__ = [

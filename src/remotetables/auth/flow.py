@@ -13,7 +13,7 @@ import httpx2
 
 from remotetables.config import origin_of
 from remotetables.errors import RemoteError, redact_url
-from remotetables.http import SECRET_HEADER, SECRET_PARAM
+from remotetables.http.client import SECRET_HEADER, SECRET_PARAM
 
 __all__ = ["BearerAuth"]
 

@@ -53,7 +53,7 @@ from remotetables.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from remotetables.http import RequestContext
+from remotetables.http.client import RequestContext
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
@@ -126,9 +126,9 @@ class OAuthService:
             return self._store
 
     def _open_store(self) -> TokenStore:
-        from remotetables.auth.crypto import TokenCipher
-        from remotetables.auth.keys import load_key
         from remotetables.auth.store import SQLiteTokenStore
+        from remotetables.auth.store.crypto import TokenCipher
+        from remotetables.auth.store.keys import load_key
 
         settings = self.rt.config.settings
         store_path, key_path = default_paths(self.rt.environ)
@@ -148,7 +148,7 @@ class OAuthService:
 
     def _open_postgres(self, url: str) -> TokenStore:
         try:
-            from remotetables.auth.pgstore import open_postgres_store
+            from remotetables.auth.store.postgres import open_postgres_store
         except ImportError as exc:  # pragma: no cover - depends on the optional extra
             raise ConfigError(
                 "token_store is a PostgreSQL URL: install the extra with pip install 'remotetables[postgres]'",

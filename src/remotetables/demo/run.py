@@ -29,8 +29,8 @@ import httpx2
 
 from remotetables.auth.consent import ConsentRequest
 from remotetables.dbapi import Connection, connect
-from remotetables.demo.api import IncidentsAPI
-from remotetables.demo.authserver import DEFAULT_CLIENT_ID, DEFAULT_USERS, DemoAuthServer
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.demo.authserver.server import DEFAULT_CLIENT_ID, DEFAULT_USERS, DemoAuthServer
 from remotetables.errors import ConsentFailed
 
 __all__ = [

@@ -1,0 +1,183 @@
+"""Token storage's own level: the data types and the ``TokenStore`` protocol every store meets.
+
+The implementations sit beside it: :mod:`.memory`, :mod:`.sqlite` and :mod:`.postgres` (the two SQL
+stores share :class:`~remotetables.auth.store.rows.EncryptedRows`). None does any network I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from remotetables.errors import (
+    ConsentFailed,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SYSTEM_SUBJECT",
+    "PendingAuth",
+    "Status",
+    "TokenInfo",
+    "TokenKey",
+    "TokenRecord",
+    "TokenSet",
+    "TokenStore",
+]
+
+SCHEMA_VERSION = 1
+SYSTEM_SUBJECT = "__system__"
+Status = Literal["active", "needs_consent", "revoked"]
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """Identifies one grant: provider (issuer key), client id and local subject."""
+
+    provider: str
+    client_id: str
+    subject: str  # local user name, or SYSTEM_SUBJECT
+
+
+@dataclass
+class TokenSet:
+    """Tokens from one token response. ``expires_at`` is local epoch seconds; None = unknown."""
+
+    access_token: str
+    refresh_token: str | None
+    token_type: str = "Bearer"
+    scope: str | None = None
+    expires_at: float | None = None
+    refresh_expires_at: float | None = None
+
+    def __repr__(self) -> str:
+        rt = "None" if self.refresh_token is None else "'***'"
+        return (
+            f"TokenSet(access_token='***', refresh_token={rt}, token_type={self.token_type!r}, "
+            f"scope={self.scope!r}, expires_at={self.expires_at!r}, "
+            f"refresh_expires_at={self.refresh_expires_at!r})"
+        )
+
+
+@dataclass
+class TokenRecord:
+    """A stored row: tokens (None when absent or undecryptable) plus protocol state."""
+
+    key: TokenKey
+    tokens: TokenSet | None
+    version: int
+    status: Status
+    lease_owner: str | None
+    lease_until: float | None
+    last_error: str | None
+    updated_at: float
+
+
+@dataclass
+class TokenInfo:
+    """What ``list()`` shows about a grant: no token material."""
+
+    provider: str
+    client_id: str
+    subject: str
+    status: Status
+    expires_at: float | None
+    scope: str | None
+    has_refresh_token: bool
+    updated_at: float
+    reason: str | None = None  # why a grant is not active (invalid_grant, revocation pending ...)
+
+
+@dataclass
+class PendingAuth:
+    """An in-flight authorization-code transaction (state, PKCE verifier, binding)."""
+
+    state: str
+    provider: str
+    client_id: str
+    subject: str
+    redirect_uri: str
+    code_verifier: str
+    issuer: str | None
+    created_at: float
+    expires_at: float
+    web_session: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"PendingAuth(state='***', provider={self.provider!r}, client_id={self.client_id!r}, "
+            f"subject={self.subject!r}, redirect_uri={self.redirect_uri!r}, code_verifier='***', "
+            f"issuer={self.issuer!r}, created_at={self.created_at!r}, "
+            f"expires_at={self.expires_at!r}, web_session={'***' if self.web_session else None})"
+        )
+
+
+class TokenStore(Protocol):
+    """Storage for tokens and pending consent transactions. See token-store-design.md."""
+
+    def get(self, key: TokenKey) -> TokenRecord | None: ...
+    def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int: ...
+    def try_lease(
+        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+    ) -> bool: ...
+    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int: ...
+    def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None: ...
+    def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None: ...
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None: ...
+    def delete(self, key: TokenKey) -> None: ...
+    def list(self) -> list[TokenInfo]: ...
+    def save_pending(self, pending: PendingAuth) -> None: ...
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None: ...
+    def close(self) -> None: ...
+
+
+def state_hash(state: str) -> bytes:
+    """SHA-256 of a consent ``state``: the only form in which a state is stored."""
+    return hashlib.sha256(state.encode("utf-8")).digest()
+
+
+def check_web_session(
+    stored: str | None, web_session: str | None, *, provider: str, subject: str
+) -> None:
+    """Raise :class:`ConsentFailed` if ``web_session`` is given and is not the pending
+    transaction's own (RFC 9700 §2.1.1).
+
+    The stores call it inside ``take_pending`` before deleting anything: a callback presented
+    from the wrong web session leaves the transaction in place for the session that started it,
+    which can then still use it, once.
+    """
+    if web_session is None:
+        return
+    if stored is not None and hmac.compare_digest(stored.encode(), web_session.encode()):
+        return
+    raise ConsentFailed(
+        f"{provider}: the authorization was started from another session "
+        "(finish it in the browser session that started it)",
+        provider=provider,
+        user=subject,
+        error_code="invalid_state",
+    )
+
+
+def _merge(old: TokenSet | None, new: TokenSet) -> TokenSet:
+    """The tokens to store after a refresh: keep the old RT (and its expiry, scope) if absent."""
+    merged = copy.copy(new)
+    if old is not None:
+        if new.refresh_token is None:
+            merged = replace(
+                merged,
+                refresh_token=old.refresh_token,
+                refresh_expires_at=old.refresh_expires_at,
+            )
+        if new.scope is None:
+            merged = replace(merged, scope=old.scope)
+    return merged
+
+
+def _describe(key: TokenKey) -> str:
+    return f"provider {key.provider!r}, subject {key.subject!r}"

@@ -1,0 +1,459 @@
+"""A PostgreSQL :class:`~remotetables.auth.store.TokenStore` for several hosts (psycopg 3).
+
+Same schema, encryption and protocol as :class:`~remotetables.auth.store.SQLiteTokenStore`:
+tokens are AES-256-GCM ciphertexts bound to (provider, client_id, subject, column, key id); the
+refresh lease is one conditional ``UPDATE ... WHERE version = %s AND lease expired``, which has
+exactly one winner under READ COMMITTED; transactions are short and never span network I/O to
+the authorization server. Each process has its own small connection pool (a fork gets a new one).
+
+Chosen in the config with ``settings.token_store = "postgresql://user@host/db"``; the key comes
+from the same sources as for SQLite (:func:`remotetables.auth.store.keys.load_key`). Install with
+``pip install 'remotetables[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+
+from remotetables.auth.store.base import (
+    SCHEMA_VERSION,
+    PendingAuth,
+    TokenInfo,
+    TokenKey,
+    TokenRecord,
+    TokenSet,
+    check_web_session,
+    state_hash,
+)
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.rows import _COLUMNS, EncryptedRows, _pk
+from remotetables.errors import TokenStoreError
+
+if TYPE_CHECKING:
+    from remotetables.session import Runtime
+
+__all__ = ["PostgresTokenStore", "open_postgres_store", "redact_url", "runtime_cipher"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+_LOCK_ID = 0x52544B53  # advisory lock key for schema creation ("RTKS")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS oauth_token (
+  provider TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
+  access_token BYTEA, refresh_token BYTEA, token_type TEXT, granted_scope TEXT,
+  expires_at DOUBLE PRECISION, refresh_expires_at DOUBLE PRECISION, key_id TEXT,
+  version BIGINT NOT NULL DEFAULT 0, lease_owner TEXT, lease_until DOUBLE PRECISION,
+  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
+  last_error TEXT, updated_at DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (provider, client_id, subject)
+);
+CREATE TABLE IF NOT EXISTS oauth_pending (
+  state_hash BYTEA PRIMARY KEY, provider TEXT NOT NULL, client_id TEXT NOT NULL,
+  subject TEXT NOT NULL, redirect_uri TEXT NOT NULL, code_verifier BYTEA NOT NULL,
+  issuer TEXT, web_session TEXT, created_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_meta (k TEXT PRIMARY KEY, v TEXT);
+INSERT INTO oauth_meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}')
+  ON CONFLICT (k) DO NOTHING;
+"""
+
+_PK = "provider = %s AND client_id = %s AND subject = %s"
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (for messages and reprs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _Pool:
+    """A small per-process pool of autocommit connections (LIFO, bounded, fork-aware)."""
+
+    def __init__(self, conninfo: str, *, max_size: int, timeout: float, connect_timeout: int):
+        self._conninfo = conninfo
+        self._max = max_size
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._cond = threading.Condition()
+        self._idle: list[Conn] = []
+        self._count = 0
+        self._pid = os.getpid()
+        self._inherited: list[Conn] = []  # kept referenced: closing them would end the parent's
+        self.closed = False
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._inherited.extend(self._idle)
+            self._idle, self._count, self._pid = [], 0, os.getpid()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    def _checkout(self) -> Conn:
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            self._after_fork()
+            while True:
+                if self.closed:
+                    raise TokenStoreError("the token store is closed")
+                while self._idle:
+                    idle = self._idle.pop()
+                    if not idle.closed and not idle.broken:
+                        return idle
+                    self._count -= 1
+                if self._count < self._max:
+                    self._count += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TokenStoreError(
+                        f"no free token store connection within {self._timeout:g} s "
+                        f"(pool size {self._max})"
+                    )
+                self._cond.wait(left)
+        try:
+            conn: Conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="remotetables",
+            )
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        return conn
+
+    def _checkin(self, conn: Conn) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # forked while checked out: not ours to reuse
+                self._inherited.append(conn)
+                return
+            ok = not conn.closed and not conn.broken and not self.closed
+            if ok and conn.info.transaction_status != TransactionStatus.IDLE:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    ok = False
+            if ok:
+                self._idle.append(conn)
+            else:
+                self._count -= 1
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            if self._pid == os.getpid():
+                for conn in idle:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+            self._cond.notify_all()
+
+
+class PostgresTokenStore(EncryptedRows):
+    """:class:`~remotetables.auth.store.TokenStore` in PostgreSQL; safe across threads, processes
+    and hosts. ``url`` is a libpq URL or conninfo string (passwords may also come from
+    ``PGPASSWORD`` or ``~/.pgpass``)."""
+
+    def __init__(
+        self,
+        url: str,
+        cipher: TokenCipher,
+        *,
+        pool_size: int = 8,
+        pool_timeout: float = 30.0,
+        connect_timeout: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self._shown = redact_url(url)
+        self._cipher = cipher
+        self._clock = clock
+        self._pool = _Pool(
+            url, max_size=pool_size, timeout=pool_timeout, connect_timeout=connect_timeout
+        )
+        try:
+            self._create_schema()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresTokenStore({self._shown!r})"
+
+    # -- plumbing
+
+    def _run(self, fn: Callable[[Conn], T], *, txn: bool = False) -> T:
+        """Run ``fn`` on a pooled connection (in a transaction if ``txn``); map errors."""
+        for attempt in range(5):
+            try:
+                with self._pool.connection() as conn:
+                    if not txn:
+                        return fn(conn)
+                    with conn.transaction():
+                        return fn(conn)
+            except _RETRYABLE:
+                if attempt == 4:
+                    raise TokenStoreError(
+                        f"token store {self._shown}: too many serialization failures"
+                    ) from None
+                time.sleep(0.01 * (attempt + 1))
+            except psycopg.Error as exc:
+                raise TokenStoreError(f"token store {self._shown}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create_schema(self) -> None:
+        def create(c: Conn) -> Any:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            c.execute(_SCHEMA)
+            return c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
+
+        self._check_schema(self._run(create, txn=True))
+
+    @property
+    def _where(self) -> str:
+        return self._shown
+
+    def _select(self, key: TokenKey) -> Any:
+        return self._run(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
+            ).fetchone()
+        )
+
+    # -- TokenStore
+
+    def _row_key_id(self, key: TokenKey) -> str | None:
+        row = self._run(
+            lambda c: c.execute(f"SELECT key_id FROM oauth_token WHERE {_PK}", _pk(key)).fetchone()
+        )
+        return None if row is None else row[0]
+
+    def _mark_corrupt(self, key: TokenKey, *, version: int, reason: str) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
+                " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
+                " lease_until = NULL, version = version + 1, updated_at = %s"
+                f" WHERE {_PK} AND version = %s",
+                (f"corrupt: {reason}", self._clock(), *_pk(key), version),
+            )
+        )
+
+    def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int:
+        values = self._put_values(key, tokens, now)
+        row = self._run(
+            lambda c: c.execute(
+                "INSERT INTO oauth_token (provider, client_id, subject, access_token,"
+                " refresh_token, token_type, granted_scope, expires_at, refresh_expires_at,"
+                " key_id, version, status, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, 'active', %s)"
+                " ON CONFLICT (provider, client_id, subject) DO UPDATE SET"
+                " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
+                " token_type = excluded.token_type, granted_scope = excluded.granted_scope,"
+                " expires_at = excluded.expires_at,"
+                " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
+                " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
+                " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at"
+                " RETURNING version",
+                values,
+            ).fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def try_lease(
+        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        # One statement: concurrent updaters of the row queue on its lock and re-check the
+        # WHERE clause against the winner's row version, so exactly one of them matches.
+        changed = self._run(
+            lambda c: (
+                c.execute(
+                    "UPDATE oauth_token SET lease_owner = %s, lease_until = %s"
+                    f" WHERE {_PK} AND version = %s AND status = 'active'"
+                    " AND (lease_until IS NULL OR lease_until < %s)",
+                    (owner, now + lease_seconds, *_pk(key), version, now),
+                ).rowcount
+            )
+        )
+        return changed == 1
+
+    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+        def commit(c: Conn) -> int:
+            row = c.execute(
+                "SELECT lease_owner, status, refresh_token, refresh_expires_at, granted_scope"
+                f" FROM oauth_token WHERE {_PK} FOR UPDATE",
+                _pk(key),
+            ).fetchone()
+            values = self._refresh_values(key, row, owner=owner, tokens=tokens, now=now)
+            new = c.execute(
+                "UPDATE oauth_token SET access_token = %s, refresh_token = %s, token_type = %s,"
+                " granted_scope = %s, expires_at = %s, refresh_expires_at = %s, key_id = %s,"
+                " version = version + 1, lease_owner = NULL, lease_until = NULL,"
+                f" last_error = NULL, updated_at = %s WHERE {_PK} RETURNING version",
+                values,
+            ).fetchone()
+            assert new is not None
+            return int(new[0])
+
+        return self._run(commit, txn=True)
+
+    def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = %s"
+                f" WHERE {_PK} AND lease_owner = %s",
+                (error, *_pk(key), owner),
+            )
+        )
+
+    def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
+                " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
+                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                (reason, now, *_pk(key)),
+            )
+        )
+
+    def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
+        """Unusable from now on; the ciphertexts stay only until the provider confirms revocation."""
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_token SET status = 'revoked', last_error = %s, lease_owner = NULL,"
+                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                (reason, now, *_pk(key)),
+            )
+        )
+
+    def delete(self, key: TokenKey) -> None:
+        self._run(lambda c: c.execute(f"DELETE FROM oauth_token WHERE {_PK}", _pk(key)))
+
+    def list(self) -> list[TokenInfo]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
+                " refresh_token IS NOT NULL, updated_at, last_error FROM oauth_token"
+                ' ORDER BY provider COLLATE "C", client_id COLLATE "C", subject COLLATE "C"'
+            ).fetchall()
+        )
+        return [
+            TokenInfo(p, c, s, st, e, sc, bool(h), u, r) for p, c, s, st, e, sc, h, u, r in rows
+        ]
+
+    def records(self) -> builtins.list[TokenRecord]:
+        """Every stored grant, decrypted in memory (for migration); undecryptable rows are
+        marked ``needs_consent`` and returned without tokens."""
+        out = []
+        for info in self.list():
+            rec = self.get(TokenKey(info.provider, info.client_id, info.subject))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def save_pending(self, pending: PendingAuth) -> None:
+        values = self._pending_values(pending)
+
+        def save(c: Conn) -> None:
+            c.execute("DELETE FROM oauth_pending WHERE expires_at < %s", (pending.created_at,))
+            try:
+                c.execute(
+                    "INSERT INTO oauth_pending (state_hash, provider, client_id, subject,"
+                    " redirect_uri, code_verifier, issuer, web_session, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    values,
+                )
+            except pg_errors.UniqueViolation:
+                raise TokenStoreError("a pending consent with this state already exists") from None
+
+        self._run(save, txn=True)
+
+    def take_pending(
+        self, state: str, *, now: float, web_session: str | None = None
+    ) -> PendingAuth | None:
+        h = state_hash(state)
+
+        def take(c: Conn) -> Any:
+            if web_session is not None:  # judged under the row lock, before the DELETE
+                bound = c.execute(
+                    "SELECT web_session, provider, subject FROM oauth_pending"
+                    " WHERE state_hash = %s AND expires_at > %s FOR UPDATE",
+                    (h, now),
+                ).fetchone()
+                if bound is not None:
+                    check_web_session(bound[0], web_session, provider=bound[1], subject=bound[2])
+            return c.execute(
+                "DELETE FROM oauth_pending WHERE state_hash = %s RETURNING provider, client_id,"
+                " subject, redirect_uri, code_verifier, issuer, web_session, created_at,"
+                " expires_at",
+                (h,),
+            ).fetchone()
+
+        row = self._run(take, txn=web_session is not None)
+        return self._pending_from_row(state, row, now=now)
+
+    def close(self) -> None:
+        """Close this process's pooled connections; later calls raise TokenStoreError."""
+        self._pool.close()
+
+
+def runtime_cipher(runtime: Runtime, *, key_file: str | None = None) -> TokenCipher:
+    """The token cipher from the runtime's key sources, as for the SQLite store: ``key_file``,
+    else ``settings.key_file``, ``$REMOTETABLES_KEY_FILE``, the OS keyring (unless
+    ``REMOTETABLES_NO_KEYRING``), else the default key file."""
+    from remotetables.auth.service import default_paths
+    from remotetables.auth.store.keys import load_key
+
+    environ = runtime.environ
+    _, default_key = default_paths(environ)
+    chosen = key_file or runtime.config.settings.key_file or environ.get("REMOTETABLES_KEY_FILE")
+    key_id, key = load_key(
+        key_file=Path(os.path.expanduser(chosen)) if chosen else None,
+        default_key_file=default_key,
+        use_keyring=environ.get("REMOTETABLES_NO_KEYRING") is None,
+    )
+    return TokenCipher({key_id: key}, key_id)
+
+
+def open_postgres_store(
+    url: str, runtime: Runtime, *, key_file: str | None = None
+) -> PostgresTokenStore:
+    """The store for ``settings.token_store = "postgresql://..."`` (key: :func:`runtime_cipher`)."""
+    return PostgresTokenStore(url, runtime_cipher(runtime, key_file=key_file), clock=runtime.clock)

@@ -1,0 +1,170 @@
+"""What the SQL token stores share: encrypted rows bound to their key, the lease check, pending consents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remotetables.auth.store.base import (
+    SCHEMA_VERSION,
+    PendingAuth,
+    TokenKey,
+    TokenRecord,
+    TokenSet,
+    _describe,
+    state_hash,
+)
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
+
+_COLUMNS = (
+    "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
+    "version, status, lease_owner, lease_until, last_error, updated_at"
+)
+
+
+def _pk(key: TokenKey) -> tuple[str, str, str]:
+    return (key.provider, key.client_id, key.subject)
+
+
+class EncryptedRows:
+    """What the SQL stores share: encryption bound to the row, decoding, corrupt-row handling,
+    the schema version check, the lease check and values of a refresh commit, and the encrypted
+    pending consents. Only the SQL statements and how they run are the backends' own.
+
+    A backend provides ``_cipher``, ``_select(key)`` (the ``_COLUMNS`` of a row, or None),
+    ``_row_key_id(key)``, ``_mark_corrupt(key, version=, reason=)`` and ``_where`` (a name for
+    error messages).
+    """
+
+    _cipher: TokenCipher
+
+    @property
+    def _where(self) -> str:  # pragma: no cover - provided by backends
+        raise NotImplementedError
+
+    def _select(self, key: TokenKey) -> Any: ...  # pragma: no cover - provided by backends
+    def _row_key_id(self, key: TokenKey) -> str | None: ...  # pragma: no cover
+    def _mark_corrupt(
+        self, key: TokenKey, *, version: int, reason: str
+    ) -> None: ...  # pragma: no cover
+
+    def _aad(self, key: TokenKey, column: str) -> tuple[str, ...]:
+        return (*_pk(key), column)
+
+    def _enc(self, key: TokenKey, column: str, value: str | None) -> bytes | None:
+        return None if value is None else self._cipher.encrypt(value, aad=self._aad(key, column))
+
+    def _put_values(self, key: TokenKey, tokens: TokenSet, now: float) -> tuple[Any, ...]:
+        """Parameters of the upsert, in the column order both backends use."""
+        return (
+            *_pk(key),
+            self._enc(key, "access_token", tokens.access_token),
+            self._enc(key, "refresh_token", tokens.refresh_token),
+            tokens.token_type,
+            tokens.scope,
+            tokens.expires_at,
+            tokens.refresh_expires_at,
+            self._cipher.current_key_id,
+            now,
+        )
+
+    def _check_schema(self, row: Any) -> None:
+        """Refuse a store whose stored schema version (``row``, or None) is not this one's."""
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            raise TokenStoreError(
+                f"token store {self._where} has schema version {row and row[0]!r}; "
+                f"this version of remotetables reads version {SCHEMA_VERSION}"
+            )
+
+    def _refresh_values(
+        self, key: TokenKey, row: Any, *, owner: str, tokens: TokenSet, now: float
+    ) -> tuple[Any, ...]:
+        """Parameters of the refresh commit's UPDATE, after checking that ``row`` (lease_owner,
+        status, refresh_token, refresh_expires_at, granted_scope) shows ``owner``'s lease."""
+        if row is None or row[0] != owner or row[1] != "active":
+            raise LeaseLostError(
+                f"token store {self._where}: refresh lease for {_describe(key)} "
+                "is not held by this worker"
+            )
+        rt_blob, rexp, scope = row[2], tokens.refresh_expires_at, tokens.scope or row[4]
+        if tokens.refresh_token is not None:
+            rt_blob = self._enc(key, "refresh_token", tokens.refresh_token)
+        elif rt_blob is not None:  # keep the old RT, re-encrypted under the current key
+            aad = self._aad(key, "refresh_token")
+            rt_blob = self._cipher.encrypt(self._cipher.decrypt(bytes(rt_blob), aad=aad), aad=aad)
+            rexp = row[3]
+        return (
+            self._enc(key, "access_token", tokens.access_token),
+            rt_blob,
+            tokens.token_type,
+            scope,
+            tokens.expires_at,
+            rexp,
+            self._cipher.current_key_id,
+            now,
+            *_pk(key),
+        )
+
+    def get(self, key: TokenKey) -> TokenRecord | None:
+        for _ in range(5):
+            row = self._select(key)
+            if row is None:
+                return None
+            try:
+                return self._record(key, row)
+            except UnknownKeyError as exc:
+                if self._row_key_id(key) == exc.key_id:
+                    raise  # another key wrote this row: the wrong key is configured; wipe nothing
+                self._mark_corrupt(key, version=int(row[6]), reason=str(exc))
+            except CorruptTokenError as exc:
+                self._mark_corrupt(key, version=int(row[6]), reason=str(exc))
+        raise TokenStoreError(f"token store {self._where}: row for {_describe(key)} keeps changing")
+
+    def _record(self, key: TokenKey, row: Any) -> TokenRecord:
+        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
+        tokens = None
+        if at is not None:
+            tokens = TokenSet(
+                access_token=self._cipher.decrypt(bytes(at), aad=self._aad(key, "access_token")),
+                refresh_token=None
+                if rt is None
+                else self._cipher.decrypt(bytes(rt), aad=self._aad(key, "refresh_token")),
+                token_type=ttype or "Bearer",
+                scope=scope,
+                expires_at=exp,
+                refresh_expires_at=rexp,
+            )
+        return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
+
+    def _pending_aad(
+        self, provider: str, client_id: str, subject: str, h: bytes
+    ) -> tuple[str, ...]:
+        return (provider, client_id, subject, "code_verifier", h.hex())
+
+    def _pending_values(self, pending: PendingAuth) -> tuple[Any, ...]:
+        """Parameters of the pending-consent INSERT (verifier encrypted), in both backends' order."""
+        p, h = pending, state_hash(pending.state)
+        verifier = self._cipher.encrypt(
+            p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)
+        )
+        return (h, p.provider, p.client_id, p.subject, p.redirect_uri, verifier, p.issuer,
+                p.web_session, p.created_at, p.expires_at)  # fmt: skip
+
+    def _pending_from_row(self, state: str, row: Any, *, now: float) -> PendingAuth | None:
+        """The pending consent of ``state`` from its deleted row; None if none, expired or
+        undecryptable."""
+        if row is None:
+            return None
+        provider, client_id, subject, redirect_uri, blob, issuer, session, created, expires = row
+        if expires <= now:
+            return None
+        try:
+            verifier = self._cipher.decrypt(
+                bytes(blob), aad=self._pending_aad(provider, client_id, subject, state_hash(state))
+            )
+        except CorruptTokenError:
+            return None
+        return PendingAuth(
+            state, provider, client_id, subject, redirect_uri, verifier, issuer, created, expires,
+            session,
+        )  # fmt: skip

@@ -1,0 +1,5 @@
+"""``python -m remotetables.cli``."""
+
+from remotetables.cli.main import main
+
+main()

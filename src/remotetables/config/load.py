@@ -1,0 +1,112 @@
+"""TOML configuration -> validated :class:`Config`.
+
+A minimal file::
+
+    [providers.demo]
+    issuer = "https://auth.example.com"
+    client_id = "remotetables"
+    scopes = ["incidents.read"]
+
+    [tables.remote_incidents]
+    provider = "demo"
+    url = "https://api.example.com/api/now/table/incident"
+    rows = "result"
+    pagination = "link"
+    page_size_param = "sysparm_limit"
+    max_page_size = 1000
+
+    [tables.remote_incidents.columns]
+    number = "TEXT"
+    priority = { type = "INTEGER", param = "priority" }
+    caller = { type = "TEXT", path = "caller.name" }
+
+Every error names the file and the dotted key. Secrets are never inline: they are read from the
+environment variables the config names (``client_secret_env``, ``token_env``).
+
+This module reads the file and parses ``[settings]``; the types are in :mod:`.types`,
+``[providers.X]`` is parsed in :mod:`.providers`, ``[tables.X]`` in :mod:`.tables`,
+with the shared helpers of :mod:`.parse`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from remotetables.config.parse import _Ctx, _get, _only, _table
+from remotetables.config.providers import _check_token_slots, _provider
+from remotetables.config.tables import _table_spec
+from remotetables.config.types import (
+    IDENT,
+    Config,
+    ProviderConfig,
+    Settings,
+    TableSpec,
+)
+from remotetables.errors import ConfigError
+
+__all__ = ["load_config", "parse_config"]
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", file=str(p)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
+    return parse_config(data, file=str(p), environ=environ)
+
+
+def parse_config(
+    data: Mapping[str, Any], *, file: str | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate an already-parsed TOML document."""
+    ctx = _Ctx(file)
+    _only(ctx, "", data, {"settings", "providers", "tables"})
+    settings = _settings(ctx, _table(ctx, "settings", data.get("settings", {})))
+    providers: dict[str, ProviderConfig] = {}
+    for name, raw in _table(ctx, "providers", data.get("providers", {})).items():
+        providers[name] = _provider(ctx, name, _table(ctx, f"providers.{name}", raw))
+    _check_token_slots(ctx, providers)
+    tables: dict[str, TableSpec] = {}
+    for name, raw in _table(ctx, "tables", data.get("tables", {})).items():
+        key = f"tables.{name}"
+        if not IDENT.match(name):
+            raise ctx.err(key, "a table name must be a plain SQL identifier (letters, digits, _)")
+        if name.lower() in {t.lower() for t in tables}:
+            raise ctx.err(key, "duplicate table name (names are case-insensitive in SQL)")
+        tables[name] = _table_spec(ctx, name, _table(ctx, key, raw), providers)
+    return Config(providers=providers, tables=tables, settings=settings, path=file)
+
+
+def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
+    p = "settings"
+    _only(ctx, p, raw, {"token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout"})
+    consent = _get(ctx, raw, p, "consent", str, "auto")
+    if consent not in ("auto", "browser", "prompt", "raise", "device"):
+        raise ctx.err(f"{p}.consent", "must be one of auto, browser, prompt, raise, device")
+    max_bytes = _get(ctx, raw, p, "cache_max_bytes", int, 256 * 1024 * 1024)
+    if max_bytes < 0:
+        raise ctx.err(f"{p}.cache_max_bytes", "must be >= 0")
+    return Settings(
+        token_store=_get(ctx, raw, p, "token_store", str),
+        key_file=_get(ctx, raw, p, "key_file", str),
+        cache_max_bytes=max_bytes,
+        consent=consent,
+        consent_timeout=_get(ctx, raw, p, "consent_timeout", float, 300.0),
+    )

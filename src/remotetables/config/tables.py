@@ -1,0 +1,255 @@
+"""``[tables.X]`` -> :class:`TableSpec`: the API resource, its rows, pagination, columns, writes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from remotetables.config.parse import (
+    _Ctx,
+    _get,
+    _is_secret_name,
+    _only,
+    _path,
+    _str_map,
+    _table,
+    _url,
+)
+from remotetables.config.types import (
+    IDENT,
+    IN_STYLES,
+    PAGINATION_STYLES,
+    SQL_TYPES,
+    ColumnSpec,
+    PaginationSpec,
+    ProviderConfig,
+    TableSpec,
+    WriteSpec,
+)
+from remotetables.rows import JsonPath
+
+_TABLE_KEYS = {
+    "provider", "url", "rows", "pagination", "page_size_param", "max_page_size", "params",
+    "cache_ttl", "max_pages", "columns", "concurrency", "key", "write", "description",
+}  # fmt: skip
+_COLUMN_KEYS = {"type", "path", "param", "required", "exact", "in", "on_error", "writable"}
+
+
+def _table_spec(
+    ctx: _Ctx, name: str, raw: Mapping[str, Any], providers: Mapping[str, ProviderConfig]
+) -> TableSpec:
+    p = f"tables.{name}"
+    _only(ctx, p, raw, _TABLE_KEYS)
+    provider = _get(ctx, raw, p, "provider", str)
+    if provider is None:
+        if len(providers) == 1:
+            provider = next(iter(providers))
+        elif not providers:
+            provider = "__none__"
+        else:
+            raise ctx.err(f"{p}.provider", "missing: say which provider's token this table uses")
+    if provider != "__none__" and provider not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        raise ctx.err(f"{p}.provider", f"unknown provider {provider!r} (configured: {known})")
+    url = _get(ctx, raw, p, "url", str)
+    if not url:
+        raise ctx.err(f"{p}.url", "missing: every table needs the URL of its API resource")
+    _url(ctx, f"{p}.url", url)
+    rows_path = _path(ctx, f"{p}.rows", _get(ctx, raw, p, "rows", str, ""))
+    pagination = _pagination(ctx, p, raw.get("pagination", "none"))
+    max_page_size = _get(ctx, raw, p, "max_page_size", int)
+    if max_page_size is not None and max_page_size < 1:
+        raise ctx.err(f"{p}.max_page_size", "must be >= 1")
+    params = _str_map(ctx, f"{p}.params", _get(ctx, raw, p, "params", dict, {}))
+    for k in params:
+        if _is_secret_name(k):
+            raise ctx.err(
+                f"{p}.params.{k}",
+                "looks like a secret: secrets are never written in the config; for an API key "
+                f'sent as a query parameter give the provider token_env = "VARIABLE" and '
+                f'token_param = "{k}"',
+            )
+    ttl = _get(ctx, raw, p, "cache_ttl", float, 30.0)
+    if ttl < 0:
+        raise ctx.err(f"{p}.cache_ttl", "must be >= 0 (0 disables the cache)")
+    max_pages = _get(ctx, raw, p, "max_pages", int, 10_000)
+    if max_pages < 1:
+        raise ctx.err(f"{p}.max_pages", "must be >= 1")
+    concurrency = _get(ctx, raw, p, "concurrency", int, 4)
+    if not 1 <= concurrency <= 32:
+        raise ctx.err(f"{p}.concurrency", "must be between 1 and 32")
+    raw_cols = raw.get("columns")
+    if raw_cols is None:
+        raise ctx.err(
+            f"{p}.columns",
+            'missing: list the columns (name = "TYPE" or name = { type = ..., path = ... })',
+        )
+    cols = _columns(ctx, p, raw_cols)
+    names = {c.name.lower() for c in cols}
+    key = _get(ctx, raw, p, "key", str)
+    if key is not None and key.lower() not in names:
+        raise ctx.err(f"{p}.key", f"no column named {key!r}")
+    write = _write(ctx, p, raw.get("write"), key, names)
+    return TableSpec(
+        name=name,
+        provider=provider,
+        url=url,
+        rows_path=rows_path,
+        columns=cols,
+        pagination=pagination,
+        page_size_param=_get(ctx, raw, p, "page_size_param", str),
+        max_page_size=max_page_size,
+        params=tuple(params.items()),
+        cache_ttl=ttl,
+        max_pages=max_pages,
+        concurrency=concurrency,
+        key=key,
+        write=write,
+        description=_get(ctx, raw, p, "description", str),
+    )
+
+
+def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
+    key = f"{p}.pagination"
+    if isinstance(raw, str):
+        raw = {"style": raw}
+    raw = _table(ctx, key, raw)
+    allowed = {
+        "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param",
+        "first_page", "total_path", "total_pages_path", "total_header", "next_header",
+        "cursor_header", "has_more_path",
+    }  # fmt: skip
+    _only(ctx, key, raw, allowed)
+    style = _get(ctx, raw, key, "style", str, "none")
+    if style not in PAGINATION_STYLES:
+        raise ctx.err(
+            f"{key}.style",
+            f"unknown pagination style {style!r}; one of {', '.join(PAGINATION_STYLES)}",
+        )
+
+    def opt_path(name: str) -> JsonPath | None:
+        text = _get(ctx, raw, key, name, str)
+        return None if text is None else _path(ctx, f"{key}.{name}", text)
+
+    spec = PaginationSpec(
+        style=style,
+        next_path=opt_path("next_path"),
+        cursor_path=opt_path("cursor_path"),
+        cursor_param=_get(ctx, raw, key, "cursor_param", str, "cursor"),
+        offset_param=_get(ctx, raw, key, "offset_param", str, "offset"),
+        page_param=_get(ctx, raw, key, "page_param", str, "page"),
+        first_page=_get(ctx, raw, key, "first_page", int, 1),
+        total_path=opt_path("total_path"),
+        total_pages_path=opt_path("total_pages_path"),
+        total_header=_get(ctx, raw, key, "total_header", str),
+        next_header=_get(ctx, raw, key, "next_header", str),
+        cursor_header=_get(ctx, raw, key, "cursor_header", str),
+        has_more_path=opt_path("has_more_path"),
+    )
+    if style == "next_url" and spec.next_path is None and spec.next_header is None:
+        raise ctx.err(
+            f"{key}.next_path",
+            "style next_url needs next_path (where the next URL is in the body) or next_header",
+        )
+    if style == "cursor" and spec.cursor_path is None and spec.cursor_header is None:
+        raise ctx.err(
+            f"{key}.cursor_path",
+            "style cursor needs cursor_path (where the cursor is in the body) or cursor_header",
+        )
+    return spec
+
+
+def _columns(ctx: _Ctx, p: str, raw: Any) -> tuple[ColumnSpec, ...]:
+    key = f"{p}.columns"
+    raw = _table(ctx, key, raw)
+    if not raw:
+        raise ctx.err(key, "a table needs at least one column")
+    seen: set[str] = set()
+    out: list[ColumnSpec] = []
+    for name, value in raw.items():
+        ck = f"{key}.{name}"
+        if not IDENT.match(name):
+            raise ctx.err(ck, "a column name must be a plain SQL identifier (letters, digits, _)")
+        if name.lower() in seen:
+            raise ctx.err(ck, "duplicate column (names are case-insensitive in SQL)")
+        if name.lower() == "rowid":
+            raise ctx.err(ck, "rowid is reserved by SQLite")
+        seen.add(name.lower())
+        if isinstance(value, str):
+            value = {"type": value}
+        value = _table(ctx, ck, value)
+        _only(ctx, ck, value, _COLUMN_KEYS)
+        typ = str(_get(ctx, value, ck, "type", str, "TEXT")).upper()
+        if typ not in SQL_TYPES:
+            raise ctx.err(f"{ck}.type", f"unknown type {typ!r}; one of {', '.join(SQL_TYPES)}")
+        in_style = _get(ctx, value, ck, "in", str, "separate")
+        if in_style not in IN_STYLES:
+            raise ctx.err(f"{ck}.in", f"must be one of {', '.join(IN_STYLES)}")
+        on_error = _get(ctx, value, ck, "on_error", str, "error")
+        if on_error not in ("error", "null"):
+            raise ctx.err(f"{ck}.on_error", "must be 'error' or 'null'")
+        param = _get(ctx, value, ck, "param", (str, bool))
+        if param is True:
+            param = name
+        elif param is False:
+            param = None
+        required = _get(ctx, value, ck, "required", bool, False)
+        if required and not param:
+            raise ctx.err(
+                f"{ck}.required", "only a column mapped to an API parameter (param) can be required"
+            )
+        exact = _get(ctx, value, ck, "exact", bool, False)
+        if exact and not param:
+            raise ctx.err(
+                f"{ck}.exact", "only a column mapped to an API parameter (param) can be exact"
+            )
+        out.append(
+            ColumnSpec(
+                name=name,
+                type=typ,
+                path=_path(ctx, f"{ck}.path", _get(ctx, value, ck, "path", str, name)),
+                param=param,
+                required=required,
+                exact=exact,
+                in_style=in_style,
+                on_error=on_error,
+                writable=_get(ctx, value, ck, "writable", bool, True),
+            )
+        )
+    return tuple(out)
+
+
+def _write(ctx: _Ctx, p: str, raw: Any, key: str | None, names: set[str]) -> WriteSpec | None:
+    if raw is None:
+        return None
+    wk = f"{p}.write"
+    raw = _table(ctx, wk, raw)
+    _only(ctx, wk, raw, {"insert", "update", "delete", "body_path", "idempotency_header"})
+    ops: dict[str, tuple[str, str] | None] = {}
+    for op, default_method in (("insert", "POST"), ("update", "PATCH"), ("delete", "DELETE")):
+        v = raw.get(op)
+        if v is None or v is False:
+            ops[op] = None
+            continue
+        if v is True:
+            v = {}
+        v = _table(ctx, f"{wk}.{op}", v)
+        _only(ctx, f"{wk}.{op}", v, {"method", "url"})
+        method = str(_get(ctx, v, f"{wk}.{op}", "method", str, default_method)).upper()
+        if method not in ("POST", "PUT", "PATCH", "DELETE"):
+            raise ctx.err(f"{wk}.{op}.method", "must be POST, PUT, PATCH or DELETE")
+        url = _get(ctx, v, f"{wk}.{op}", "url", str, "{url}" if op == "insert" else "{url}/{key}")
+        if op != "insert" and "{key}" not in url:
+            raise ctx.err(f"{wk}.{op}.url", "must contain {key} (the row's key)")
+        ops[op] = (method, url)
+    if (ops["update"] or ops["delete"]) and key is None:
+        raise ctx.err(f"{p}.key", "update and delete need the table's key column")
+    body_text = _get(ctx, raw, wk, "body_path", str)
+    return WriteSpec(
+        key=key,
+        insert=ops["insert"],
+        update=ops["update"],
+        delete=ops["delete"],
+        body_path=None if body_text is None else _path(ctx, f"{wk}.body_path", body_text),
+        idempotency_header=_get(ctx, raw, wk, "idempotency_header", str),
+    )

@@ -1,0 +1,539 @@
+"""The one pooled HTTP client: retries, Retry-After, deadlines, origin checks, error mapping.
+
+This module is the boundary where httpx2's exceptions become remotetables errors (chained with
+``from exc``). Every error names the table, the provider and a redacted URL, never a token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.cookiejar
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx2
+import orjson
+
+from remotetables.config import is_loopback_host, origin_of
+from remotetables.errors import (
+    RemoteError,
+    RemoteProtocolError,
+    TransportError,
+    redact_text,
+    redact_url,
+)
+from remotetables.http.text import body_message, shorten
+
+__all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
+
+log = logging.getLogger("remotetables.http")
+E = TypeVar("E", bound=RemoteError)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who and what a request is for; goes into error messages (never a secret)."""
+
+    table: str | None = None
+    provider: str | None = None
+    user: str | None = None
+
+    def error(
+        self,
+        cls: type[E],
+        message: str,
+        *,
+        url: str,
+        status_code: int | None = None,
+        retryable: bool = False,
+    ) -> E:
+        """``cls`` with this context's table, provider and user; ``message`` after the prefix."""
+        prefix = self.prefix()
+        return cls(
+            f"{prefix}: {message}" if prefix else message,
+            status_code=status_code,
+            url=url,
+            table=self.table,
+            provider=self.provider,
+            user=self.user,
+            retryable=retryable,
+        )
+
+    def prefix(self) -> str:
+        bits = []
+        if self.table:
+            bits.append(f"table {self.table}")
+        if self.provider and self.provider != "__none__":  # "__none__": a table without a provider
+            bits.append(f"provider {self.provider}")
+        if self.user:
+            bits.append(f"user {self.user}")
+        return ", ".join(bits)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_wait: float = 60.0  # cap on a Retry-After the server asks for
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    request_timeout: float = 120.0  # whole request, body included (a trickling body ends here)
+
+
+@dataclass
+class JsonResponse:
+    body: Any
+    headers: httpx2.Headers
+    url: str
+    status: int
+    nbytes: int
+
+    def outline(self) -> str:
+        """What the body holds, for an error that did not find the rows in it: its top-level
+        keys and the API's own message, if it has one (bounded, URLs redacted)."""
+        body = self.body
+        if not isinstance(body, Mapping):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "empty"}
+            return f"the answer is {kind.get(type(body), 'a number')}"
+        if not body:
+            return "the answer is an empty object"
+        keys = [shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
+        more = f" and {len(body) - 10} more" if len(body) > 10 else ""
+        text = f"the answer has the top-level keys {', '.join(keys)}{more}"
+        said = body_message(body, limit=120)
+        if said is not None:
+            text += f' and says {said[0]}: "{said[1]}"'
+        return text
+
+
+@dataclass
+class Counters:
+    """What one statement did on the network (updated by the client)."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
+        with self.lock:
+            self.requests += requests
+            self.retries += retries
+            self.bytes += nbytes
+
+
+def _transport_allowed(scheme: str, host: str | None) -> bool:
+    """https everywhere; plain http only to loopback addresses."""
+    return scheme == "https" or (scheme == "http" and is_loopback_host(host))
+
+
+def check_url_allowed(url: str, ctx: RequestContext) -> None:
+    """https everywhere; plain http only to loopback addresses."""
+    parts = urlsplit(url)
+    if _transport_allowed(parts.scheme, parts.hostname):
+        return
+    raise ctx.error(
+        RemoteError,
+        f"refusing {parts.scheme or 'a relative'} URL {redact_url(url)}: "
+        "only https (or http to a loopback address) is allowed",
+        url=url,
+    )
+
+
+# request extensions, kept by redirects: (header name, allowed origins) of the token header
+# and (header names, origin of the first URL) of the caller's extra headers
+SECRET_HEADER = "remotetables.secret_header"
+SECRET_PARAM = "remotetables.secret_param"
+EXTRA_HEADERS = "remotetables.extra_headers"
+
+
+def strip_off_origin_headers(request: httpx2.Request) -> None:
+    """Every hop of a request (redirects included): credentials go only where they belong.
+
+    The token header the auth flow set goes only to the provider's origins: httpx strips
+    ``Authorization`` on cross-origin redirects by itself, but not an API-key header such as
+    ``X-API-Key``. The caller's extra headers (the provider's ``headers``, which may carry
+    credentials too) go where the token may go, or, on a request without a token, only to the
+    origin of the URL first asked for. A hop to plain http off loopback is refused: the answer
+    would come back unencrypted (the configured URLs are checked the same way).
+    """
+    url = request.url
+    if not _transport_allowed(url.scheme, url.host):
+        raise RemoteError(
+            f"refusing to follow a redirect to {redact_url(str(url))}: only https (or http to a "
+            "loopback address) is allowed",
+            url=str(url),
+        )
+    origin = origin_of(str(url))
+    secret = request.extensions.get(SECRET_HEADER)  # (header, allowed origins)
+    param = request.extensions.get(SECRET_PARAM)  # (query parameter, allowed origins)
+    token_origins: frozenset[str] = (secret or param or ("", frozenset()))[1]
+    if origin not in token_origins:  # no token goes here
+        if secret is not None:
+            request.headers.pop(secret[0], None)
+        if param is not None and param[0] in url.params:
+            request.url = url.copy_remove_param(param[0])
+        extra = request.extensions.get(EXTRA_HEADERS)  # (header names, origin first asked)
+        if extra is not None and origin != extra[1]:
+            for name in extra[0]:
+                request.headers.pop(name, None)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class HttpClient:
+    """One pooled ``httpx2.Client`` shared by every table, user and thread of a runtime.
+
+    Per-user auth is passed per request (an ``httpx2.Auth``), never stored on the client.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: httpx2.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_connections: int = 32,
+        user_agent: str = "remotetables",
+        poll_interval: float = 0.25,
+    ) -> None:
+        common: dict[str, Any] = {
+            "transport": transport,
+            "headers": {"User-Agent": user_agent, "Accept": "application/json"},
+            "trust_env": False,
+            # One client serves every user: a cookie set for one user must never be sent
+            # with another user's request (session cookies can authenticate on their own).
+            "cookies": _no_cookies(),
+        }
+        self._client = httpx2.Client(
+            follow_redirects=True,  # httpx strips Authorization on cross-origin hops ...
+            event_hooks={"request": [strip_off_origin_headers]},  # ... this the other ones
+            max_redirects=5,
+            limits=httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            **common,
+        )
+        # Token endpoint calls get their own small pool: a refresh runs while an API
+        # connection is held (httpx keeps the 401 answer open while the auth flow runs),
+        # so sharing the API pool could starve the refresh when every connection is busy.
+        self._oauth_client = httpx2.Client(
+            follow_redirects=False,
+            limits=httpx2.Limits(max_connections=8, max_keepalive_connections=8),
+            **common,
+        )
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng
+        self.monotonic = monotonic
+        self.poll_interval = poll_interval
+
+    @property
+    def raw(self) -> httpx2.Client:
+        """A client for the OAuth code (token endpoint calls), with its own connection pool."""
+        return self._oauth_client
+
+    @property
+    def api_client(self) -> httpx2.Client:
+        """The pooled client for API requests."""
+        return self._client
+
+    def close(self) -> None:
+        self._client.close()
+        self._oauth_client.close()
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        auth: httpx2.Auth | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        json_body: Any = None,
+        idempotent: bool = True,
+        counters: Counters | None = None,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> JsonResponse:
+        """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise."""
+        check_url_allowed(url, ctx)
+        attempt = 0
+        garbled = False
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = self._send_once(
+                    method, url, ctx, policy, auth, headers, json_body, counters
+                )
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s %s -> %d (%d bytes)%s",
+                        method,
+                        redact_url(url),
+                        response.status,
+                        len(response.content),
+                        f" [{ctx.prefix()}]" if ctx.prefix() else "",
+                    )
+            except TransportError as exc:
+                if not idempotent:
+                    raise
+                if attempt > policy.max_retries:
+                    raise _gave_up(exc, attempt) from exc
+                failure: RemoteError = exc
+            else:
+                if response.status < 400 and idempotent and not garbled:
+                    # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
+                    try:
+                        return self._finish(response, ctx, auth)
+                    except RemoteProtocolError as exc:
+                        if attempt > policy.max_retries:
+                            raise
+                        garbled = True
+                        failure = exc
+                elif (
+                    response.status < 400
+                    or response.status not in RETRY_STATUSES
+                    or (not idempotent and response.status != 429)
+                ):
+                    return self._finish(response, ctx, auth)
+                elif attempt > policy.max_retries:
+                    raise _gave_up(self._error_for(response, ctx, auth), attempt)
+                else:
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), self.clock()
+                    )
+                    failure = self._error_for(response, ctx, auth)
+            if counters is not None:
+                counters.add(retries=1)
+            delay = self.retry_delay(policy, attempt, retry_after)
+            log.info("%s; retry %d in %.1f s", failure, attempt, delay)
+            self._wait(delay, interrupted, failure)
+
+    def retry_delay(self, policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry number ``attempt`` (1-based).
+
+        The server's ``Retry-After`` wins, capped at ``max_retry_wait``; otherwise exponential
+        backoff with "equal jitter": uniform in [cap/2, cap] with cap = base * 2^(attempt-1)
+        (bounded by ``max_delay``), so waits grow while clients stay spread out.
+        """
+        if retry_after is not None:
+            return max(0.0, min(retry_after, policy.max_retry_wait))
+        cap = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
+        return cap / 2 + self.rng() * cap / 2
+
+    def _wait(
+        self, delay: float, interrupted: Callable[[], bool] | None, failure: RemoteError
+    ) -> None:
+        """Sleep ``delay`` seconds in slices of at most ``poll_interval``; stop if interrupted.
+
+        The time left is counted from the slices slept, not from the clock, so an injected
+        ``sleep`` that does not move the injected ``clock`` still ends.
+        """
+        left = delay
+        while True:
+            if interrupted is not None and interrupted():
+                raise type(failure)(
+                    f"{failure} (query interrupted while waiting {delay:g} s to retry)",
+                    status_code=failure.status_code,
+                    url=failure.url,
+                    table=failure.table,
+                    provider=failure.provider,
+                    user=failure.user,
+                    retryable=False,
+                ) from failure
+            if left <= 0:
+                return
+            step = min(left, self.poll_interval)
+            self.sleep(step)
+            left -= step
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        auth: httpx2.Auth | None,
+        headers: Sequence[tuple[str, str]],
+        json_body: Any,
+        counters: Counters | None,
+    ) -> _Raw:
+        timeout = httpx2.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+        deadline = self.monotonic() + policy.request_timeout
+        try:
+            request = self._client.build_request(
+                method, url, headers=list(headers), json=json_body, timeout=timeout
+            )
+            if headers:  # redirects keep the extensions: see strip_off_origin_headers
+                request.extensions = {
+                    **request.extensions,
+                    EXTRA_HEADERS: (tuple(name for name, _ in headers), origin_of(url)),
+                }
+            response = self._client.send(request, auth=auth, stream=True)
+            try:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if self.monotonic() > deadline:
+                        raise ctx.error(
+                            TransportError,
+                            f"{method} {redact_url(url)} took longer than "
+                            f"{policy.request_timeout:g} s (request_timeout); the server is too slow",
+                            url=url,
+                            retryable=True,
+                        )
+                content = b"".join(chunks)
+            finally:
+                response.close()
+        except httpx2.TimeoutException as exc:
+            raise self._transport_error(f"timed out ({type(exc).__name__})", url, ctx) from exc
+        except httpx2.TransportError as exc:
+            raise self._transport_error(_describe_transport(exc), url, ctx) from exc
+        except httpx2.HTTPError as exc:  # e.g. too many redirects
+            raise ctx.error(
+                RemoteError, f"{method} {redact_url(url)} failed: {type(exc).__name__}", url=url
+            ) from exc
+        if counters is not None:
+            counters.add(requests=1, nbytes=len(content))
+        return _Raw(response.status_code, response.headers, str(response.url), content, method)
+
+    def _transport_error(self, what: str, url: str, ctx: RequestContext) -> TransportError:
+        return ctx.error(
+            TransportError, f"no answer from {redact_url(url)}: {what}", url=url, retryable=True
+        )
+
+    def _finish(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> JsonResponse:
+        if raw.status >= 400:
+            raise self._error_for(raw, ctx, auth)
+        if raw.status == 204 or not raw.content.strip():
+            return JsonResponse(None, raw.headers, raw.url, raw.status, len(raw.content))
+        ctype = raw.headers.get("content-type", "").lower()
+        if ctype and "json" not in ctype and "javascript" not in ctype:
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{raw.method} {redact_url(raw.url)} answered {raw.status} with "
+                f"{ctype.split(';')[0]}, not JSON",
+                status_code=raw.status,
+                url=raw.url,
+            )
+        try:
+            body = orjson.loads(raw.content)
+        except orjson.JSONDecodeError as exc:
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{raw.method} {redact_url(raw.url)} answered {raw.status} with a body "
+                f"that is not valid JSON ({len(raw.content)} bytes; {exc.msg} at byte {exc.pos})",
+                status_code=raw.status,
+                url=raw.url,
+            ) from exc
+        return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
+
+    def _error_for(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> RemoteError:
+        reason = _reason(raw)
+        hint = ""
+        if raw.status == 401:
+            hint = f" ({_unauthorized_hint(auth, ctx)})"
+        elif raw.status == 403:
+            hint = " (the user is not allowed to do this, or the token lacks a scope)"
+        elif raw.status == 429:
+            ra = raw.headers.get("retry-after")
+            hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
+        return ctx.error(
+            RemoteError,
+            f"{raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{reason}{hint}",
+            status_code=raw.status,
+            url=raw.url,
+            retryable=raw.status in RETRY_STATUSES,
+        )
+
+
+def _unauthorized_hint(auth: httpx2.Auth | None, ctx: RequestContext) -> str:
+    """What a 401 means for this request's credentials. The auth says which token it sent
+    (auth/flow.py's ``BearerAuth.unauthorized_hint``: a refreshed OAuth token, a static one)."""
+    if auth is None:
+        if ctx.provider and ctx.provider != "__none__":
+            return f'no token was sent: provider {ctx.provider} has auth = "none"'
+        return "no token was sent: the table has no provider"
+    hint = getattr(auth, "unauthorized_hint", None)
+    return hint if isinstance(hint, str) else "the credentials were refused"
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that refuses every cookie."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _gave_up(exc: RemoteError, attempts: int) -> RemoteError:
+    """The last failure, said to be final: same type and context, attempts counted."""
+    return type(exc)(
+        f"{exc} (gave up after {attempts} attempts)",
+        status_code=exc.status_code,
+        url=exc.url,
+        table=exc.table,
+        provider=exc.provider,
+        user=exc.user,
+        retryable=exc.retryable,
+    )
+
+
+@dataclass
+class _Raw:
+    status: int
+    headers: httpx2.Headers
+    url: str
+    content: bytes
+    method: str
+
+
+def _reason(raw: _Raw) -> str:
+    """A short reason from the error body: the API's own message when it is JSON."""
+    try:
+        body = orjson.loads(raw.content) if raw.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    said = body_message(body)
+    if said is not None:
+        return f": {said[1]}"
+    ctype = raw.headers.get("content-type", "").lower()
+    if "html" in ctype:
+        return ": an HTML error page"
+    if ctype.startswith("text/plain") and raw.content:
+        text = " ".join(raw.content[:4096].decode("utf-8", "replace").split())
+        if text:
+            return f": {shorten(redact_text(text), 200)}"
+    return ""
+
+
+def _describe_transport(exc: httpx2.TransportError) -> str:
+    if isinstance(exc, httpx2.ConnectError):
+        return "connection failed (is the server running and the URL right?)"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return "the server closed the connection mid-answer (truncated or malformed response)"
+    if isinstance(exc, httpx2.ReadError):
+        return "the connection was reset while reading"
+    return type(exc).__name__

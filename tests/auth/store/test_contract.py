@@ -1,0 +1,244 @@
+"""One TokenStore suite, run against MemoryTokenStore, SQLiteTokenStore and PostgresTokenStore.
+
+The protocol cases of tests/auth/test_store.py are imported and run here with this module's
+``store`` fixture; the cases below add what matters across processes and hosts: two store
+instances on one backend (two hosts), lease races between them, key binding, migration.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from remotetables.auth.store import (
+    MemoryTokenStore,
+    SQLiteTokenStore,
+    TokenKey,
+    TokenStore,
+)
+from remotetables.auth.store.crypto import TokenCipher
+from remotetables.auth.store.migrate import MigrationResult, export_records, migrate_tokens
+from remotetables.errors import LeaseLostError, TokenStoreError, UnknownKeyError
+from tests.auth.store.test_sqlite import (  # the shared protocol cases, run with our fixture
+    ALICE,
+    BOB,
+    pending,
+    test_commit_refresh_rotates_and_keeps_old_rt_if_none,
+    test_lease_is_exclusive_and_versioned,
+    test_lease_race_between_threads_has_one_winner,
+    test_mark_needs_consent_wipes_tokens,
+    test_pending_expiry,
+    test_pending_from_another_web_session_is_left_in_place,
+    test_pending_is_single_use,
+    test_pending_without_a_web_session_is_not_taken_by_one,
+    test_put_get_list,
+    tokens,
+)
+from tests.pg import PostgresServer, pg_server_fixture  # noqa: F401  (fixtures)
+
+__all__ = [
+    "test_commit_refresh_rotates_and_keeps_old_rt_if_none",
+    "test_lease_is_exclusive_and_versioned",
+    "test_lease_race_between_threads_has_one_winner",
+    "test_mark_needs_consent_wipes_tokens",
+    "test_pending_expiry",
+    "test_pending_from_another_web_session_is_left_in_place",
+    "test_pending_is_single_use",
+    "test_pending_without_a_web_session_is_not_taken_by_one",
+    "test_put_get_list",
+]
+
+KINDS = ["memory", "sqlite", "postgres"]
+Opener = Callable[[TokenCipher], TokenStore]
+
+
+@pytest.fixture
+def cipher() -> TokenCipher:
+    return TokenCipher.from_key(os.urandom(32))
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def opener(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens another store instance on the same backend (for memory: the same instance)."""
+    opened: list[TokenStore] = []
+    if kind == "memory":
+        shared = MemoryTokenStore()
+
+        def open_memory(cipher: TokenCipher) -> TokenStore:
+            return shared
+
+        yield open_memory
+        shared.close()
+        return
+    if kind == "sqlite":
+        path = tmp_path / "state" / "tokens.db"
+
+        def open_sqlite(cipher: TokenCipher) -> TokenStore:
+            s = SQLiteTokenStore(path, cipher)
+            opened.append(s)
+            return s
+
+        yield open_sqlite
+    else:
+        from remotetables.auth.store.postgres import PostgresTokenStore
+
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        url = server.create_database()
+
+        def open_pg(cipher: TokenCipher) -> TokenStore:
+            s = PostgresTokenStore(url, cipher, pool_size=4)
+            opened.append(s)
+            return s
+
+        yield open_pg
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(opener: Opener, cipher: TokenCipher) -> TokenStore:
+    return opener(cipher)
+
+
+# ----------------------------------------------------------------------------- two instances
+
+
+def test_second_instance_sees_writes_and_leases(
+    kind: str, opener: Opener, cipher: TokenCipher
+) -> None:
+    """Two hosts: a write or lease by one instance is visible to the other at once."""
+    a, b = opener(cipher), opener(cipher)
+    v = a.put(ALICE, tokens(1), now=0.0)
+    rec = b.get(ALICE)
+    assert rec is not None and rec.tokens == tokens(1) and rec.version == v
+    assert b.try_lease(ALICE, version=v, owner="host-b", now=1.0, lease_seconds=30)
+    assert not a.try_lease(ALICE, version=v, owner="host-a", now=2.0, lease_seconds=30)
+    with pytest.raises(LeaseLostError):
+        a.commit_refresh(ALICE, owner="host-a", tokens=tokens(9), now=3.0)
+    assert b.commit_refresh(ALICE, owner="host-b", tokens=tokens(2), now=3.0) == v + 1
+    rec = a.get(ALICE)
+    assert rec is not None and rec.tokens == tokens(2) and rec.lease_owner is None
+
+
+def test_lease_race_between_instances_has_one_winner(opener: Opener, cipher: TokenCipher) -> None:
+    stores = [opener(cipher) for _ in range(4)]
+    v = stores[0].put(ALICE, tokens(1), now=0.0)
+    rounds = 5
+    winners: list[list[str]] = [[] for _ in range(rounds)]
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def contender(i: int) -> None:
+        s = stores[i % len(stores)]
+        try:
+            for r in range(rounds):
+                barrier.wait(timeout=30)
+                if s.try_lease(ALICE, version=v + r, owner=f"o{i}", now=1.0, lease_seconds=30):
+                    winners[r].append(f"o{i}")
+                    s.commit_refresh(ALICE, owner=f"o{i}", tokens=tokens(r + 2), now=2.0)
+                barrier.wait(timeout=30)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert [len(w) for w in winners] == [1] * rounds
+    rec = stores[1].get(ALICE)
+    assert rec is not None and rec.version == v + rounds and rec.tokens == tokens(rounds + 1)
+
+
+def test_pending_taken_once_across_instances(opener: Opener, cipher: TokenCipher) -> None:
+    a, b = opener(cipher), opener(cipher)
+    a.save_pending(pending("st-1"))
+    with pytest.raises(TokenStoreError):  # a duplicate state is refused (message differs)
+        b.save_pending(pending("st-1"))
+    got = b.take_pending("st-1", now=1.0)
+    assert got is not None and got.code_verifier == "v" * 64
+    assert a.take_pending("st-1", now=1.0) is None
+
+
+def test_other_key_cannot_read_rows(kind: str, opener: Opener, cipher: TokenCipher) -> None:
+    if kind == "memory":
+        pytest.skip("the memory store keeps no ciphertext")
+    opener(cipher).put(ALICE, tokens(1), now=0.0)
+    other = opener(TokenCipher.from_key(os.urandom(32)))
+    with pytest.raises(UnknownKeyError, match="key_file"):
+        other.get(ALICE)
+    rec = opener(cipher).get(ALICE)  # nothing was wiped: the right key still reads it
+    assert rec is not None and rec.status == "active" and rec.tokens is not None
+
+
+def test_needs_consent_row_blocks_lease_everywhere(opener: Opener, cipher: TokenCipher) -> None:
+    a, b = opener(cipher), opener(cipher)
+    v = a.put(BOB, tokens(1), now=0.0)
+    b.mark_needs_consent(BOB, reason="invalid_grant", now=1.0)
+    assert not a.try_lease(BOB, version=v, owner="x", now=2.0, lease_seconds=30)
+    assert not a.try_lease(BOB, version=v + 1, owner="x", now=2.0, lease_seconds=30)
+    info = {i.subject: i for i in a.list()}["bob"]
+    assert info.status == "needs_consent" and not info.has_refresh_token
+
+
+def test_revoked_row_keeps_tokens_only_for_revocation(opener: Opener, cipher: TokenCipher) -> None:
+    a, b = opener(cipher), opener(cipher)
+    v = a.put(BOB, tokens(1), now=0.0)
+    b.mark_revoked(BOB, reason="revocation pending", now=1.0)
+    rec = a.get(BOB)
+    assert rec is not None and rec.status == "revoked" and rec.version == v + 1
+    assert rec.tokens is not None and rec.tokens.refresh_token is not None  # for the retry
+    assert not a.try_lease(BOB, version=v + 1, owner="x", now=2.0, lease_seconds=30)
+    assert {i.subject: i.status for i in a.list()}["bob"] == "revoked"
+    a.put(BOB, tokens(2), now=3.0)  # a new consent replaces it
+    rec = b.get(BOB)
+    assert rec is not None and rec.status == "active"
+
+
+# ----------------------------------------------------------------------------- migration
+
+
+def test_migrate_into_this_store(kind: str, store: TokenStore, tmp_path: Path) -> None:
+    """SQLite -> this store: active grants moved, others skipped, existing ones kept."""
+    src_cipher = TokenCipher.from_key(os.urandom(32))
+    src = SQLiteTokenStore(tmp_path / "src" / "tokens.db", src_cipher)
+    carol = TokenKey("github", "cli", "carol")
+    src.put(ALICE, tokens(1), now=5.0)
+    src.put(BOB, tokens(2, rt=False), now=6.0)
+    src.put(carol, tokens(3), now=7.0)
+    src.mark_needs_consent(carol, reason="invalid_grant", now=8.0)
+    store.put(BOB, tokens(22), now=4.0)  # already there (older than the source's): kept
+    result = MigrationResult()
+    assert migrate_tokens(src, store, result=result) == 1
+    assert (result.moved, result.skipped_existing, result.skipped_inactive) == (
+        [ALICE],
+        [BOB],
+        [carol],
+    )
+    alice = store.get(ALICE)
+    assert alice is not None and alice.tokens == tokens(1) and alice.status == "active"
+    bob = store.get(BOB)
+    assert bob is not None and bob.tokens == tokens(22)
+    assert store.get(carol) is None
+    assert migrate_tokens(src, store, overwrite=True) == 2
+    bob = store.get(BOB)
+    assert bob is not None and bob.tokens == tokens(2, rt=False)
+    assert [r.key for r in export_records(store)] == [ALICE, BOB]
+    store.put(BOB, tokens(23), now=99.0)  # updated here since (e.g. rotated): never replaced
+    again = MigrationResult()
+    assert migrate_tokens(src, store, overwrite=True, result=again) == 1
+    assert (again.moved, again.kept_newer) == ([ALICE], [BOB])
+    bob = store.get(BOB)
+    assert bob is not None and bob.tokens == tokens(23)
+    src.close()
