@@ -1,6 +1,6 @@
 """The OAuth side of a runtime: token store, OAuth clients, single-flight refresh, consent.
 
-:class:`OAuthService` is made on first use by :class:`remotetables.session.Runtime`. For each
+:class:`OAuthService` is made on first use by the runtime (any :class:`ServiceHost`). For each
 OAuth provider it hands out :class:`OAuthCredentials`, which give the vtable an ``httpx2.Auth``
 for the current principal:
 
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx2
 
@@ -44,7 +42,9 @@ from remotetables.auth.loopback import is_redirect_url, state_of
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
-from remotetables.config import ProviderConfig
+from remotetables.auth.store.factory import default_paths, open_token_store
+from remotetables.cache import RowCache
+from remotetables.config import Config, ProviderConfig
 from remotetables.errors import (
     AuthError,
     ConfigError,
@@ -52,17 +52,50 @@ from remotetables.errors import (
     ConsentRequired,
     ProviderError,
     ProviderUnavailable,
+    UnknownTableError,
 )
-from remotetables.http.client import RequestContext
+from remotetables.http.client import HttpClient, RequestContext
 
-if TYPE_CHECKING:
-    from remotetables.session import Runtime, Session
+
+class ServiceHost(Protocol):
+    """What the service needs from the runtime above it (:class:`remotetables.session.Runtime`)."""
+
+    config: Config
+    environ: dict[str, str]
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    http: HttpClient
+    cache: RowCache
+
+    def allowed_origins(self, provider: str) -> frozenset[str]: ...
+
+
+class _Stats(Protocol):
+    paused: float
+
+
+class SessionView(Protocol):
+    """What the service needs from a connection's session (:class:`remotetables.session.Session`)."""
+
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def consent(self) -> Any: ...
+    @property
+    def web_session(self) -> str | None: ...
+    @property
+    def stats(self) -> _Stats: ...
+
+    def require_user(self, provider: str) -> str: ...
+
 
 __all__ = [
     "SYSTEM_SUBJECT",
     "CircuitBreaker",
     "OAuthCredentials",
     "OAuthService",
+    "ServiceHost",
+    "SessionView",
     "complete_consent",
     "default_paths",
 ]
@@ -77,21 +110,10 @@ _REFUSALS = frozenset({"invalid_client", "unauthorized_client"})
 log = logging.getLogger("remotetables.auth")
 
 
-def default_paths(environ: dict[str, str]) -> tuple[Path, Path]:
-    """Where the token store and its key live by default (overridable by env or config)."""
-    import platformdirs
-
-    data = Path(platformdirs.user_data_dir("remotetables", appauthor=False))
-    conf = Path(platformdirs.user_config_dir("remotetables", appauthor=False))
-    store = Path(environ.get("REMOTETABLES_TOKEN_STORE") or data / "tokens.db")
-    key = Path(environ.get("REMOTETABLES_KEY_FILE") or conf / "token.key")
-    return store, key
-
-
 class OAuthService:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceHost,
         *,
         token_store: TokenStore | None = None,
         key_file: str | None = None,
@@ -126,37 +148,14 @@ class OAuthService:
             return self._store
 
     def _open_store(self) -> TokenStore:
-        from remotetables.auth.store import SQLiteTokenStore
-        from remotetables.auth.store.crypto import TokenCipher
-        from remotetables.auth.store.keys import load_key
-
         settings = self.rt.config.settings
-        store_path, key_path = default_paths(self.rt.environ)
-        if settings.token_store:
-            if settings.token_store.startswith(("postgresql://", "postgres://")):
-                return self._open_postgres(settings.token_store)
-            store_path = Path(os.path.expanduser(settings.token_store))
-        key_file = (
-            self._key_file or settings.key_file or self.rt.environ.get("REMOTETABLES_KEY_FILE")
+        return open_token_store(
+            settings.token_store,
+            environ=self.rt.environ,
+            clock=self.rt.clock,
+            key_file=self._key_file or settings.key_file,
+            config_path=self.rt.config.path,
         )
-        key_id, key = load_key(
-            key_file=Path(os.path.expanduser(key_file)) if key_file else None,
-            default_key_file=key_path,
-            use_keyring=self.rt.environ.get("REMOTETABLES_NO_KEYRING") is None,
-        )
-        return SQLiteTokenStore(store_path, TokenCipher({key_id: key}, key_id), clock=self.rt.clock)
-
-    def _open_postgres(self, url: str) -> TokenStore:
-        try:
-            from remotetables.auth.store.postgres import open_postgres_store
-        except ImportError as exc:  # pragma: no cover - depends on the optional extra
-            raise ConfigError(
-                "token_store is a PostgreSQL URL: install the extra with pip install 'remotetables[postgres]'",
-                file=self.rt.config.path,
-                key="settings.token_store",
-            ) from exc
-        store: TokenStore = open_postgres_store(url, self.rt)
-        return store
 
     @property
     def manager(self) -> TokenManager:
@@ -164,6 +163,12 @@ class OAuthService:
             if self._manager is None:
                 self._manager = TokenManager(self.store, clock=self.rt.clock, sleep=self.rt.sleep)
             return self._manager
+
+    def _provider(self, name: str) -> ProviderConfig:
+        try:
+            return self.rt.config.providers[name]
+        except KeyError:
+            raise UnknownTableError(f"unknown provider {name!r}") from None
 
     def client(self, provider: ProviderConfig) -> OAuthClient:
         with self._lock:
@@ -346,7 +351,7 @@ class OAuthService:
                 "(unknown, already used or expired state)",
                 error_code="invalid_state",
             )
-        provider = self.rt.provider(pending.provider)
+        provider = self._provider(pending.provider)
         if user is not None and not hmac.compare_digest(user.encode(), pending.subject.encode()):
             raise ConsentFailed(
                 f"{provider.name}: this authorization was started for another user; "
@@ -493,17 +498,17 @@ class OAuthCredentials:
         self.service = service
         self.provider = provider
 
-    def subject(self, session: Session) -> str:
+    def subject(self, session: SessionView) -> str:
         if self.provider.integration == "system":
             return SYSTEM_SUBJECT
         return session.require_user(self.provider.name)
 
-    def principal(self, session: Session) -> str:
+    def principal(self, session: SessionView) -> str:
         if self.provider.integration == "system":
             return "system"
         return f"user:{session.require_user(self.provider.name)}"
 
-    def token(self, session: Session, subject: str) -> str:
+    def token(self, session: SessionView, subject: str) -> str:
         svc = self.service
         key = svc.key(self.provider, subject)
         try:
@@ -511,7 +516,7 @@ class OAuthCredentials:
         except ConsentRequired:
             return self._new_grant(session, subject)
 
-    def _new_grant(self, session: Session, subject: str) -> str:
+    def _new_grant(self, session: SessionView, subject: str) -> str:
         svc = self.service
         key = svc.key(self.provider, subject)
         with svc.grant_lock(key):
@@ -520,7 +525,7 @@ class OAuthCredentials:
             except ConsentRequired:
                 return self._obtain_grant(session, subject)
 
-    def _obtain_grant(self, session: Session, subject: str) -> str:
+    def _obtain_grant(self, session: SessionView, subject: str) -> str:
         svc = self.service
         # a grant awaiting revocation is revoked before a new one replaces it
         svc.retry_revocations(self.provider)
@@ -545,7 +550,7 @@ class OAuthCredentials:
         svc.store.put(svc.key(self.provider, subject), tokens, now=svc.rt.clock())
         return tokens.access_token
 
-    def on_unauthorized(self, session: Session, subject: str, failed: str) -> str | None:
+    def on_unauthorized(self, session: SessionView, subject: str, failed: str) -> str | None:
         svc = self.service
         key = svc.key(self.provider, subject)
         try:
@@ -553,7 +558,7 @@ class OAuthCredentials:
         except ConsentRequired:
             return self._new_grant(session, subject)
 
-    def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+    def auth(self, session: SessionView, ctx: RequestContext) -> httpx2.Auth | None:
         subject = self.subject(session)
         origins = self.service.rt.allowed_origins(self.provider.name)
         # the subject is fixed here, once per statement: set_user() acts on the next one

@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from remotetables import errors
+from remotetables.auth.store import SQLiteTokenStore, TokenStore
+from remotetables.auth.store.migrate import MigrationResult, migrate_tokens
 from remotetables.cli.common import (
     _config,
     _consent,
@@ -23,7 +25,7 @@ from remotetables.cli.common import (
 from remotetables.config import Config, ProviderConfig
 from remotetables.session import Runtime
 
-__all__ = ["check_token_store", "login", "logout", "tokens"]
+__all__ = ["check_token_store", "login", "logout", "migrate_to_url", "tokens"]
 
 # `tokens migrate -c FILE` as well as `tokens -c FILE migrate`; no envvar here, so that
 # REMOTETABLES_CONFIG (read by the group) never overrides a -c given before the subcommand
@@ -79,7 +81,7 @@ def check_token_store(rt: Runtime) -> tuple[str, bool, str] | None:
     """For ``remotetables check``: open the configured token store and list its grants (reads
     only; no token is decrypted). Returns ``(store, ok, text)`` with the store named without
     a password, or None when no provider uses OAuth and no store is configured."""
-    from remotetables.auth.service import default_paths
+    from remotetables.auth.store.factory import default_paths
 
     configured = rt.config.settings.token_store
     if not configured and not any(p.auth == "oauth" for p in rt.config.providers.values()):
@@ -202,7 +204,6 @@ def tokens_migrate(
     ctx: click.Context, url: str, source: str | None, overwrite: bool, config_path: str | None
 ) -> None:
     """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
-    from remotetables.auth.store.migrate import migrate_to_url
     from remotetables.auth.store.postgres import redact_url
 
     if not url.startswith(("postgresql://", "postgres://")):
@@ -225,3 +226,29 @@ def tokens_migrate(
     if result.skipped_inactive:
         click.echo(f"skipped {len(result.skipped_inactive)} needing consent again")
     click.echo("now set settings.token_store to that URL on every host (same key file)")
+
+
+def migrate_to_url(
+    runtime: Runtime, url: str, *, source: Path | None = None, overwrite: bool = False
+) -> tuple[int, MigrationResult]:
+    """``remotetables tokens migrate --to URL [--from FILE]``: from the SQLite store ``source``
+    (default: the runtime's configured store) to the PostgreSQL store at ``url``, both keyed
+    from the runtime's key sources."""
+    from remotetables.auth.store.factory import load_cipher, open_token_store
+
+    cipher = load_cipher(runtime.environ, runtime.config.settings.key_file)
+    if source is not None:
+        if not source.exists():
+            raise errors.TokenStoreError(f"token store {source} does not exist")
+        src: TokenStore = SQLiteTokenStore(source, cipher, clock=runtime.clock)
+    else:
+        src = runtime.oauth_service().store
+    dst = open_token_store(url, environ=runtime.environ, clock=runtime.clock, cipher=cipher)
+    result = MigrationResult()
+    try:
+        n = migrate_tokens(src, dst, overwrite=overwrite, result=result)
+    finally:
+        dst.close()
+        if source is not None:
+            src.close()
+    return n, result

@@ -19,9 +19,10 @@ import remotetables
 from remotetables.auth.store import SQLiteTokenStore, TokenKey
 from remotetables.auth.store.crypto import TokenCipher
 from remotetables.auth.store.keys import load_key
-from remotetables.auth.store.migrate import migrate_to_url, migrate_tokens
+from remotetables.auth.store.migrate import migrate_tokens
 from remotetables.auth.store.postgres import PostgresTokenStore, redact_url
 from remotetables.cli import main
+from remotetables.cli.tokens import migrate_to_url
 from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import TokenStoreError
 from tests.auth.store.test_sqlite import ALICE, BOB, pending, tokens

@@ -11,20 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from remotetables.auth.store import TokenKey, TokenRecord, TokenStore
+from remotetables.auth.store.base import TokenKey, TokenRecord, TokenStore
 from remotetables.errors import TokenStoreError
-
-if TYPE_CHECKING:
-    from remotetables.session import Runtime
 
 __all__ = [
     "ExportableStore",
     "MigrationResult",
     "export_records",
-    "migrate_to_url",
     "migrate_tokens",
     "same_store",
 ]
@@ -140,29 +135,3 @@ def same_store(a: TokenStore, b: TokenStore) -> bool:
         return False
     ida = _pg_identity(a)
     return ida is not None and ida == _pg_identity(b)
-
-
-def migrate_to_url(
-    runtime: Runtime, url: str, *, source: Path | None = None, overwrite: bool = False
-) -> tuple[int, MigrationResult]:
-    """``remotetables tokens migrate --to URL [--from FILE]``: from the SQLite store ``source``
-    (default: the runtime's configured store) to the PostgreSQL store at ``url``, both keyed
-    from the runtime's key sources."""
-    from remotetables.auth.store import SQLiteTokenStore
-    from remotetables.auth.store.postgres import open_postgres_store, runtime_cipher
-
-    if source is not None:
-        if not source.exists():
-            raise TokenStoreError(f"token store {source} does not exist")
-        src: TokenStore = SQLiteTokenStore(source, runtime_cipher(runtime), clock=runtime.clock)
-    else:
-        src = runtime.oauth_service().store
-    dst = open_postgres_store(url, runtime)
-    result = MigrationResult()
-    try:
-        n = migrate_tokens(src, dst, overwrite=overwrite, result=result)
-    finally:
-        dst.close()
-        if source is not None:
-            src.close()
-    return n, result

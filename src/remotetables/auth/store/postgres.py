@@ -7,7 +7,7 @@ exactly one winner under READ COMMITTED; transactions are short and never span n
 the authorization server. Each process has its own small connection pool (a fork gets a new one).
 
 Chosen in the config with ``settings.token_store = "postgresql://user@host/db"``; the key comes
-from the same sources as for SQLite (:func:`remotetables.auth.store.keys.load_key`). Install with
+from the same sources as for SQLite (:func:`remotetables.auth.store.factory.load_cipher`). Install with
 ``pip install 'remotetables[postgres]'``.
 """
 
@@ -19,8 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -41,10 +40,7 @@ from remotetables.auth.store.crypto import TokenCipher
 from remotetables.auth.store.rows import _COLUMNS, EncryptedRows, _pk
 from remotetables.errors import TokenStoreError
 
-if TYPE_CHECKING:
-    from remotetables.session import Runtime
-
-__all__ = ["PostgresTokenStore", "open_postgres_store", "redact_url", "runtime_cipher"]
+__all__ = ["PostgresTokenStore", "redact_url"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -432,28 +428,3 @@ class PostgresTokenStore(EncryptedRows):
     def close(self) -> None:
         """Close this process's pooled connections; later calls raise TokenStoreError."""
         self._pool.close()
-
-
-def runtime_cipher(runtime: Runtime, *, key_file: str | None = None) -> TokenCipher:
-    """The token cipher from the runtime's key sources, as for the SQLite store: ``key_file``,
-    else ``settings.key_file``, ``$REMOTETABLES_KEY_FILE``, the OS keyring (unless
-    ``REMOTETABLES_NO_KEYRING``), else the default key file."""
-    from remotetables.auth.service import default_paths
-    from remotetables.auth.store.keys import load_key
-
-    environ = runtime.environ
-    _, default_key = default_paths(environ)
-    chosen = key_file or runtime.config.settings.key_file or environ.get("REMOTETABLES_KEY_FILE")
-    key_id, key = load_key(
-        key_file=Path(os.path.expanduser(chosen)) if chosen else None,
-        default_key_file=default_key,
-        use_keyring=environ.get("REMOTETABLES_NO_KEYRING") is None,
-    )
-    return TokenCipher({key_id: key}, key_id)
-
-
-def open_postgres_store(
-    url: str, runtime: Runtime, *, key_file: str | None = None
-) -> PostgresTokenStore:
-    """The store for ``settings.token_store = "postgresql://..."`` (key: :func:`runtime_cipher`)."""
-    return PostgresTokenStore(url, runtime_cipher(runtime, key_file=key_file), clock=runtime.clock)

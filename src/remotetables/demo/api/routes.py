@@ -18,18 +18,33 @@ import hashlib
 import math
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import orjson
 
 from remotetables.demo.api.data import SHARED, Dataset, Filters, Row, View
+from remotetables.demo.api.faults import Fault
 
-if TYPE_CHECKING:
-    from remotetables.demo.api.faults import Fault
-    from remotetables.demo.api.server import IncidentsAPI
+
+class PageCache(Protocol):
+    def get(self, key: tuple[Any, ...], build: Callable[[], bytes]) -> bytes: ...
+
+
+class ApiState(Protocol):
+    """What the routes read of the server that runs them (:class:`.server.IncidentsAPI`)."""
+
+    max_page_size: int
+    default_page_size: int
+
+    @property
+    def page_cache(self) -> PageCache: ...
+    @property
+    def auth_required(self) -> bool: ...
+
+    def dataset(self, name: str) -> Dataset: ...
 
 __all__ = [
     "STYLES",
@@ -158,9 +173,9 @@ def _truthy(value: str | None) -> bool:
 
 
 class Router:
-    """Maps requests to responses for one :class:`~remotetables.demo.api.IncidentsAPI`."""
+    """Maps requests to responses for one :class:`~remotetables.demo.api.server.IncidentsAPI`."""
 
-    def __init__(self, api: IncidentsAPI) -> None:
+    def __init__(self, api: ApiState) -> None:
         self.api = api
         self._write_lock = threading.Lock()
         self._idempotent: dict[tuple[str | None, str, str, str], tuple[str, Response]] = {}
