@@ -171,12 +171,12 @@ def test_set_user_does_not_outlive_the_checkout(
     oauth_config: tuple[IncidentsAPI, Path], tmp_path: Path
 ) -> None:
     """A pooled connection goes back as the URL's user: the next checkout gets alice's token
-    and rows, not those of whoever set_user() named during the previous one."""
+    and rows, not those of whoever set_user() named during the previous one (an engine whose
+    SQL may switch users: lock_user=false; by default SQL cannot, see test_sqlguard.py)."""
     _api, config = oauth_config
     args = {"consent": walk, "token_store": MemoryTokenStore()}
-    eng = sa.create_engine(
-        engine_url(tmp_path / "a.db", config, user="alice"), connect_args=args, pool_size=1
-    )
+    url = engine_url(tmp_path / "a.db", config, user="alice", lock_user="false")
+    eng = sa.create_engine(url, connect_args=args, pool_size=1)
     try:
         q = "SELECT current_user(), group_concat(sys_id) FROM (SELECT sys_id FROM inc ORDER BY 1)"
         with eng.connect() as c:

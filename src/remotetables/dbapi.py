@@ -27,6 +27,7 @@ from remotetables import errors
 from remotetables.config import Config, load_config
 from remotetables.errors import ConfigError, InterfaceError
 from remotetables.session import Runtime, Session, StatementStats
+from remotetables.sqlguard import authorizer
 from remotetables.vtable import MODULE_NAME, Module
 
 __all__ = ["Connection", "Cursor", "apilevel", "connect", "paramstyle", "threadsafety"]
@@ -129,6 +130,7 @@ def connect(
     config: str | os.PathLike[str] | Config | None = None,
     *,
     user: str | None = None,
+    lock_user: bool = False,
     consent: Any = None,
     runtime: Runtime | None = None,
     token_store: Any = None,
@@ -142,7 +144,10 @@ def connect(
     """Open ``database`` with the remote tables of ``config``.
 
     ``config`` is a TOML path or a :class:`Config`; by default ``$REMOTETABLES_CONFIG`` or
-    ``./remotetables.toml``. ``user`` sets the session user (as ``set_user()``). ``consent``
+    ``./remotetables.toml``. ``user`` sets the session user (as ``set_user()``); with
+    ``lock_user=True`` SQL cannot change it (``set_user()`` fails; the program still can, with
+    :meth:`Connection.set_user`) nor ATTACH files, load extensions or move SQLite's files
+    (see :mod:`remotetables.sqlguard`). ``consent``
     says how a missing token is obtained: ``"browser"``, ``"prompt"``, ``"raise"``,
     ``"device"`` or a callable taking a ``ConsentRequest``. ``runtime`` shares one HTTP client,
     row cache and token store between connections (a pool); the other keywords inject I/O.
@@ -169,7 +174,9 @@ def connect(
         raise errors.OperationalError(
             f"cannot open database {os.fspath(database)!r}: {exc}"
         ) from exc
-    session = Session(runtime, user=None, consent=consent, progress=progress)
+    session = Session(
+        runtime, user=None, consent=consent, progress=progress, lock_user=bool(lock_user)
+    )
     if user is not None:
         session.set_user(user)
     conn = Connection(db, session, owns_runtime=owns_runtime)
@@ -186,6 +193,7 @@ def connect(
 def install(db: apsw.Connection, session: Session) -> None:
     """Register the module and the SQL functions on an APSW connection."""
     db.set_busy_timeout(30_000)
+    db.authorizer = authorizer(session, session.runtime.protected_files)
     db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
@@ -205,7 +213,7 @@ def install(db: apsw.Connection, session: Session) -> None:
     db.set_profile(profile)
 
     def set_user(name: str | None) -> str | None:
-        session.set_user(name)
+        session.set_user_from_sql(name)
         return session.user
 
     def current_user() -> str | None:
@@ -279,8 +287,14 @@ class Connection:
         return self.session.user
 
     def set_user(self, name: str | None) -> None:
-        """Same as ``SELECT set_user(name)``."""
+        """Like ``SELECT set_user(name)``, but for the program: it works on a connection
+        locked to its user too (``connect(..., lock_user=True)``)."""
         self.session.set_user(name)
+
+    @property
+    def lock_user(self) -> bool:
+        """Whether SQL on this connection is kept from changing the user and reaching files."""
+        return self.session.lock_user
 
     @property
     def last_stats(self) -> dict[str, float | int]:

@@ -5,7 +5,10 @@ It is SQLite's dialect over :mod:`remotetables.dbapi`, so Core, reflection and
 file's schema; ``PRAGMA table_info`` gives their columns and declared types).
 
 URL query keys: ``config`` (TOML path), ``user`` (session user; the URL's username works too,
-which is what BI servers that impersonate their logged-in user set), ``consent``
+which is what BI servers that impersonate their logged-in user set), ``lock_user`` (default
+``true`` when the URL names a user: the SQL of a BI tool's editor cannot call ``set_user()``,
+ATTACH files or load extensions, see :mod:`remotetables.sqlguard`; ``false`` lets SQL switch
+users), ``consent``
 (``raise`` for servers: :class:`~remotetables.errors.ConsentRequired` reaches the caller as
 ``sqlalchemy.exc.OperationalError`` whose ``.orig.authorization_url`` is where to send the
 user). ``remotetables://`` alone is an in-memory database. Anything else for
@@ -14,7 +17,8 @@ goes in ``create_engine(..., connect_args={...})``.
 
 All connections of one engine share one :class:`~remotetables.session.Runtime` (HTTP pool, row
 cache, token store); ``engine.dispose()`` closes it. A connection returns to the pool as the URL's
-user, whatever ``set_user()`` did during the checkout. To choose the user per checkout instead::
+user, whatever ``set_user()`` did during the checkout. To choose the user per checkout instead
+(the program's ``set_user`` works on locked connections; SQL's does not)::
 
     @sqlalchemy.event.listens_for(engine, "checkout")
     def _as_current_user(dbapi_conn, record, proxy):
@@ -39,7 +43,9 @@ from remotetables.session import Runtime
 
 __all__ = ["RemoteTablesDialect", "dbapi_module"]
 
-_URL_KEYS = ("config", "user", "consent")
+_URL_KEYS = ("config", "user", "consent", "lock_user")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 _RUNTIME_KEYS = ("token_store", "transport", "clock", "sleep", "environ")
 
 
@@ -101,7 +107,7 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
             raise exc.ArgumentError(
                 f"Invalid remotetables URL: {url!r}; use remotetables:///relative/work.db, "
                 "remotetables:////absolute/work.db or remotetables:// (in memory), "
-                "with ?config=...&user=...&consent=..."
+                "with ?config=...&user=...&consent=...&lock_user=..."
             )
         unknown = sorted(set(url.query) - set(_URL_KEYS))
         if unknown:
@@ -117,6 +123,15 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
                 opts[key] = value
         if url.username and "user" not in opts:
             opts["user"] = url.username
+        lock = opts.pop("lock_user", None)
+        if lock is not None:
+            if str(lock).lower() not in _TRUE + _FALSE:
+                raise exc.ArgumentError(
+                    f"remotetables URL option lock_user={lock!r}: use true or false"
+                )
+            opts["lock_user"] = str(lock).lower() in _TRUE
+        elif "user" in opts:
+            opts["lock_user"] = True  # an engine made for one user stays that user's in SQL
         return [url.database or ":memory:"], opts
 
     def connect(self, *cargs: Any, **cparams: Any) -> Any:

@@ -27,7 +27,9 @@
         │   ├── ConfigError                bad configuration (names the file and key)
         │   ├── UnknownTableError          a remote table that the config does not define
         │   ├── MissingParameterError      a required API parameter is not in the WHERE clause
-        │   └── NoSessionUser              a personal table queried before set_user()
+        │   ├── NoSessionUser              a personal table queried before set_user()
+        │   └── NotAuthorized              SQL this session may not run (set_user when locked,
+        │                                  ATTACH of the token store ...)
         └── NotSupportedError
             └── ReadOnlyError              a write to a table that allows none
 
@@ -57,6 +59,7 @@ __all__ = [
     "LeaseLostError",
     "MissingParameterError",
     "NoSessionUser",
+    "NotAuthorized",
     "NotSupportedError",
     "OperationalError",
     "PaginationError",
@@ -267,6 +270,12 @@ class MissingParameterError(ProgrammingError):
 
 class NoSessionUser(ProgrammingError):
     """A personal-integration table was queried before ``set_user()``."""
+
+
+class NotAuthorized(ProgrammingError):
+    """SQL or a shell command this session may not run: ``set_user()`` on a session locked to
+    its user, ATTACH of the token store, and in a locked session ATTACH, extension loading and
+    the PRAGMAs that reach other files."""
 
 
 class ReadOnlyError(NotSupportedError):

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx2
 
 from remotetables.cache import RowCache
 from remotetables.config import Config, ProviderConfig, TableSpec
-from remotetables.errors import ConfigError, NoSessionUser, UnknownTableError
+from remotetables.errors import ConfigError, NoSessionUser, NotAuthorized, UnknownTableError
 from remotetables.http.client import Counters, HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
 
@@ -254,6 +255,27 @@ class Runtime:
                 )
             return self.oauth
 
+    def protected_files(self) -> list[Path]:
+        """The files SQL must never reach: the token store's (when it is a file) and the key
+        file, as configured and at their default places (see sqlguard.py)."""
+        from remotetables.auth.service import default_paths
+
+        settings = self.config.settings
+        default_store, default_key = default_paths(self.environ)
+        files = [default_store, default_key]
+        for store in (self._token_store, self.oauth._store if self.oauth is not None else None):
+            path = getattr(store, "path", None)
+            if isinstance(path, str | os.PathLike):
+                files.append(Path(path))
+        if settings.token_store and not settings.token_store.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            files.append(Path(os.path.expanduser(settings.token_store)))
+        for key in (self._key_file, settings.key_file, self.environ.get("REMOTETABLES_KEY_FILE")):
+            if key:
+                files.append(Path(os.path.expanduser(key)))
+        return files
+
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
             if self._pool is None:
@@ -280,9 +302,13 @@ class Session:
         user: str | None = None,
         consent: Any = None,
         progress: Callable[[StatementStats], None] | None = None,
+        lock_user: bool = False,
     ) -> None:
         self.runtime = runtime
         self.user = user
+        # locked: SQL (set_user()) cannot change the user, nor reach other files (sqlguard.py);
+        # the host program still can, through Connection.set_user()
+        self.lock_user = lock_user
         self.consent = consent
         self.progress = progress
         # a web app's session id: binds consent started by this connection to that browser
@@ -301,6 +327,16 @@ class Session:
                     "set_user(): a user name must be printable and at most 256 characters"
                 )
         self.user = name
+
+    def set_user_from_sql(self, name: str | None) -> None:
+        """``SELECT set_user(name)``: refused when the session is locked to its user."""
+        if self.lock_user:
+            who = f"user {self.user!r}" if self.user else "no user"
+            raise NotAuthorized(
+                f"set_user(): this connection is locked to {who}; SQL cannot change whose "
+                "token and rows it uses (the program that opened it chose the user)"
+            )
+        self.set_user(name)
 
     def require_user(self, provider: str) -> str:
         if not self.user:
@@ -326,4 +362,5 @@ class Session:
         return self._interrupt.is_set()
 
     def __repr__(self) -> str:
-        return f"Session(user={self.user!r})"
+        locked = ", locked" if self.lock_user else ""
+        return f"Session(user={self.user!r}{locked})"

@@ -194,6 +194,45 @@ class _Wiping:
 
 # ---------------------------------------------------------------- the shell
 
+# what a shell locked to its user may run: output settings and looking at this database
+LOCKED_COMMANDS = frozenset(
+    [
+        "bail",
+        "cache",
+        "changes",
+        "color",
+        "colour",
+        "databases",
+        "dump",
+        "echo",
+        "exceptions",
+        "exit",
+        "find",
+        "ftsq",
+        "header",
+        "headers",
+        "help",
+        "indices",
+        "limit",
+        "mode",
+        "nullvalue",
+        "parameter",
+        "print",
+        "prompt",
+        "quit",
+        "schema",
+        "separator",
+        "show",
+        "stats",
+        "tables",
+        "timer",
+        "tokens",
+        "user",
+        "version",
+        "width",
+    ]
+)
+
 
 class RemoteShell(apsw.shell.Shell):
     """APSW's shell on a remotetables connection; see the module docstring."""
@@ -233,7 +272,11 @@ class RemoteShell(apsw.shell.Shell):
     def _prepare(self, db: apsw.Connection) -> None:
         current = self._connection.session
         session = Session(
-            self._runtime, user=current.user, consent=current.consent, progress=self._progress
+            self._runtime,
+            user=current.user,
+            consent=current.consent,
+            progress=self._progress,
+            lock_user=current.lock_user,
         )
         self._sessions[db] = session
         install(db, session)
@@ -295,6 +338,21 @@ class RemoteShell(apsw.shell.Shell):
 
     # -- dot-commands
 
+    def process_command(self, command: str) -> Any:
+        """A locked session (``--lock-user``) runs only the dot-commands that reach no other file
+        and cannot change the user: no .open, .shell, .py, .load, .read, .output, .import ..."""
+        if self._connection.session.lock_user:
+            name = (
+                command.strip().split(None, 1)[0][1:].replace("-", "_") if command.strip() else ""
+            )
+            if name and name not in LOCKED_COMMANDS:
+                who = self._connection.session.user
+                raise self.Error(
+                    f".{name} is not available: this shell is locked to user {who!r} "
+                    "(it may not change the user, open other files or run programs)"
+                )
+        return super().process_command(command)  # type: ignore[no-untyped-call]
+
     def _all_sessions(self) -> Iterator[Session]:
         yield from self._sessions.values()
 
@@ -310,6 +368,11 @@ class RemoteShell(apsw.shell.Shell):
             user = self.session.user
             self._say(f"{user}\n" if user else "no user set: .user NAME\n")
             return
+        if self._connection.session.lock_user:
+            try:
+                self.session.set_user_from_sql(cmd[0])
+            except errors.Error as exc:
+                raise self.Error(str(exc)) from None
         for session in self._all_sessions():
             try:
                 session.set_user(cmd[0])
@@ -326,6 +389,8 @@ class RemoteShell(apsw.shell.Shell):
             headers, rows = token_rows(self._runtime)
         except errors.Error as exc:
             raise self.Error(str(exc)) from None
+        if self._connection.session.lock_user:  # other users' grants are not this user's business
+            rows = [r for r in rows if r[1] in (self._connection.session.user, "(system)")]
         if not rows:
             providers = self._runtime.config.providers.values()
             bearers = [f"{p.name} (${p.token_env})" for p in providers if p.auth == "bearer"]

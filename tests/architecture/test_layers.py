@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("auth.store",),
     ("auth",),
     ("session",),
-    ("scan", "writes"),
+    ("scan", "writes", "sqlguard"),
     ("vtable",),
     ("dbapi",),
     ("dialect", "shell"),

@@ -53,6 +53,12 @@ def _jsonable(value: Any) -> Any:
 
 
 user_option = click.option("--user", "-u", help="Query as this user (whose token and rows).")
+lock_user_option = click.option(
+    "--lock-user",
+    is_flag=True,
+    help="SQL may not change the user (set_user, .user) nor ATTACH files, load extensions or "
+    "use file PRAGMAs; the shell then offers only dot-commands that reach no other file.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,8 +202,11 @@ def _serve(d: Any) -> None:
 @click.argument("database", type=click.Path(dir_okay=False))
 @config_option
 @user_option
+@lock_user_option
 @consent_option
-def shell(database: str, config_path: str | None, user: str | None, consent: str | None) -> None:
+def shell(
+    database: str, config_path: str | None, user: str | None, lock_user: bool, consent: str | None
+) -> None:
     """Interactive SQL shell (APSW's) with the remote tables.
 
     Extra dot-commands: .user NAME (switch user), .tokens, .cache, .stats. Long fetches
@@ -207,7 +216,9 @@ def shell(database: str, config_path: str | None, user: str | None, consent: str
 
     cfg = _config(config_path)
     with _errors():
-        conn = connect(database, config=cfg, user=user, consent=_consent(consent, cfg))
+        conn = connect(
+            database, config=cfg, user=user, lock_user=lock_user, consent=_consent(consent, cfg)
+        )
     tables = ", ".join(sorted(cfg.tables)) or "none configured"
     intro = (
         f"remotetables {__version__} shell on {database}"
@@ -304,6 +315,7 @@ def _write_rows(
 @click.argument("sql")
 @config_option
 @user_option
+@lock_user_option
 @consent_option
 @click.option(
     "--format",
@@ -322,6 +334,7 @@ def query(
     sql: str,
     config_path: str | None,
     user: str | None,
+    lock_user: bool,
     consent: str | None,
     fmt: str,
     params: tuple[str, ...],
@@ -339,7 +352,12 @@ def query(
     progress = reporter
     with _errors():
         conn = connect(
-            database, config=cfg, user=user, consent=_consent(consent, cfg), progress=progress
+            database,
+            config=cfg,
+            user=user,
+            lock_user=lock_user,
+            consent=_consent(consent, cfg),
+            progress=progress,
         )
         try:
             _one_statement(conn, sql)
