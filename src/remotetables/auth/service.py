@@ -41,6 +41,7 @@ from remotetables.auth.flow import BearerAuth
 from remotetables.auth.loopback import is_redirect_url, state_of
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
+from remotetables.auth.singleflight import consent_once
 from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
 from remotetables.auth.store.factory import default_paths, open_token_store
 from remotetables.cache import RowCache
@@ -320,9 +321,35 @@ class OAuthService:
 
     def login(self, provider: ProviderConfig, subject: str, consent: Any = None) -> TokenSet:
         self.retry_revocations(provider)  # an old grant waiting for revocation goes first
-        tokens = self.obtain(provider, subject, consent)
-        self.store.put(self.key(provider, subject), tokens, now=self.rt.clock())
-        return tokens
+        return self.obtain_and_store(provider, subject, consent)
+
+    def obtain_and_store(
+        self,
+        provider: ProviderConfig,
+        subject: str,
+        consent: Any,
+        *,
+        web_session: str | None = None,
+    ) -> TokenSet:
+        """:meth:`obtain` a grant and store it, single-flight across processes (singleflight.py)."""
+        key = self.key(provider, subject)
+        if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
+            tokens = self.obtain(provider, subject, consent)  # no person to ask
+            self.store.put(key, tokens, now=self.rt.clock())
+            return tokens
+        mode = consent if consent is not None else self.rt.config.settings.consent
+        tell = mode in ("browser", "prompt", "device", "auto")  # a person waits: say why
+        return consent_once(
+            self.store,
+            key,
+            lambda: self.obtain(provider, subject, consent, web_session=web_session),
+            provider=provider.name,
+            user=subject,
+            clock=self.rt.clock,
+            sleep=self.rt.sleep,
+            lease_seconds=self.rt.config.settings.consent_timeout + 60,
+            notify=(lambda text: print(text, file=sys.stderr, flush=True)) if tell else None,
+        )
 
     def complete(
         self, callback_url: str, *, web_session: str | None = None, user: str | None = None
@@ -537,7 +564,7 @@ class OAuthCredentials:
             )
         waited = time.perf_counter()
         try:
-            tokens = svc.obtain(
+            tokens = svc.obtain_and_store(
                 self.provider, subject, session.consent, web_session=session.web_session
             )
         except AuthError as exc:  # ConsentRequired, ConsentDenied (device) ...: say whose
@@ -547,7 +574,6 @@ class OAuthCredentials:
         finally:
             # time spent with the user (consent) is not the statement's own time
             session.stats.paused += time.perf_counter() - waited
-        svc.store.put(svc.key(self.provider, subject), tokens, now=svc.rt.clock())
         return tokens.access_token
 
     def on_unauthorized(self, session: SessionView, subject: str, failed: str) -> str | None:

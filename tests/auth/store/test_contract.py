@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from remotetables.auth.store import (
+    ConsentLease,
+    ConsentLeases,
     MemoryTokenStore,
     SQLiteTokenStore,
     TokenKey,
@@ -242,3 +244,51 @@ def test_migrate_into_this_store(kind: str, store: TokenStore, tmp_path: Path) -
     bob = store.get(BOB)
     assert bob is not None and bob.tokens == tokens(23)
     src.close()
+
+
+# ----------------------------------------------------------------------------- consent lease
+
+
+def test_consent_lease_is_exclusive_until_ended_or_run_out(
+    opener: Opener, cipher: TokenCipher
+) -> None:
+    a, b = opener(cipher), opener(cipher)
+    assert isinstance(a, ConsentLeases) and isinstance(b, ConsentLeases)
+    assert a.consent_lease(ALICE) is None
+    assert a.try_consent_lease(ALICE, owner="host-a", now=1.0, lease_seconds=30)
+    assert not b.try_consent_lease(ALICE, owner="host-b", now=2.0, lease_seconds=30)
+    assert b.try_consent_lease(BOB, owner="host-b", now=2.0, lease_seconds=30)  # per grant
+    assert b.consent_lease(ALICE) == ConsentLease("host-a", 31.0, None, None)
+    b.end_consent_lease(ALICE, owner="host-b", now=3.0, error="not mine")  # not the holder
+    assert b.consent_lease(ALICE) == ConsentLease("host-a", 31.0, None, None)
+    a.end_consent_lease(ALICE, owner="host-a", now=4.0, error="access_denied")
+    assert b.consent_lease(ALICE) == ConsentLease(None, None, 4.0, "access_denied")
+    assert b.try_consent_lease(ALICE, owner="host-b", now=5.0, lease_seconds=30)
+    assert a.consent_lease(ALICE) == ConsentLease("host-b", 35.0, 4.0, None)
+    # a holder that never comes back: its lease runs out
+    assert not a.try_consent_lease(ALICE, owner="host-a", now=35.0, lease_seconds=30)
+    assert a.try_consent_lease(ALICE, owner="host-a", now=35.5, lease_seconds=30)
+
+
+def test_consent_lease_race_has_one_winner(opener: Opener, cipher: TokenCipher) -> None:
+    stores = [opener(cipher) for _ in range(4)]
+    winners: list[str] = []
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def contender(i: int) -> None:
+        s = stores[i % len(stores)]
+        assert isinstance(s, ConsentLeases)
+        try:
+            barrier.wait(timeout=30)
+            if s.try_consent_lease(ALICE, owner=f"o{i}", now=1.0, lease_seconds=30):
+                winners.append(f"o{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and len(winners) == 1

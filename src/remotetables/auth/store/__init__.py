@@ -12,6 +12,8 @@ from __future__ import annotations
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
     SYSTEM_SUBJECT,
+    ConsentLease,
+    ConsentLeases,
     PendingAuth,
     Status,
     TokenInfo,
@@ -26,6 +28,8 @@ from remotetables.auth.store.sqlite import SQLiteTokenStore
 __all__ = [
     "SCHEMA_VERSION",
     "SYSTEM_SUBJECT",
+    "ConsentLease",
+    "ConsentLeases",
     "MemoryTokenStore",
     "PendingAuth",
     "SQLiteTokenStore",

@@ -10,7 +10,7 @@ import copy
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from remotetables.errors import (
     ConsentFailed,
@@ -19,6 +19,8 @@ from remotetables.errors import (
 __all__ = [
     "SCHEMA_VERSION",
     "SYSTEM_SUBJECT",
+    "ConsentLease",
+    "ConsentLeases",
     "PendingAuth",
     "Status",
     "TokenInfo",
@@ -134,6 +136,45 @@ class TokenStore(Protocol):
         self, state: str, *, now: float, web_session: str | None = None
     ) -> PendingAuth | None: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsentLease:
+    """Who is asking a user to consent for one grant, across processes and hosts.
+
+    ``owner`` is None when nobody is; ``ended_at`` and ``error`` tell how the last consent
+    ended (``error`` None: it succeeded, or was handed to a web app; never token material).
+    """
+
+    owner: str | None
+    until: float | None
+    ended_at: float | None
+    error: str | None
+
+
+@runtime_checkable
+class ConsentLeases(Protocol):
+    """The pending-consent lease (single-flight consent across processes and hosts).
+
+    Every store of this package has it; a store of one's own without it gets single-flight
+    consent within each process only.
+    """
+
+    def try_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        """Take the lease if nobody holds it (or the holder's has run out)."""
+        ...
+
+    def end_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, error: str | None = None
+    ) -> None:
+        """Give the lease back (only ``owner`` can), saying how the consent ended."""
+        ...
+
+    def consent_lease(self, key: TokenKey) -> ConsentLease | None:
+        """The lease's state; None if no consent was ever run for ``key`` here."""
+        ...
 
 
 def state_hash(state: str) -> bytes:

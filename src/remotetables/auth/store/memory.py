@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from remotetables.auth.store.base import (
+    ConsentLease,
     PendingAuth,
     Status,
     TokenInfo,
@@ -21,6 +22,7 @@ from remotetables.auth.store.base import (
 from remotetables.errors import LeaseLostError, TokenStoreError
 
 __all__ = ["MemoryTokenStore"]
+
 
 @dataclass
 class _MemRow:
@@ -40,6 +42,7 @@ class MemoryTokenStore:
         self._lock = threading.Lock()
         self._rows: dict[TokenKey, _MemRow] = {}
         self._pending: dict[bytes, PendingAuth] = {}
+        self._consents: dict[TokenKey, ConsentLease] = {}  # pending-consent leases
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(rows={len(self._rows)})"
@@ -166,6 +169,31 @@ class MemoryTokenStore:
         if pending is None or pending.expires_at <= now:
             return None
         return pending
+
+    # -- pending-consent lease (ConsentLeases)
+
+    def try_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        with self._lock:
+            lease = self._consents.get(key)
+            if lease is not None and lease.owner is not None and (lease.until or 0) >= now:
+                return False
+            ended = lease.ended_at if lease is not None else None
+            self._consents[key] = ConsentLease(owner, now + lease_seconds, ended, None)
+            return True
+
+    def end_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, error: str | None = None
+    ) -> None:
+        with self._lock:
+            lease = self._consents.get(key)
+            if lease is not None and lease.owner == owner:
+                self._consents[key] = ConsentLease(None, None, now, error)
+
+    def consent_lease(self, key: TokenKey) -> ConsentLease | None:
+        with self._lock:
+            return self._consents.get(key)
 
     def close(self) -> None:
         """Nothing to release."""

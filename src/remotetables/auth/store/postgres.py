@@ -28,6 +28,7 @@ from psycopg.pq import TransactionStatus
 
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
+    ConsentLease,
     PendingAuth,
     TokenInfo,
     TokenKey,
@@ -69,6 +70,15 @@ INSERT INTO oauth_meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}')
 """
 
 _PK = "provider = %s AND client_id = %s AND subject = %s"
+
+# the pending-consent lease (single-flight consent across hosts); made on first use
+_CONSENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS oauth_consent (
+  provider TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
+  owner TEXT, lease_until DOUBLE PRECISION, ended_at DOUBLE PRECISION, error TEXT,
+  PRIMARY KEY (provider, client_id, subject)
+);
+"""
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
@@ -424,6 +434,62 @@ class PostgresTokenStore(EncryptedRows):
 
         row = self._run(take, txn=web_session is not None)
         return self._pending_from_row(state, row, now=now)
+
+    # -- pending-consent lease (ConsentLeases)
+
+    def _consent_table(self) -> None:
+        if getattr(self, "_has_consent_table", False):
+            return
+
+        def create(c: Conn) -> None:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            c.execute(_CONSENT_SCHEMA)
+
+        self._run(create, txn=True)
+        self._has_consent_table = True
+
+    def try_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        self._consent_table()
+        # one statement: a concurrent taker waits on the row and re-checks the WHERE clause
+        changed = self._run(
+            lambda c: (
+                c.execute(
+                    "INSERT INTO oauth_consent (provider, client_id, subject, owner, lease_until)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (provider, client_id, subject)"
+                    " DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until,"
+                    " error = NULL"
+                    " WHERE oauth_consent.owner IS NULL OR oauth_consent.lease_until < %s",
+                    (*_pk(key), owner, now + lease_seconds, now),
+                ).rowcount
+            ),
+            txn=True,
+        )
+        return changed == 1
+
+    def end_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, error: str | None = None
+    ) -> None:
+        self._consent_table()
+        self._run(
+            lambda c: c.execute(
+                "UPDATE oauth_consent SET owner = NULL, lease_until = NULL, ended_at = %s,"
+                f" error = %s WHERE {_PK} AND owner = %s",
+                (now, error, *_pk(key), owner),
+            ),
+            txn=True,
+        )
+
+    def consent_lease(self, key: TokenKey) -> ConsentLease | None:
+        self._consent_table()
+        row = self._run(
+            lambda c: c.execute(
+                f"SELECT owner, lease_until, ended_at, error FROM oauth_consent WHERE {_PK}",
+                _pk(key),
+            ).fetchone()
+        )
+        return None if row is None else ConsentLease(*row)
 
     def close(self) -> None:
         """Close this process's pooled connections; later calls raise TokenStoreError."""

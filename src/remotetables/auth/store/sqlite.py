@@ -18,6 +18,7 @@ import apsw
 
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
+    ConsentLease,
     PendingAuth,
     TokenInfo,
     TokenKey,
@@ -53,6 +54,15 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
 
 _PK = "provider = ? AND client_id = ? AND subject = ?"
+
+# the pending-consent lease (single-flight consent across processes); made on first use
+_CONSENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS oauth_consent (
+  provider TEXT NOT NULL, client_id TEXT NOT NULL, subject TEXT NOT NULL,
+  owner TEXT, lease_until REAL, ended_at REAL, error TEXT,
+  PRIMARY KEY (provider, client_id, subject)
+) WITHOUT ROWID;
+"""
 
 
 class SQLiteTokenStore(EncryptedRows):
@@ -288,6 +298,49 @@ class SQLiteTokenStore(EncryptedRows):
                 )
             )
         return self._pending_from_row(state, row, now=now)
+
+    # -- pending-consent lease (ConsentLeases)
+
+    @contextlib.contextmanager
+    def _consent_txn(self) -> Iterator[apsw.Connection]:
+        with self._errors(), self._txn(immediate=True) as c:
+            if not getattr(self, "_consent_table", False):
+                c.execute(_CONSENT_SCHEMA)
+                self._consent_table = True
+            yield c
+
+    def try_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, lease_seconds: float
+    ) -> bool:
+        with self._consent_txn() as c:
+            c.execute(
+                "INSERT INTO oauth_consent (provider, client_id, subject, owner, lease_until)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, client_id, subject) DO UPDATE"
+                " SET owner = excluded.owner, lease_until = excluded.lease_until, error = NULL"
+                " WHERE oauth_consent.owner IS NULL OR oauth_consent.lease_until < ?",
+                (*_pk(key), owner, now + lease_seconds, now),
+            )
+            return bool(c.changes() == 1)
+
+    def end_consent_lease(
+        self, key: TokenKey, *, owner: str, now: float, error: str | None = None
+    ) -> None:
+        with self._consent_txn() as c:
+            c.execute(
+                "UPDATE oauth_consent SET owner = NULL, lease_until = NULL, ended_at = ?,"
+                f" error = ? WHERE {_PK} AND owner = ?",
+                (now, error, *_pk(key), owner),
+            )
+
+    def consent_lease(self, key: TokenKey) -> ConsentLease | None:
+        with self._consent_txn() as c:
+            row = _first(
+                c.execute(
+                    f"SELECT owner, lease_until, ended_at, error FROM oauth_consent WHERE {_PK}",
+                    _pk(key),
+                )
+            )
+        return None if row is None else ConsentLease(*row)
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
