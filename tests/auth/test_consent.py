@@ -237,10 +237,10 @@ def test_browser_consent_end_to_end_with_fake_browser(client: OAuthClient, fake:
         redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
         opened.append(url)
         threading.Thread(target=get, args=(approve(url, redirect, code=CODE),), daemon=True).start()
-        return False  # like webbrowser.open without DISPLAY
+        return True
 
     store = MemoryTokenStore()
-    callback = browser_consent(timeout=5, open_browser=open_browser, out=out)
+    callback = browser_consent(timeout=5, open_browser=open_browser, out=out, paste=None)
     clock = Clock()
     tokens = run_consent(
         client,
@@ -328,7 +328,11 @@ def test_browser_consent_timeout_discards_pending(client: OAuthClient, fake: Fak
     with pytest.raises(ConsentFailed) as info:
         run_consent(
             client,
-            browser_consent(timeout=0.2, open_browser=lambda _u: False, out=io.StringIO()),
+            # a browser opened, and the user never finished (with none opened and nothing to
+            # paste into, the call fails at once: tests/auth/test_consent_lifecycle.py)
+            browser_consent(
+                timeout=0.2, open_browser=lambda _u: True, out=io.StringIO(), paste=None
+            ),
             subject="alice",
             save_pending=save,
             take_pending=store.take_pending,

@@ -24,11 +24,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hmac
+import shlex
 import sys
 import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
+from textwrap import shorten
 from typing import Literal, Protocol, TextIO, runtime_checkable
 
 from remotetables.auth.loopback import (
@@ -40,8 +42,8 @@ from remotetables.auth.loopback import (
     state_of,
 )
 from remotetables.auth.oauth import DeviceAuthorization, OAuthClient
-from remotetables.auth.store import PendingAuth, TokenSet
-from remotetables.errors import ConsentFailed, ConsentRequired
+from remotetables.auth.store import SYSTEM_SUBJECT, PendingAuth, TokenSet
+from remotetables.errors import ConsentFailed, ConsentRequired, Error, redact_text
 
 __all__ = [
     "DEFAULT_REDIRECT_URI",
@@ -57,6 +59,7 @@ __all__ = [
     "browser_consent",
     "complete_pending",
     "device_message",
+    "login_command",
     "prompt_consent",
     "raise_consent",
     "run_consent",
@@ -100,6 +103,12 @@ class TakePending(Protocol):
 # ---------------------------------------------------------------------- callbacks
 
 
+def login_command(request: ConsentRequest) -> str:
+    """The command that connects the user of ``request`` from a terminal."""
+    who = "--system" if request.user == SYSTEM_SUBJECT else f"--user {shlex.quote(request.user)}"
+    return f"remotetables login {shlex.quote(request.provider)} {who}"
+
+
 class BrowserConsent:
     """Open the system browser and catch the redirect on a loopback listener.
 
@@ -117,11 +126,16 @@ class BrowserConsent:
         paste: TextIO | Literal["auto"] | None = "auto",
     ) -> None:
         """``paste``: a stream the user may paste the redirect URL into while we wait (when the
-        browser runs elsewhere, or did not open); "auto": standard input if it is a terminal."""
+        browser runs elsewhere, or did not open); "auto": standard input if it is a terminal,
+        else the process's terminal (/dev/tty) if it has one.
+
+        With no browser opened and nothing to paste into, the call fails at once
+        (:class:`ConsentRequired` naming ``remotetables login``) instead of waiting."""
         self.timeout = timeout
         self.open_browser = open_browser
         self.out = out
         self.host = host
+        self._tty_fallback = paste == "auto"
         if paste == "auto":
             paste = sys.stdin if interactive(sys.stdin) else None
         self.paste = paste
@@ -150,6 +164,9 @@ class BrowserConsent:
                 provider=request.provider,
                 user=request.user,
             )
+        tty = _open_tty() if self.paste is None and self._tty_fallback else None
+        paste = self.paste if tty is None else tty
+        reader: threading.Thread | None = None
         try:
             state = state_of(request.authorization_url)
             if state is None:
@@ -166,7 +183,19 @@ class BrowserConsent:
             opened = False
             with contextlib.suppress(Exception):  # a broken browser must not end the wait
                 opened = bool(self.open_browser(request.authorization_url))
-            if self.paste is not None:
+            if not opened and paste is None:  # nothing could ever complete it: say so now
+                raise ConsentRequired(
+                    f"{request.provider}: {request.user} must authorize access, and nothing here "
+                    "can complete it (no browser could be opened and there is no terminal to "
+                    f"paste the redirect address into). Run `{login_command(request)}` where a "
+                    "browser or a terminal is at hand, then run this again. (Authorization URL, "
+                    f"valid only while this process waited: {request.authorization_url})",
+                    provider=request.provider,
+                    user=request.user,
+                    authorization_url=request.authorization_url,
+                    state=state,
+                )
+            if paste is not None:
                 print(
                     ("" if opened else "(No browser could be opened here.) ")
                     + "If the browser is on another machine, approve there, then paste the "
@@ -174,9 +203,10 @@ class BrowserConsent:
                     file=out,
                     flush=True,
                 )
-                threading.Thread(
-                    target=read_pasted, args=(self.paste, listener, out), daemon=True
-                ).start()
+                reader = threading.Thread(
+                    target=read_pasted, args=(paste, listener, out), daemon=True
+                )
+                reader.start()
             try:
                 return listener.wait(state)
             except ConsentFailed as exc:
@@ -188,6 +218,22 @@ class BrowserConsent:
                 ) from None
         finally:
             listener.close()
+            if tty is not None:
+                if reader is not None:
+                    reader.join(timeout=2)  # it polls: ends soon after the wait is over
+                tty.close()
+
+
+def _open_tty() -> TextIO | None:
+    """The process's terminal, when standard input is not one (input piped, output redirected)."""
+    try:
+        tty = open("/dev/tty", encoding="utf-8")  # noqa: SIM115 - closed after the wait
+    except OSError:
+        return None
+    if not interactive(tty):
+        tty.close()
+        return None
+    return tty
 
 
 def _forget_last_input() -> None:
@@ -202,14 +248,30 @@ def _forget_last_input() -> None:
             readline.remove_history_item(n - 1)
 
 
+def _ask_terminal(question: str, out: TextIO) -> str:
+    """Ask on ``out`` (the terminal's stderr, never stdout: it may hold the query's results)
+    and read the answer from standard input (with line editing when it is a terminal)."""
+    print(question, end="", file=out, flush=True)
+    if sys.stdin is not None and sys.stdin.isatty():
+        return builtins.input("")  # readline edits; the empty prompt writes nothing to stdout
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise EOFError
+    return line
+
+
 class PromptConsent:
-    """Print the URL and read the redirect URL the user pastes back (headless/SSH)."""
+    """Print the URL and read the redirect URL the user pastes back (headless/SSH).
+
+    The text and the question go to ``out`` (default stderr); the answer is read with ``input``
+    (default: standard input), which gets the question as its prompt when given.
+    """
 
     def __init__(
         self,
         *,
         redirect_uri: str = DEFAULT_REDIRECT_URI,
-        input: Callable[[str], str] = builtins.input,
+        input: Callable[[str], str] | None = None,
         out: TextIO | None = None,
     ) -> None:
         self.redirect_uri = redirect_uri
@@ -230,7 +292,10 @@ class PromptConsent:
             flush=True,
         )
         try:
-            answer = self.input("Paste the redirect URL: ").strip()
+            if self.input is None:
+                answer = _ask_terminal("Paste the redirect URL: ", out).strip()
+            else:
+                answer = self.input("Paste the redirect URL: ").strip()
         except (EOFError, KeyboardInterrupt):
             answer = ""
         if answer:
@@ -303,10 +368,11 @@ def browser_consent(
 def prompt_consent(
     *,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
-    input: Callable[[str], str] = builtins.input,
+    input: Callable[[str], str] | None = None,
     out: TextIO | None = None,
 ) -> PromptConsent:
-    """Print the URL, read the pasted redirect URL. ``out`` defaults to ``sys.stderr``."""
+    """Print the URL, read the pasted redirect URL. ``out`` (the text and the question)
+    defaults to ``sys.stderr``; ``input`` to reading standard input."""
     return PromptConsent(redirect_uri=redirect_uri, input=input, out=out)
 
 
@@ -383,11 +449,25 @@ def run_consent(
         )
         try:
             callback_url = callback(request)
+            if not isinstance(callback_url, str):
+                raise ConsentFailed(
+                    f"{name}: the consent callback for {subject} returned "
+                    f"{type(callback_url).__name__}, not the redirect URL",
+                    provider=name,
+                    user=subject,
+                )
         except ConsentRequired:
             raise
-        except BaseException:
+        except BaseException as exc:
             take_pending(pending.state, now=clock())
-            raise
+            if isinstance(exc, Error) or not isinstance(exc, Exception):
+                raise  # ours already say whose; KeyboardInterrupt, SystemExit pass through
+            raise ConsentFailed(
+                f"{name}: the consent callback for {subject} failed: {type(exc).__name__}: "
+                f"{shorten(redact_text(str(exc)), 300)}; nothing was stored",
+                provider=name,
+                user=subject,
+            ) from exc
         taken = take_pending(pending.state, now=clock())
         if taken is None or taken.subject != subject:
             raise ConsentFailed(

@@ -27,7 +27,11 @@ def _hint(exc: errors.Error) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, errors.NoSessionUser):
         text += "\nSay who you are with --user NAME."
-    elif isinstance(exc, errors.ConsentRequired) and getattr(exc, "provider", None):
+    elif (
+        isinstance(exc, errors.ConsentRequired)
+        and getattr(exc, "provider", None)
+        and "remotetables login" not in text
+    ):
         user = f" --user {exc.user}" if exc.user else ""
         text += f"\nConnect first with: remotetables login {exc.provider}{user}"
     elif isinstance(exc, errors.ConsentFailed | errors.ConsentDenied):

@@ -3,7 +3,9 @@ for BI tools and the stock sqlite3 CLI, which cannot load the module."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +131,7 @@ def _owner(conn: Connection, spec: TableSpec, user: str | None) -> str | None:
 def _export(
     conn: Connection, specs: Sequence[TableSpec], target: str, user: str | None
 ) -> list[tuple[str, int]]:
+    created = not Path(target).exists()
     out = apsw.Connection(target)
     counts = []
     try:
@@ -154,6 +157,12 @@ def _export(
                     (spec.name, _owner(conn, spec, user), len(rows), stamp),
                 )
                 counts.append((spec.name, len(rows)))
-    finally:
+    except BaseException:
         out.close()
+        if created:  # a failed export (no consent, an API error) leaves no empty file behind
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target + suffix)
+        raise
+    out.close()
     return counts

@@ -1,0 +1,151 @@
+"""Consent lifecycle defects of issue 15 §3: a callback's own exception, no silent waits, and
+consent single-flight across processes through the token store's pending-consent lease."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remotetables.auth.consent import ConsentRequest, browser_consent
+from remotetables.errors import ConsentFailed, ConsentRequired
+from tests.auth.test_oauth_e2e import Env, make_env, walker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    with make_env(tmp_path, clock=time.time) as e:
+        yield e
+
+
+def query(env: Env, consent: object) -> list[tuple[object, ...]]:
+    conn = env.connect(user="alice", consent=consent)
+    try:
+        return conn.execute("SELECT DISTINCT assigned_to FROM incidents").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_callbacks_own_exception_becomes_consent_failed_naming_provider_and_user(
+    env: Env,
+) -> None:
+    def broken(req: ConsentRequest) -> str:
+        raise RuntimeError("the kiosk browser crashed")
+
+    with pytest.raises(ConsentFailed) as info:
+        query(env, broken)
+    err = info.value
+    assert err.provider == "demo" and err.user == "alice"
+    assert "demo" in str(err) and "alice" in str(err) and "RuntimeError" in str(err)
+    assert isinstance(err.__cause__, RuntimeError)
+    assert env.store().get(env.key("alice")) is None  # nothing stored
+
+    def no_url(req: ConsentRequest) -> str:
+        return None  # type: ignore[return-value]
+
+    with pytest.raises(ConsentFailed, match="not the redirect URL"):
+        query(env, no_url)
+
+
+def test_keyboard_interrupt_in_a_callback_passes_through(env: Env) -> None:
+    def interrupted(req: ConsentRequest) -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        query(env, interrupted)
+    # the interrupted consent left no lease behind: the next one runs at once
+    assert query(env, walker()) == [("alice",)]
+
+
+def test_no_browser_and_no_terminal_fails_at_once_with_the_url_and_the_login_command(
+    env: Env,
+) -> None:
+    opened: list[str] = []
+
+    def no_browser(url: str) -> bool:
+        opened.append(url)
+        return False
+
+    # before the fix this waited the whole timeout, then failed without saying what to do
+    consent = browser_consent(timeout=5, open_browser=no_browser, paste=None, out=sys.stderr)
+    with pytest.raises(ConsentRequired) as info:
+        query(env, consent)
+    text = str(info.value)
+    assert "remotetables login demo --user alice" in text
+    assert opened and opened[0] in text and info.value.authorization_url == opened[0]
+    assert info.value.user == "alice"
+
+
+# ---------------------------------------------------------------- across processes
+
+CHILD = textwrap.dedent(
+    """
+    import os, pathlib, sys, time
+    import remotetables
+    from tests.servers.walk import walk_consent
+
+    config, marks = sys.argv[1], pathlib.Path(sys.argv[2])
+
+    def consent(req):
+        (marks / f"consent-{os.getpid()}").write_text(req.user)
+        # give a second consent (the defect) time to start: both marks would then be there
+        deadline = time.time() + 4
+        while time.time() < deadline and len(list(marks.glob("consent-*"))) < 2:
+            time.sleep(0.05)
+        return walk_consent(req.authorization_url, username=req.user, password=req.user)
+
+    (marks / f"ready-{os.getpid()}").write_text("")
+    while len(list(marks.glob("ready-*"))) < 2:  # start the queries together
+        time.sleep(0.01)
+    conn = remotetables.connect(
+        ":memory:", config=config, user="alice", consent=consent,
+        environ={"REMOTETABLES_NO_KEYRING": "1"},
+    )
+    print(sorted(conn.execute("SELECT DISTINCT assigned_to FROM incidents").fetchall()))
+    conn.close()
+    """
+)
+
+
+def test_two_processes_started_at_once_make_exactly_one_consent(env: Env, tmp_path: Path) -> None:
+    config = env.toml()
+    env.store().close()  # the store file and its key exist, as after a first run
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    child_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(config), str(marks)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            results.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for code, out, err in results:
+        assert code == 0, err
+        assert out.strip() == "[('alice',)]"
+    assert len(list(marks.glob("consent-*"))) == 1
+    assert len(env.cap.forms("/token", grant="authorization_code")) == 1
+    record = env.store().get(env.key("alice"))
+    assert record is not None and record.status == "active" and record.version == 1
