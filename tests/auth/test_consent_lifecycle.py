@@ -4,12 +4,15 @@ consent single-flight across processes through the token store's pending-consent
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +152,103 @@ def test_two_processes_started_at_once_make_exactly_one_consent(env: Env, tmp_pa
     assert len(env.cap.forms("/token", grant="authorization_code")) == 1
     record = env.store().get(env.key("alice"))
     assert record is not None and record.status == "active" and record.version == 1
+
+
+# ---------------------------------------------------------------- the lease, in one process
+# Two runtimes on one store file behave as two processes: each has its own store connection,
+# locks and OAuth service; only the store is shared.
+
+Q = "SELECT DISTINCT assigned_to FROM incidents"
+
+
+def two_sessions(
+    env: Env, holder: Callable[[ConsentRequest], str], *, holder_may_finish: threading.Event
+) -> tuple[dict[str, Any], list[str]]:
+    """alice queries in two 'processes' at once; the first asks through ``holder``; the
+    second must not ask. Returns what each got (rows or the exception) and who was asked."""
+    cfg = env.toml()
+    asked: list[str] = []
+    results: dict[str, Any] = {}
+    first_asking, second_waiting = threading.Event(), threading.Event()
+
+    def first_consent(req: ConsentRequest) -> str:
+        asked.append("first")
+        first_asking.set()
+        assert holder_may_finish.wait(30)
+        return holder(req)
+
+    def second_consent(req: ConsentRequest) -> str:
+        asked.append("second")
+        return walker()(req)
+
+    def waiting_sleep(seconds: float) -> None:
+        second_waiting.set()
+        time.sleep(min(seconds, 0.05))
+
+    def run(name: str, consent: Callable[[ConsentRequest], str], **kw: Any) -> None:
+        conn = env.connect(cfg, consent=consent, **kw)
+        try:
+            results[name] = conn.execute(Q).fetchall()
+        except BaseException as exc:
+            results[name] = exc
+        finally:
+            conn.close()
+
+    first = threading.Thread(target=run, args=("first", first_consent))
+    first.start()
+    assert first_asking.wait(30)
+    second = threading.Thread(
+        target=run, args=("second", second_consent), kwargs={"sleep": waiting_sleep}
+    )
+    second.start()
+    assert second_waiting.wait(30)  # it found the lease taken and waits
+    holder_may_finish.set()
+    first.join(60)
+    second.join(60)
+    return results, asked
+
+
+def test_a_waiting_process_uses_the_grant_the_other_one_got(env: Env) -> None:
+    results, asked = two_sessions(env, walker(), holder_may_finish=threading.Event())
+    assert results == {"first": [("alice",)], "second": [("alice",)]}
+    assert asked == ["first"]
+    assert len(env.cap.forms("/token", grant="authorization_code")) == 1
+
+
+def test_a_waiting_process_fails_with_the_other_ones_failure(env: Env) -> None:
+    def denied(req: ConsentRequest) -> str:
+        raise RuntimeError("the user closed the window")
+
+    results, asked = two_sessions(env, denied, holder_may_finish=threading.Event())
+    assert asked == ["first"]
+    assert isinstance(results["first"], ConsentFailed)
+    err = results["second"]
+    assert isinstance(err, ConsentFailed), err
+    assert "another process" in str(err) and err.user == "alice" and err.provider == "demo"
+    assert "RuntimeError" in str(err)
+    assert env.store().get(env.key("alice")) is None
+
+
+def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(env: Env) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owner = f"{socket.gethostname()}:{int(dead.stdout)}:0badc0de"
+    store = env.store()
+    assert store.try_consent_lease(
+        env.key("alice"), owner=owner, now=time.time(), lease_seconds=600
+    )
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        assert len(naps) < 40, "waited for a dead process"
+        time.sleep(seconds)
+
+    conn = env.connect(consent=walker(), sleep=sleep)
+    try:
+        assert conn.execute(Q).fetchall() == [("alice",)]
+    finally:
+        conn.close()
+    lease = store.consent_lease(env.key("alice"))
+    assert lease is not None and lease.owner is None and lease.error is None
