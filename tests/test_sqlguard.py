@@ -275,3 +275,31 @@ def test_bi_engine_for_alice_never_reads_bobs_rows_or_the_store(tmp_path: Path) 
         assert bob_after is not None and bob_after.version == bob_before.version
         assert bob_after.tokens == bob_before.tokens
         store.close()
+
+
+def test_cli_lock_user_for_query_and_shell(config: Path, state: Path, tmp_path: Path) -> None:
+    """`remotetables query --lock-user` and `remotetables shell --lock-user` (a real process)."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from remotetables.cli.main import main
+
+    env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+    db = str(tmp_path / "work.db")
+    args = ["query", db, "SELECT set_user('bob')", "-c", str(config), "-u", "alice"]
+    locked = CliRunner().invoke(main, [*args, "--lock-user"], env=env, catch_exceptions=False)
+    assert locked.exit_code == 1 and "locked to user 'alice'" in locked.output
+    unlocked = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert unlocked.exit_code == 0 and "bob" in unlocked.output
+    proc = subprocess.run(
+        [sys.executable, "-m", "remotetables", "shell", db, "-c", str(config), "-u", "alice",
+         "--lock-user"],
+        input=f".user bob\nATTACH '{state / 'tokens.db'}' AS tok;\n.open {state / 'tokens.db'}\n"
+        "SELECT current_user();\n",
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[-1] == "alice", proc.stdout + proc.stderr
+    assert proc.stderr.count("locked to user 'alice'") == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
