@@ -258,7 +258,7 @@ class Runtime:
     def protected_files(self) -> list[Path]:
         """The files SQL must never reach: the token store's (when it is a file) and the key
         file, as configured and at their default places (see sqlguard.py)."""
-        from remotetables.auth.service import default_paths
+        from remotetables.auth.store.factory import default_paths, is_postgres_url
 
         settings = self.config.settings
         default_store, default_key = default_paths(self.environ)
@@ -267,9 +267,7 @@ class Runtime:
             path = getattr(store, "path", None)
             if isinstance(path, str | os.PathLike):
                 files.append(Path(path))
-        if settings.token_store and not settings.token_store.startswith(
-            ("postgresql://", "postgres://")
-        ):
+        if settings.token_store and not is_postgres_url(settings.token_store):
             files.append(Path(os.path.expanduser(settings.token_store)))
         for key in (self._key_file, settings.key_file, self.environ.get("REMOTETABLES_KEY_FILE")):
             if key:
