@@ -252,3 +252,71 @@ def test_a_lease_left_by_a_dead_process_is_taken_over_at_once(env: Env) -> None:
         conn.close()
     lease = store.consent_lease(env.key("alice"))
     assert lease is not None and lease.owner is None and lease.error is None
+
+
+TTY_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    import remotetables
+    from remotetables.auth.consent import browser_consent
+
+    config, tty = sys.argv[1], sys.argv[2]
+    os.close(os.open(tty, os.O_RDWR))  # a session leader opening a terminal: its /dev/tty
+    consent = browser_consent(timeout=20, open_browser=lambda url: False)
+    conn = remotetables.connect(
+        ":memory:", config=config, user="alice", consent=consent,
+        environ={"REMOTETABLES_NO_KEYRING": "1"},
+    )
+    print(conn.execute("SELECT DISTINCT assigned_to FROM incidents").fetchall())
+    conn.close()
+    """
+)
+
+
+def test_no_browser_and_stdin_not_a_terminal_reads_the_paste_from_the_terminal(
+    env: Env, tmp_path: Path
+) -> None:
+    """stdin is not a terminal (a script, /dev/null), but the process has one: the redirect
+    address is pasted there (/dev/tty), and nothing goes to stdout but the rows."""
+    import pty
+
+    from tests.servers.walk import walk_consent
+
+    config = env.toml()
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TTY_CHILD, str(config), os.ttyname(slave)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"},
+            start_new_session=True, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            url, seen = None, []
+            for _ in range(50):
+                line = proc.stderr.readline()
+                seen.append(line)
+                if not line or "/authorize?" in line:
+                    url = line.strip() or None
+                    break
+            assert url, "".join(seen)
+            landed = walk_consent(url, username="alice", password="alice")
+            os.write(master, (landed + "\n").encode())
+            err = proc.stderr.read()  # to the end (communicate() would skip what is buffered)
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, "".join(seen) + err
+    assert out.strip() == "[('alice',)]"
+    assert "paste the address" in "".join(seen) + err

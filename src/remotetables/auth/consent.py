@@ -127,7 +127,7 @@ class BrowserConsent:
     ) -> None:
         """``paste``: a stream the user may paste the redirect URL into while we wait (when the
         browser runs elsewhere, or did not open); "auto": standard input if it is a terminal,
-        else the process's terminal (/dev/tty) if it has one.
+        else, when no browser opened, the process's terminal (/dev/tty) if it has one.
 
         With no browser opened and nothing to paste into, the call fails at once
         (:class:`ConsentRequired` naming ``remotetables login``) instead of waiting."""
@@ -164,8 +164,8 @@ class BrowserConsent:
                 provider=request.provider,
                 user=request.user,
             )
-        tty = _open_tty() if self.paste is None and self._tty_fallback else None
-        paste = self.paste if tty is None else tty
+        tty: TextIO | None = None
+        paste = self.paste
         reader: threading.Thread | None = None
         try:
             state = state_of(request.authorization_url)
@@ -183,6 +183,8 @@ class BrowserConsent:
             opened = False
             with contextlib.suppress(Exception):  # a broken browser must not end the wait
                 opened = bool(self.open_browser(request.authorization_url))
+            if not opened and paste is None and self._tty_fallback:
+                tty = paste = _open_tty()  # standard input is not a terminal: the terminal
             if not opened and paste is None:  # nothing could ever complete it: say so now
                 raise ConsentRequired(
                     f"{request.provider}: {request.user} must authorize access, and nothing here "
