@@ -90,10 +90,20 @@ def authorizer(
             "open other files or load code"
         )
 
+    attach, function, pragma, ok = (
+        apsw.SQLITE_ATTACH,
+        apsw.SQLITE_FUNCTION,
+        apsw.SQLITE_PRAGMA,
+        apsw.SQLITE_OK,
+    )
+
     def check(
         op: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None
     ) -> int:
-        if op == apsw.SQLITE_ATTACH:
+        # called for every action of every statement SQLite prepares: the common case is quick
+        if op != attach and op != function and op != pragma:
+            return ok
+        if op == attach:
             if session.lock_user:
                 raise locked("ATTACH (or VACUUM INTO)")
             if p1 is None:
@@ -102,17 +112,17 @@ def authorizer(
                     "that it can be checked: the token store may never be attached"
                 )
             if p1 in ("", ":memory:"):
-                return apsw.SQLITE_OK
+                return ok
             if any(_same_file(name, protected()) for name in _spellings(p1)):
                 raise NotAuthorized(
                     f"ATTACH (or VACUUM INTO) of {p1!r} is not allowed: it is the token store "
                     "(or its key), which SQL may never reach"
                 )
         elif session.lock_user:
-            if op == apsw.SQLITE_FUNCTION and (p2 or "").lower() in DENIED_FUNCTIONS:
+            if op == function and (p2 or "").lower() in DENIED_FUNCTIONS:
                 raise locked(f"the SQL function {p2}()")
-            if op == apsw.SQLITE_PRAGMA and (p1 or "").lower() in DENIED_PRAGMAS:
+            if op == pragma and (p1 or "").lower() in DENIED_PRAGMAS:
                 raise locked(f"PRAGMA {p1}")
-        return apsw.SQLITE_OK
+        return ok
 
     return check
