@@ -303,3 +303,26 @@ def test_cli_lock_user_for_query_and_shell(config: Path, state: Path, tmp_path: 
     assert proc.stdout.splitlines()[-1] == "alice", proc.stdout + proc.stderr
     assert proc.stderr.count("locked to user 'alice'") == 3, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_locked_without_a_user_says_the_program_must_set_one(
+    write_config: Callable[..., Path], api: object, state: Path, tmp_path: Path
+) -> None:
+    from remotetables.errors import NoSessionUser
+    from tests.conftest import incidents_table
+
+    base = api.base_url  # type: ignore[attr-defined]
+    cfg = write_config(
+        f'[settings]\ntoken_store = "{state}/tokens.db"\nkey_file = "{state}/token.key"\n'
+        '[providers.p]\nclient_id = "c"\nissuer = "http://127.0.0.1:9"\n'
+        + incidents_table("inc", "link", base).replace(
+            "[tables.inc]\n", '[tables.inc]\nprovider = "p"\n'
+        )
+    )
+    conn = remotetables.connect(tmp_path / "w.db", cfg, lock_user=True)
+    try:
+        with pytest.raises(NoSessionUser, match="locked with no user") as info:
+            conn.execute("SELECT count(*) FROM inc").fetchall()
+        assert "set_user('name')" not in str(info.value)
+    finally:
+        conn.close()

@@ -337,6 +337,11 @@ class Session:
         self.set_user(name)
 
     def require_user(self, provider: str) -> str:
+        if not self.user and self.lock_user:
+            raise NoSessionUser(
+                f"provider {provider} uses personal integration, and this connection is locked "
+                "with no user: the program that opened it must set one (Connection.set_user)"
+            )
         if not self.user:
             raise NoSessionUser(
                 f"provider {provider} uses personal integration: say who you are first with "
