@@ -7,6 +7,8 @@
 * progress on stderr for fetches that take longer than about a second;
 * Ctrl-C stops a fetch (the session is interrupted, pending pages are dropped) and the shell
   goes on.
+* on a connection locked to its user (``--lock-user``), only the dot-commands that reach no other
+  file and cannot change the user (:data:`LOCKED_COMMANDS`); ``.tokens`` shows that user's grants.
 
 >>> import io, remotetables
 >>> conn = remotetables.connect(":memory:")
