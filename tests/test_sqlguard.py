@@ -326,3 +326,22 @@ def test_locked_without_a_user_says_the_program_must_set_one(
         assert "set_user('name')" not in str(info.value)
     finally:
         conn.close()
+
+
+def test_locked_shell_tokens_shows_only_its_users_grants(tmp_path: Path) -> None:
+    from tests.auth.test_oauth_e2e import make_env, walker
+
+    with make_env(tmp_path) as env:
+        cfg = env.toml()
+        for user in ("alice", "bob"):
+            conn = env.connect(cfg, user=user, consent=walker())
+            conn.execute("SELECT count(*) FROM incidents").fetchall()
+            conn.close()
+        unlocked = env.connect(cfg, user="alice")
+        out, _ = run_shell(unlocked, ".tokens\n")
+        unlocked.close()
+        assert "alice" in out and "bob" in out
+        locked = env.connect(cfg, user="alice", lock_user=True)
+        out, err = run_shell(locked, ".tokens\n")
+        locked.close()
+        assert "alice" in out and "bob" not in out and err == ""
