@@ -119,11 +119,76 @@ def test_tokens_command_says_where_tokens_come_from(
     assert err == "" and words in out
 
 
-def test_help_lists_our_commands(conn: remotetables.Connection) -> None:
+def test_help_lists_our_commands_first_under_their_own_heading(
+    conn: remotetables.Connection,
+) -> None:
     out, err = run_shell(conn, ".help\n")
-    text = out + err
-    for command in (".user", ".tokens", ".cache", ".stats"):
-        assert command in text
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert lines[0] == "remotetables commands:"
+    split = next(i for i, line in enumerate(lines) if line.startswith("SQLite shell commands"))
+    ours = [line.split()[0] for line in lines[1:split] if line.startswith(".")]
+    assert ours == [".user", ".tokens", ".cache", ".stats"]
+    assert "Show or set who you query as" in " ".join(lines[1:split])
+    rest = [line.split()[0] for line in lines[split + 1 :] if line.startswith(".")]
+    assert len(rest) > 30 and ".tables" in rest and ".help" in rest
+    assert not set(rest) & set(ours)
+    # help on one command is APSW's, unchanged
+    out, err = run_shell(conn, ".help user\n")
+    assert "The first query of a new user" in out + err
+
+
+def test_a_failing_script_goes_on_and_exits_1(
+    config: Path, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    from click.testing import CliRunner
+
+    from remotetables.cli import main
+
+    script = (
+        "SELECT count(*) FROM incidents;\nSELECT no_such_column FROM incidents;\n"
+        "SELECT 'still running';\n"
+    )
+    db = str(tmp_path / "s.db")
+    args = ["shell", db, "-c", str(config), "-u", "alice"]
+    result = CliRunner().invoke(main, args, input=script)
+    assert result.exit_code == 1, result.output
+    assert "250" in result.stdout and "still running" in result.stdout
+    assert "no such column: no_such_column" in result.stderr
+    ok = CliRunner().invoke(main, args, input="SELECT count(*) FROM incidents;\n")
+    assert ok.exit_code == 0, ok.output
+
+    # the API is down: each query fails with a connection error, and so does the shell
+    down = write_config(
+        f'[settings]\ntoken_store = "{tmp_path}/t.db"\nkey_file = "{tmp_path}/t.key"\n'
+        + incidents_table("incidents", "link", "http://127.0.0.1:9", max_page_size=50)
+    )
+    args = ["shell", str(tmp_path / "d.db"), "-c", str(down), "-u", "alice"]
+    result = CliRunner().invoke(main, args, input="SELECT count(*) FROM incidents;\n")
+    assert result.exit_code == 1
+    assert "incidents" in result.stderr and "127.0.0.1:9" in result.stderr
+
+
+def test_token_expiry_is_shown_with_its_time_zone(write_config: Callable[..., Path]) -> None:
+    import datetime as dt
+    import re
+
+    from remotetables.auth.store import MemoryTokenStore, TokenSet
+    from remotetables.shell import _when, token_rows
+
+    cet = dt.timezone(dt.timedelta(hours=1), "CET")
+    assert _when(7200.0, 0.0, tz=cet) == "1970-01-01 03:00 CET (in 2 h)"
+    assert _when(0.0, 10.0, tz=dt.timezone(dt.timedelta(hours=-5))) == (
+        "1969-12-31 19:00 UTC-05:00 (expired)"
+    )
+    cfg = write_config('[providers.corp]\nissuer = "http://127.0.0.1:9"\nclient_id = "c"\n')
+    store = MemoryTokenStore()
+    with remotetables.connect(":memory:", config=cfg, token_store=store) as conn:
+        service = conn.runtime.oauth_service()
+        key = service.key(conn.runtime.config.providers["corp"], "alice")
+        store.put(key, TokenSet("at", None, expires_at=conn.runtime.clock() + 600), now=0)
+        _, rows = token_rows(conn.runtime)
+    (expiry,) = [r[3] for r in rows]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry)
 
 
 def test_module_registered_after_open(conn: remotetables.Connection, tmp_path: Path) -> None:

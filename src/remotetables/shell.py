@@ -6,9 +6,12 @@
 * dot-commands ``.user NAME``, ``.tokens``, ``.cache [clear [TABLE]]`` and ``.stats``;
 * progress on stderr for fetches that take longer than about a second;
 * Ctrl-C stops a fetch (the session is interrupted, pending pages are dropped) and the shell
-  goes on.
+  goes on;
 * on a connection locked to its user (``--lock-user``), only the dot-commands that reach no other
-  file and cannot change the user (:data:`LOCKED_COMMANDS`); ``.tokens`` shows that user's grants.
+  file and cannot change the user (:data:`LOCKED_COMMANDS`); ``.tokens`` shows that user's grants;
+* ``.help`` lists its own dot-commands first, under their own heading;
+* read from a script (not a terminal), it goes on after an error as the ``sqlite3`` CLI
+  does, and :func:`run_shell` then exits with status 1.
 
 >>> import io, remotetables
 >>> conn = remotetables.connect(":memory:")
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import sys
 import threading
 import time
@@ -37,7 +41,7 @@ from remotetables import errors
 from remotetables.dbapi import Connection, install
 from remotetables.session import Runtime, Session, StatementStats
 
-__all__ = ["ProgressReporter", "RemoteShell", "format_table", "token_rows"]
+__all__ = ["ProgressReporter", "RemoteShell", "format_table", "local_time", "token_rows"]
 
 
 # ---------------------------------------------------------------- small formatting helpers
@@ -75,11 +79,23 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _when(ts: float | None, now: float) -> str:
+def local_time(ts: float, *, seconds: bool = False, tz: dt.tzinfo | None = None) -> str:
+    """A timestamp as local time (or in ``tz``) with its time zone, never a bare clock time.
+
+    >>> local_time(0, tz=dt.timezone(dt.timedelta(hours=1), "CET"))
+    '1970-01-01 01:00 CET'
+    """
+    local = dt.datetime.fromtimestamp(ts, dt.UTC).astimezone(tz)
+    fmt = "%Y-%m-%d %H:%M:%S " if seconds else "%Y-%m-%d %H:%M "
+    return local.strftime(fmt) + (local.tzname() or local.strftime("UTC%z"))
+
+
+def _when(ts: float | None, now: float, tz: dt.tzinfo | None = None) -> str:
+    """An expiry time, local unless ``tz`` is given, with its time zone and how far off."""
     if ts is None:
         return "-"
     left = ts - now
-    stamp = dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    stamp = local_time(ts, tz=tz)
     if left <= 0:
         return f"{stamp} (expired)"
     if left < 3600:
@@ -338,6 +354,17 @@ class RemoteShell(apsw.shell.Shell):
         else:
             self._warn("\n(nothing was running; .exit or Ctrl-D leaves the shell)\n")
 
+    # -- errors: a script that fails makes the shell exit non-zero
+
+    errors_seen = 0
+    """Errors reported while reading a script (non-interactive input); see :func:`run_shell`."""
+
+    def handle_exception(self) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, SystemExit | KeyboardInterrupt) and not self.interactive:
+            self.errors_seen += 1
+        super().handle_exception()  # type: ignore[no-untyped-call]
+
     # -- dot-commands
 
     def process_command(self, command: str) -> Any:
@@ -354,6 +381,41 @@ class RemoteShell(apsw.shell.Shell):
                     "(it may not change the user, open other files or run programs)"
                 )
         return super().process_command(command)  # type: ignore[no-untyped-call]
+
+    OWN_COMMANDS = ("user", "tokens", "cache", "stats")  # in the order .help lists them
+
+    def command_help(self, cmd: list[str]) -> None:
+        """help ?COMMAND?: Shows list of commands and their usage
+
+        If COMMAND is specified then shows detail about that COMMAND.
+        ``.help all`` will show detailed help about all commands.
+        """
+        if cmd:
+            super().command_help(cmd)  # type: ignore[no-untyped-call]
+            return
+        listing, self.stderr = self.stderr, io.StringIO()
+        try:
+            super().command_help(cmd)  # type: ignore[no-untyped-call]
+            text = self.stderr.getvalue()
+        finally:
+            self.stderr = listing
+        # one entry per command: its line, then the indented lines its description wraps to
+        entries: list[tuple[str, str]] = []
+        for line in text.strip("\n").splitlines(keepends=True):
+            if line.startswith(".") or not entries:
+                entries.append((line[1:].split(" ", 1)[0].strip(), line))
+            else:
+                entries[-1] = (entries[-1][0], entries[-1][1] + line)
+        order = {name: i for i, name in enumerate(self.OWN_COMMANDS)}
+        ours = sorted((e for e in entries if e[0] in order), key=lambda e: order[e[0]])
+        theirs = [e for e in entries if e[0] not in order]
+        self._warn(
+            "\nremotetables commands:\n"
+            + "".join(text for _, text in ours)
+            + "\nSQLite shell commands (APSW's):\n"
+            + "".join(text for _, text in theirs)
+            + "\n"
+        )
 
     def _all_sessions(self) -> Iterator[Session]:
         yield from self._sessions.values()
@@ -461,7 +523,11 @@ def run_shell(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> None:
-    """Run the interactive shell on ``connection`` until ``.exit`` or end of input."""
+    """Run the interactive shell on ``connection`` until ``.exit`` or end of input.
+
+    Input that is not a terminal (``remotetables shell db < script.sql``) runs to its end like
+    the ``sqlite3`` CLI, and any statement that failed makes this raise ``SystemExit(1)``.
+    """
     err = stderr or sys.stderr
     shell = RemoteShell(
         connection,
@@ -472,3 +538,5 @@ def run_shell(
         progress=ProgressReporter(err),
     )
     shell.cmdloop(intro=intro)  # type: ignore[no-untyped-call]
+    if shell.errors_seen:  # a script with a failing statement fails, as with sqlite3
+        raise SystemExit(1)

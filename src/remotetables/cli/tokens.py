@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 
@@ -74,7 +73,9 @@ def _subject(p: ProviderConfig, user: str | None, system: bool) -> str:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "unknown"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    from remotetables.shell import local_time
+
+    return local_time(ts, seconds=True)
 
 
 def check_token_store(rt: Runtime) -> tuple[str, bool, str] | None:
