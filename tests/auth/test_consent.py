@@ -363,6 +363,53 @@ def test_prompt_consent(client: OAuthClient, fake: FakeAS) -> None:
     assert "redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback" in out.getvalue()
 
 
+def test_prompt_consent_asks_again_after_a_bad_paste(client: OAuthClient, fake: FakeAS) -> None:
+    out = io.StringIO()
+    url = ""
+
+    def answers() -> Iterator[str]:
+        yield "hunter2"  # a password pasted by mistake
+        yield "http://127.0.0.1/callback?code=old&state=from-another-sign-in"
+        yield approve(url, DEFAULT_REDIRECT_URI, code=CODE)
+
+    given = answers()
+
+    def fake_input(prompt: str) -> str:
+        nonlocal url
+        url = out.getvalue().split("\n\n  ")[1].split("\n")[0]
+        return next(given)
+
+    store = MemoryTokenStore()
+    tokens = run_consent(
+        client,
+        prompt_consent(input=fake_input, out=out),
+        subject="bob",
+        save_pending=store.save_pending,
+        take_pending=store.take_pending,
+    )
+    assert tokens.access_token == AT
+    said = out.getvalue()
+    assert "That is not a redirect URL" in said and "2 more tries" in said
+    assert "another sign-in (its state does not match)" in said and "1 more try" in said
+    assert "hunter2" not in said and "code=old" not in said  # a paste is never echoed
+
+
+def test_prompt_consent_gives_up_after_a_few_bad_pastes() -> None:
+    request = ConsentRequest("bob", "demo", "https://as.example/a?state=s", DEFAULT_REDIRECT_URI)
+    asked: list[str] = []
+
+    def bad(prompt: str) -> str:
+        asked.append(prompt)
+        return "not a url"
+
+    out = io.StringIO()
+    with pytest.raises(ConsentFailed) as info:
+        prompt_consent(input=bad, out=out)(request)
+    assert len(asked) == 3
+    assert "that is not a redirect URL" in str(info.value) and "3 tries" in str(info.value)
+    assert "not a url" not in str(info.value) + out.getvalue()
+
+
 def test_prompt_consent_empty_answer_fails() -> None:
     request = ConsentRequest("bob", "demo", "https://as.example/a?state=s", DEFAULT_REDIRECT_URI)
     with pytest.raises(ConsentFailed):

@@ -267,6 +267,10 @@ class PromptConsent:
 
     The text and the question go to ``out`` (default stderr); the answer is read with ``input``
     (default: standard input), which gets the question as its prompt when given.
+
+    A paste that is not a redirect URL, or is the redirect of another sign-in (its ``state``
+    differs), is not echoed and is asked for again, up to ``attempts`` times in all; an empty
+    line, end of input or Ctrl-C gives up at once.
     """
 
     def __init__(
@@ -275,10 +279,12 @@ class PromptConsent:
         redirect_uri: str = DEFAULT_REDIRECT_URI,
         input: Callable[[str], str] | None = None,
         out: TextIO | None = None,
+        attempts: int = 3,
     ) -> None:
         self.redirect_uri = redirect_uri
         self.input = input
         self.out = out
+        self.attempts = max(1, attempts)
 
     def redirect_uri_for(self, provider: str) -> str | None:
         return self.redirect_uri
@@ -293,30 +299,49 @@ class PromptConsent:
             file=out,
             flush=True,
         )
-        try:
-            if self.input is None:
-                answer = _ask_terminal("Paste the redirect URL: ", out).strip()
+        expected_state = state_of(request.authorization_url)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if self.input is None:
+                    answer = _ask_terminal("Paste the redirect URL: ", out).strip()
+                else:
+                    answer = self.input("Paste the redirect URL: ").strip()
+            except (EOFError, KeyboardInterrupt):
+                answer = ""
+            if answer:
+                _forget_last_input()  # the code and state must not stay in readline's history
+            if not answer:  # Enter on an empty line, end of input or Ctrl-C: give up
+                raise ConsentFailed(
+                    f"{request.provider}: no redirect URL was entered",
+                    provider=request.provider,
+                    user=request.user,
+                )
+            # never echoed: a mistaken paste may be a password
+            if not is_redirect_url(answer):
+                problem = NOT_A_REDIRECT_URL.format(redirect_uri=request.redirect_uri)
+            elif expected_state and state_of(answer) not in (None, expected_state):
+                problem = (
+                    "that is the redirect address of another sign-in (its state does not "
+                    "match): paste the address the browser shows after this approval"
+                )
             else:
-                answer = self.input("Paste the redirect URL: ").strip()
-        except (EOFError, KeyboardInterrupt):
-            answer = ""
-        if answer:
-            _forget_last_input()  # the code and state must not stay in readline's history
-        if not answer:
-            raise ConsentFailed(
-                f"{request.provider}: no redirect URL was entered",
-                provider=request.provider,
-                user=request.user,
+                return answer
+            if attempt == self.attempts:
+                raise ConsentFailed(
+                    f"{request.provider}: {problem} ({attempt} tries; run the query again "
+                    "to start over)",
+                    provider=request.provider,
+                    user=request.user,
+                    error_code="invalid_request",
+                )
+            left = self.attempts - attempt
+            print(
+                f"{problem[0].upper()}{problem[1:]}. Try again ({left} more "
+                f"{'try' if left == 1 else 'tries'}; an empty line gives up).",
+                file=out,
+                flush=True,
             )
-        if not is_redirect_url(answer):  # never echoed: a mistaken paste may be a password
-            raise ConsentFailed(
-                f"{request.provider}: "
-                + NOT_A_REDIRECT_URL.format(redirect_uri=request.redirect_uri),
-                provider=request.provider,
-                user=request.user,
-                error_code="invalid_request",
-            )
-        return answer
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class RaiseConsent:
