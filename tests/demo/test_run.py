@@ -173,7 +173,8 @@ def test_interactive_demo_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_readme_first_command_runs_as_a_process(tmp_path: Path) -> None:
-    """`python3 -m remotetables demo` as the README says, in a real process with no terminal."""
+    """`remotetables demo` in a real process with no terminal (tests/test_readme.py runs the
+    README's exact command)."""
     import subprocess
     import sys
 
@@ -197,7 +198,10 @@ def test_demo_serve_keeps_the_servers_up_for_other_commands(tmp_path: Path) -> N
     import subprocess
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remotetables", "demo", "--serve", "--dir", str(tmp_path)],
+        [
+            *(sys.executable, "-m", "remotetables", "demo", "--serve"),
+            *("--dir", str(tmp_path), "--examples-port", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

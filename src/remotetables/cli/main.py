@@ -129,7 +129,14 @@ main.add_command(export)
     help="Only run the two servers (and write the config) until Ctrl-C, to try your own "
     "configs, the CLI or a BI tool against them.",
 )
-def demo(directory: str | None, auto: bool, user: str, serve: bool) -> None:
+@click.option(
+    "--examples-port",
+    type=click.IntRange(0, 65535),
+    default=8766,
+    show_default=True,
+    help="With --serve: the port of the API the configs in sql_examples/ point at (0: any).",
+)
+def demo(directory: str | None, auto: bool, user: str, serve: bool, examples_port: int) -> None:
     """Try remotetables with a local authorization server and API.
 
     Starts a demo OAuth server and an incidents API on 127.0.0.1, writes a config and a
@@ -144,7 +151,7 @@ def demo(directory: str | None, auto: bool, user: str, serve: bool) -> None:
     interactive = not auto and sys.stdin.isatty() and sys.stdout.isatty()
     where = Path(directory) if directory else default_demo_dir()
     if serve:
-        with _errors(), Demo(where) as d:
+        with _errors(), Demo(where, examples_port=examples_port) as d:
             _serve(d)
         return
     with _errors(), Demo(where) as d:
@@ -170,17 +177,31 @@ def _serve(d: Any) -> None:
     import threading
 
     cfg = d.config_path
+    if d.examples_api is not None:
+        examples = (
+            f"  sql_examples API      {d.examples_api.base_url}   no sign-in; the configs in "
+            "sql_examples/ point here\n"
+        )
+    else:
+        examples = f"  sql_examples API      not started: {d.examples_problem}\n"
     click.echo(
         "remotetables demo servers (127.0.0.1 only; Ctrl-C stops them):\n"
         f"  authorization server  {d.auth.issuer}\n"
         f"  incidents API         {d.api.base_url}\n"
-        "Demo users: alice, bob and carol; each password is the user name.\n"
+        + examples
+        + "Demo users: alice, bob and carol; each password is the user name.\n"
         f"Config: {cfg}\n"
         "Try, in another terminal:\n"
         f"  remotetables shell {d.database} -c {cfg} -u alice\n"
         f"  remotetables login demo -u bob -c {cfg} --consent prompt\n"
         f'  remotetables query {d.database} -c {cfg} -u bob "SELECT count(*) FROM incidents"\n'
-        "Tokens from an earlier run are deleted at start: they belong to servers that are gone.",
+        + (
+            "In a checkout of the repository, the SQL examples (one per .sql file):\n"
+            "  remotetables shell ex.db -c sql_examples/github.toml < sql_examples/github.sql\n"
+            if d.examples_api is not None
+            else ""
+        )
+        + "Tokens from an earlier run are deleted at start: they belong to servers that are gone.",
     )
     sys.stdout.flush()
     stop = threading.Event()

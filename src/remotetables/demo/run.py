@@ -35,6 +35,7 @@ from remotetables.errors import ConsentFailed
 
 __all__ = [
     "DEMO_USERS",
+    "EXAMPLES_PORT",
     "Demo",
     "auto_consent",
     "default_demo_dir",
@@ -44,6 +45,10 @@ __all__ = [
 
 DEMO_USERS = dict(DEFAULT_USERS)  # name -> password (the password is the name)
 PROVIDER = "demo"
+# The configs in sql_examples/ point at http://127.0.0.1:8766: `remotetables demo --serve`
+# serves that API there (no sign-in, the data the test suite runs the examples against).
+EXAMPLES_PORT = 8766
+EXAMPLES_ROWS, EXAMPLES_SEED = 250, 7
 
 _CONFIG = """\
 # Written by `remotetables demo`; rewritten (new ports) every time the demo starts.
@@ -141,6 +146,7 @@ class Demo:
         n_rows: int = 120,
         seed: int = 1,
         access_token_ttl: int = 3600,
+        examples_port: int | None = None,
     ) -> None:
         self.dir = Path(directory)
         self.out = out if out is not None else sys.stdout
@@ -155,6 +161,19 @@ class Demo:
             token_validator=self.auth.validate_token,
             seed=seed,
         )
+        # the API the sql_examples/ configs point at: public (no token), on a fixed port
+        self.examples_api = (
+            None
+            if examples_port is None
+            else IncidentsAPI(
+                n_rows=EXAMPLES_ROWS,
+                seed=EXAMPLES_SEED,
+                users=tuple(DEMO_USERS),
+                port=examples_port,
+            )
+        )
+        self.examples_problem: str | None = None  # why it is not running, if it is not
+        self._examples_port = examples_port
         self._started = False
 
     def start(self) -> Demo:
@@ -166,6 +185,15 @@ class Demo:
         self.auth.start()
         try:
             self.api.start()
+            if self.examples_api is not None:
+                try:
+                    self.examples_api.start()
+                except OSError as exc:  # the port is taken (another demo --serve?)
+                    self.examples_api = None
+                    self.examples_problem = (
+                        f"cannot listen on 127.0.0.1:{self._examples_port}: "
+                        f"{exc.strerror or exc} (is another `remotetables demo --serve` running?)"
+                    )
             self.config_path.write_text(
                 _CONFIG.format(
                     token_store=_toml_str(str(self.token_store)),
@@ -183,6 +211,8 @@ class Demo:
         return self
 
     def stop(self) -> None:
+        if self.examples_api is not None:
+            self.examples_api.stop()
         self.api.stop()
         self.auth.stop()
         self._started = False
