@@ -97,9 +97,9 @@ def test_the_readme_commands_work_literally_with_debians_system_python(tmp_path:
     assert "alice's open incidents" in one.stdout and "as bob" in one.stdout
     venv_python = repo / ".venv" / "bin" / "python"
     assert venv_python.exists()
-    assert Path(os.path.realpath(venv_python)).parent == Path(
-        os.path.realpath(SYSTEM_PYTHON)
-    ).parent
+    assert (
+        Path(os.path.realpath(venv_python)).parent == Path(os.path.realpath(SYSTEM_PYTHON)).parent
+    )
 
     # The second command, literally, but with pytest narrowed to one small file (the whole
     # suite is what CI runs; this test is part of it).
@@ -123,3 +123,36 @@ def _has_module(python: Path, name: str, env: dict[str, str]) -> bool:
     code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({name!r}) is None)"
     return subprocess.run([str(python), "-c", code], cwd="/", env=env, check=False).returncode == 0
 
+
+def _third_party_imports(path: Path) -> set[str]:
+    import ast
+    import sys
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "remotetables"}
+
+
+def test_the_webapp_extra_installs_what_the_webapp_example_imports() -> None:
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extra = project["optional-dependencies"]["webapp"]
+    installs = {re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower() for req in extra}
+    installs |= {
+        re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower() for req in project["dependencies"]
+    }
+    dists = packages_distributions()
+    imported = _third_party_imports(ROOT / "examples" / "webapp" / "app.py")
+    assert {"starlette", "uvicorn"} <= imported
+    missing = {m for m in imported if not {d.lower() for d in dists.get(m, [m])} & installs}
+    assert not missing, f"examples/webapp/app.py imports {missing}, which no extra installs"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### A multi-user web app") :]
+    assert "pip install -e '.[webapp]'" in section

@@ -11,7 +11,7 @@
 Tokens live in the token store of the config: for several app servers use PostgreSQL,
 ``settings.token_store = "postgresql://..."``, with the same key file on every server.
 
-Run it::
+Run it (``pip install -e '.[webapp]'`` first: Starlette and uvicorn)::
 
     python examples/webapp/app.py --config remotetables.toml --port 8000
 """
