@@ -116,6 +116,10 @@ class StaticBearer:
         return "system"
 
     def auth(self, session: Session, ctx: RequestContext) -> httpx2.Auth | None:
+        return self.static_auth()
+
+    def static_auth(self) -> httpx2.Auth:
+        """The same auth for everybody (``remotetables check`` uses it without a session)."""
         from remotetables.auth.flow import BearerAuth
 
         name = self.provider.token_env or ""

@@ -3,7 +3,8 @@ tokens.
 
 A thin layer over the library: expected errors become :class:`click.ClickException` with the
 library's message (no traceback, never a secret). What the commands share is in
-:mod:`.common`; login, logout and tokens are in :mod:`.tokens`.
+:mod:`.common`; login, logout and tokens are in :mod:`.tokens`, check in :mod:`.check`,
+export in :mod:`.export`.
 """
 
 from __future__ import annotations
@@ -21,20 +22,19 @@ from typing import Any, TextIO
 import click
 import orjson
 
-from remotetables import __version__, errors
+from remotetables import __version__
+from remotetables.cli.check import check
 from remotetables.cli.common import (
     _config,
     _consent,
     _errors,
-    _runtime,
     config_option,
     consent_option,
 )
 from remotetables.cli.export import export
 from remotetables.cli.tokens import login, logout, tokens
-from remotetables.config import Config, ProviderConfig, TableSpec
+from remotetables.config import Config, TableSpec
 from remotetables.dbapi import Connection, connect, dml_target
-from remotetables.session import Runtime
 
 __all__ = ["main"]
 
@@ -104,6 +104,7 @@ main.add_command(login)
 main.add_command(logout)
 main.add_command(tokens)
 main.add_command(export)
+main.add_command(check)
 
 
 # ---------------------------------------------------------------- demo
@@ -476,55 +477,6 @@ def tables(config_path: str | None) -> None:
         click.echo("  " + "; ".join(facts))
         table = format_table(["column", "type", "pushed down / source"], _describe(spec))
         click.echo("\n".join("  " + line for line in table.splitlines()))
-
-
-@main.command()
-@config_option
-def check(config_path: str | None) -> None:
-    """Validate the config, reach every provider's discovery document, open the token store."""
-    from remotetables.cli.tokens import check_token_store
-
-    cfg = _config(config_path)
-    click.echo(
-        f"config {cfg.path}: valid ({_plural(len(cfg.providers), 'provider')}, "
-        f"{_plural(len(cfg.tables), 'table')})"
-    )
-    problems = 0
-    with _runtime(cfg) as rt:
-        for p in cfg.providers.values():
-            ok, text = _check_provider(rt, p)
-            problems += not ok
-            click.echo(f"provider {p.name}: {'ok' if ok else 'PROBLEM'}: {text}")
-        store = check_token_store(rt)
-    parts = [f"{problems} provider{'s' if problems > 1 else ''}"] if problems else []
-    if store is not None:
-        name, ok, text = store
-        click.echo(f"token store {name}: {'ok' if ok else 'PROBLEM'}: {text}")
-        if not ok:
-            parts.append("the token store")
-    if parts:
-        raise click.ClickException(f"{' and '.join(parts)} with a problem (see above)")
-    click.echo("all good")
-
-
-def _check_provider(rt: Runtime, p: ProviderConfig) -> tuple[bool, str]:
-    if p.auth == "none":
-        return True, "no authentication"
-    if p.auth == "bearer":
-        if rt.environ.get(p.token_env or ""):
-            return True, f"static token from ${p.token_env} (set)"
-        return False, f"environment variable {p.token_env} is not set (it holds the API token)"
-    try:
-        meta = rt.oauth_service().client(p).metadata()
-    except errors.ProviderUnavailable as exc:
-        where = f" at {p.issuer}" if p.issuer else ""
-        return False, f"cannot reach the authorization server{where}: {exc}"
-    except errors.Error as exc:
-        return False, str(exc)
-    source = (
-        f"discovery at {p.issuer}" if p.issuer and not p.token_endpoint else "configured endpoints"
-    )
-    return True, f"{source}; token endpoint {meta.token_endpoint}"
 
 
 if __name__ == "__main__":  # pragma: no cover
