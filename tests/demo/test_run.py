@@ -261,3 +261,63 @@ def test_demo_serve_keeps_the_servers_up_for_other_commands(tmp_path: Path) -> N
         if proc.stdout is not None:
             proc.stdout.close()
     assert proc.returncode == 0 and rest.strip().endswith("demo servers stopped")
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_demo_directory_is_private(tmp_path: Path) -> None:
+    """README: tokens are 0600 in a 0700 directory; the demo's directory is made so."""
+    old = os.umask(0o022)
+    try:
+        where = tmp_path / "new" / "demo"
+        with Demo(where, n_rows=5) as demo:
+            conn = demo.connect("alice", consent=auto_consent())
+            try:
+                conn.execute("SELECT count(*) FROM incidents").fetchone()
+            finally:
+                conn.close()
+        assert _mode(where) == 0o700 and _mode(where.parent) == 0o700
+        assert _mode(where / "tokens.db") == 0o600 and _mode(where / "token.key") == 0o600
+        chosen = tmp_path / "chosen"
+        chosen.mkdir(mode=0o755)
+        with Demo(chosen, n_rows=5):
+            pass
+        assert _mode(chosen) == 0o755  # a directory the user gave keeps its mode
+    finally:
+        os.umask(old)
+
+
+def test_the_default_demo_directory_is_narrowed_and_nothing_lands_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    older = data / "remotetables" / "demo"
+    older.mkdir(parents=True)
+    older.chmod(0o755)  # as an earlier version left it
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(
+        main, ["demo"], env={"XDG_DATA_HOME": str(data)}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert os.listdir(cwd) == []
+    assert f"Files: {older}" in result.output
+    assert _mode(older) == 0o700
+    assert (older / "remotetables.toml").exists()
+
+
+def test_without_a_config_the_cli_says_where_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./remotetables.toml here
+    result = CliRunner().invoke(main, ["tables"], env={"REMOTETABLES_CONFIG": ""})
+    assert result.exit_code == 1
+    assert "no configuration: pass --config FILE" in result.output
+    assert "README's Quick start" in result.output
+    assert "run `remotetables demo --serve` and pass the config it prints with -c" in (
+        " ".join(result.output.split())
+    )
+    assert "writes an example" not in result.output

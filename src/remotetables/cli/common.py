@@ -60,7 +60,8 @@ def _config(path: str | None) -> Config:
         else:
             raise click.ClickException(
                 "no configuration: pass --config FILE, set REMOTETABLES_CONFIG, or create "
-                "./remotetables.toml (`remotetables demo` writes an example)"
+                "./remotetables.toml (the README's Quick start shows one). To try the demo's "
+                "servers, run `remotetables demo --serve` and pass the config it prints with -c"
             )
     with _errors():
         return load_config(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -131,6 +132,26 @@ def default_demo_dir() -> Path:
     return Path(platformdirs.user_data_dir("remotetables", appauthor=False)) / "demo"
 
 
+def _private_dir(directory: Path) -> None:
+    """Make ``directory`` (and any missing parent) with mode 0700: it holds the token store and
+    its key. The default demo directory is ours, so an older, wider one is narrowed to 0700;
+    an existing directory given with ``--dir`` keeps its mode (the token store refuses one
+    that others can write to)."""
+    missing = []
+    at = directory
+    while not at.exists():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)  # whatever the umask
+    if not missing and directory.resolve() == default_demo_dir().resolve():
+        if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+            directory.chmod(0o700)
+
+
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -177,7 +198,7 @@ class Demo:
         self._started = False
 
     def start(self) -> Demo:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.dir)
         # Tokens of an earlier run belong to a server that no longer exists.
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
