@@ -462,3 +462,29 @@ def test_consent_page_names_client_user_and_scopes(srv: DemoAuthServer) -> None:
     assert "<script" not in page.text and "http" not in page.text.split("<form")[0]
     for text in ("RT demo", "alice", "incidents.read", "incidents.write", "Allow", "Deny"):
         assert text in page.text
+    # the application asking, by name and client id, and what each permission allows
+    assert "<h1>Allow RT demo to use your account?</h1>" in page.text
+    assert (
+        "The application <strong>RT demo</strong> (client id <code>remotetables-demo</code>) "
+        "asks to act as you" in page.text
+    )
+    assert "<li>Read the incidents assigned to you <code>incidents.read</code></li>" in page.text
+    assert "<li>Create, change and delete the incidents assigned to you <code>incidents.write" in (
+        page.text
+    )
+    # the login page hinted the demo users (every password is the user name)
+    assert "Demo users: alice, bob and carol; each password is the user name." in login.text
+
+
+def test_an_unknown_scope_is_shown_by_its_code_and_real_passwords_are_never_hinted() -> None:
+    from remotetables.demo.authserver.pages import consent_page
+
+    page = consent_page(
+        action="/authorize", client_name="x", user="u", scopes=["weird.scope"], csrf_token="t"
+    )
+    assert "<li><code>weird.scope</code></li>" in page
+    with DemoAuthServer(users={"alice": "s3cret-pass"}) as server, httpx2.Client() as browser:
+        login = browser.get(server.issuer + "/login")
+        assert server.sign_in_hint is None
+    assert login.status_code == 200 and "Demo users" not in login.text
+    assert "s3cret" not in login.text

@@ -147,9 +147,12 @@ def _private_dir(directory: Path) -> None:
     for path in reversed(missing):
         path.mkdir(mode=0o700, exist_ok=True)
         path.chmod(0o700)  # whatever the umask
-    if not missing and directory.resolve() == default_demo_dir().resolve():
-        if stat.S_IMODE(directory.stat().st_mode) & 0o077:
-            directory.chmod(0o700)
+    if (
+        not missing
+        and directory.resolve() == default_demo_dir().resolve()
+        and stat.S_IMODE(directory.stat().st_mode) & 0o077
+    ):
+        directory.chmod(0o700)
 
 
 def _toml_str(value: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import urlsplit
 
@@ -15,6 +15,7 @@ from flask import Response, request, session
 from werkzeug.wrappers import Response as WsgiResponse
 
 __all__ = [
+    "SCOPE_DESCRIPTIONS",
     "check_post",
     "consent_page",
     "csrf_token",
@@ -45,7 +46,16 @@ button.primary{background:#1f883d;border-color:#1a7f37;color:#fff}
 .error{background:#ffebe9;border:1px solid #ff818266;color:#82071e;padding:8px 10px;
 border-radius:6px;font-size:.9rem}
 .who{font-size:.85rem;color:#57606a;margin-top:18px}
+.hint{background:#ddf4ff;border:1px solid #54aeff66;padding:8px 10px;border-radius:6px;
+font-size:.85rem;margin:0 0 12px}
+li code{font-size:.8rem;color:#57606a}
 """
+
+# What each scope of the demo API lets an application do, in words a person can judge.
+SCOPE_DESCRIPTIONS: Mapping[str, str] = {
+    "incidents.read": "Read the incidents assigned to you",
+    "incidents.write": "Create, change and delete the incidents assigned to you",
+}
 
 
 def _page(title: str, body: str) -> str:
@@ -61,12 +71,23 @@ def _hidden(name: str, value: str) -> str:
     return f'<input type=hidden name="{escape(name)}" value="{escape(value)}">'
 
 
-def login_page(*, action: str, next_url: str, csrf_token: str, error: str | None = None) -> str:
-    """The sign-in form; posts ``username``, ``password``, ``next`` and ``csrf_token``."""
+def login_page(
+    *,
+    action: str,
+    next_url: str,
+    csrf_token: str,
+    error: str | None = None,
+    hint: str | None = None,
+) -> str:
+    """The sign-in form; posts ``username``, ``password``, ``next`` and ``csrf_token``.
+
+    ``hint``: a line above the form (the demo's users and passwords).
+    """
     err = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    tip = f"<p class=hint>{escape(hint)}</p>" if hint else ""
     body = (
         "<h1>Sign in</h1><p class=sub>remotetables demo authorization server</p>"
-        f'{err}<form method=post action="{escape(action)}">'
+        f'{tip}{err}<form method=post action="{escape(action)}">'
         f"{_hidden('csrf_token', csrf_token)}{_hidden('next', next_url)}"
         "<label for=username>Username</label>"
         "<input type=text id=username name=username autocomplete=username autofocus required>"
@@ -78,10 +99,16 @@ def login_page(*, action: str, next_url: str, csrf_token: str, error: str | None
     return _page("Sign in", body)
 
 
-def _scope_list(scopes: Sequence[str]) -> str:
+def _scope_list(scopes: Sequence[str], descriptions: Mapping[str, str]) -> str:
+    """Each scope as what it allows, with its code beside it (or only the code when unknown)."""
     if not scopes:
         return "<ul><li>basic access</li></ul>"
-    return "<ul>" + "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes) + "</ul>"
+    items = []
+    for s in scopes:
+        words = descriptions.get(s)
+        code = f"<code>{escape(s)}</code>"
+        items.append(f"<li>{escape(words)} {code}</li>" if words else f"<li>{code}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
 
 
 def _decision_buttons() -> str:
@@ -94,19 +121,35 @@ def _decision_buttons() -> str:
 
 
 def consent_page(
-    *, action: str, client_name: str, user: str, scopes: Sequence[str], csrf_token: str
+    *,
+    action: str,
+    client_name: str,
+    user: str,
+    scopes: Sequence[str],
+    csrf_token: str,
+    client_id: str | None = None,
+    descriptions: Mapping[str, str] = SCOPE_DESCRIPTIONS,
 ) -> str:
-    """Allow / Deny for an authorization request; posts ``decision`` and ``csrf_token``."""
+    """Allow / Deny for an authorization request; posts ``decision`` and ``csrf_token``.
+
+    Names the application asking (its registered name and client id) and says what each
+    requested scope allows.
+    """
+    ident = (
+        f" (client id <code>{escape(client_id)}</code>)"
+        if client_id and client_id != client_name
+        else ""
+    )
     body = (
-        f"<h1>Authorize {escape(client_name)}?</h1>"
-        f"<p class=sub><strong>{escape(client_name)}</strong> asks to access your account "
-        "with these permissions:</p>"
-        f"{_scope_list(scopes)}"
+        f"<h1>Allow {escape(client_name)} to use your account?</h1>"
+        f"<p class=sub>The application <strong>{escape(client_name)}</strong>{ident} asks "
+        "to act as you with these permissions:</p>"
+        f"{_scope_list(scopes, descriptions)}"
         f'<form method=post action="{escape(action)}">{_hidden("csrf_token", csrf_token)}'
         f"{_decision_buttons()}</form>"
         f"<p class=who>Signed in as <strong>{escape(user)}</strong></p>"
     )
-    return _page("Authorize " + client_name, body)
+    return _page(f"Allow {client_name}?", body)
 
 
 def device_page(
@@ -118,12 +161,13 @@ def device_page(
     client_name: str | None = None,
     scopes: Sequence[str] = (),
     error: str | None = None,
+    descriptions: Mapping[str, str] = SCOPE_DESCRIPTIONS,
 ) -> str:
     """Enter (or confirm) a device ``user_code``, then Allow / Deny."""
     err = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     what = (
         f"<p class=sub><strong>{escape(client_name)}</strong> on another device asks for:</p>"
-        f"{_scope_list(scopes)}"
+        f"{_scope_list(scopes, descriptions)}"
         if client_name
         else "<p class=sub>Enter the code shown on your device.</p>"
     )

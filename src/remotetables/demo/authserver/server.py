@@ -195,6 +195,17 @@ class DemoAuthServer:
     # -- public helpers
 
     @property
+    def sign_in_hint(self) -> str | None:
+        """For the sign-in page, when every user's password is the user name (the demo's
+        users): who can sign in and how. None otherwise: real passwords are never hinted."""
+        users = self._store.users
+        if not users or any(password != name for name, password in users.items()):
+            return None
+        names = sorted(users)
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"Demo users: {listed}; each password is the user name."
+
+    @property
     def issuer(self) -> str:
         """``http://127.0.0.1:PORT`` (only once started)."""
         if not self._store.issuer:
@@ -351,6 +362,7 @@ class _Routes:
             page = consent_page(
                 action=request.full_path,
                 client_name=client.client_name,
+                client_id=client.get_client_id(),
                 user=user,
                 scopes=scope_to_list(grant.request.scope) or [],
                 csrf_token=_csrf_token(),
@@ -378,7 +390,12 @@ class _Routes:
     def login(self) -> WsgiResponse:
         next_url = _safe_next(request.values.get("next", "/"))
         if request.method == "GET":
-            page = login_page(action="/login", next_url=next_url, csrf_token=_csrf_token())
+            page = login_page(
+                action="/login",
+                next_url=next_url,
+                csrf_token=_csrf_token(),
+                hint=self.owner.sign_in_hint,
+            )
             return _html(page)
         if not _check_post(self.store.issuer):
             return _html(message_page("Request refused", "The form was stale or forged."), 403)
@@ -391,6 +408,7 @@ class _Routes:
                 next_url=next_url,
                 csrf_token=_csrf_token(),
                 error="Unknown user or wrong password.",
+                hint=self.owner.sign_in_hint,
             )
             return _html(page, 401)
         session.clear()
