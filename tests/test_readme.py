@@ -156,3 +156,9 @@ def test_the_webapp_extra_installs_what_the_webapp_example_imports() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### A multi-user web app") :]
     assert "pip install -e '.[webapp]'" in section
+
+
+def test_scripts_test_prints_the_reasons_of_skipped_tests() -> None:
+    script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    (pytest_line,) = [line for line in script.splitlines() if " -m pytest " in line]
+    assert " -rs " in pytest_line and "-W error" in pytest_line
