@@ -126,3 +126,39 @@ def test_an_oauth_table_is_asked_without_a_token(
     )
     assert seen.token_fp is None and seen.status == 401
     assert _line(result.output, "table gone: ").startswith("table gone: PROBLEM: cannot reach")
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_4xx_is_a_problem_unless_the_table_needs_a_where(
+    run: Callable[..., click.testing.Result],
+    write_config: Callable[..., Path],
+    api: IncidentsAPI,
+    required: bool,
+) -> None:
+    """The GitHub-shaped list answers 422 to a state it does not know (as GitHub does)."""
+    number = '{ type = "INTEGER", param = "number", required = true }' if required else '"INTEGER"'
+    config = write_config(
+        f"""
+        [tables.issues]
+        url = "{api.base_url}/repos/acme/widgets/issues"
+        rows = ""
+        pagination = "link"
+        page_size_param = "per_page"
+        params = {{ state = "bogus" }}
+        [tables.issues.columns]
+        number = {number}
+        title = "TEXT"
+        """
+    )
+    result = run("check", "-c", str(config))
+    line = _line(result.output, "table issues: ")
+    if required:
+        assert result.exit_code == 0, result.output
+        assert line == (
+            "table issues: ok: the API answers (422 without the required number: queries "
+            "must give WHERE number = ...)"
+        )
+    else:
+        assert result.exit_code == 1
+        assert line.startswith("table issues: PROBLEM: GET ") and "HTTP 422" in line
+        assert "state must be open, closed or all" in line  # the API's own message

@@ -122,6 +122,8 @@ def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
         return False, f"cannot reach the API: {exc}"
     except errors.RemoteError as exc:
         return _judge(exc.status_code, str(exc), kind, token, spec)
+    except errors.Error as exc:  # refused before sending (a URL the token may not go to ...)
+        return False, str(exc)
     return True, f"GET {where}{token} answered {answer.status}"
 
 
