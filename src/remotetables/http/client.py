@@ -489,7 +489,10 @@ def _no_cookies() -> http.cookiejar.CookieJar:
 
 
 def _gave_up(exc: RemoteError, attempts: int) -> RemoteError:
-    """The last failure, said to be final: same type and context, attempts counted."""
+    """The last failure, said to be final: same type and context, attempts counted (a single
+    attempt, with retries off, is the failure as it is)."""
+    if attempts == 1:
+        return exc
     return type(exc)(
         f"{exc} (gave up after {attempts} attempts)",
         status_code=exc.status_code,
