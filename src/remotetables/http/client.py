@@ -491,10 +491,8 @@ def _no_cookies() -> http.cookiejar.CookieJar:
 def _gave_up(exc: RemoteError, attempts: int) -> RemoteError:
     """The last failure, said to be final: same type and context, attempts counted (a single
     attempt, with retries off, is the failure as it is)."""
-    if attempts == 1:
-        return exc
     return type(exc)(
-        f"{exc} (gave up after {attempts} attempts)",
+        f"{exc} (gave up after {attempts} attempts)" if attempts > 1 else str(exc),
         status_code=exc.status_code,
         url=exc.url,
         table=exc.table,
