@@ -23,6 +23,7 @@ from remotetables.auth.store.migrate import migrate_tokens
 from remotetables.auth.store.postgres import PostgresTokenStore, redact_url
 from remotetables.cli import main
 from remotetables.cli.tokens import migrate_to_url
+from remotetables.demo.api.server import IncidentsAPI
 from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import TokenStoreError
 from tests.auth.store.test_sqlite import ALICE, BOB, pending, tokens
@@ -414,11 +415,15 @@ def test_check_opens_a_good_postgres_store(
     seed = PostgresTokenStore(pg_url, cipher)
     seed.put(ALICE, tokens(1), now=1.0)
     seed.close()
-    with DemoAuthServer() as srv:
+    with (
+        DemoAuthServer() as srv,
+        IncidentsAPI(n_rows=1, token_validator=srv.validate_token) as api,
+    ):
         cfg = _config(write_config, pg_url, key_file)
-        cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", srv.issuer, 1))
+        text = cfg.read_text().replace("http://127.0.0.1:9/t", f"{api.base_url}/styles/link/t")
+        cfg.write_text(text.replace("http://127.0.0.1:9", srv.issuer, 1))
         env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
         result = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # check also asks the table's API (it answers)
     assert f"token store {redact_url(pg_url)}: ok: readable, 1 grant(s)" in result.output
     assert "all good" in result.output
