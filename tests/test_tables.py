@@ -375,9 +375,11 @@ def test_tables_in_file_without_secrets_and_no_such_module(
     _connect: Callable[..., remotetables.Connection],
     tmp_path: Path,
 ) -> None:
+    """With persist_tables (an explicit option), the stored CREATE holds no secret and a
+    process without the module gets 'no such module' on it only."""
     db = tmp_path / "work.db"
     toml = incidents_table("remote_incidents", "link", api.base_url)
-    conn = _connect(write_config, toml, db=str(db))
+    conn = _connect(write_config, toml, db=str(db), persist_tables=True)
     conn.execute("CREATE TABLE notes(x)")
     conn.execute("INSERT INTO notes VALUES (42)")
     conn.commit()
@@ -410,8 +412,10 @@ def test_unknown_table_in_file(
     tmp_path: Path,
 ) -> None:
     db = str(tmp_path / "w.db")
-    _connect(write_config, incidents_table("gone", "link", api.base_url), db=db).close()
-    conn = _connect(write_config, incidents_table("other", "link", api.base_url), db=db)
+    gone = incidents_table("gone", "link", api.base_url)
+    _connect(write_config, gone, db=db, persist_tables=True).close()
+    other = incidents_table("other", "link", api.base_url)
+    conn = _connect(write_config, other, db=db, persist_tables=True)
     with pytest.raises(UnknownTableError, match="unknown remote table 'gone'"):
         conn.execute("SELECT * FROM gone").fetchall()
     with pytest.raises(UnknownTableError):

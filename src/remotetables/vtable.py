@@ -7,6 +7,7 @@ SQL holds no secret. Filter delegates to :func:`remotetables.scan.scan`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from remotetables.scan import Row, scan
 from remotetables.session import Session
 from remotetables.writes import TableWriter, key_rowid
 
-__all__ = ["MODULE_NAME", "Module", "schema_sql"]
+__all__ = ["MODULE_NAME", "Dropper", "Module", "is_remote_table_sql", "schema_sql"]
 
 MODULE_NAME = "remotetables"
 
@@ -36,8 +37,49 @@ def _quote(name: str) -> str:
 
 
 def schema_sql(spec: TableSpec) -> str:
-    cols = ", ".join(f"{_quote(c.name)} {_DECLARED[c.type]}" for c in spec.columns)
+    """The declared schema: types SQLite understands, and the table's ``key`` as PRIMARY KEY
+    (what ``PRAGMA table_info`` and SQLAlchemy report; SQLite enforces nothing on a virtual
+    table, and still checks DISTINCT and GROUP BY itself)."""
+    cols = ", ".join(
+        f"{_quote(c.name)} {_DECLARED[c.type]}" + (" PRIMARY KEY" if c.name == spec.key else "")
+        for c in spec.columns
+    )
     return f"CREATE TABLE x({cols})"
+
+
+def is_remote_table_sql(sql: str | None) -> bool:
+    """Whether a stored ``CREATE`` statement is one of this module's virtual tables."""
+    return bool(sql) and _USING.match(sql or "") is not None
+
+
+_USING = re.compile(
+    rf"\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+{MODULE_NAME}\b", re.IGNORECASE | re.DOTALL
+)
+
+
+class Dropper:
+    """A stand-in module that lets SQLite drop a stored remote table whatever its arguments
+    (a table no longer in the config included): used to move old files to the temp schema."""
+
+    def Create(
+        self, connection: apsw.Connection, modulename: str, dbname: str, tablename: str, *args: str
+    ) -> tuple[str, _DropTable]:
+        return "CREATE TABLE x(unused)", _DropTable()
+
+    Connect = Create
+
+
+class _DropTable:
+    def BestIndex(self, *args: Any) -> None:
+        return None
+
+    def Open(self) -> Any:
+        raise apsw.SQLError("a remote table is being dropped")
+
+    def Disconnect(self) -> None:
+        pass
+
+    Destroy = Disconnect
 
 
 class Module:

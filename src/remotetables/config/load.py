@@ -96,7 +96,19 @@ def parse_config(
 
 def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
     p = "settings"
-    _only(ctx, p, raw, {"token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout"})
+    _only(
+        ctx,
+        p,
+        raw,
+        {
+            "token_store",
+            "key_file",
+            "cache_max_bytes",
+            "consent",
+            "consent_timeout",
+            "persist_tables",
+        },
+    )
     consent = _get(ctx, raw, p, "consent", str, "auto")
     if consent not in ("auto", "browser", "prompt", "raise", "device"):
         raise ctx.err(f"{p}.consent", "must be one of auto, browser, prompt, raise, device")
@@ -109,4 +121,5 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
         cache_max_bytes=max_bytes,
         consent=consent,
         consent_timeout=_get(ctx, raw, p, "consent_timeout", float, 300.0),
+        persist_tables=_get(ctx, raw, p, "persist_tables", bool, False),
     )

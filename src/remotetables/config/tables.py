@@ -31,6 +31,7 @@ from remotetables.rows import JsonPath
 _TABLE_KEYS = {
     "provider", "url", "rows", "pagination", "page_size_param", "max_page_size", "params",
     "cache_ttl", "max_pages", "columns", "concurrency", "key", "write", "description",
+    "updated_since",
 }  # fmt: skip
 _COLUMN_KEYS = {"type", "path", "param", "required", "exact", "in", "on_error", "writable"}
 
@@ -90,6 +91,7 @@ def _table_spec(
     if key is not None and key.lower() not in names:
         raise ctx.err(f"{p}.key", f"no column named {key!r}")
     write = _write(ctx, p, raw.get("write"), key, names)
+    since = _updated_since(ctx, p, raw.get("updated_since"), key, cols)
     return TableSpec(
         name=name,
         provider=provider,
@@ -106,7 +108,34 @@ def _table_spec(
         key=key,
         write=write,
         description=_get(ctx, raw, p, "description", str),
+        updated_since=since,
     )
+
+
+def _updated_since(
+    ctx: _Ctx, p: str, raw: Any, key: str | None, cols: tuple[ColumnSpec, ...]
+) -> tuple[str, str] | None:
+    """``updated_since = { param = "since", column = "updated_at" }``: what incremental sync
+    sends (the greatest ``column`` value already copied, as ``param``)."""
+    if raw is None:
+        return None
+    k = f"{p}.updated_since"
+    raw = _table(ctx, k, raw)
+    _only(ctx, k, raw, {"param", "column"})
+    param = _get(ctx, raw, k, "param", str)
+    column = _get(ctx, raw, k, "column", str)
+    if not param:
+        raise ctx.err(f"{k}.param", "missing: the API parameter that asks for rows updated since")
+    if not column:
+        raise ctx.err(f"{k}.column", "missing: the column that holds when a row was updated")
+    by_name = {c.name.lower(): c.name for c in cols}
+    if column.lower() not in by_name:
+        raise ctx.err(f"{k}.column", f"no column named {column!r}")
+    if key is None:
+        raise ctx.err(
+            k, "needs the table's key: an incremental sync replaces changed rows by their key"
+        )
+    return param, by_name[column.lower()]
 
 
 def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:

@@ -100,6 +100,9 @@ class TableSpec:
     key: str | None = None  # column whose value identifies a row (stable rowids, writes)
     write: WriteSpec | None = None
     description: str | None = None  # free text, shown by `remotetables tables`
+    # incremental sync: (API parameter, column) where the parameter takes the greatest value
+    # of the column already copied and the API answers rows updated at or after it
+    updated_since: tuple[str, str] | None = None
 
     @property
     def origin(self) -> str:
@@ -161,6 +164,9 @@ class Settings:
     cache_max_bytes: int = 256 * 1024 * 1024
     consent: str = "auto"  # auto | browser | prompt | raise | device
     consent_timeout: float = 300.0
+    # store each remote table's CREATE VIRTUAL TABLE in the database file (off: the
+    # connection's temp schema, so the file stays openable by tools without the module)
+    persist_tables: bool = False
 
 
 @dataclass(frozen=True)

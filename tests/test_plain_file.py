@@ -1,0 +1,196 @@
+"""A database file remotetables has used stays plain: tools without the module (Datasette,
+the stock sqlite3 CLI, stdlib sqlite3) open it and read its native tables; files where an
+older version stored the remote tables are moved to the temp schema without losing data."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import remotetables
+from remotetables.demo.api.server import IncidentsAPI
+from tests.conftest import incidents_table
+
+SQLITE3 = shutil.which("sqlite3")
+needs_cli = pytest.mark.skipif(
+    SQLITE3 is None,
+    reason="the stock sqlite3 CLI is not installed (bash scripts/install-sqlite3.sh)",
+)
+
+
+def _stored(db: Path) -> list[tuple[str, str]]:
+    """(name, sql) of every table stored in the file, read by a process without the module."""
+    code = (
+        "import sqlite3, sys, json\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        "print(json.dumps(c.execute('SELECT name, sql FROM sqlite_schema ORDER BY name').fetchall()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True
+    ).stdout
+    import json
+
+    return [tuple(r) for r in json.loads(out)]  # type: ignore[misc]
+
+
+def _used_file(
+    tmp_path: Path, write_config: Callable[..., Path], api: IncidentsAPI, **kw: object
+) -> Path:
+    """A file remotetables opened: a remote table queried, a native table written."""
+    db = tmp_path / "work.db"
+    toml = incidents_table("remote_incidents", "link", api.base_url)
+    with remotetables.connect(db, write_config(toml), **kw) as conn:  # type: ignore[arg-type]
+        conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes(body) SELECT number FROM remote_incidents LIMIT 3")
+    return db
+
+
+def test_remote_tables_live_in_temp_and_the_file_stays_plain(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    db = _used_file(tmp_path, write_config, api)
+    toml = incidents_table("remote_incidents", "link", api.base_url)
+    with remotetables.connect(db, write_config(toml)) as conn:
+        # SQL tools on the connection still see the table and its columns
+        where = conn.execute(
+            "SELECT schema, type FROM pragma_table_list WHERE name = 'remote_incidents'"
+        ).fetchall()
+        assert where == [("temp", "virtual")]
+        cols = conn.execute("SELECT name, type FROM pragma_table_info('remote_incidents')")
+        assert ("priority", "INTEGER") in cols.fetchall()
+        assert conn.execute("SELECT count(*) FROM remote_incidents").fetchone() == (250,)
+    assert [name for name, _ in _stored(db)] == ["notes"]
+
+
+def test_persist_tables_is_explicit(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    toml = "[settings]\npersist_tables = true\n" + incidents_table("t", "link", api.base_url)
+    db = tmp_path / "kept.db"
+    remotetables.connect(db, write_config(toml)).close()
+    assert _stored(db) == [("t", 'CREATE VIRTUAL TABLE "t" USING remotetables(t)')]
+
+
+def test_old_files_are_migrated_without_losing_native_data(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A file where an older version stored remote tables (one of them no longer in the
+    config) loses those, keeps its native rows, and the remote table still answers."""
+    db = tmp_path / "old.db"
+    old = incidents_table("remote_incidents", "link", api.base_url) + incidents_table(
+        "retired", "link", api.base_url
+    )
+    with remotetables.connect(db, write_config(old), persist_tables=True) as conn:
+        conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes(body) VALUES ('keep me'), ('and me')")
+        conn.execute("CREATE VIEW short AS SELECT substr(body, 1, 3) AS b FROM notes")
+    assert [n for n, _ in _stored(db)] == ["notes", "remote_incidents", "retired", "short"]
+    new = incidents_table("remote_incidents", "link", api.base_url)
+    with remotetables.connect(db, write_config(new)) as conn:
+        assert conn.execute("SELECT count(*) FROM remote_incidents").fetchone() == (250,)
+        assert conn.execute("SELECT body FROM notes ORDER BY id").fetchall() == [
+            ("keep me",),
+            ("and me",),
+        ]
+        assert conn.execute("SELECT b FROM short").fetchall() == [("kee",), ("and",)]
+    assert [n for n, _ in _stored(db)] == ["notes", "short"]
+
+
+def test_a_stored_view_over_a_remote_table_keeps_it_stored(
+    api: IncidentsAPI,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A view stored in the file cannot read the temp schema: migrating would break it, so
+    the file is left as it was and a warning says what to do."""
+    db = tmp_path / "v.db"
+    toml = write_config(incidents_table("remote_incidents", "link", api.base_url))
+    with remotetables.connect(db, toml, persist_tables=True) as conn:
+        conn.execute("CREATE VIEW p1 AS SELECT number FROM remote_incidents WHERE priority = 1")
+    before = _stored(db)
+    with remotetables.connect(db, toml) as conn:
+        n = conn.execute("SELECT count(*) FROM p1").fetchone()[0]
+        assert (
+            n
+            == conn.execute("SELECT count(*) FROM remote_incidents WHERE priority = 1").fetchone()[
+                0
+            ]
+        )
+        assert n > 0
+    assert _stored(db) == before
+    assert "stay stored in the database file" in caplog.text
+    assert "p1" in caplog.text and "TEMP" in caplog.text
+
+
+def test_a_native_table_of_the_same_name_is_still_refused(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A temp table would shadow it: the native data must never be hidden silently."""
+    db = tmp_path / "n.db"
+    with remotetables.connect(db, write_config("")) as conn:
+        conn.execute("CREATE TABLE t(x)")
+    with pytest.raises(remotetables.ConfigError, match="already exists in the database"):
+        remotetables.connect(db, write_config(incidents_table("t", "link", api.base_url)))
+
+
+def test_datasette_serves_the_native_tables(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Datasette, as a library (in its own process: stdlib sqlite3 and apsw must not share a
+    file in one process), opens the file and serves its native table."""
+    pytest.importorskip("datasette")
+    db = _used_file(tmp_path, write_config, api)
+    code = (
+        "import asyncio, json, sys\n"
+        "from datasette.app import Datasette\n"
+        "async def main():\n"
+        "    ds = Datasette([sys.argv[1]])\n"
+        "    await ds.invoke_startup()\n"
+        "    r = await ds.client.get('/work/notes.json?_shape=array')\n"
+        "    t = await ds.client.get('/work.json')\n"
+        "    print(json.dumps([r.status_code, r.json(), t.status_code,\n"
+        "                      [x['name'] for x in t.json()['tables']]]))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    status, rows, db_status, tables = json.loads(out.stdout)
+    assert status == 200 and db_status == 200
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert tables == ["notes"]
+
+
+@needs_cli
+def test_the_stock_sqlite3_cli_reads_and_changes_the_file(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    db = _used_file(tmp_path, write_config, api)
+    assert SQLITE3 is not None
+    out = subprocess.run(
+        [
+            SQLITE3,
+            str(db),
+            ".tables",
+            "SELECT count(*) FROM notes;",
+            "DROP TABLE notes;",
+            ".tables",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.split() == ["notes", "3"]
