@@ -206,3 +206,23 @@ def test_consent_required_reaches_caller_with_url(
     assert orig.user == "carol" and orig.provider == "demo"
     assert orig.authorization_url and orig.authorization_url.startswith("http://127.0.0.1:")
     assert "code_challenge=" in orig.authorization_url
+
+
+def test_pandas_with_a_per_user_engine(
+    oauth_config: tuple[IncidentsAPI, Path], tmp_path: Path
+) -> None:
+    """read_sql_table reflects the remote table (key as primary key) and reads only the URL
+    user's rows, with that user's token; read_sql too."""
+    api, config = oauth_config
+    url = engine_url(tmp_path / "bob.db", config).set(username="bob")
+    eng = sa.create_engine(url, connect_args={"consent": walk, "token_store": MemoryTokenStore()})
+    try:
+        frame = pd.read_sql_table("inc", eng, columns=["sys_id", "state"])
+        assert sorted(frame["sys_id"]) == ["b1", "b2", "s1"]
+        counts = pd.read_sql("SELECT state, count(*) AS n FROM inc GROUP BY state", eng)
+        assert counts.set_index("state")["n"].to_dict() == {"closed": 1, "open": 2}
+        inc = sa.Table("inc", sa.MetaData(), autoload_with=eng)
+        assert [c.name for c in inc.primary_key.columns] == ["sys_id"]
+    finally:
+        eng.dispose()
+    assert {r.user for r in api.requests} == {"bob"}

@@ -1,8 +1,10 @@
 """SQLAlchemy 2 dialect: ``remotetables:///path/work.db?config=remotetables.toml&user=alice``.
 
 It is SQLite's dialect over :mod:`remotetables.dbapi`, so Core, reflection and
-``pandas.read_sql`` see the remote tables as ordinary tables (they are virtual tables in the
-file's schema; ``PRAGMA table_info`` gives their columns and declared types).
+``pandas.read_sql`` see the remote tables as ordinary tables (virtual tables in the connection's
+``temp`` schema; ``PRAGMA table_info`` gives their columns, declared types and the ``key`` as
+primary key). Reflection adds what the config knows: the ``description`` as table comment,
+``JSON`` and ``BOOLEAN`` column types.
 
 URL query keys: ``config`` (TOML path), ``user`` (session user; the URL's username works too,
 which is what BI servers that impersonate their logged-in user set), ``lock_user`` (default
@@ -34,12 +36,16 @@ from typing import Any
 
 import apsw
 from sqlalchemy import event, exc, pool
+from sqlalchemy.engine import reflection
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Engine
 
 from remotetables import dbapi, errors
+from remotetables.config import TableSpec
 from remotetables.dbapi import _resolve_config
 from remotetables.session import Runtime
+from remotetables.vtable import is_remote_table_sql
 
 __all__ = ["RemoteTablesDialect", "dbapi_module"]
 
@@ -202,6 +208,86 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
 
     def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
         return isinstance(e, errors.InterfaceError) and "closed" in str(e)
+
+    # -- reflection: remote tables live in the temp schema (found by unqualified names);
+    # their key, description and JSON/BOOLEAN types come from the config
+
+    @staticmethod
+    def _remote_specs(connection: Any) -> dict[str, TableSpec]:
+        dbapi_conn = connection.connection.dbapi_connection
+        runtime = getattr(dbapi_conn, "runtime", None)
+        if runtime is None:
+            return {}
+        return {name.lower(): spec for name, spec in runtime.config.tables.items()}
+
+    def _remote_in_temp(self, connection: Any) -> list[str]:
+        rows = connection.exec_driver_sql(
+            "SELECT name, sql FROM temp.sqlite_schema WHERE type = 'table' ORDER BY name"
+        )
+        return [str(name) for name, sql in rows if is_remote_table_sql(sql)]
+
+    def _remote_spec(
+        self, connection: Any, table_name: str, schema: str | None
+    ) -> TableSpec | None:
+        """The config of ``table_name`` when the name (in ``schema``) is a remote table."""
+        spec = self._remote_specs(connection).get(table_name.lower())
+        if spec is None or (schema is not None and schema.lower() not in ("temp", "main")):
+            return None
+        info = self._get_table_pragma(  # type: ignore[no-untyped-call]
+            connection, "table_list", table_name, schema=schema
+        )
+        kinds = {(str(r[0]).lower(), str(r[2])) for r in info}
+        return spec if any(kind == "virtual" for _, kind in kinds) else None
+
+    @reflection.cache
+    def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
+        names: list[str] = super().get_schema_names(connection, **kw)  # type: ignore[no-untyped-call]
+        if self._remote_in_temp(connection):
+            names.append("temp")  # where the remote tables are (main's tables stay in main)
+        return names
+
+    @reflection.cache
+    def get_table_names(
+        self,
+        connection: Any,
+        schema: str | None = None,
+        sqlite_include_internal: bool = False,
+        **kw: Any,
+    ) -> list[str]:
+        """Unqualified names: the file's tables and the remote tables (temp comes first in
+        SQLite's name lookup, and a native table of a remote table's name is refused)."""
+        names: list[str] = super().get_table_names(  # type: ignore[no-untyped-call]
+            connection, schema=schema, sqlite_include_internal=sqlite_include_internal, **kw
+        )
+        if schema is None:
+            names = sorted({*names, *self._remote_in_temp(connection)})
+        return names
+
+    @reflection.cache
+    def get_columns(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> list[Any]:
+        columns: list[Any] = super().get_columns(  # type: ignore[no-untyped-call]
+            connection, table_name, schema=schema, **kw
+        )
+        spec = self._remote_spec(connection, table_name, schema)
+        if spec is None:
+            return columns
+        types = {c.name.lower(): c.type for c in spec.columns}
+        for col in columns:
+            kind = types.get(str(col["name"]).lower())
+            if kind == "JSON":
+                col["type"] = sqltypes.JSON()
+            elif kind == "BOOLEAN":
+                col["type"] = sqltypes.BOOLEAN()
+        return columns
+
+    @reflection.cache
+    def get_table_comment(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> Any:
+        spec = self._remote_spec(connection, table_name, schema)
+        return {"text": spec.description if spec is not None else None}
 
 
 def _restore_user(dbapi_connection: Any, _record: Any) -> None:
