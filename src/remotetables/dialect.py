@@ -36,10 +36,9 @@ from typing import Any
 
 import apsw
 from sqlalchemy import event, exc, pool
-from sqlalchemy.engine import reflection
-from sqlalchemy.sql import sqltypes
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, reflection
+from sqlalchemy.sql import sqltypes
 
 from remotetables import dbapi, errors
 from remotetables.config import TableSpec
