@@ -615,13 +615,13 @@ def test_export_needs_a_user_only_for_personal_tables(
         "export", str(tmp_path / "w.db"), "--to", str(tmp_path / "w2.db"), "-c", str(public_config)
     )
     assert result.exit_code == 0
-    with remotetables.connect(tmp_path / "w3.db", config=public_config):
+    with remotetables.connect(tmp_path / "w3.db", config=public_config, persist_tables=True):
         pass
     result = run(
         "export", str(tmp_path / "w.db"), "--to", str(tmp_path / "w3.db"), "-c", str(public_config)
     )
     assert result.exit_code == 1
-    assert "holds remote tables (incidents): --to must be a plain SQLite file" in result.output
+    assert "holds remote tables (incidents): the copy must go to a plain SQLite" in result.output
 
 
 def test_verbose_logs_requests_on_stderr(public_config: Path, tmp_path: Path) -> None:

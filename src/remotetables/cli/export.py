@@ -1,48 +1,93 @@
-"""`remotetables export`: a user's rows copied into native tables of a plain SQLite file,
-for BI tools and the stock sqlite3 CLI, which cannot load the module."""
+"""`remotetables export` and `remotetables sync`: a user's rows copied into native tables of
+a plain SQLite file, for BI tools and the stock sqlite3 CLI, which cannot load the module.
+The copying itself is :mod:`remotetables.plain`."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-import apsw
 import click
 
+from remotetables import errors
 from remotetables.cli.common import _config, _consent, _errors, config_option, consent_option
-from remotetables.config import TableSpec
+from remotetables.config import Config, TableSpec
 from remotetables.dbapi import Connection, connect
-from remotetables.vtable import MODULE_NAME
+from remotetables.plain import TableCopy, parse_interval, write_plain
 
-__all__ = ["export"]
-
-_SQL_TYPE = {
-    "INTEGER": "INTEGER",
-    "REAL": "REAL",
-    "TEXT": "TEXT",
-    "BOOLEAN": "INTEGER",
-    "JSON": "TEXT",
-}
+__all__ = ["export", "sync"]
 
 
-@click.command()
-@click.argument("database", type=click.Path(dir_okay=False))
-@click.option(
+def _specs(cfg: Config, names: tuple[str, ...], database: str, target: str) -> list[TableSpec]:
+    with _errors():
+        specs = [cfg.table(n) for n in names] if names else list(cfg.tables.values())
+    if not specs:
+        raise click.ClickException(f"no remote tables in {cfg.path}")
+    if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
+        raise click.ClickException("--to must be another file than DATABASE")
+    return specs
+
+
+def _needs_user(cfg: Config, specs: list[TableSpec], user: str | None) -> None:
+    if user is not None:
+        return
+    for spec in specs:
+        p = cfg.providers.get(spec.provider)
+        if p is not None and p.per_user:
+            raise click.UsageError(
+                f"--user is needed: table {spec.name} reads each user's own rows "
+                f"(provider {p.name} uses personal tokens)"
+            )
+
+
+def _open(database: str, cfg: Config, user: str | None, consent: str | None) -> Connection:
+    from remotetables.shell import ProgressReporter
+
+    return connect(
+        database,
+        config=cfg,
+        user=user,
+        consent=_consent(consent, cfg),
+        progress=ProgressReporter(sys.stderr) if sys.stderr.isatty() else None,
+    )
+
+
+def _owner(conn: Connection, user: str | None) -> Callable[[TableSpec], str | None]:
+    """Whose rows a table holds: the user for personal tokens, else the shared identity."""
+
+    def owner(spec: TableSpec) -> str | None:
+        p = conn.runtime.config.providers.get(spec.provider)
+        if p is None:
+            return "(public)"
+        return user if p.per_user else "(system)"
+
+    return owner
+
+
+target_option = click.option(
     "--to",
     "target",
     required=True,
     type=click.Path(dir_okay=False),
     help="Plain SQLite file to write.",
 )
-@click.option("--table", "-t", "names", multiple=True, help="Only this remote table (repeatable).")
-@config_option
-@click.option(
-    "--user", "-u", help="Whose rows to export (needed when a table uses personal tokens)."
+tables_option = click.option(
+    "--table", "-t", "names", multiple=True, help="Only this remote table (repeatable)."
 )
+user_option = click.option(
+    "--user", "-u", help="Whose rows to copy (needed when a table uses personal tokens)."
+)
+
+
+@click.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@target_option
+@tables_option
+@config_option
+@user_option
 @consent_option
 def export(
     database: str,
@@ -54,115 +99,99 @@ def export(
 ) -> None:
     """Copy a user's rows into native tables of a plain SQLite file.
 
-    For BI tools and the stock sqlite3 CLI, which cannot load the module. Tables of the same
-    name in the target are replaced; the table _remotetables_export records what was copied
-    when, and for whom.
+    For BI tools and the stock sqlite3 CLI, which cannot load the module. Each table gets its
+    declared types and its key as PRIMARY KEY. Tables of the same name in the target are
+    replaced atomically (on failure the target stays as it was); the table
+    _remotetables_export records what was copied when, and for whom.
     """
     cfg = _config(config_path)
+    specs = _specs(cfg, names, database, target)
+    _needs_user(cfg, specs, user)
     with _errors():
-        specs = [cfg.table(n) for n in names] if names else list(cfg.tables.values())
-    if not specs:
-        raise click.ClickException(f"no remote tables in {cfg.path}")
-    if Path(target).exists() and Path(database).exists() and Path(target).samefile(database):
-        raise click.ClickException("--to must be another file than DATABASE")
-    if Path(target).exists():
-        _check_plain_target(target)
-    if user is None:
-        for spec in specs:
-            p = cfg.providers.get(spec.provider)
-            if p is not None and p.per_user:
-                raise click.UsageError(
-                    f"--user is needed: table {spec.name} reads each user's own rows "
-                    f"(provider {p.name} uses personal tokens)"
-                )
-    with _errors():
-        from remotetables.shell import ProgressReporter
-
-        conn = connect(
-            database,
-            config=cfg,
-            user=user,
-            consent=_consent(consent, cfg),
-            progress=ProgressReporter(sys.stderr) if sys.stderr.isatty() else None,
-        )
+        conn = _open(database, cfg, user, consent)
         try:
-            counts = _export(conn, specs, target, user)
+            copies = write_plain(conn, specs, target, _owner(conn, user))
         finally:
             conn.close()
-    for name, n in counts:
-        click.echo(f"{name}: {n} rows")
+    for c in copies:
+        click.echo(f"{c.name}: {c.total} rows")
     whose = f"{user}'s" if user else "the"
     click.echo(f"exported {whose} rows to {target}")
 
 
-def _check_plain_target(target: str) -> None:
-    """The target is for tools without the module: it must not hold remote tables itself."""
+@click.command()
+@click.argument("database", type=click.Path(dir_okay=False))
+@target_option
+@tables_option
+@config_option
+@user_option
+@consent_option
+@click.option(
+    "--every",
+    default="10m",
+    show_default=True,
+    help="Time between the starts of two cycles: 30s, 10m, 1h.",
+)
+@click.option(
+    "--cycles", type=click.IntRange(min=1), help="Stop after this many cycles (default: never)."
+)
+@click.option("--full", is_flag=True, help="Copy every table whole (no incremental updated_since).")
+def sync(
+    database: str,
+    target: str,
+    names: tuple[str, ...],
+    config_path: str | None,
+    user: str | None,
+    consent: str | None,
+    every: str,
+    cycles: int | None,
+    full: bool,
+) -> None:
+    """Keep a plain SQLite copy of a user's rows fresh, one cycle every --every.
+
+    A table with updated_since is asked only for the rows changed since its copy's newest
+    value (replaced by key; a row deleted at the API goes at the next full copy: --full, or
+    export); others are copied whole. A failed cycle says why on stderr and leaves the previous
+    copy as it was; the next cycle tries again. Ctrl-C stops. Exits 1 if the last cycle failed.
+    """
+    cfg = _config(config_path)
+    specs = _specs(cfg, names, database, target)
+    _needs_user(cfg, specs, user)
+    with _errors():
+        interval = parse_interval(every)
+        conn = _open(database, cfg, user, consent)
+    done = 0
+    ok = True
     try:
-        db = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            remote = [
-                str(name)
-                for name, sql in db.execute(
-                    "SELECT name, sql FROM sqlite_schema WHERE type = 'table'"
-                )
-                if MODULE_NAME in str(sql or "").lower()
-            ]
-        finally:
-            db.close()
-    except apsw.Error as exc:
-        raise click.ClickException(f"{target} is not a SQLite database: {exc}") from None
-    if remote:
-        raise click.ClickException(
-            f"{target} holds remote tables ({', '.join(remote)}): --to must be a plain SQLite "
-            "file (a new one, or one written by export)"
-        )
+        while True:
+            started = time.monotonic()
+            ok = _cycle(conn, specs, target, user, incremental=not full)
+            done += 1
+            if cycles is not None and done >= cycles:
+                break
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        click.echo("sync stopped", err=True)
+    finally:
+        conn.close()
+    if not ok:
+        sys.exit(1)
 
 
-def _owner(conn: Connection, spec: TableSpec, user: str | None) -> str | None:
-    """Whose rows a table holds: the user for personal tokens, else the shared identity."""
-    p = conn.runtime.config.providers.get(spec.provider)
-    if p is None:
-        return "(public)"
-    if p.per_user:
-        return user
-    return "(system)"
-
-
-def _export(
-    conn: Connection, specs: Sequence[TableSpec], target: str, user: str | None
-) -> list[tuple[str, int]]:
-    created = not Path(target).exists()
-    out = apsw.Connection(target)
-    counts = []
+def _cycle(
+    conn: Connection, specs: list[TableSpec], target: str, user: str | None, *, incremental: bool
+) -> bool:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        with out:  # one transaction: all tables or none
-            out.execute(
-                "CREATE TABLE IF NOT EXISTS _remotetables_export(table_name TEXT PRIMARY KEY, "
-                "user TEXT, rows INTEGER, exported_at TEXT)"
-            )
-            for spec in specs:
-                q = '"' + spec.name.replace('"', '""') + '"'
-                cols = ", ".join(
-                    '"' + c.name.replace('"', '""') + '" ' + _SQL_TYPE[c.type] for c in spec.columns
-                )
-                out.execute(f"DROP TABLE IF EXISTS {q}")
-                out.execute(f"CREATE TABLE {q}({cols})")
-                marks = ", ".join("?" * len(spec.columns))
-                names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in spec.columns)
-                rows = conn.execute(f"SELECT {names} FROM {q}").fetchall()
-                out.executemany(f"INSERT INTO {q} VALUES ({marks})", rows)
-                stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                out.execute(
-                    "INSERT OR REPLACE INTO _remotetables_export VALUES (?, ?, ?, ?)",
-                    (spec.name, _owner(conn, spec, user), len(rows), stamp),
-                )
-                counts.append((spec.name, len(rows)))
-    except BaseException:
-        out.close()
-        if created:  # a failed export (no consent, an API error) leaves no empty file behind
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target + suffix)
-        raise
-    out.close()
-    return counts
+        copies = write_plain(conn, specs, target, _owner(conn, user), incremental=incremental)
+    except (errors.Error, OSError) as exc:
+        click.echo(f"{stamp} sync failed, {target} keeps its previous copy: {exc}", err=True)
+        return False
+    click.echo(f"{stamp} " + "; ".join(_summary(c) for c in copies))
+    return True
+
+
+def _summary(c: TableCopy) -> str:
+    if c.mode == "incremental":
+        return f"{c.name}: {c.rows} updated since {c.since}, {c.total} rows"
+    return f"{c.name}: {c.total} rows"

@@ -1,10 +1,10 @@
-"""The ``remotetables`` command line: demo, shell, query, tables, check, export, login, logout,
+"""The ``remotetables`` command line: demo, shell, query, tables, check, export, sync, login, logout,
 tokens.
 
 A thin layer over the library: expected errors become :class:`click.ClickException` with the
 library's message (no traceback, never a secret). What the commands share is in
 :mod:`.common`; login, logout and tokens are in :mod:`.tokens`, check in :mod:`.check`,
-export in :mod:`.export`.
+export and sync in :mod:`.export`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from remotetables.cli.common import (
     config_option,
     consent_option,
 )
-from remotetables.cli.export import export
+from remotetables.cli.export import export, sync
 from remotetables.cli.tokens import login, logout, tokens
 from remotetables.config import Config, TableSpec
 from remotetables.dbapi import Connection, connect, dml_target
@@ -104,6 +104,7 @@ main.add_command(login)
 main.add_command(logout)
 main.add_command(tokens)
 main.add_command(export)
+main.add_command(sync)
 main.add_command(check)
 
 

@@ -290,6 +290,12 @@ class Router:
         ds = self._dataset(name)
         win = self._window(req, style, name)
         view = ds.view(req.user, self._filters(req, style, ds), per_user=self.api.auth_required)
+        since = req.param("since") if style == "github" else None
+        if since:  # GitHub: rows updated at or after an ISO 8601 time (text compares in order)
+            view = View(
+                (*view.key[:3], (*view.key[3], ("updated_at>=", frozenset({since})))),
+                [r for r in view.rows if str(r.get("updated_at") or "") >= since],
+            )
         fields: tuple[str, ...] | None = None
         if style == "servicenow" and req.param("sysparm_fields"):
             fields = tuple(f for f in (req.param("sysparm_fields") or "").split(",") if f)

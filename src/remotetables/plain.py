@@ -1,0 +1,237 @@
+"""Plain copies of remote tables: ``remotetables export`` and ``remotetables sync``.
+
+A copy is an ordinary SQLite file for tools that cannot load the module (Datasette, DuckDB,
+the stock ``sqlite3`` CLI, BI drivers). Each table gets its declared types and its ``key`` as
+PRIMARY KEY. A copy is written atomically: a new file is built beside the target (from a copy
+of the target when it exists) and renamed over it, so a failure (an API error halfway, a full
+disk) leaves the previous copy exactly as it was, and never a 0-byte or half-written file.
+
+An incremental copy asks a table that declares ``updated_since`` only for the rows updated at
+or after the greatest value its copy holds, and replaces them by key (rows deleted at the API
+go away at the next full copy); other tables are copied whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import apsw
+
+from remotetables.config import TableSpec
+from remotetables.dbapi import Connection
+from remotetables.errors import OperationalError, ProgrammingError
+from remotetables.plan import Plan
+from remotetables.scan import scan
+from remotetables.vtable import is_remote_table_sql
+
+__all__ = ["PLAIN_TYPES", "TableCopy", "write_plain"]
+
+# BOOLEAN keeps its name (0/1 values; SQLAlchemy and pandas read it as bool); JSON stays TEXT
+# (a column declared JSON would have NUMERIC affinity and turn the JSON text '5' into 5)
+PLAIN_TYPES = {
+    "INTEGER": "INTEGER",
+    "REAL": "REAL",
+    "TEXT": "TEXT",
+    "BOOLEAN": "BOOLEAN",
+    "JSON": "TEXT",
+}
+
+META = "_remotetables_export"
+_META_COLUMNS = {
+    "table_name": "TEXT PRIMARY KEY",
+    "user": "TEXT",
+    "rows": "INTEGER",
+    "exported_at": "TEXT",
+    "mode": "TEXT",  # full | incremental
+    "since": "TEXT",  # the updated_since value sent (incremental)
+}
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """What one table's copy did: ``rows`` fetched, ``total`` in the copy afterwards."""
+
+    name: str
+    rows: int
+    total: int
+    mode: str
+    since: str | None = None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_sql(spec: TableSpec) -> str:
+    cols = ", ".join(
+        f"{_quote(c.name)} {PLAIN_TYPES[c.type]}" + (" PRIMARY KEY" if c.name == spec.key else "")
+        for c in spec.columns
+    )
+    return f"CREATE TABLE {_quote(spec.name)}({cols})"
+
+
+def check_plain_target(target: Path) -> None:
+    """An existing target must be a SQLite file without remote tables of its own."""
+    try:
+        db = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            remote = [
+                str(name)
+                for name, sql in db.execute(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'table'"
+                )
+                if is_remote_table_sql(sql)
+            ]
+        finally:
+            db.close()
+    except apsw.Error as exc:
+        raise OperationalError(f"{target} is not a SQLite database: {exc}") from None
+    if remote:
+        raise ProgrammingError(
+            f"{target} holds remote tables ({', '.join(remote)}): the copy must go to a plain "
+            "SQLite file (a new one, or one written by export or sync)"
+        )
+    if Path(f"{target}-wal").exists():
+        raise OperationalError(
+            f"{target} is open in WAL mode (a {target.name}-wal file is next to it): a copy "
+            "replaces the file, so close the program using it first"
+        )
+
+
+def write_plain(
+    conn: Connection,
+    specs: Sequence[TableSpec],
+    target: str | os.PathLike[str],
+    owner: Callable[[TableSpec], str | None],
+    *,
+    incremental: bool = False,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> list[TableCopy]:
+    """Copy the rows ``conn``'s session user may read of ``specs`` into ``target``, atomically.
+
+    ``owner(spec)`` is whose rows a table holds (recorded in ``_remotetables_export``).
+    """
+    path = Path(target)
+    exists = path.exists()
+    if exists:
+        check_plain_target(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        out = apsw.Connection(str(tmp))
+        try:
+            if exists:
+                src = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+                try:
+                    with out.backup("main", src, "main") as backup:
+                        backup.step()
+                finally:
+                    src.close()
+            out.execute("PRAGMA journal_mode = DELETE")
+            with out:  # one transaction: every table or none
+                _meta_table(out)
+                stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                copies = [
+                    _copy_table(conn, out, spec, owner(spec), stamp, incremental) for spec in specs
+                ]
+        finally:
+            out.close()
+        if exists:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return copies
+
+
+def _meta_table(out: apsw.Connection) -> None:
+    cols = ", ".join(f"{name} {kind}" for name, kind in _META_COLUMNS.items())
+    out.execute(f"CREATE TABLE IF NOT EXISTS {META}({cols})")
+    have = {str(r[1]) for r in out.execute(f"PRAGMA table_info({META})")}
+    for name, kind in _META_COLUMNS.items():
+        if name not in have:  # a copy written by an older version
+            out.execute(f"ALTER TABLE {META} ADD COLUMN {name} {kind}")
+
+
+def _since(out: apsw.Connection, spec: TableSpec, user: str | None) -> str | None:
+    """The updated_since value for an incremental copy, or None for a whole copy."""
+    if spec.updated_since is None or spec.key is None:
+        return None
+    prev = out.execute(f"SELECT user FROM {META} WHERE table_name = ?", (spec.name,)).fetchall()
+    if not prev or prev[0][0] != user:
+        return None  # never copied, or copied for someone else
+    want = [(c.name, PLAIN_TYPES[c.type], int(c.name == spec.key)) for c in spec.columns]
+    have = [
+        (str(r[1]), str(r[2]), int(r[5]))
+        for r in out.execute(f"PRAGMA table_info({_quote(spec.name)})")
+    ]
+    if have != want:
+        return None  # the table's columns changed since: copy it whole
+    _, column = spec.updated_since
+    top = out.execute(f"SELECT max({_quote(column)}) FROM {_quote(spec.name)}").fetchall()
+    return None if top[0][0] is None else str(top[0][0])
+
+
+def _copy_table(
+    conn: Connection,
+    out: apsw.Connection,
+    spec: TableSpec,
+    user: str | None,
+    stamp: str,
+    incremental: bool,
+) -> TableCopy:
+    q = _quote(spec.name)
+    since = _since(out, spec, user) if incremental else None
+    fetch = replace(spec, cache_ttl=0)  # fresh rows, and never cached under another query's key
+    if since is None:
+        out.execute(f"DROP TABLE IF EXISTS {q}")
+        out.execute(create_sql(spec))
+    else:
+        assert spec.updated_since is not None
+        fetch = replace(fetch, params=(*spec.params, (spec.updated_since[0], since)))
+    marks = ", ".join("?" * len(spec.columns))
+    # a key the API repeats (a page that shifted while paging) keeps its last row
+    insert = f"INSERT OR REPLACE INTO {q} VALUES ({marks})"
+    n = 0
+    session = conn.session
+    for page in scan(conn.runtime, session, fetch, Plan(), ()):
+        out.executemany(insert, page)
+        n += len(page)
+    total = int(str(out.execute(f"SELECT count(*) FROM {q}").fetchall()[0][0]))
+    mode = "full" if since is None else "incremental"
+    out.execute(
+        f"INSERT OR REPLACE INTO {META}(table_name, user, rows, exported_at, mode, since) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (spec.name, user, int(total), stamp, mode, since),
+    )
+    return TableCopy(spec.name, n, int(total), mode, since)
+
+
+def parse_interval(text: str) -> float:
+    """``10m``, ``30s``, ``1h``, ``1d`` or plain seconds -> seconds.
+
+    >>> parse_interval("10m"), parse_interval("90")
+    (600.0, 90.0)
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    scale = units.get(t[-1:])
+    number = t[:-1] if scale is not None else t
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ProgrammingError(
+            f"interval {text!r}: use a number with s, m, h or d (10m, 30s, 1h)"
+        ) from None
+    if value < 0:
+        raise ProgrammingError(f"interval {text!r} is negative")
+    return value

@@ -1,0 +1,235 @@
+"""Plain copies (`remotetables export` / `sync`): declared types and PRIMARY KEY, atomic
+replace, incremental `updated_since`, a failed cycle that leaves the previous copy; DuckDB's
+sqlite scanner reads the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click.testing
+import pytest
+
+import remotetables
+from remotetables.cli import main
+from remotetables.demo.api.faults import Fault
+from remotetables.demo.api.server import IncidentsAPI
+from remotetables.plain import parse_interval, write_plain
+from tests.conftest import incidents_table
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "sys_id": f"r{i:03d}",
+            "seq": i,
+            "title": f"row {i}",
+            "state": "open",
+            "done": i % 2 == 0,
+            "labels": ["x", i],
+            "updated_at": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+        }
+        for i in range(n)
+    ]
+
+
+SYNC_TOML = """
+[tables.items]
+url = "{base}/styles/github/items"
+pagination = "link"
+page_size_param = "per_page"
+max_page_size = 10
+params = { state = "all" }
+key = "sys_id"
+updated_since = { param = "since", column = "updated_at" }
+[tables.items.columns]
+sys_id = "TEXT"
+seq = "INTEGER"
+title = "TEXT"
+done = "BOOLEAN"
+labels = "JSON"
+updated_at = "TEXT"
+"""
+
+
+@pytest.fixture
+def items_api() -> Iterator[IncidentsAPI]:
+    with IncidentsAPI({"items": _rows(25)}) as api:
+        yield api
+
+
+@pytest.fixture
+def items_config(items_api: IncidentsAPI, write_config: Callable[..., Path]) -> Path:
+    return write_config(SYNC_TOML, base=items_api.base_url)
+
+
+def _owner(_spec: object) -> str:
+    return "(public)"
+
+
+def _copy(config: Path, target: Path, **kw: Any) -> list[Any]:
+    with remotetables.connect(":memory:", config) as conn:
+        return write_plain(conn, list(conn.runtime.config.tables.values()), target, _owner, **kw)
+
+
+def _read(db: Path, sql: str) -> list[Any]:
+    """Read the copy in another process with stdlib sqlite3 (a tool without the module)."""
+    code = (
+        "import sqlite3, sys, json\n"
+        "print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db), sql], capture_output=True, text=True, check=True
+    )
+    return [tuple(r) for r in json.loads(out.stdout)]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_export_declares_types_and_primary_key(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    toml = incidents_table("inc", "link", api.base_url, extra='key = "sys_id"\n')
+    target = tmp_path / "plain.db"
+    result = click.testing.CliRunner().invoke(
+        main, ["export", str(tmp_path / "w.db"), "--to", str(target), "-c", str(write_config(toml))]
+    )
+    assert result.exit_code == 0, result.output
+    info = _read(target, "SELECT name, type, pk FROM pragma_table_info('inc')")
+    assert info[:2] == [("sys_id", "TEXT", 1), ("number", "TEXT", 0)]
+    types = {name: kind for name, kind, _ in info}
+    assert types["priority"] == "INTEGER" and types["score"] == "REAL"
+    assert types["active"] == "BOOLEAN" and types["tags"] == "TEXT"
+    assert _read(target, "SELECT count(*) FROM inc") == [(250,)]
+
+
+def test_duckdb_reads_an_export_with_key_and_types(items_config: Path, tmp_path: Path) -> None:
+    """DuckDB's sqlite scanner, loaded from the duckdb-extension-sqlite-scanner wheel (no
+    download: DuckDB's own INSTALL fetches it from the network)."""
+    duckdb = pytest.importorskip("duckdb")
+    ext = pytest.importorskip(
+        "duckdb_extension_sqlite_scanner",
+        reason="the sqlite scanner wheel (duckdb-extension-sqlite-scanner) is not installed",
+    )
+    path = Path(ext.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    path = path / "sqlite_scanner.duckdb_extension"
+    if not path.exists():
+        pytest.skip(f"no sqlite scanner for duckdb {duckdb.__version__} in {path.parent.parent}")
+    target = tmp_path / "plain.db"
+    _copy(items_config, target)
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    try:
+        con.execute(f"LOAD '{path}'")
+        con.execute(f"ATTACH '{target}' AS plain (TYPE sqlite, READ_ONLY)")
+        described = {r[0]: (r[1], r[3]) for r in con.execute("DESCRIBE plain.items").fetchall()}
+        assert described["sys_id"] == ("VARCHAR", "PRI")
+        assert described["seq"] == ("BIGINT", None)
+        total = con.execute("SELECT count(*), sum(seq) FROM plain.items").fetchone()
+    finally:
+        con.close()
+    assert total == (25, sum(range(25)))
+
+
+def test_a_failed_copy_leaves_the_previous_file_and_never_an_empty_one(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "new.db"
+    items_api.faults.add(
+        Fault("status", path="/styles/github/items", page=2, status=503, times=None)
+    )
+    with pytest.raises(remotetables.RemoteError):
+        _copy(items_config, fresh)
+    assert not fresh.exists()  # not a 0-byte file
+    items_api.faults.clear()
+    target = tmp_path / "plain.db"
+    _copy(items_config, target)
+    before = _digest(target)
+    items_api.dataset("items").update("r001", {"title": "changed"})
+    items_api.faults.add(
+        Fault("status", path="/styles/github/items", page=2, status=503, times=None)
+    )
+    with pytest.raises(remotetables.RemoteError):
+        _copy(items_config, target)
+    assert _digest(target) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_incremental_sync_sends_since_and_replaces_changed_rows(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "plain.db"
+    first = _copy(items_config, target, incremental=True)
+    assert (first[0].mode, first[0].total) == ("full", 25)
+    assert all("since" not in r.query for r in items_api.requests)
+    ds = items_api.dataset("items")
+    ds.update("r003", {"title": "changed", "updated_at": "2026-02-01T00:00:00Z"})
+    ds.create({**_rows(1)[0], "updated_at": "2026-02-02T00:00:00Z", "title": "new"}, sys_id="n1")
+    items_api.clear_requests()
+    second = _copy(items_config, target, incremental=True)
+    assert [r.query.get("since") for r in items_api.requests] == [["2026-01-01T00:00:24Z"]]
+    # at or after: the newest row already copied comes again, with the two changed ones
+    assert (second[0].mode, second[0].rows, second[0].total) == ("incremental", 3, 26)
+    assert _read(target, "SELECT title FROM items WHERE sys_id IN ('r003', 'n1') ORDER BY 1") == [
+        ("changed",),
+        ("new",),
+    ]
+    meta = _read(target, "SELECT mode, since, rows FROM _remotetables_export")
+    assert meta == [("incremental", "2026-01-01T00:00:24Z", 26)]
+    # --full (incremental off) copies whole: a row deleted at the API goes
+    ds.delete("r000")
+    third = _copy(items_config, target)
+    assert (third[0].mode, third[0].total) == ("full", 25)
+
+
+def test_sync_command_cycles_and_a_failed_cycle_keeps_the_copy(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "plain.db"
+    args = ["sync", str(tmp_path / "w.db"), "--to", str(target), "-c", str(items_config)]
+    runner = click.testing.CliRunner()
+    result = runner.invoke(main, [*args, "--every", "0s", "--cycles", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("items: 25 rows")
+    assert "items: 1 updated since 2026-01-01T00:00:24Z, 25 rows" in lines[1]
+    before = _digest(target)
+    items_api.dataset("items").update("r002", {"title": "x", "updated_at": "2027-01-01T00:00:00Z"})
+    items_api.faults.add(Fault("status", path="/styles/github/items", status=500, times=None))
+    result = runner.invoke(main, [*args, "--every", "0", "--cycles", "1"])
+    assert result.exit_code == 1
+    assert f"sync failed, {target} keeps its previous copy" in result.output
+    assert _digest(target) == before
+    items_api.faults.clear()
+    result = runner.invoke(main, [*args, "--every", "0", "--cycles", "1"])
+    assert result.exit_code == 0, result.output
+    assert _read(target, "SELECT title FROM items WHERE sys_id = 'r002'") == [("x",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10m", 600.0), ("30s", 30.0), ("1h", 3600.0), ("2.5", 2.5)]
+)
+def test_parse_interval(text: str, seconds: float) -> None:
+    assert parse_interval(text) == seconds
+
+
+def test_parse_interval_refuses_nonsense() -> None:
+    with pytest.raises(remotetables.ProgrammingError, match="10m, 30s, 1h"):
+        parse_interval("soon")
+
+
+def test_export_stamp_is_injected(items_config: Path, tmp_path: Path) -> None:
+    when = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    _copy(items_config, tmp_path / "p.db", now=lambda: when)
+    assert _read(tmp_path / "p.db", "SELECT exported_at FROM _remotetables_export") == [
+        ("2030-01-02T03:04:05Z",)
+    ]
