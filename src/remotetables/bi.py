@@ -1,0 +1,42 @@
+"""What BI servers' integrations share, free of their imports (tested without them).
+
+:mod:`remotetables.superset` (Superset's engine spec) builds on these.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from remotetables.dbapi import _QUOTED, connect
+from remotetables.errors import ProgrammingError
+
+__all__ = ["impersonated", "refuse_attach"]
+
+_ATTACH = re.compile(r"\s*(?:ATTACH|DETACH)\b", re.IGNORECASE)
+
+
+def refuse_attach(sql: str) -> None:
+    """Raise when any statement of ``sql`` is an ``ATTACH`` or ``DETACH`` (literals, quoted
+    names and comments are blanked first, so a ';' inside them splits nothing).
+
+    >>> refuse_attach("SELECT 'ATTACH'; -- ATTACH")
+    """
+    for part in _QUOTED.sub(" ", sql).split(";"):
+        if _ATTACH.match(part):
+            raise ProgrammingError(
+                "ATTACH and DETACH are disabled for remotetables databases in this BI server"
+            )
+
+
+def impersonated(
+    url: Any, username: str | None, engine_kwargs: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``(url, engine_kwargs)`` for a BI server's logged-in user: the URL's user (the session
+    user of every connection), locked where :func:`remotetables.connect` has ``lock_user``."""
+    if username is not None:
+        url = url.set(username=username)
+        if "lock_user" in inspect.signature(connect).parameters:
+            engine_kwargs.setdefault("connect_args", {})["lock_user"] = True
+    return url, engine_kwargs
