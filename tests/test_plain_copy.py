@@ -74,7 +74,7 @@ def _owner(_spec: object) -> str:
 
 
 def _copy(config: Path, target: Path, **kw: Any) -> list[Any]:
-    with remotetables.connect(":memory:", config) as conn:
+    with remotetables.connect(":memory:", config, sleep=lambda s: None) as conn:
         return write_plain(conn, list(conn.runtime.config.tables.values()), target, _owner, **kw)
 
 
@@ -204,7 +204,7 @@ def test_sync_command_cycles_and_a_failed_cycle_keeps_the_copy(
     assert "items: 1 updated since 2026-01-01T00:00:24Z, 25 rows" in lines[1]
     before = _digest(target)
     items_api.dataset("items").update("r002", {"title": "x", "updated_at": "2027-01-01T00:00:00Z"})
-    items_api.faults.add(Fault("status", path="/styles/github/items", status=500, times=None))
+    items_api.faults.add(Fault("status", path="/styles/github/items", status=403, times=None))
     result = runner.invoke(main, [*args, "--every", "0", "--cycles", "1"])
     assert result.exit_code == 1
     assert f"sync failed, {target} keeps its previous copy" in result.output
@@ -213,6 +213,26 @@ def test_sync_command_cycles_and_a_failed_cycle_keeps_the_copy(
     result = runner.invoke(main, [*args, "--every", "0", "--cycles", "1"])
     assert result.exit_code == 0, result.output
     assert _read(target, "SELECT title FROM items WHERE sys_id = 'r002'") == [("x",)]
+
+
+def test_a_reader_with_the_file_open_sees_the_next_copy(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path
+) -> None:
+    """The copy is updated in place (one transaction), not renamed over: a program that keeps
+    the file open (Datasette does) sees the new rows without reopening it."""
+    import apsw
+
+    target = tmp_path / "plain.db"
+    _copy(items_config, target)
+    reader = apsw.Connection(str(target), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        q = "SELECT title FROM items WHERE sys_id = 'r004'"
+        assert reader.execute(q).fetchall() == [("row 4",)]
+        items_api.dataset("items").update("r004", {"title": "fresh"})
+        _copy(items_config, target)
+        assert reader.execute(q).fetchall() == [("fresh",)]
+    finally:
+        reader.close()
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 A copy is an ordinary SQLite file for tools that cannot load the module (Datasette, DuckDB,
 the stock ``sqlite3`` CLI, BI drivers). Each table gets its declared types and its ``key`` as
-PRIMARY KEY. A copy is written atomically: a new file is built beside the target (from a copy
-of the target when it exists) and renamed over it, so a failure (an API error halfway, a full
-disk) leaves the previous copy exactly as it was, and never a 0-byte or half-written file.
+PRIMARY KEY. A copy is atomic: every table's rows are fetched first (into the temp schema),
+then applied to the file in one transaction, so a failure (an API error halfway) leaves the
+previous copy exactly as it was; a new file is built under a temporary name and renamed, so
+a failure never leaves a 0-byte or half-written file.
 
 An incremental copy asks a table that declares ``updated_since`` only for the rows updated at
 or after the greatest value its copy holds, and replaces them by key (rows deleted at the API
@@ -68,12 +69,13 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_sql(spec: TableSpec) -> str:
+def create_sql(spec: TableSpec, name: str | None = None) -> str:
+    """``CREATE TABLE`` for the plain copy (``name``: qualified and quoted, default the table's)."""
     cols = ", ".join(
         f"{_quote(c.name)} {PLAIN_TYPES[c.type]}" + (" PRIMARY KEY" if c.name == spec.key else "")
         for c in spec.columns
     )
-    return f"CREATE TABLE {_quote(spec.name)}({cols})"
+    return f"CREATE TABLE {name or _quote(spec.name)}({cols})"
 
 
 def check_plain_target(target: Path) -> None:
@@ -97,11 +99,6 @@ def check_plain_target(target: Path) -> None:
             f"{target} holds remote tables ({', '.join(remote)}): the copy must go to a plain "
             "SQLite file (a new one, or one written by export or sync)"
         )
-    if Path(f"{target}-wal").exists():
-        raise OperationalError(
-            f"{target} is open in WAL mode (a {target.name}-wal file is next to it): a copy "
-            "replaces the file, so close the program using it first"
-        )
 
 
 def write_plain(
@@ -115,34 +112,28 @@ def write_plain(
 ) -> list[TableCopy]:
     """Copy the rows ``conn``'s session user may read of ``specs`` into ``target``, atomically.
 
+    The rows are first fetched into the target connection's temp schema (the file is neither
+    changed nor locked while the API answers), then applied in one short transaction: a tool
+    reading the file meanwhile (Datasette) sees the previous copy, then the new one. A new
+    target is built under a temporary name and renamed, so a failure leaves no file at all.
     ``owner(spec)`` is whose rows a table holds (recorded in ``_remotetables_export``).
     """
-    path = Path(target)
-    exists = path.exists()
-    if exists:
+    path = Path(os.path.realpath(target))  # through a symlink: the file is updated, not the link
+    if path.exists():
         check_plain_target(path)
+        out = apsw.Connection(str(path))
+        try:
+            out.set_busy_timeout(30_000)
+            return _write(conn, out, specs, owner, incremental, now)
+        finally:
+            out.close()
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         out = apsw.Connection(str(tmp))
         try:
-            if exists:
-                src = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-                try:
-                    with out.backup("main", src, "main") as backup:
-                        backup.step()
-                finally:
-                    src.close()
-            out.execute("PRAGMA journal_mode = DELETE")
-            with out:  # one transaction: every table or none
-                _meta_table(out)
-                stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ")
-                copies = [
-                    _copy_table(conn, out, spec, owner(spec), stamp, incremental) for spec in specs
-                ]
+            copies = _write(conn, out, specs, owner, incremental, now)
         finally:
             out.close()
-        if exists:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -153,67 +144,109 @@ def write_plain(
     return copies
 
 
+def _write(
+    conn: Connection,
+    out: apsw.Connection,
+    specs: Sequence[TableSpec],
+    owner: Callable[[TableSpec], str | None],
+    incremental: bool,
+    now: Callable[[], dt.datetime],
+) -> list[TableCopy]:
+    staged = []
+    try:
+        for spec in specs:  # 1. fetch: nothing in the file changes yet
+            user = owner(spec)
+            since = _since(out, spec, user) if incremental else None
+            stage = f"temp.{_quote('_remotetables_stage_' + spec.name)}"
+            out.execute(f"DROP TABLE IF EXISTS {stage}")
+            out.execute(create_sql(spec, stage))
+            n = _fetch(conn, out, spec, since, stage)
+            staged.append((spec, user, since, n, stage))
+        stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        with out:  # 2. apply: one transaction, every table or none
+            _meta_table(out)
+            copies = [_apply(out, *item, stamp) for item in staged]
+        return copies
+    finally:
+        for *_, stage in staged:
+            with contextlib.suppress(apsw.Error):
+                out.execute(f"DROP TABLE IF EXISTS {stage}")
+
+
 def _meta_table(out: apsw.Connection) -> None:
     cols = ", ".join(f"{name} {kind}" for name, kind in _META_COLUMNS.items())
-    out.execute(f"CREATE TABLE IF NOT EXISTS {META}({cols})")
-    have = {str(r[1]) for r in out.execute(f"PRAGMA table_info({META})")}
+    out.execute(f"CREATE TABLE IF NOT EXISTS main.{META}({cols})")
+    have = {str(r[1]) for r in out.execute(f"PRAGMA main.table_info({META})")}
     for name, kind in _META_COLUMNS.items():
         if name not in have:  # a copy written by an older version
-            out.execute(f"ALTER TABLE {META} ADD COLUMN {name} {kind}")
+            out.execute(f"ALTER TABLE main.{META} ADD COLUMN {name} {kind}")
 
 
 def _since(out: apsw.Connection, spec: TableSpec, user: str | None) -> str | None:
     """The updated_since value for an incremental copy, or None for a whole copy."""
     if spec.updated_since is None or spec.key is None:
         return None
-    prev = out.execute(f"SELECT user FROM {META} WHERE table_name = ?", (spec.name,)).fetchall()
+    have_meta = out.execute(
+        "SELECT 1 FROM main.sqlite_schema WHERE name = ? AND type = 'table'", (META,)
+    ).fetchall()
+    if not have_meta:
+        return None
+    prev = out.execute(
+        f"SELECT user FROM main.{META} WHERE table_name = ?", (spec.name,)
+    ).fetchall()
     if not prev or prev[0][0] != user:
         return None  # never copied, or copied for someone else
     want = [(c.name, PLAIN_TYPES[c.type], int(c.name == spec.key)) for c in spec.columns]
     have = [
         (str(r[1]), str(r[2]), int(r[5]))
-        for r in out.execute(f"PRAGMA table_info({_quote(spec.name)})")
+        for r in out.execute(f"PRAGMA main.table_info({_quote(spec.name)})")
     ]
     if have != want:
         return None  # the table's columns changed since: copy it whole
     _, column = spec.updated_since
-    top = out.execute(f"SELECT max({_quote(column)}) FROM {_quote(spec.name)}").fetchall()
+    top = out.execute(f"SELECT max({_quote(column)}) FROM main.{_quote(spec.name)}").fetchall()
     return None if top[0][0] is None else str(top[0][0])
 
 
-def _copy_table(
-    conn: Connection,
-    out: apsw.Connection,
-    spec: TableSpec,
-    user: str | None,
-    stamp: str,
-    incremental: bool,
-) -> TableCopy:
-    q = _quote(spec.name)
-    since = _since(out, spec, user) if incremental else None
+def _fetch(
+    conn: Connection, out: apsw.Connection, spec: TableSpec, since: str | None, stage: str
+) -> int:
     fetch = replace(spec, cache_ttl=0)  # fresh rows, and never cached under another query's key
-    if since is None:
-        out.execute(f"DROP TABLE IF EXISTS {q}")
-        out.execute(create_sql(spec))
-    else:
+    if since is not None:
         assert spec.updated_since is not None
         fetch = replace(fetch, params=(*spec.params, (spec.updated_since[0], since)))
     marks = ", ".join("?" * len(spec.columns))
     # a key the API repeats (a page that shifted while paging) keeps its last row
-    insert = f"INSERT OR REPLACE INTO {q} VALUES ({marks})"
+    insert = f"INSERT OR REPLACE INTO {stage} VALUES ({marks})"
     n = 0
-    session = conn.session
-    for page in scan(conn.runtime, session, fetch, Plan(), ()):
+    for page in scan(conn.runtime, conn.session, fetch, Plan(), ()):
         out.executemany(insert, page)
         n += len(page)
+    return n
+
+
+def _apply(
+    out: apsw.Connection,
+    spec: TableSpec,
+    user: str | None,
+    since: str | None,
+    n: int,
+    stage: str,
+    stamp: str,
+) -> TableCopy:
+    q = f"main.{_quote(spec.name)}"
+    if since is None:
+        out.execute(f"DROP TABLE IF EXISTS {q}")
+        out.execute(create_sql(spec, q))
+    out.execute(f"INSERT OR REPLACE INTO {q} SELECT * FROM {stage}")
     total = int(str(out.execute(f"SELECT count(*) FROM {q}").fetchall()[0][0]))
     mode = "full" if since is None else "incremental"
     out.execute(
-        f"INSERT OR REPLACE INTO {META}(table_name, user, rows, exported_at, mode, since) "
+        f"INSERT OR REPLACE INTO main.{META}(table_name, user, rows, exported_at, mode, since) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (spec.name, user, int(total), stamp, mode, since),
+        (spec.name, user, total, stamp, mode, since),
     )
-    return TableCopy(spec.name, n, int(total), mode, since)
+    return TableCopy(spec.name, n, total, mode, since)
 
 
 def parse_interval(text: str) -> float:
