@@ -1,4 +1,4 @@
-"""The Superset engine spec (remotetables.superset) and what it is built on (remotetables.bi)."""
+"""The Superset engine spec (remotetables.bi.superset) and what it is built on (remotetables.bi)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_impersonation_makes_the_superset_user_the_url_user() -> None:
 def test_the_entry_point_names_the_spec() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     eps = meta["project"]["entry-points"]["superset.db_engine_specs"]
-    assert eps == {"remotetables": "remotetables.superset:RemoteTablesEngineSpec"}
+    assert eps == {"remotetables": "remotetables.bi.superset:RemoteTablesEngineSpec"}
 
 
 def test_spec_with_superset() -> None:
@@ -56,7 +56,7 @@ def test_spec_with_superset() -> None:
         "superset",
         reason="apache-superset 6.1 needs sqlalchemy<2 and pandas<2.2 (this project: SQLAlchemy 2)",
     )
-    from remotetables.superset import RemoteTablesEngineSpec
+    from remotetables.bi.superset import RemoteTablesEngineSpec
 
     assert RemoteTablesEngineSpec.supports_backend("remotetables", "remotetables")
     assert "P1D" in RemoteTablesEngineSpec.get_time_grain_expressions()

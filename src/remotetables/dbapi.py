@@ -12,7 +12,6 @@ unchanged.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -26,18 +25,17 @@ import orjson
 
 from remotetables import errors
 from remotetables.config import Config, load_config
-from remotetables.errors import ConfigError, InterfaceError
+from remotetables.errors import InterfaceError
+from remotetables.schema import ensure_tables
 from remotetables.session import Runtime, Session, StatementStats
 from remotetables.sqlguard import authorizer
-from remotetables.vtable import MODULE_NAME, Dropper, Module, is_remote_table_sql
+from remotetables.vtable import MODULE_NAME, Module
 
 __all__ = ["Connection", "Cursor", "apilevel", "connect", "paramstyle", "threadsafety"]
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
-
-_log = logging.getLogger(__name__)
 
 _LEAD = r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*"  # blanks and comments before the statement
 _DML = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
@@ -85,23 +83,6 @@ def dml_target(sql: str) -> tuple[str | None, str] | None:
     if second is None:
         return None, _unquote(first)
     return _unquote(first), _unquote(second)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _KeepStored(Exception):
-    """Migration stops: the stored remote tables are still needed in the file."""
-
-
-def _prepares(db: apsw.Connection, sql: str) -> bool:
-    """Whether ``sql`` compiles (EXPLAIN runs nothing: no remote request)."""
-    try:
-        db.execute("EXPLAIN " + sql).fetchall()
-    except apsw.SQLError:
-        return False
-    return True
 
 
 def _map_error(exc: apsw.Error) -> errors.Error:
@@ -326,93 +307,14 @@ class Connection:
         return last.as_dict() if last is not None else {}
 
     def ensure_tables(self, *, persist: bool | None = None) -> None:
-        """Create each configured remote table if it is not there.
-
-        By default in the connection's ``temp`` schema: nothing is written to the database
-        file, which stays openable by tools without the module (Datasette, the stock
-        ``sqlite3`` CLI, DuckDB), and remote tables stored in it by older versions are dropped
-        from it (its native tables are left as they are). With ``persist`` (default:
-        ``settings.persist_tables``) the ``CREATE VIRTUAL TABLE`` goes into the file.
-        """
-        db = self.apsw
-        if persist is None:
-            persist = self.runtime.config.settings.persist_tables
-        schema = "main" if persist else "temp"
-        if not persist:
-            self._unstore_remote_tables()
-        existing: dict[str, tuple[str, str, str]] = {}
-        for where in ("temp", "main"):
-            for name, kind, sql in db.execute(
-                f"SELECT name, type, sql FROM {where}.sqlite_schema WHERE type IN ('table', 'view')"
-            ):
-                existing.setdefault(str(name).lower(), (where, str(kind), str(sql or "")))
-        missing = []
-        for name in self.runtime.config.tables:  # every conflict first: nothing half-created
-            found = existing.get(name.lower())
-            if found is not None and not is_remote_table_sql(found[2]):
-                kind = "view" if found[1] == "view" else "native table"
-                raise ConfigError(
-                    f"table {name} already exists in the database as a {kind}; "
-                    "rename the remote table in the config",
-                    file=self.runtime.config.path,
-                    key=f"tables.{name}",
-                )
-            if found is None or found[0] != schema:
-                missing.append(name)
-        if not missing:
-            return
+        """Create each configured remote table if it is not there: in the connection's
+        ``temp`` schema (the file stays plain; remote tables an older version stored in it are
+        dropped from it), or with ``persist`` (default ``settings.persist_tables``) in the file.
+        See :func:`remotetables.schema.ensure_tables`."""
         try:
-            with db:  # all or none
-                for name in missing:
-                    db.execute(
-                        f'CREATE VIRTUAL TABLE {schema}."{name}" USING {MODULE_NAME}({name})'
-                    )
-        except apsw.ReadOnlyError as exc:
-            raise errors.OperationalError(
-                f"cannot create the remote tables ({', '.join(missing)}): the database is read-only"
-            ) from exc
+            ensure_tables(self.apsw, self.session, persist=persist)
         except apsw.Error as exc:
             raise _map_error(exc) from exc
-
-    def _unstore_remote_tables(self) -> None:
-        """Drop the remote tables an older version stored in the file (native data stays).
-
-        Kept as they are (a warning says why) when the file is read-only or busy, or when a
-        view stored in the file reads them (a stored view cannot read the temp schema): the
-        temp tables then shadow the stored ones on this connection."""
-        db = self.apsw
-        stored, views = [], []
-        for name, kind, sql in db.execute(
-            "SELECT name, type, sql FROM main.sqlite_schema WHERE type IN ('table', 'view')"
-        ):
-            if kind == "view":
-                views.append(str(name))
-            elif is_remote_table_sql(sql):
-                stored.append(str(name))
-        if not stored:
-            return
-        db.create_module(MODULE_NAME, cast(Any, Dropper()))
-        try:
-            with db:
-                for name in stored:
-                    db.execute(f"DROP TABLE main.{_quote(name)}")
-                broken = [v for v in views if not _prepares(db, f"SELECT * FROM main.{_quote(v)}")]
-                if broken:
-                    raise _KeepStored(
-                        f"the stored view(s) {', '.join(broken)} read them (make them TEMP "
-                        "views, or set settings.persist_tables = true)"
-                    )
-            _log.info("moved remote tables %s out of the database file", ", ".join(stored))
-        except (apsw.Error, _KeepStored) as exc:
-            _log.warning(
-                "remote tables %s stay stored in the database file: %s",
-                ", ".join(stored),
-                exc,
-            )
-        finally:
-            db.create_module(
-                MODULE_NAME, cast(Any, Module(self.session)), use_bestindex_object=True
-            )
 
     def cursor(self) -> Cursor:
         return Cursor(self)

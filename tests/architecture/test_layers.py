@@ -27,8 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("session",),
     ("scan", "writes", "sqlguard"),
     ("vtable",),
-    ("dbapi",),
-    ("dialect", "shell"),
+    ("schema", "dbapi"),
+    ("dialect", "shell", "plain", "bi"),
     ("demo",),
     ("",),  # the package itself: the public names (connect, Config, the errors), re-exported
     ("cli", "__main__"),
@@ -153,6 +153,8 @@ def test_no_prefixed_sibling_families() -> None:
         stems = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
         for stem in stems:
             m = re.match(r"([a-z]+)_", stem)
-            if m and (m.group(1) in stems or sum(s.startswith(m.group(1) + "_") for s in stems) > 1):
+            if m and (
+                m.group(1) in stems or sum(s.startswith(m.group(1) + "_") for s in stems) > 1
+            ):
                 families.append(f"{folder.relative_to(SRC.parent)}/{stem}.py")
     assert sorted(families) == []

@@ -46,6 +46,7 @@ class ApiState(Protocol):
 
     def dataset(self, name: str) -> Dataset: ...
 
+
 __all__ = [
     "STYLES",
     "HTTPFailure",

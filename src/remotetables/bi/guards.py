@@ -1,6 +1,6 @@
 """What BI servers' integrations share, free of their imports (tested without them).
 
-:mod:`remotetables.superset` (Superset's engine spec) builds on these.
+:mod:`remotetables.bi.superset` (Superset's engine spec) builds on these.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from superset.db_engine_specs.sqlite import SqliteEngineSpec
 
-from remotetables.bi import impersonated, refuse_attach
+from remotetables.bi.guards import impersonated, refuse_attach
 
 __all__ = ["RemoteTablesEngineSpec"]
 

@@ -1,0 +1,121 @@
+"""Where a connection's remote tables are declared: its ``temp`` schema (the default: the
+database file stays plain, openable by tools without the module) or the file itself
+(``settings.persist_tables``); and moving files of older versions, which stored them in the
+file, to the temp schema without touching their native tables."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import apsw
+
+from remotetables import errors
+from remotetables.errors import ConfigError
+from remotetables.session import Session
+from remotetables.vtable import MODULE_NAME, Dropper, Module, is_remote_table_sql
+
+__all__ = ["ensure_tables"]
+
+_log = logging.getLogger(__name__)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _KeepStored(Exception):
+    """Migration stops: the stored remote tables are still needed in the file."""
+
+
+def _prepares(db: apsw.Connection, sql: str) -> bool:
+    """Whether ``sql`` compiles (EXPLAIN runs nothing: no remote request)."""
+    try:
+        db.execute("EXPLAIN " + sql).fetchall()
+    except apsw.SQLError:
+        return False
+    return True
+
+
+def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None = None) -> None:
+    """Create each configured remote table of ``session``'s config if it is not there.
+
+    By default in the connection's ``temp`` schema: nothing is written to the database file,
+    and remote tables stored in it by older versions are dropped from it (its native tables
+    are left as they are). With ``persist`` (default: ``settings.persist_tables``) the
+    ``CREATE VIRTUAL TABLE`` goes into the file. A native table or view of a remote table's
+    name is refused (a temp table would hide it). APSW's own errors propagate.
+    """
+    config = session.runtime.config
+    if persist is None:
+        persist = config.settings.persist_tables
+    schema = "main" if persist else "temp"
+    if not persist:
+        _unstore_remote_tables(db, session)
+    existing: dict[str, tuple[str, str, str]] = {}
+    for where in ("temp", "main"):
+        for name, kind, sql in db.execute(
+            f"SELECT name, type, sql FROM {where}.sqlite_schema WHERE type IN ('table', 'view')"
+        ):
+            existing.setdefault(str(name).lower(), (where, str(kind), str(sql or "")))
+    missing = []
+    for name in config.tables:  # every conflict first: nothing half-created
+        found = existing.get(name.lower())
+        if found is not None and not is_remote_table_sql(found[2]):
+            kind = "view" if found[1] == "view" else "native table"
+            raise ConfigError(
+                f"table {name} already exists in the database as a {kind}; "
+                "rename the remote table in the config",
+                file=config.path,
+                key=f"tables.{name}",
+            )
+        if found is None or found[0] != schema:
+            missing.append(name)
+    if not missing:
+        return
+    try:
+        with db:  # all or none
+            for name in missing:
+                db.execute(
+                    f"CREATE VIRTUAL TABLE {schema}.{_quote(name)} USING {MODULE_NAME}({name})"
+                )
+    except apsw.ReadOnlyError as exc:
+        raise errors.OperationalError(
+            f"cannot create the remote tables ({', '.join(missing)}): the database is read-only"
+        ) from exc
+
+
+def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:
+    """Drop the remote tables an older version stored in the file (native data stays).
+
+    Kept as they are (a warning says why) when the file is read-only or busy, or when a view
+    stored in the file reads them (a stored view cannot read the temp schema): the temp tables
+    then shadow the stored ones on this connection."""
+    stored, views = [], []
+    for name, kind, sql in db.execute(
+        "SELECT name, type, sql FROM main.sqlite_schema WHERE type IN ('table', 'view')"
+    ):
+        if kind == "view":
+            views.append(str(name))
+        elif is_remote_table_sql(sql):
+            stored.append(str(name))
+    if not stored:
+        return
+    db.create_module(MODULE_NAME, cast(Any, Dropper()))
+    try:
+        with db:
+            for name in stored:
+                db.execute(f"DROP TABLE main.{_quote(name)}")
+            broken = [v for v in views if not _prepares(db, f"SELECT * FROM main.{_quote(v)}")]
+            if broken:
+                raise _KeepStored(
+                    f"the stored view(s) {', '.join(broken)} read them (make them TEMP "
+                    "views, or set settings.persist_tables = true)"
+                )
+        _log.info("moved remote tables %s out of the database file", ", ".join(stored))
+    except (apsw.Error, _KeepStored) as exc:
+        _log.warning(
+            "remote tables %s stay stored in the database file: %s", ", ".join(stored), exc
+        )
+    finally:
+        db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
