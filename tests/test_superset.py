@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from remotetables.bi import impersonated, refuse_attach
 from remotetables.errors import ProgrammingError
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SUPERSET_PYTHON = "/opt/remotetables-superset/bin/python"  # scripts/install-superset.sh
 
 
 @pytest.mark.parametrize(
@@ -48,15 +53,74 @@ def test_the_entry_point_names_the_spec() -> None:
     assert eps == {"remotetables": "remotetables.bi.superset:RemoteTablesEngineSpec"}
 
 
-def test_spec_with_superset() -> None:
-    """Runs where Superset is importable. Skipped here: apache-superset 6.1.0 (a 104 MB wheel)
-    requires sqlalchemy<2 and pandas<2.2, and this project needs SQLAlchemy 2 (its dialect) and
-    has pandas 3, so it cannot share this environment."""
-    pytest.importorskip(
-        "superset",
-        reason="apache-superset 6.1 needs sqlalchemy<2 and pandas<2.2 (this project: SQLAlchemy 2)",
-    )
-    from remotetables.bi.superset import RemoteTablesEngineSpec
+def _superset_python() -> str:
+    """The Python of an environment with Apache Superset (scripts/install-superset.sh)."""
+    path = os.environ.get("REMOTETABLES_SUPERSET_PYTHON") or DEFAULT_SUPERSET_PYTHON
+    if not Path(path).exists():
+        pytest.skip(
+            "Apache Superset is not installed: it cannot share this environment (apache-superset "
+            "6.1 pins sqlalchemy<2 and pandas<2.2; remotetables' dialect tests use SQLAlchemy 2 "
+            "and pandas 3); run bash scripts/install-superset.sh (a venv of its own, about 1 GB) "
+            "or set REMOTETABLES_SUPERSET_PYTHON"
+        )
+    return path
 
-    assert RemoteTablesEngineSpec.supports_backend("remotetables", "remotetables")
-    assert "P1D" in RemoteTablesEngineSpec.get_time_grain_expressions()
+
+def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
+    """In Superset's own app: the entry point gives our spec, a Database with impersonation
+    queries as the Superset user, SQLite's day grain works, the remote table is listed in the
+    temp schema, ATTACH is refused."""
+    python = _superset_python()
+    # the entry points as pyproject.toml declares them, for a source tree that is not installed
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    dist = tmp_path / "ep" / "remotetables_source-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: remotetables-source\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+            for group, eps in meta.items()
+            if group in ("superset.db_engine_specs", "sqlalchemy.dialects")
+        )
+    )
+    config = tmp_path / "superset_config.py"
+    config.write_text(
+        f"SECRET_KEY = {secrets.token_hex(16)!r}\n"
+        f"SQLALCHEMY_DATABASE_URI = 'sqlite:///{tmp_path / 'superset.db'}'\n"
+        + "".join(
+            f"{name} = {{'CACHE_TYPE': 'NullCache'}}\n"
+            for name in (
+                "CACHE_CONFIG",
+                "DATA_CACHE_CONFIG",
+                "FILTER_STATE_CACHE_CONFIG",
+                "EXPLORE_FORM_DATA_CACHE_CONFIG",
+            )
+        )
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), str(tmp_path / "ep")]),
+        "SUPERSET_CONFIG_PATH": str(config),
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [python, str(ROOT / "tests" / "servers" / "superset_check.py"), str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    assert result == {
+        "spec": "remotetables.bi.superset.RemoteTablesEngineSpec",
+        "db_engine_spec": "RemoteTablesEngineSpec",
+        "current_user": "alice",
+        "days": [1, 30],
+        "tables": ["inc"],
+        "attach": "ProgrammingError: ATTACH and DETACH are disabled for remotetables databases "
+        "in this BI server",
+    }

@@ -35,9 +35,10 @@ from collections.abc import Callable
 from typing import Any
 
 import apsw
+import sqlalchemy
 from sqlalchemy import event, exc, pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL, Engine, reflection
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.sql import sqltypes
 
 from remotetables import dbapi, errors
@@ -91,6 +92,12 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
     @classmethod
     def import_dbapi(cls) -> Any:
         return dbapi_module()
+
+    if sqlalchemy.__version__.startswith("1."):  # SQLAlchemy 1.4 (Superset 6 pins it) asks here
+
+        @classmethod
+        def dbapi(cls) -> Any:  # type: ignore[override]
+            return dbapi_module()
 
     @classmethod
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:
@@ -238,14 +245,12 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
         kinds = {(str(r[0]).lower(), str(r[2])) for r in info}
         return spec if any(kind == "virtual" for _, kind in kinds) else None
 
-    @reflection.cache
     def get_schema_names(self, connection: Any, **kw: Any) -> list[str]:
         names: list[str] = super().get_schema_names(connection, **kw)  # type: ignore[no-untyped-call]
         if self._remote_in_temp(connection):
             names.append("temp")  # where the remote tables are (main's tables stay in main)
         return names
 
-    @reflection.cache
     def get_table_names(
         self,
         connection: Any,
@@ -262,7 +267,6 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
             names = sorted({*names, *self._remote_in_temp(connection)})
         return names
 
-    @reflection.cache
     def get_columns(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
     ) -> list[Any]:
@@ -281,7 +285,6 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
                 col["type"] = sqltypes.BOOLEAN()
         return columns
 
-    @reflection.cache
     def get_table_comment(
         self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
     ) -> Any:
