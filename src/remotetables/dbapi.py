@@ -142,6 +142,7 @@ def connect(
     progress: Callable[[StatementStats], None] | None = None,
     create_tables: bool = True,
     persist_tables: bool | None = None,
+    access_tokens: Mapping[str, str] | None = None,
 ) -> Connection:
     """Open ``database`` with the remote tables of ``config``.
 
@@ -155,6 +156,9 @@ def connect(
     row cache and token store between connections (a pool); the other keywords inject I/O.
     The remote tables live in the connection's ``temp`` schema, so the file stays plain;
     ``persist_tables=True`` (or ``settings.persist_tables``) stores them in the file.
+    ``access_tokens`` maps personal OAuth providers to access tokens that the application
+    obtained for ``user`` itself (a BI server's own OAuth2 flow): used for that user only, never
+    stored or refreshed by remotetables; a 401 fails the query.
     """
     env = dict(os.environ if environ is None else environ)
     if runtime is None:
@@ -185,6 +189,7 @@ def connect(
         session.set_user(user)
     conn = Connection(db, session, owns_runtime=owns_runtime)
     try:
+        _hand_tokens(session, access_tokens or {})
         install(db, session)
         if create_tables:
             conn.ensure_tables(persist=persist_tables)
@@ -192,6 +197,27 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _hand_tokens(session: Session, tokens: Mapping[str, str]) -> None:
+    if not tokens:
+        return
+    config = session.runtime.config
+    if session.user is None:
+        raise errors.ProgrammingError(
+            "connect(access_tokens=...) needs user=...: a handed-in token is bound to its user"
+        )
+    for name, token in tokens.items():
+        provider = config.providers.get(name)
+        if provider is None or not provider.per_user:
+            known = ", ".join(sorted(p.name for p in config.providers.values() if p.per_user))
+            raise errors.ProgrammingError(
+                f"access_tokens: {name!r} is not a provider with personal OAuth tokens in "
+                f"{config.path or 'the config'} (those are: {known or 'none'})"
+            )
+        if not isinstance(token, str) or not token:
+            raise errors.ProgrammingError(f"access_tokens: the token for {name} is empty")
+        session.hand_token(name, session.user, token)
 
 
 def install(db: apsw.Connection, session: Session) -> None:

@@ -318,6 +318,9 @@ class Session:
         self.stats = StatementStats()
         self.last_stats: StatementStats | None = None  # the last statement that read a remote table
         self._interrupt = threading.Event()
+        # access tokens an application obtained itself (Superset's OAuth2): (provider, user) ->
+        # token, used for that user only, never stored, never refreshed here
+        self._handed: dict[tuple[str, str], str] = {}
 
     def set_user(self, name: str | None) -> None:
         if name is not None:
@@ -353,6 +356,14 @@ class Session:
                 "connect(..., user='name'))"
             )
         return self.user
+
+    def hand_token(self, provider: str, user: str, token: str) -> None:
+        """Use ``token`` for ``user``'s requests to ``provider`` on this connection (and never
+        for another user): an access token the application obtained and refreshes itself."""
+        self._handed[(provider, user)] = token
+
+    def handed_token(self, provider: str, user: str) -> str | None:
+        return self._handed.get((provider, user))
 
     def new_statement(self) -> None:
         self.stats = StatementStats()

@@ -88,6 +88,7 @@ class SessionView(Protocol):
     def stats(self) -> _Stats: ...
 
     def require_user(self, provider: str) -> str: ...
+    def handed_token(self, provider: str, user: str) -> str | None: ...
 
 
 __all__ = [
@@ -587,6 +588,19 @@ class OAuthCredentials:
     def auth(self, session: SessionView, ctx: RequestContext) -> httpx2.Auth | None:
         subject = self.subject(session)
         origins = self.service.rt.allowed_origins(self.provider.name)
+        handed = session.handed_token(self.provider.name, subject)
+        if handed is not None and subject != SYSTEM_SUBJECT:
+            # the application's own token for this user: no store, no refresh, no consent
+            return BearerAuth(
+                lambda: handed,
+                None,
+                origins,
+                self.provider.name,
+                unauthorized_hint=(
+                    f"the access token the application handed in for user {subject} was "
+                    "refused; remotetables never refreshes it: the application must obtain a new one"
+                ),
+            )
         # the subject is fixed here, once per statement: set_user() acts on the next one
         return BearerAuth(
             lambda: self.token(session, subject),
