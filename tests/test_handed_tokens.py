@@ -60,11 +60,13 @@ def test_the_handed_token_is_used_for_its_user_only(api: IncidentsAPI, config: P
 
 
 def test_a_refused_handed_token_fails_the_query(api: IncidentsAPI, config: Path) -> None:
-    with remotetables.connect(
-        ":memory:", config, user="alice", access_tokens={"demo": "stale"}, consent="raise"
-    ) as conn:
-        with pytest.raises(remotetables.RemoteError) as info:
-            _ids(conn)
+    with (
+        remotetables.connect(
+            ":memory:", config, user="alice", access_tokens={"demo": "stale"}, consent="raise"
+        ) as conn,
+        pytest.raises(remotetables.RemoteError) as info,
+    ):
+        _ids(conn)
     assert info.value.status_code == 401
     assert "the access token the application handed in for user alice was refused" in str(
         info.value
