@@ -69,7 +69,8 @@ def _superset_python() -> str:
 def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
     """In Superset's own app: the entry point gives our spec, a Database with impersonation
     queries as the Superset user, SQLite's day grain works, the remote table is listed in the
-    temp schema, ATTACH is refused."""
+    temp schema, ATTACH is refused; Superset's own OAuth2 flow against the demo authorization
+    server (prompt, consent, its callback route) gives a token that the next query uses."""
     python = _superset_python()
     # the entry points as pyproject.toml declares them, for a source tree that is not installed
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
@@ -87,6 +88,7 @@ def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
     config.write_text(
         f"SECRET_KEY = {secrets.token_hex(16)!r}\n"
         f"SQLALCHEMY_DATABASE_URI = 'sqlite:///{tmp_path / 'superset.db'}'\n"
+        "DATABASE_OAUTH2_REDIRECT_URI = 'http://127.0.0.1:8088/api/v1/database/oauth2/'\n"
         + "".join(
             f"{name} = {{'CACHE_TYPE': 'NullCache'}}\n"
             for name in (
@@ -123,4 +125,14 @@ def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
         "tables": ["inc"],
         "attach": "ProgrammingError: ATTACH and DETACH are disabled for remotetables databases "
         "in this BI server",
+        "oauth2": {
+            "oauth2_enabled": True,
+            "first": "prompt",  # alice has no token: Superset's authorize prompt
+            "prompt_origin": True,  # ... at the authorization server
+            "pkce": True,
+            "callback_status": 200,  # Superset's callback route exchanged the code
+            "rows": "a1,a2",  # the next query: alice's rows, with the token Superset handed in
+            "api_users": ["alice"],
+            "bob": "prompt",  # another user is asked, never given alice's token
+        },
     }

@@ -4,6 +4,6 @@ Superset through its ``superset.db_engine_specs`` entry point)."""
 
 from __future__ import annotations
 
-from remotetables.bi.guards import impersonated, refuse_attach
+from remotetables.bi.guards import impersonated, oauth2_provider, refuse_attach
 
-__all__ = ["impersonated", "refuse_attach"]
+__all__ = ["impersonated", "oauth2_provider", "refuse_attach"]

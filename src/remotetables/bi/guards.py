@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from remotetables.dbapi import _QUOTED, connect
+from remotetables.dbapi import _QUOTED, _resolve_config, connect
 from remotetables.errors import ProgrammingError
 
-__all__ = ["impersonated", "refuse_attach"]
+__all__ = ["impersonated", "oauth2_provider", "refuse_attach"]
 
 _ATTACH = re.compile(r"\s*(?:ATTACH|DETACH)\b", re.IGNORECASE)
 
@@ -40,3 +42,24 @@ def impersonated(
         if "lock_user" in inspect.signature(connect).parameters:
             engine_kwargs.setdefault("connect_args", {})["lock_user"] = True
     return url, engine_kwargs
+
+
+def oauth2_provider(url: Any, extra: Mapping[str, Any]) -> str:
+    """The provider a BI server's OAuth2 token is for: ``extra["remotetables_provider"]``, or
+    the only provider with personal OAuth tokens in the URL's config."""
+    named = extra.get("remotetables_provider")
+    if named:
+        return str(named)
+    config = url.query.get("config")
+    if isinstance(config, tuple):
+        config = config[-1]
+    cfg = _resolve_config(config, os.environ)
+    personal = sorted(p.name for p in cfg.providers.values() if p.per_user)
+    if len(personal) != 1:
+        raise ProgrammingError(
+            f"{cfg.path or 'the config'} has {len(personal)} providers with personal OAuth tokens"
+            f"{' (' + ', '.join(personal) + ')' if personal else ''}: name the one the BI "
+            "server's OAuth2 client is for in the database's extra: {\"remotetables_provider\": "
+            '"NAME"}'
+        )
+    return personal[0]

@@ -6,22 +6,27 @@ is only imported by Superset (it subclasses Superset's SQLite spec).
 
 * SQLite's time grains and functions (inherited from ``SqliteEngineSpec``).
 * User impersonation ("Impersonate logged in user" on the database): the Superset user's
-  name becomes the URL's user, i.e. the session user whose token and rows queries use, and
-  the connection is opened locked to that user where ``remotetables.connect`` supports
-  ``lock_user``.
+  name becomes the URL's user, i.e. the session user whose token and rows queries use (locked
+  to it where ``remotetables.connect`` supports ``lock_user``); connections never open a
+  browser (``consent=raise``).
+* Per-user OAuth2 with Superset's own flow: when a user has no token, the query's
+  ``ConsentRequired`` (or a 401 on the token Superset handed in) makes Superset show its
+  "authorize" prompt; Superset exchanges the code, keeps and refreshes the token, and hands it
+  to each connection as ``access_tokens`` for the user's provider (``remotetables_provider``
+  in the database's extra, or the config's only personal OAuth provider).
 * ``ATTACH`` / ``DETACH`` are refused: SQL Lab must not open other files on the server.
-
-Not done: Superset's own OAuth2 flow (``supports_oauth2``) is off; use ``consent=raise`` and
-``remotetables login`` for each user (see the README).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
+from flask import g
 from superset.db_engine_specs.sqlite import SqliteEngineSpec
 
-from remotetables.bi.guards import impersonated, refuse_attach
+from remotetables.bi.guards import impersonated, oauth2_provider, refuse_attach
+from remotetables.errors import ConsentRequired, RemoteError
 
 __all__ = ["RemoteTablesEngineSpec"]
 
@@ -40,7 +45,8 @@ class RemoteTablesEngineSpec(SqliteEngineSpec):  # type: ignore[misc]
     )
     # a user's query must not reach another user's file or token store through the URL
     disallow_uri_query_params: ClassVar[dict[str, set[str]]] = {"remotetables": {"user"}}
-    supports_oauth2 = False
+    supports_oauth2 = True
+    oauth2_exception = ConsentRequired
 
     @classmethod
     def impersonate_user(
@@ -51,8 +57,34 @@ class RemoteTablesEngineSpec(SqliteEngineSpec):  # type: ignore[misc]
         url: Any,
         engine_kwargs: dict[str, Any],
     ) -> tuple[Any, dict[str, Any]]:
-        """The Superset user becomes the session user (the URL's user), locked if possible."""
-        return impersonated(url, username, engine_kwargs)
+        """The Superset user becomes the session user (the URL's user), with the access token
+        Superset holds for them, if any."""
+        url, engine_kwargs = impersonated(url, username, engine_kwargs)
+        connect_args = engine_kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("consent", "raise")  # a server never opens a browser
+        if username is not None and user_token:
+            provider = oauth2_provider(url, database.get_extra() if database else {})
+            connect_args["access_tokens"] = {provider: user_token}
+        return url, engine_kwargs
+
+    @classmethod
+    def needs_oauth2(cls, ex: Exception) -> bool:
+        """No token yet, or the one Superset handed in was refused: Superset's prompt."""
+        if not (g and hasattr(g, "user")):
+            return False
+        if isinstance(ex, ConsentRequired):
+            return True
+        return isinstance(ex, RemoteError) and ex.status_code == 401
+
+    @classmethod
+    def update_params_from_encrypted_extra(cls, database: Any, params: dict[str, Any]) -> None:
+        """As Superset's base spec (the secure extra becomes engine arguments), without the
+        OAuth2 client of the database (``oauth2_client_info``: Superset's, not the engine's)."""
+        if not database.encrypted_extra:
+            return
+        extra = json.loads(database.encrypted_extra)
+        extra.pop("oauth2_client_info", None)
+        params.update(extra)
 
     @classmethod
     def execute(cls, cursor: Any, query: str, database: Any, **kwargs: Any) -> None:
