@@ -7,12 +7,13 @@ import os
 import secrets
 import subprocess
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from remotetables.bi import impersonated, refuse_attach
+from remotetables.bi import impersonated, oauth2_provider, refuse_attach
 from remotetables.errors import ProgrammingError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +137,21 @@ def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
             "bob": "prompt",  # another user is asked, never given alice's token
         },
     }
+
+
+def test_the_oauth2_provider_is_the_only_personal_one_or_named(
+    write_config: Callable[..., Path],
+) -> None:
+    one = write_config(
+        '[providers.sn]\nclient_id = "c"\nissuer = "https://auth.example.com"\n'
+        '[providers.key]\nauth = "bearer"\ntoken_env = "K"\n'
+    )
+    url = sa.make_url(f"remotetables:////srv/w.db?config={one}")
+    assert oauth2_provider(url, {}) == "sn"
+    assert oauth2_provider(url, {"remotetables_provider": "other"}) == "other"
+    two = write_config(
+        '[providers.a]\nclient_id = "c"\nissuer = "https://a.example.com"\n'
+        '[providers.b]\nclient_id = "c"\nissuer = "https://b.example.com"\n'
+    )
+    with pytest.raises(ProgrammingError, match=r"2 providers with personal OAuth tokens \(a, b\)"):
+        oauth2_provider(sa.make_url(f"remotetables:////srv/w.db?config={two}"), {})
