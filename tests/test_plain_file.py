@@ -128,6 +128,28 @@ def test_a_stored_view_over_a_remote_table_keeps_it_stored(
     assert "p1" in caplog.text and "TEMP" in caplog.text
 
 
+def test_a_stored_trigger_naming_a_remote_table_keeps_it_stored(
+    api: IncidentsAPI,
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = tmp_path / "t.db"
+    toml = write_config(incidents_table("remote_incidents", "link", api.base_url))
+    with remotetables.connect(db, toml, persist_tables=True) as conn:
+        conn.execute("CREATE TABLE log(n TEXT)")
+        conn.execute(
+            "CREATE TRIGGER copy_one AFTER INSERT ON log BEGIN INSERT INTO log "
+            "SELECT number FROM Remote_Incidents WHERE NEW.n = 'go' LIMIT 1; END"
+        )
+    before = _stored(db)
+    with remotetables.connect(db, toml) as conn:
+        conn.execute("INSERT INTO log VALUES ('go')")
+        assert conn.execute("SELECT count(*) FROM log").fetchone() == (2,)
+    assert _stored(db) == before
+    assert "trigger(s) copy_one read them" in caplog.text
+
+
 def test_a_native_table_of_the_same_name_is_still_refused(
     api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:

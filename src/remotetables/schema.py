@@ -6,6 +6,7 @@ file, to the temp schema without touching their native tables."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, cast
 
 import apsw
@@ -88,29 +89,38 @@ def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None
 def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:
     """Drop the remote tables an older version stored in the file (native data stays).
 
-    Kept as they are (a warning says why) when the file is read-only or busy, or when a view
-    stored in the file reads them (a stored view cannot read the temp schema): the temp tables
+    Kept as they are (a warning says why) when the file is read-only or busy, or when a view or
+    trigger stored in the file reads them (those cannot read the temp schema): the temp tables
     then shadow the stored ones on this connection."""
-    stored, views = [], []
+    stored, views, triggers = [], [], []
     for name, kind, sql in db.execute(
-        "SELECT name, type, sql FROM main.sqlite_schema WHERE type IN ('table', 'view')"
+        "SELECT name, type, sql FROM main.sqlite_schema WHERE type IN ('table', 'view', 'trigger')"
     ):
         if kind == "view":
             views.append(str(name))
+        elif kind == "trigger":
+            triggers.append((str(name), str(sql or "")))
         elif is_remote_table_sql(sql):
             stored.append(str(name))
     if not stored:
         return
+    # a trigger cannot be compiled on its own: one that names a stored remote table keeps them
+    names = re.compile(
+        r"(?<![\w$])(?:" + "|".join(re.escape(n) for n in stored) + r")(?![\w$])", re.IGNORECASE
+    )
+    reading = [t for t, sql in triggers if names.search(sql)]
     db.create_module(MODULE_NAME, cast(Any, Dropper()))
     try:
         with db:
             for name in stored:
                 db.execute(f"DROP TABLE main.{_quote(name)}")
             broken = [v for v in views if not _prepares(db, f"SELECT * FROM main.{_quote(v)}")]
-            if broken:
+            if broken or reading:
+                what = [f"view(s) {', '.join(broken)}"] if broken else []
+                what += [f"trigger(s) {', '.join(reading)}"] if reading else []
                 raise _KeepStored(
-                    f"the stored view(s) {', '.join(broken)} read them (make them TEMP "
-                    "views, or set settings.persist_tables = true)"
+                    f"the stored {' and '.join(what)} read them (make them TEMP views or "
+                    "triggers, or set settings.persist_tables = true)"
                 )
         _log.info("moved remote tables %s out of the database file", ", ".join(stored))
     except (apsw.Error, _KeepStored) as exc:
