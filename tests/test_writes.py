@@ -597,9 +597,10 @@ def test_remote_writes_do_not_lock_the_database_file(
         b.execute("INSERT INTO inc (number, state) VALUES ('from b', 'new')")
         assert not b.apsw.in_transaction
         for sql in (
-            "insert or ignore into main.\"inc\" (number, state) values ('a2', 'new')",
+            # remote tables live in the temp schema (main. names only the file's tables)
+            "insert or ignore into temp.\"inc\" (number, state) values ('a2', 'new')",
             "/* hi */ -- there\n UPDATE OR FAIL [inc] SET priority = 4 WHERE sys_id = 'a1'",
-            "DELETE FROM `main` . `INC` WHERE sys_id = 'a2'",
+            "DELETE FROM `temp` . `INC` WHERE sys_id = 'a2'",
         ):
             a.execute(sql)
             assert not a.apsw.in_transaction, sql

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import apsw
 import click
 
 from remotetables import errors
@@ -184,7 +185,7 @@ def _cycle(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         copies = write_plain(conn, specs, target, _owner(conn, user), incremental=incremental)
-    except (errors.Error, OSError) as exc:
+    except (errors.Error, apsw.Error, OSError) as exc:  # a locked or full target too
         click.echo(f"{stamp} sync failed, {target} keeps its previous copy: {exc}", err=True)
         return False
     click.echo(f"{stamp} " + "; ".join(_summary(c) for c in copies))
