@@ -43,7 +43,8 @@ def test_other_statements_pass(sql: str) -> None:
 
 def test_impersonation_makes_the_superset_user_the_url_user() -> None:
     url = sa.make_url("remotetables:////srv/work.db?config=/srv/rt.toml&consent=raise")
-    new, _kwargs = impersonated(url, "alice", {})
+    new, kwargs = impersonated(url, "alice", {})
+    assert kwargs == {"connect_args": {"lock_user": True}}  # SQL cannot switch to another user
     assert new.username == "alice" and new.query == url.query
     assert impersonated(url, None, {}) == (url, {})
 
@@ -122,6 +123,7 @@ def test_superset_uses_the_spec_with_impersonation(tmp_path: Path) -> None:
         "spec": "remotetables.bi.superset.RemoteTablesEngineSpec",
         "db_engine_spec": "RemoteTablesEngineSpec",
         "current_user": "alice",
+        "set_user": "NotAuthorized",  # the connection is locked to the Superset user
         "days": [1, 30],
         "tables": ["inc"],
         "attach": "ProgrammingError: ATTACH and DETACH are disabled for remotetables databases "

@@ -64,6 +64,11 @@ def basics(work: Path) -> dict[str, Any]:
             with override_user(alice):
                 with database.get_sqla_engine() as engine, engine.connect() as conn:
                     out["current_user"] = conn.exec_driver_sql("SELECT current_user()").scalar()
+                    try:
+                        conn.exec_driver_sql("SELECT set_user('bob')")
+                        out["set_user"] = "allowed"
+                    except Exception as exc:  # SQLAlchemy wraps it: the driver's error is .orig
+                        out["set_user"] = type(getattr(exc, "orig", exc)).__name__
                     day = spec.get_time_grain_expressions()["P1D"].format(col="opened_at")
                     out["days"] = conn.exec_driver_sql(
                         f"SELECT count(DISTINCT {day}) = count(DISTINCT date(opened_at)), "

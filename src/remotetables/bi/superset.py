@@ -6,9 +6,9 @@ is only imported by Superset (it subclasses Superset's SQLite spec).
 
 * SQLite's time grains and functions (inherited from ``SqliteEngineSpec``).
 * User impersonation ("Impersonate logged in user" on the database): the Superset user's
-  name becomes the URL's user, i.e. the session user whose token and rows queries use (locked
-  to it where ``remotetables.connect`` supports ``lock_user``); connections never open a
-  browser (``consent=raise``).
+  name becomes the URL's user, i.e. the session user whose token and rows queries use, locked
+  (``lock_user``: SQL cannot ``set_user()`` to someone else, nor ATTACH); connections never
+  open a browser (``consent=raise``).
 * Per-user OAuth2 with Superset's own flow: when a user has no token, the query's
   ``ConsentRequired`` (or a 401 on the token Superset handed in) makes Superset show its
   "authorize" prompt; Superset exchanges the code, keeps and refreshes the token, and hands it
