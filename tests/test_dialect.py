@@ -212,7 +212,7 @@ def test_pandas_with_a_per_user_engine(
     oauth_config: tuple[IncidentsAPI, Path], tmp_path: Path
 ) -> None:
     """read_sql_table reflects the remote table (key as primary key) and reads only the URL
-    user's rows, with that user's token; read_sql too."""
+    user's rows, with that user's token; read_sql too; the engine stays locked to that user."""
     api, config = oauth_config
     url = engine_url(tmp_path / "bob.db", config).set(username="bob")
     eng = sa.create_engine(url, connect_args={"consent": walk, "token_store": MemoryTokenStore()})
@@ -223,6 +223,9 @@ def test_pandas_with_a_per_user_engine(
         assert counts.set_index("state")["n"].to_dict() == {"closed": 1, "open": 2}
         inc = sa.Table("inc", sa.MetaData(), autoload_with=eng)
         assert [c.name for c in inc.primary_key.columns] == ["sys_id"]
+        # the engine stays locked to bob: pandas SQL cannot read as someone else
+        with pytest.raises(pd.errors.DatabaseError, match="locked to user .bob."):
+            pd.read_sql("SELECT set_user('alice') AS u", eng)
     finally:
         eng.dispose()
     assert {r.user for r in api.requests} == {"bob"}
