@@ -3,7 +3,7 @@
 #
 # Superset 6.1 pins SQLAlchemy < 2 and pandas < 2.2, so it cannot share remotetables' test
 # environment (SQLAlchemy 2, pandas 3): it gets a venv of its own, with remotetables' runtime
-# dependencies; the test runs remotetables from the source tree inside it. About 1 GB and a
+# dependencies; the test runs remotetables from the source tree inside it. About 850 MB and a
 # few minutes; scripts/test does not run this. Then:
 #
 #   bash scripts/install-superset.sh                  # SUPERSET_VENV=/opt/remotetables-superset

@@ -62,7 +62,7 @@ def _superset_python() -> str:
         pytest.skip(
             "Apache Superset is not installed: it cannot share this environment (apache-superset "
             "6.1 pins sqlalchemy<2 and pandas<2.2; remotetables' dialect tests use SQLAlchemy 2 "
-            "and pandas 3); run bash scripts/install-superset.sh (a venv of its own, about 1 GB) "
+            "and pandas 3); run bash scripts/install-superset.sh (a venv of its own, about 850 MB) "
             "or set REMOTETABLES_SUPERSET_PYTHON"
         )
     return path
