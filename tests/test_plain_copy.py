@@ -253,3 +253,33 @@ def test_export_stamp_is_injected(items_config: Path, tmp_path: Path) -> None:
     assert _read(tmp_path / "p.db", "SELECT exported_at FROM _remotetables_export") == [
         ("2030-01-02T03:04:05Z",)
     ]
+
+
+def test_datasette_row_links_use_the_key(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path
+) -> None:
+    """With the key as PRIMARY KEY, Datasette's row page is /db/table/KEY, the same after every
+    copy (it was the rowid, which a re-export renumbers)."""
+    pytest.importorskip("datasette")
+    target = tmp_path / "plain.db"
+    _copy(items_config, target)
+    items_api.dataset("items").delete("r000")  # the next copy holds one row fewer
+    _copy(items_config, target)
+    code = (
+        "import asyncio, json, sys\n"
+        "from datasette.app import Datasette\n"
+        "async def main():\n"
+        "    ds = Datasette([sys.argv[1]])\n"
+        "    r = await ds.client.get('/plain/items/r007.json?_shape=array')\n"
+        "    print(json.dumps([r.status_code, r.json()]))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    status, rows = json.loads(out.stdout)
+    assert status == 200 and [(r["sys_id"], r["seq"]) for r in rows] == [("r007", 7)]
