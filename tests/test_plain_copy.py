@@ -69,6 +69,25 @@ def items_config(items_api: IncidentsAPI, write_config: Callable[..., Path]) -> 
     return write_config(SYNC_TOML, base=items_api.base_url)
 
 
+def duckdb_with_sqlite() -> Any:
+    """A DuckDB connection with the sqlite scanner loaded from its wheel, or a skip."""
+    duckdb = pytest.importorskip("duckdb")
+    ext = pytest.importorskip(
+        "duckdb_extension_sqlite_scanner",
+        reason="the sqlite scanner wheel (duckdb-extension-sqlite-scanner) is not installed",
+    )
+    path = Path(ext.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    path = path / "sqlite_scanner.duckdb_extension"
+    if not path.exists():
+        pytest.skip(f"no sqlite scanner for duckdb {duckdb.__version__} in {path.parent.parent}")
+    # never INSTALL: that downloads from DuckDB's extension site
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    con.execute(f"LOAD '{path}'")
+    return con
+
+
 def _owner(_spec: object) -> str:
     return "(public)"
 
@@ -114,22 +133,10 @@ def test_export_declares_types_and_primary_key(
 def test_duckdb_reads_an_export_with_key_and_types(items_config: Path, tmp_path: Path) -> None:
     """DuckDB's sqlite scanner, loaded from the duckdb-extension-sqlite-scanner wheel (no
     download: DuckDB's own INSTALL fetches it from the network)."""
-    duckdb = pytest.importorskip("duckdb")
-    ext = pytest.importorskip(
-        "duckdb_extension_sqlite_scanner",
-        reason="the sqlite scanner wheel (duckdb-extension-sqlite-scanner) is not installed",
-    )
-    path = Path(ext.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-    path = path / "sqlite_scanner.duckdb_extension"
-    if not path.exists():
-        pytest.skip(f"no sqlite scanner for duckdb {duckdb.__version__} in {path.parent.parent}")
     target = tmp_path / "plain.db"
     _copy(items_config, target)
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    con = duckdb_with_sqlite()
     try:
-        con.execute(f"LOAD '{path}'")
         con.execute(f"ATTACH '{target}' AS plain (TYPE sqlite, READ_ONLY)")
         described = {r[0]: (r[1], r[3]) for r in con.execute("DESCRIBE plain.items").fetchall()}
         assert described["sys_id"] == ("VARCHAR", "PRI")

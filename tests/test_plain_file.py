@@ -216,3 +216,21 @@ def test_the_stock_sqlite3_cli_reads_and_changes_the_file(
     )
     assert out.returncode == 0 and out.stderr == "", out.stderr
     assert out.stdout.split() == ["notes", "3"]
+
+
+def test_duckdb_reads_a_used_file(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from tests.test_plain_copy import duckdb_with_sqlite
+
+    con = duckdb_with_sqlite()
+    db = _used_file(tmp_path, write_config, api)
+    try:
+        con.execute(f"ATTACH '{db}' AS used (TYPE sqlite, READ_ONLY)")
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'used'"
+        ).fetchall()
+        rows = con.execute("SELECT count(*) FROM used.notes").fetchone()
+    finally:
+        con.close()
+    assert tables == [("notes",)] and rows == (3,)
