@@ -17,6 +17,7 @@ from remotetables.demo.authserver.server import DemoAuthServer
 from remotetables.errors import (
     CoercionError,
     ConfigError,
+    NotSupportedError,
     ReadOnlyError,
     RemoteError,
     RemoteProtocolError,
@@ -109,7 +110,7 @@ def writes(api: IncidentsAPI) -> list[tuple[str, str, int]]:
 
 def test_update_reads_matching_keys_then_writes_each(wapi: IncidentsAPI, wconfig: Path) -> None:
     with open_conn(wconfig) as conn:
-        # warm the cache: the write must invalidate it
+        # warm the cache: the write must neither read it nor leave it stale
         assert conn.execute("SELECT sum(priority) FROM inc").fetchone() == (3 * 5,)
         wapi.clear_requests()
         cur = conn.execute(
@@ -118,9 +119,10 @@ def test_update_reads_matching_keys_then_writes_each(wapi: IncidentsAPI, wconfig
         assert cur.rowcount == 4
         log = [(r.method, r.path) for r in wapi.requests]
         methods = [m for m, _ in log]
-        # SQLite runs the whole scan (a cache hit here: no GET) before the first write
-        assert methods == ["PATCH"] * 4
-        assert sorted(p.rsplit("/", 1)[1] for _, p in log) == ["a1", "a2", "a3", "a4"]
+        # SQLite runs the whole scan (from the API, never the cache) before the first write
+        assert methods == ["GET"] * 3 + ["PATCH"] * 4
+        patched = sorted(p.rsplit("/", 1)[1] for m, p in log if m == "PATCH")
+        assert patched == ["a1", "a2", "a3", "a4"]
         wapi.clear_requests()
         cur = conn.execute("UPDATE inc SET priority = 2 WHERE state = 'open' AND sys_id <> 's1'")
         methods = [r.method for r in wapi.requests]
@@ -609,11 +611,13 @@ def test_remote_writes_do_not_lock_the_database_file(
             "INSERT INTO inc (number, state) VALUES (?, 'new')", [("m1",), ("m2",)]
         )
         assert not a.apsw.in_transaction
-        # DML on a native table keeps PEP 249's implicit transaction
+        # DML on a native table keeps PEP 249's implicit transaction; a remote write inside
+        # it is refused (ROLLBACK could not undo it)
         a.execute("CREATE TABLE notes (x)")
         a.execute("INSERT INTO notes VALUES (1)")
         assert a.apsw.in_transaction
-        a.execute("INSERT INTO inc (number, state) VALUES ('inside', 'new')")  # runs in it
+        with pytest.raises(NotSupportedError, match="inside an open transaction"):
+            a.execute("INSERT INTO inc (number, state) VALUES ('inside', 'new')")
         a.rollback()
         assert a.execute("SELECT count(*) FROM notes").fetchone() == (0,)
         a.execute("INSERT INTO notes VALUES (2)")
@@ -621,7 +625,7 @@ def test_remote_writes_do_not_lock_the_database_file(
         assert b.execute("SELECT x FROM notes").fetchall() == [(2,)]
     ds = wapi.dataset("incidents")
     numbers = {r["number"] for r in ds.snapshot.rows if r.get("state") == "new"}
-    assert len(numbers) == 6  # every remote row stays, the rolled-back one too
+    assert len(numbers) == 5  # every remote row stays; the one refused was never sent
     assert ds.get("a1")["priority"] == 4 and ds.get("a2") is None
     assert ds.get("b1")["priority"] == 5
 

@@ -2,7 +2,9 @@
 
 No I/O here. A key is ``(principal, table, params)``: the principal is always part of it, so a
 personal table's rows filled for alice can never be found for bob. Only complete scans are put
-in the cache; a failed or partial fetch never is.
+in the cache; a failed or partial fetch never is, and neither is a scan that started before a
+write invalidated its table (:meth:`RowCache.invalidate` moves the table's epoch; a scan puts
+its rows with the epoch it started in, and they are refused if it moved since).
 """
 
 from __future__ import annotations
@@ -57,6 +59,24 @@ class RowCache:
         )
         self.hits = 0
         self.misses = 0
+        self._epochs: dict[str, int] = {}  # table -> writes seen (see invalidate)
+
+    def epoch(self, table: str) -> int:
+        """The table's epoch: a scan takes it when it starts and hands it to :meth:`put`."""
+        with self._lock:
+            return self._epochs.get(table.lower(), 0)
+
+    def invalidate(self, tables: Collection[str]) -> int:
+        """After a write: drop every principal's entries of ``tables`` and move their epochs,
+        so that a scan still running since before the write cannot store what it read."""
+        names = {t.lower() for t in tables}
+        with self._lock:
+            for name in names:
+                self._epochs[name] = self._epochs.get(name, 0) + 1
+            doomed = [k for k in list(self._cache.keys()) if k.table in names]
+            for k in doomed:
+                self._cache.pop(k, None)
+            return len(doomed)
 
     def get(self, key: CacheKey) -> list[tuple[Any, ...]] | None:
         with self._lock:
@@ -87,13 +107,19 @@ class RowCache:
         ttl: float,
         *,
         covering: bool = True,
-    ) -> None:
+        epoch: int | None = None,
+    ) -> bool:
         """``covering=False``: the rows lack a field a parameter filters on; such a whole-table
-        entry answers only the same query, never a narrower one."""
+        entry answers only the same query, never a narrower one. ``epoch``: the table's epoch
+        when the scan started; if a write moved it since, the rows are not stored (they may
+        predate the write). Returns whether the rows were stored."""
         if ttl <= 0 or nbytes > self.max_bytes:
-            return
+            return False
         with self._lock:
+            if epoch is not None and self._epochs.get(key.table, 0) != epoch:
+                return False
             self._cache[key] = CacheEntry(rows, nbytes, ttl, self._clock(), covering)
+            return True
 
     def clear(
         self,

@@ -85,6 +85,21 @@ def dml_target(sql: str) -> tuple[str | None, str] | None:
     return _unquote(first), _unquote(second)
 
 
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_INSERT = re.compile(r"\b(?:INSERT|REPLACE)\b", re.IGNORECASE)
+
+
+def insert_returning(sql: str) -> bool:
+    """Whether ``sql`` may be an ``INSERT ... RETURNING`` (literals, quoted names and comments
+    are not looked at).
+
+    >>> insert_returning("INSERT INTO t (a) VALUES ('returning') RETURNING rowid")
+    True
+    """
+    bare = _QUOTED.sub(" ", sql)
+    return bool(_INSERT.search(bare) and _RETURNING.search(bare))
+
+
 def _map_error(exc: apsw.Error) -> errors.Error:
     """The one translation from apsw's exceptions to the PEP 249 tree."""
     text = str(exc)
@@ -143,6 +158,7 @@ def connect(
     create_tables: bool = True,
     persist_tables: bool | None = None,
     access_tokens: Mapping[str, str] | None = None,
+    writes_in_transaction: bool | None = None,
 ) -> Connection:
     """Open ``database`` with the remote tables of ``config``.
 
@@ -159,6 +175,9 @@ def connect(
     ``access_tokens`` maps personal OAuth providers to access tokens that the application
     obtained for ``user`` itself (a BI server's own OAuth2 flow): used for that user only, never
     stored or refreshed by remotetables; a 401 fails the query.
+    ``writes_in_transaction=True`` lets INSERT/UPDATE/DELETE on a remote table run inside an
+    open transaction (``BEGIN``, ``SAVEPOINT``) although ROLLBACK cannot undo them (default:
+    the config's ``settings.writes_in_transaction``, off: such a write is refused).
     """
     env = dict(os.environ if environ is None else environ)
     if runtime is None:
@@ -183,7 +202,12 @@ def connect(
             f"cannot open database {os.fspath(database)!r}: {exc}"
         ) from exc
     session = Session(
-        runtime, user=None, consent=consent, progress=progress, lock_user=bool(lock_user)
+        runtime,
+        user=None,
+        consent=consent,
+        progress=progress,
+        lock_user=bool(lock_user),
+        writes_in_transaction=writes_in_transaction,
     )
     if user is not None:
         session.set_user(user)
@@ -229,7 +253,8 @@ def install(db: apsw.Connection, session: Session) -> None:
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if session.last_stats is session.stats and session.stats.finished is None:
             session.stats.finished = time.perf_counter()
-        session.new_statement()
+        writes = not getattr(cursor, "is_readonly", True)  # a Connection for `with db:`
+        session.new_statement(writes=writes, returning=writes and insert_returning(sql))
         return True
 
     db.exec_trace = trace

@@ -239,7 +239,9 @@ def scan(
     principal = creds.principal(session)
     provider = None if spec.provider == "__none__" else spec.provider
     ctx = RequestContext(table=spec.name, provider=provider, user=session.user)
-    return _Scan(runtime, session, spec, sargs, principal, ctx).pages()
+    # taken before the first request: a write after this point keeps these rows out of the cache
+    epoch = runtime.cache.epoch(spec.name)
+    return _Scan(runtime, session, spec, sargs, principal, ctx, epoch).pages()
 
 
 class _Scan:
@@ -251,8 +253,10 @@ class _Scan:
         sargs: ScanArgs,
         principal: str,
         ctx: RequestContext,
+        epoch: int,
     ) -> None:
         self.rt = runtime
+        self.epoch = epoch
         self.session = session
         self.spec = spec
         self.sargs = sargs
@@ -265,9 +269,12 @@ class _Scan:
 
     def pages(self) -> Iterator[list[Row]]:
         key = CacheKey.make(self.principal, self.spec.name, self.sargs.pushed)
-        cached = self.rt.cache.get(key) if self.spec.cache_ttl > 0 else None
+        # the scan behind a write (UPDATE/DELETE ... WHERE) decides which rows change and
+        # what they held: it asks the API, never the cache
+        use_cache = self.spec.cache_ttl > 0 and not self.session.statement_writes
+        cached = self.rt.cache.get(key) if use_cache else None
         checks = self.sargs.checks
-        if cached is None and self.spec.cache_ttl > 0 and self.sargs.covered:
+        if cached is None and use_cache and self.sargs.covered:
             # every pushed parameter is re-checked locally: a cached whole-table scan answers it
             cached = self.rt.cache.get_covering(key)
         if cached is not None:
@@ -434,7 +441,14 @@ class _Scan:
                 break
             self._check_next(request, allowed, seen_urls, n_pages)
         if collect is not None:
-            self.rt.cache.put(key, collect, collected_bytes, spec.cache_ttl, covering=not unseen)
+            self.rt.cache.put(
+                key,
+                collect,
+                collected_bytes,
+                spec.cache_ttl,
+                covering=not unseen,
+                epoch=self.epoch,
+            )
 
     def _no_field_for_in(self, col: ColumnSpec) -> ConfigError:
         return ConfigError(

@@ -203,6 +203,17 @@ class Runtime:
         except KeyError:
             raise UnknownTableError(f"unknown provider {name!r}") from None
 
+    def tables_sharing_origin(self, spec: TableSpec) -> tuple[str, ...]:
+        """The tables whose rows a write to ``spec`` may change: every table on the same API
+        origin (another table over the same resource, a filtered view of it, or a listing that
+        the API's own rules update: linked records, business rules, counters)."""
+        return tuple(t.name for t in self.config.tables.values() if t.origin == spec.origin)
+
+    def after_write(self, spec: TableSpec) -> None:
+        """Drop every user's cached rows that a write to ``spec`` may have made stale, and keep
+        scans that started before it from storing theirs."""
+        self.cache.invalidate(self.tables_sharing_origin(spec))
+
     def allowed_origins(self, provider: str) -> frozenset[str]:
         if provider == "__none__":
             return frozenset(
@@ -305,6 +316,7 @@ class Session:
         consent: Any = None,
         progress: Callable[[StatementStats], None] | None = None,
         lock_user: bool = False,
+        writes_in_transaction: bool | None = None,
     ) -> None:
         self.runtime = runtime
         self.user = user
@@ -313,6 +325,16 @@ class Session:
         self.lock_user = lock_user
         self.consent = consent
         self.progress = progress
+        # a remote write inside an open transaction (which ROLLBACK cannot undo): refused
+        # unless the config's settings.writes_in_transaction or this switch allows it
+        self.writes_in_transaction = (
+            runtime.config.settings.writes_in_transaction
+            if writes_in_transaction is None
+            else bool(writes_in_transaction)
+        )
+        # what the statement being run is (set by the exec trace, dbapi.install)
+        self.statement_writes = False  # it may change the database (its scans skip the cache)
+        self.statement_returning = False  # an INSERT ... RETURNING
         # a web app's session id: binds consent started by this connection to that browser
         self.web_session: str | None = None
         self.stats = StatementStats()
@@ -365,8 +387,10 @@ class Session:
     def handed_token(self, provider: str, user: str) -> str | None:
         return self._handed.get((provider, user))
 
-    def new_statement(self) -> None:
+    def new_statement(self, *, writes: bool = False, returning: bool = False) -> None:
         self.stats = StatementStats()
+        self.statement_writes = writes
+        self.statement_returning = returning
         self._interrupt.clear()
 
     def report_progress(self) -> None:

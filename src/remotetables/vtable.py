@@ -93,17 +93,20 @@ class Module:
     ) -> tuple[str, Table]:
         name = args[0].strip().strip("'\"") if args else tablename
         spec = self.session.runtime.table(name)
-        return schema_sql(spec), Table(self.session, spec)
+        return schema_sql(spec), Table(self.session, spec, connection)
 
     Connect = Create
 
 
 class Table:
-    def __init__(self, session: Session, spec: TableSpec) -> None:
+    def __init__(
+        self, session: Session, spec: TableSpec, connection: apsw.Connection | None = None
+    ) -> None:
         self.session = session
         self.spec = spec
         self._plans: dict[str, Plan] = {}
-        self.writer = TableWriter(session, spec)  # INSERT/UPDATE/DELETE (remotetables.writes)
+        # INSERT/UPDATE/DELETE (remotetables.writes); the connection says if a transaction is open
+        self.writer = TableWriter(session, spec, connection)
 
     def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:
         constraints = []

@@ -107,6 +107,7 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
             "consent",
             "consent_timeout",
             "persist_tables",
+            "writes_in_transaction",
         },
     )
     consent = _get(ctx, raw, p, "consent", str, "auto")
@@ -122,4 +123,5 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
         consent=consent,
         consent_timeout=_get(ctx, raw, p, "consent_timeout", float, 300.0),
         persist_tables=_get(ctx, raw, p, "persist_tables", bool, False),
+        writes_in_transaction=_get(ctx, raw, p, "writes_in_transaction", bool, False),
     )

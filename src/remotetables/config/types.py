@@ -167,6 +167,7 @@ class Settings:
     # store each remote table's CREATE VIRTUAL TABLE in the database file (off: the
     # connection's temp schema, so the file stays openable by tools without the module)
     persist_tables: bool = False
+    writes_in_transaction: bool = False  # allow remote writes inside BEGIN ... / SAVEPOINT
 
 
 @dataclass(frozen=True)

@@ -278,8 +278,16 @@ class HttpClient:
         idempotent: bool = True,
         counters: Counters | None = None,
         interrupted: Callable[[], bool] | None = None,
+        history: list[int | None] | None = None,
+        retry_conflict: bool = False,
     ) -> JsonResponse:
-        """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise."""
+        """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise.
+
+        ``history`` (when given) gets each attempt's HTTP status, or None for an attempt that
+        got no answer: a writer tells from it whether an earlier attempt may have been applied.
+        ``retry_conflict``: a 409 is retried like a 503 (a request carrying an idempotency key
+        whose first attempt the API is still processing answers 409 until it is done).
+        """
         check_url_allowed(url, ctx)
         attempt = 0
         garbled = False
@@ -300,12 +308,19 @@ class HttpClient:
                         f" [{ctx.prefix()}]" if ctx.prefix() else "",
                     )
             except TransportError as exc:
+                if history is not None:
+                    history.append(None)
                 if not idempotent:
                     raise
                 if attempt > policy.max_retries:
                     raise _gave_up(exc, attempt) from exc
                 failure: RemoteError = exc
             else:
+                if history is not None:
+                    history.append(response.status)
+                retry_status = response.status in RETRY_STATUSES or (
+                    retry_conflict and response.status == 409
+                )
                 if response.status < 400 and idempotent and not garbled:
                     # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
                     try:
@@ -317,7 +332,7 @@ class HttpClient:
                         failure = exc
                 elif (
                     response.status < 400
-                    or response.status not in RETRY_STATUSES
+                    or not retry_status
                     or (not idempotent and response.status != 429)
                 ):
                     return self._finish(response, ctx, auth)

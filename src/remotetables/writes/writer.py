@@ -1,80 +1,60 @@
-"""INSERT, UPDATE and DELETE on remote tables: each row becomes one request to the API.
-
-A table is writable only when its config has a ``[tables.NAME.write]`` section (see
-README.md, "Writes"); any other write gets :class:`~remotetables.errors.ReadOnlyError`.
-
-Semantics (a remote API cannot be rolled back):
-
-* every row is sent the moment SQLite hands it over: ``ROLLBACK`` undoes nothing remote;
-* every written value is converted to its column's declared type before anything is sent,
-  with the rules of reads (:func:`remotetables.rows.coerce`: ``'5'`` in an INTEGER column is
-  ``5``, ``'yes'``/``1`` in a BOOLEAN column is ``true``; a number in a TEXT column is sent as
-  the text SQLite would store); a value that does not fit raises
-  :class:`~remotetables.errors.CoercionError` naming table, column and row, and that row is
-  not sent;
-* a failing row stops the statement; the error says which rows of the statement were already
-  applied (they stay applied) and, after a lost answer, that the failed row's outcome is unknown;
-  when the API accepted a row but its answer cannot be read, the error says that row was applied;
-* ``UPDATE``/``DELETE ... WHERE`` first reads the matching rows (SQLite runs the whole scan
-  before the first write), then writes them one by one by key;
-* a ``POST`` is never retried unless the table names an ``idempotency_header`` (then every row
-  gets a fresh key, reused on retries); ``PUT``/``PATCH``/``DELETE`` retry like reads;
-* requests use the session user's token (the shared token for system integrations), and
-  after each write the table's cached rows are dropped (for every user of the runtime).
-"""
+"""TableWriter: the write side of one virtual table on one connection (see the package doc)."""
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import apsw
-import orjson
 
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.errors import (
     CoercionError,
     ConfigError,
     Error,
+    NotSupportedError,
     ReadOnlyError,
     RemoteProtocolError,
     TransportError,
 )
 from remotetables.http.client import JsonResponse, RequestContext, check_url_allowed
-from remotetables.rows import apply_affinity, coerce, get_path, sql_equal
+from remotetables.rows import get_path, sql_equal
+from remotetables.writes.outcome import earlier_clause, may_have_applied, with_message
+from remotetables.writes.values import json_value, key_rowid, put_path, sql_value
 
 if TYPE_CHECKING:
     from remotetables.session import Session, StatementStats
 
-__all__ = ["MAX_REMEMBERED", "TableWriter", "key_rowid"]
+__all__ = ["MAX_REMEMBERED", "NEW_ROW", "TableWriter"]
 
-#: rows whose key a table remembers between the scan and the write (oldest dropped first)
+#: rows whose key one statement remembers between its scan and its writes
 MAX_REMEMBERED = 1_000_000
 
 NEW_ROW = "1 new row"  # an inserted row in ``applied`` when its key is not known
 
-
-def key_rowid(key: Any) -> int:
-    """The rowid of the row whose key column holds ``key`` (the same formula as the cursor's)."""
-    return hash(key) & 0x3FFFFFFFFFFF
+Row = tuple[Any, ...]
 
 
 class TableWriter:
     """The write side of one virtual table on one connection."""
 
-    def __init__(self, session: Session, spec: TableSpec) -> None:
+    def __init__(
+        self, session: Session, spec: TableSpec, db: apsw.Connection | None = None
+    ) -> None:
         self.session = session
         self.spec = spec
         self.write = spec.write
+        self._db = db  # to see whether a transaction is open
         self._key_index = spec.column_index(spec.key) if spec.key else None
-        # rowid -> row as the scan saw it (SQLite gives UPDATE/DELETE only the rowid)
-        self._seen: dict[int, tuple[Any, ...]] = {}
+        # rowid -> the row(s) the statement's scan saw with it (SQLite gives UPDATE/DELETE only
+        # the rowid); a list when two keys share a rowid
+        self._seen: dict[int, Row | list[Row]] = {}
+        self._seen_for: StatementStats | None = None
         self._stats: StatementStats | None = None
         self._applied: list[str] = []  # rows of the current statement already applied
         self._row_no = 0  # the row of the current statement being written (1-based)
-        self.last_row: tuple[Any, ...] | None = None  # the API's answer to the last write
+        self.last_row: Row | None = None  # the API's answer to the last write
         self._urls_checked = False
 
     # ------------------------------------------------------------ scan side
@@ -85,28 +65,69 @@ class TableWriter:
         w = self.write
         return w is not None and (w.update is not None or w.delete is not None)
 
-    def remember(self, rowid: int, row: tuple[Any, ...]) -> None:
+    def remember(self, rowid: int, row: Row) -> None:
+        """Keep ``row`` for a write of this statement to ``rowid``; every row of a shared rowid
+        is kept (the write tells them apart by their key)."""
+        stats = self.session.stats
+        if stats is not self._seen_for:  # a new statement: its writes use only its own scan
+            self._seen_for = stats
+            self._seen = {}
         seen = self._seen
-        if len(seen) >= MAX_REMEMBERED:
-            for old in list(seen)[: MAX_REMEMBERED // 2]:
-                del seen[old]
-        seen[rowid] = row
+        old = seen.get(rowid)
+        if old is None:
+            if len(seen) >= MAX_REMEMBERED:
+                for gone in list(seen)[: MAX_REMEMBERED // 2]:
+                    del seen[gone]
+            seen[rowid] = row
+            return
+        ki = self._key_index
+        rows = old if isinstance(old, list) else [old]
+        if ki is None:
+            seen[rowid] = row
+            return
+        for n, other in enumerate(rows):
+            if _same_key(other[ki], row[ki]):
+                rows[n] = row
+                break
+        else:
+            rows.append(row)
+        seen[rowid] = rows if len(rows) > 1 else rows[0]
+
+    def _rows_for(self, rowid: int, verb: str) -> list[Row]:
+        found = self._seen.get(rowid) if self._seen_for is self.session.stats else None
+        if found is None:
+            raise ReadOnlyError(
+                f"table {self.spec.name}: {verb} of a row this statement has not read "
+                "(remote rows are changed by key: use a WHERE clause that reads them)"
+            )
+        return found if isinstance(found, list) else [found]
 
     # ------------------------------------------------------------ xUpdate
 
-    def insert(self, rowid: int | None, fields: tuple[Any, ...]) -> int:
+    def insert(self, rowid: int | None, fields: Row) -> int:
         op = self._op("insert", "INSERT")
         if rowid is not None:
             raise ReadOnlyError(f"table {self.spec.name}: rowid cannot be set on a remote table")
+        if self.session.statement_returning:
+            raise NotSupportedError(
+                f"table {self.spec.name}: INSERT ... RETURNING is not supported on a remote "
+                "table (SQLite would return the values given and rowid -1, not the row the API "
+                "created); nothing was sent. Insert without RETURNING, then read the new row "
+                "with SELECT ... WHERE rowid = last_insert_rowid()"
+            )
         label = "new row" + self._key_suffix(fields)
         body = self._body(fields, None, label)
-        headers = []
-        idem = self.write.idempotency_header if self.write else None
-        if idem:
-            headers.append((idem, secrets.token_urlsafe(24)))
+        headers = self._idempotency_headers(op[0])
         url = self._url(op[1], None)
         response = self._send(
-            op[0], url, body, label, idempotent=bool(idem), headers=headers, applied_as=NEW_ROW
+            op[0],
+            url,
+            body,
+            label,
+            idempotent=bool(headers),
+            headers=headers,
+            applied_as=NEW_ROW,
+            unknown_as=f"{label} (row {self._row_no} of the statement)",
         )
         location = _location_key(response) if self._key_index is not None else None
         done = f"{self.spec.key}={location}" if location is not None else NEW_ROW
@@ -119,40 +140,54 @@ class TableWriter:
         self._done(f"{self.spec.key}={key}" if key is not None else NEW_ROW)
         if key is None:
             return key_rowid(row if row is not None else secrets.token_hex(8))
-        new_rowid = key_rowid(key)
-        if row is not None:
-            self.remember(new_rowid, row)
-        return new_rowid
+        return key_rowid(key)
 
-    def change(self, rowid: int, newrowid: int, fields: tuple[Any, ...]) -> None:
+    def change(self, rowid: int, newrowid: int, fields: Row) -> None:
         op = self._op("update", "UPDATE")
-        old = self._old_row(rowid, "UPDATE")
+        rows = self._rows_for(rowid, "UPDATE")
         key_index = self._key_index
         assert key_index is not None
-        key = old[key_index]
-        if newrowid != rowid or not sql_equal(fields[key_index], key):
+        new_key = fields[key_index]
+        # the row of this rowid whose key the new values carry (two keys may share a rowid)
+        match = [r for r in rows if _same_key(r[key_index], new_key)]
+        if newrowid != rowid or not match:
             raise ReadOnlyError(
                 f"table {self.spec.name}: the key column {self.spec.key} cannot be changed "
-                f"(row {self.spec.key}={key})"
+                f"(row {self.spec.key}={rows[0][key_index] if len(rows) == 1 else '?'})"
             )
+        old = match[0]
+        key = old[key_index]
         label = f"{self.spec.key}={key}"
         body = self._body(fields, old, label)
         if not body:
-            return  # nothing changed: no request
-        response = self._send(op[0], self._url(op[1], key), body, label, idempotent=True)
-        row = self._answer_row(response, op[0], label, label)
-        if row is not None:
-            self.remember(rowid, row)
+            return  # the statement's own scan (never the cache) read these values: no request
+        headers = self._idempotency_headers(op[0])
+        response = self._send(
+            op[0], self._url(op[1], key), body, label, idempotent=True, headers=headers
+        )
+        self._answer_row(response, op[0], label, label)
         self._done(label)
 
     def delete(self, rowid: int) -> None:
         op = self._op("delete", "DELETE")
-        old = self._old_row(rowid, "DELETE")
-        assert self._key_index is not None
-        key = old[self._key_index]
+        rows = self._rows_for(rowid, "DELETE")
+        ki = self._key_index
+        assert ki is not None
+        if len(rows) > 1:
+            keys = ", ".join(f"{self.spec.key}={r[ki]}" for r in rows)
+            done = earlier_clause(self._applied)
+            raise with_message(
+                NotSupportedError(""),
+                f"table {self.spec.name}: rows {keys} share one rowid and SQLite names the rows a "
+                "DELETE matched only by rowid, so this statement cannot tell which of them it "
+                "matched: nothing was sent for them (delete them one at a time with WHERE "
+                f"{self.spec.key} = ...)."
+                + (f" {done}; later rows were not attempted." if done else ""),
+                self._applied,
+            )
+        key = rows[0][ki]
         label = f"{self.spec.key}={key}"
         self._send(op[0], self._url(op[1], key), None, label, idempotent=True, gone_ok=True)
-        self._seen.pop(rowid, None)
         self._done(label)
 
     # ------------------------------------------------------------ pieces
@@ -174,8 +209,25 @@ class TableWriter:
             self._check_urls()
             self._urls_checked = True
         self._new_statement_check()
+        self._check_transaction(verb)
         self._row_no += 1
         return op
+
+    def _check_transaction(self, verb: str) -> None:
+        db = self._db
+        if db is None or not db.in_transaction or self.session.writes_in_transaction:
+            return
+        done = earlier_clause(self._applied)
+        raise with_message(
+            NotSupportedError(""),
+            f"table {self.spec.name}: {verb} on a remote table inside an open transaction "
+            "(BEGIN or SAVEPOINT, or earlier changes not yet committed) is refused: each row "
+            "would apply at the API at once and ROLLBACK could not undo it. Commit or roll back "
+            "first, or allow it knowingly with connect(..., writes_in_transaction=True) or "
+            "writes_in_transaction = true in the config's [settings]; nothing was sent for this "
+            "row." + (f" {done}; later rows were not attempted." if done else ""),
+            self._applied,
+        )
 
     def _new_statement_check(self) -> None:
         stats = self.session.stats
@@ -184,16 +236,15 @@ class TableWriter:
             self._applied = []
             self._row_no = 0
 
-    def _old_row(self, rowid: int, verb: str) -> tuple[Any, ...]:
-        old = self._seen.get(rowid)
-        if old is None:
-            raise ReadOnlyError(
-                f"table {self.spec.name}: {verb} of a row this connection has not read "
-                "(remote rows are changed by key: use a WHERE clause that reads them)"
-            )
-        return old
+    def _idempotency_headers(self, method: str) -> list[tuple[str, str]]:
+        """A fresh key per row for a POST (reused on that row's retries), if the table names
+        the header: the API then carries out the row once however often it is sent."""
+        idem = self.write.idempotency_header if self.write else None
+        if idem and method == "POST":
+            return [(idem, secrets.token_urlsafe(24))]
+        return []
 
-    def _key_suffix(self, fields: tuple[Any, ...]) -> str:
+    def _key_suffix(self, fields: Row) -> str:
         if self._key_index is not None and fields[self._key_index] is not None:
             return f" {self.spec.key}={fields[self._key_index]}"
         return ""
@@ -224,9 +275,7 @@ class TableWriter:
             url = url.replace("{key}", quote(str(key), safe=""))
         return url
 
-    def _body(
-        self, fields: tuple[Any, ...], old: tuple[Any, ...] | None, label: str
-    ) -> dict[str, Any]:
+    def _body(self, fields: Row, old: Row | None, label: str) -> dict[str, Any]:
         """The JSON object to send: all given values (INSERT) or the changed ones (UPDATE),
         each converted to its column's type first (nothing is sent if one does not fit)."""
         body: dict[str, Any] = {}
@@ -236,7 +285,7 @@ class TableWriter:
                 continue
             if value is not None:
                 try:
-                    value = _sql_value(col, value)
+                    value = sql_value(col, value)
                 except ValueError as exc:
                     raise self._unfit(col, label, str(exc)) from None
             if old is None:
@@ -251,7 +300,7 @@ class TableWriter:
                 )
             if old is not None and i == self._key_index:
                 continue
-            _put_path(body, col, _json_value(col, value))
+            put_path(body, col, json_value(col, value))
         return body
 
     def _unfit(self, col: ColumnSpec, label: str, why: str) -> CoercionError:
@@ -259,27 +308,15 @@ class TableWriter:
         table = self.spec.name
         row = self._row_no
         where = f"row {row} of the statement" + (f" ({label})" if label != "new row" else "")
-        earlier = self._earlier()
+        earlier = earlier_clause(self._applied)
         message = (
             f"{table}.{col.name}: {where}: {why} (declared {col.type}); nothing was sent for "
             "this row." + (f" {earlier}; later rows were not attempted." if earlier else "")
         )
         exc = CoercionError(message, table=table, column=col.name, row=row)
         exc.applied = tuple(self._applied)  # type: ignore[attr-defined]
+        exc.unknown = ()  # type: ignore[attr-defined]
         return exc
-
-    def _earlier(self) -> str:
-        """The rows this statement applied before the current one, as a clause ("" if none)."""
-        applied = self._applied
-        if not applied:
-            return ""
-        shown = ", ".join(applied[:10]) + (
-            f" and {len(applied) - 10} more" if len(applied) > 10 else ""
-        )
-        return (
-            f"{len(applied)} earlier row(s) of this statement were already applied and stay "
-            f"applied (a remote API cannot be rolled back): {shown}"
-        )
 
     def _send(
         self,
@@ -292,15 +329,19 @@ class TableWriter:
         headers: list[tuple[str, str]] | None = None,
         gone_ok: bool = False,
         applied_as: str | None = None,
+        unknown_as: str | None = None,
     ) -> JsonResponse | None:
-        """Send one row's request; ``applied_as`` names the row in ``applied`` if the API
-        accepted it but its answer is unreadable (default: ``label``)."""
+        """Send one row's request. ``applied_as`` names the row in ``applied`` if the API
+        accepted it but its answer is unreadable, ``unknown_as`` in ``unknown`` if the outcome
+        cannot be known (default: ``label``)."""
         rt = self.session.runtime
         spec = self.spec
         creds = rt.credentials(spec.provider)
         creds.principal(self.session)  # a personal table needs a session user: fail before sending
         provider = None if spec.provider == "__none__" else spec.provider
         ctx = RequestContext(table=spec.name, provider=provider, user=self.session.user)
+        history: list[int | None] = []  # each attempt's status (None: no answer)
+        keyed = bool(headers)
         try:
             check_url_allowed(url, ctx)
             return rt.http.request_json(
@@ -314,37 +355,65 @@ class TableWriter:
                 idempotent=idempotent,
                 counters=self.session.stats.net,
                 interrupted=self.session.interrupted,
+                history=history,
+                retry_conflict=keyed,  # 409: the API is still carrying out an earlier attempt
             )
         except Error as exc:
             status = getattr(exc, "status_code", None)
-            if gone_ok and status in (404, 410):
-                return None  # already gone: what DELETE wanted
+            earlier = any(may_have_applied(s) for s in history[:-1])
+            if gone_ok and (status == 410 or (status == 404 and earlier)):
+                # gone: what DELETE wanted (a 404 only after an attempt that may have deleted
+                # it; on the first attempt it can mean the API hides a row it will not delete)
+                return None
             if isinstance(exc, RemoteProtocolError) and status is not None and status < 400:
                 # the API accepted the row (2xx/3xx); only its answer is garbled
                 raise self._unreadable(exc, method, label, applied_as or label) from exc
-            raise self._failed(exc, method, label) from exc
+            if history and (earlier or may_have_applied(history[-1])):
+                raise self._unknown(exc, method, label, unknown_as or label, history) from exc
+            raise self._failed(exc, method, label, gone_ok and status == 404) from exc
         finally:
-            # every principal's cached rows of the table: a write can change what others see too
-            rt.cache.clear(spec.name)
+            # every user's cached rows this write may change (and scans still running) go
+            rt.after_write(spec)
 
-    def _failed(self, exc: Error, method: str, label: str) -> Error:
+    def _failed(self, exc: Error, method: str, label: str, hidden: bool = False) -> Error:
         """``exc`` (same class, same attributes) with a message saying what was applied."""
-        done = self._earlier() or "No earlier row of this statement was applied"
-        unknown = ""
-        if isinstance(exc, TransportError):
-            unknown = (
-                " The outcome of this row is unknown (no answer arrived): check before retrying."
+        done = earlier_clause(self._applied) or "No earlier row of this statement was applied"
+        why = ""
+        if hidden:
+            why = (
+                " The row was read by this statement, so the API either hides it from this "
+                "user for deletion (an access rule), has no DELETE for it, or someone else "
+                "deleted it meanwhile: this statement did not delete it."
             )
-        return _with_message(
+        return with_message(
             exc,
-            f"{method} of {label} failed: {exc}. {done}; later rows were not attempted.{unknown}",
+            f"{method} of {label} failed: {exc}.{why} {done}; later rows were not attempted.",
             self._applied,
         )
+
+    def _unknown(
+        self, exc: Error, method: str, label: str, named: str, history: list[int | None]
+    ) -> Error:
+        """``exc`` saying that the API may or may not hold this row's change."""
+        last = history[-1]
+        if isinstance(exc, TransportError) or last is None:
+            why = "no answer arrived"
+        elif may_have_applied(last) and len(history) == 1:
+            why = f"the API answered HTTP {last}, which does not say whether it was carried out"
+        else:
+            why = "an earlier attempt got no answer (or a 5xx) and may have been carried out"
+        done = earlier_clause(self._applied) or "No earlier row of this statement was applied"
+        message = (
+            f"{method} of {label}: outcome unknown ({why}): {exc}. The API may or may not "
+            "hold this row's change: check before running the statement again. "
+            f"{done}; later rows were not attempted."
+        )
+        return with_message(exc, message, self._applied, (named,))
 
     def _unreadable(self, exc: Error, method: str, label: str, done: str) -> Error:
         """``exc`` (same class, same attributes) saying that the row WAS applied (the API
         accepted it) although its answer cannot be read; ``done`` names the row in ``applied``."""
-        earlier = self._earlier()
+        earlier = earlier_clause(self._applied)
         self._done(done)
         named = "" if done in (label, NEW_ROW) else f" ({done})"
         message = (
@@ -353,14 +422,14 @@ class TableWriter:
             + (f"; {earlier}" if earlier else "")
             + "; later rows were not attempted."
         )
-        return _with_message(exc, message, self._applied)
+        return with_message(exc, message, self._applied)
 
     def _done(self, label: str) -> None:
         self._applied.append(label)
 
     def _answer_row(
         self, response: JsonResponse | None, method: str, label: str, done: str
-    ) -> tuple[Any, ...] | None:
+    ) -> Row | None:
         """The API's answer as a row of the table (None if it holds none); if it cannot be
         read, an error saying that the row was applied (``done`` names it)."""
         if response is None or not isinstance(response.body, (dict, list)):
@@ -385,13 +454,8 @@ class TableWriter:
         return row
 
 
-def _with_message(exc: Error, message: str, applied: list[str]) -> Error:
-    """A copy of ``exc`` (same class, same attributes) with ``message`` and ``applied``."""
-    new = BaseException.__new__(type(exc))
-    new.__dict__.update(exc.__dict__)
-    new.args = (message,)
-    new.applied = tuple(applied)  # type: ignore[attr-defined]
-    return new
+def _same_key(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and sql_equal(a, b)
 
 
 def _location_key(response: JsonResponse | None) -> str | None:
@@ -402,61 +466,3 @@ def _location_key(response: JsonResponse | None) -> str | None:
         return None
     last = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]
     return last or None
-
-
-def _sql_value(col: ColumnSpec, value: Any) -> Any:
-    """``value`` as SQLite handed it over (no affinity is applied to a virtual table's writes),
-    converted to the column's declared type with the rules of reads (:func:`rows.coerce`) and
-    SQLite's: ``' 5 '`` in an INTEGER column is ``5``, ``1``/``'yes'``/``'true'`` in a BOOLEAN one
-    is ``1``, a number in a TEXT column is the text SQLite would store, JSON text is stored
-    compact (as reads give it). ``ValueError`` says why a value does not fit."""
-    typ = col.type
-    if isinstance(value, bytes):
-        raise ValueError("a BLOB cannot be sent to the API")
-    if typ == "TEXT":
-        return apply_affinity(value, "TEXT")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a finite number (JSON has none)")
-    if typ == "JSON":
-        if isinstance(value, str):
-            try:
-                parsed = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                short = value if len(value) <= 40 else value[:37] + "..."
-                raise ValueError(f"{short!r} is not valid JSON text") from None
-        else:
-            parsed = value  # a number is a JSON value as it is
-        return coerce(parsed, "JSON")
-    return coerce(value, typ)
-
-
-def _json_value(col: ColumnSpec, value: Any) -> Any:
-    """The JSON value sent for ``value`` (already converted by :func:`_sql_value`)."""
-    if value is None:
-        return None
-    if col.type == "BOOLEAN":
-        return bool(value)
-    if col.type == "JSON":
-        return orjson.loads(value)
-    return value
-
-
-def _put_path(body: dict[str, Any], col: ColumnSpec, value: Any) -> None:
-    path = col.path or (col.name,)
-    node = body
-    for part in path[:-1]:
-        if not isinstance(part, str):
-            raise ReadOnlyError(
-                f"column {col.name}: its path has a list index and cannot be written "
-                "(set writable = false)"
-            )
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ReadOnlyError(f"column {col.name}: its path collides with another column")
-        node = nxt
-    last = path[-1]
-    if not isinstance(last, str):
-        raise ReadOnlyError(
-            f"column {col.name}: its path has a list index and cannot be written (set writable = false)"
-        )
-    node[last] = value
