@@ -104,7 +104,9 @@ class WriteAPI:
 
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -219,6 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(status, raw, list(headers))
 
     def _send_raw(self, status: int, raw: bytes, headers: list[tuple[str, str]]) -> None:
+        self._log(status)  # before the answer leaves: the client may look at the log at once
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -228,7 +231,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _log(self, status: int | None) -> None:
+        who = getattr(self, "_who", None)
+        if who is not None:
+            self.owner.log.append((*who, status))
+
     def _drop(self) -> None:
+        self._log(None)
         self.close_connection = True
         self.connection.shutdown(2)
 
@@ -249,6 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
         if user is None:
             self._send(401, {"message": "Requires authentication"})
             return
+        self._who = (user, method, path)
         resource = next((r for r in (SN, GH, ST) if path == r or path.startswith(r + "/")), None)
         if resource is None:
             self._send(404, {"message": "Not Found"})
@@ -260,30 +270,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"message": "Problems parsing JSON"})
             return
         if method == "GET":
-            api.log.append((user, method, path, 200))
             self._list(resource, user, query)
             return
         fault = api.take_fault(method, path, user)
-        status_seen: list[int | None] = []
 
         def run() -> tuple[int, Any, list[tuple[str, str]]]:
             return self._write(resource, method, key_text, body, user)
 
         idem = self.headers.get("Idempotency-Key") if resource == ST and method == "POST" else None
         if idem is not None:
-            self._idempotent(idem, user, raw, run, fault, status_seen)
+            self._idempotent(idem, user, raw, run, fault)
         else:
-            self._plain(run, fault, status_seen)
-        api.log.append((user, method, path, status_seen[0] if status_seen else None))
+            self._plain(run, fault)
 
     def _plain(
         self,
         run: Callable[[], tuple[int, Any, list[tuple[str, str]]]],
         fault: WriteFault | None,
-        seen: list[int | None],
     ) -> None:
         if fault is not None and fault.kind == "refuse":
-            seen.append(fault.status)
             self._send(fault.status, {"message": "Service Unavailable"}, [("Retry-After", "0")])
             return
         if fault is not None and fault.kind == "drop":
@@ -295,12 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, body, headers = run()
         if fault is not None and fault.kind == "commit_status":
-            seen.append(fault.status)
             self._send(fault.status, {"message": "Internal Server Error"})
         elif fault is not None and fault.kind == "commit_drop":
             self._drop()
         else:
-            seen.append(status)
             self._send(status, body, headers)
 
     def _idempotent(
@@ -310,7 +313,6 @@ class _Handler(BaseHTTPRequestHandler):
         raw: bytes,
         run: Callable[[], tuple[int, Any, list[tuple[str, str]]]],
         fault: WriteFault | None,
-        seen: list[int | None],
     ) -> None:
         api = self.owner
         digest = hashlib.sha256(self.path.encode() + b"\0" + raw).hexdigest()
@@ -334,12 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
                         ),
                     )
                 else:
-                    seen.append(saved.status)
                     self._send_raw(
                         saved.status, saved.body, [*saved.headers, ("Idempotent-Replayed", "true")]
                     )
                     return
-                seen.append(status)
                 self._send(status, body)
                 return
             if fault is not None and fault.kind in ("refuse", "drop"):
@@ -347,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 saved = api._saved[(user, key)] = _Saved(digest)
         if saved is None:
-            self._plain(run, fault, seen)
+            self._plain(run, fault)
             return
 
         def finish() -> tuple[int, Any, list[tuple[str, str]]]:
@@ -360,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                     saved.body = b"" if body is None else json.dumps(body).encode()
             return status, body, headers
 
-        self._plain(finish, fault, seen)
+        self._plain(finish, fault)
 
     # ---------------------------------------------------------------- resources
 
