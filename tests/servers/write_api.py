@@ -3,7 +3,8 @@
 * ``/api/now/table/incident``: ServiceNow's Table API. Rows in ``result``, values as strings,
   ``sysparm_limit``/``sysparm_offset`` with a ``Link`` header; POST answers 201 with the row and
   a ``Location``; PATCH/PUT 200; DELETE 204. No idempotency key. Access rules: a user reads their
-  own rows and shared ones; a change to a shared row is refused with 403 ("ACL Exception Update
+  own rows, team rows (owner ``"*"``: everyone may change them) and shared ones (owner None:
+  read-only); a change to a shared row is refused with 403 ("ACL Exception Update
   Failed due to security constraints"), a DELETE of it with 404 ("No Record found: Record doesn't
   exist or ACL restricts the record retrieval"): ServiceNow documents 404 as "can be caused by an
   ACL constraint".
@@ -129,7 +130,9 @@ class WriteAPI:
         """(key, stored row with its owner) for each row ``user`` reads."""
         with self.lock:
             return [
-                (k, dict(r)) for k, r in self.rows[resource].items() if r["_owner"] in (None, user)
+                (k, dict(r))
+                for k, r in self.rows[resource].items()
+                if r["_owner"] in (None, "*", user)
             ]
 
     def visible(self, resource: str, user: str) -> dict[Any, dict[str, Any]]:
@@ -138,7 +141,7 @@ class WriteAPI:
             return {
                 k: {f: v for f, v in r.items() if f != "_owner"}
                 for k, r in self.rows[resource].items()
-                if r["_owner"] in (None, user)
+                if r["_owner"] in (None, "*", user)
             }
 
     def reset(self) -> None:
@@ -421,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
             row = rows.get(key)
             if resource == GH and method == "DELETE" and not api.github_delete:
                 return 404, _gh_404(), []  # issues cannot be deleted through the REST API
-            if row is None or row["_owner"] not in (None, user):
+            if row is None or row["_owner"] not in (None, "*", user):
                 return 404, (_sn_404() if resource == SN else _gh_404()), []
             if row["_owner"] is None:  # shared: readable, not writable
                 if resource == SN:

@@ -160,7 +160,10 @@ class TableWriter:
         label = f"{self.spec.key}={key}"
         body = self._body(fields, old, label)
         if not body:
-            return  # the statement's own scan (never the cache) read these values: no request
+            # the statement's own scan (never the cache) read these very values: the API
+            # holds them already, no request
+            self._done(label)
+            return
         headers = self._idempotency_headers(op[0])
         response = self._send(
             op[0], self._url(op[1], key), body, label, idempotent=True, headers=headers
