@@ -13,6 +13,7 @@ import pytest
 
 import remotetables
 from remotetables.errors import NotSupportedError, RemoteError, TransportError
+from remotetables.writes import key_rowid
 from tests.servers.write_api import GH, SN, ST, WriteAPI, WriteFault
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
@@ -331,6 +332,47 @@ def test_integer_keys_are_their_rowids_and_never_collide(wapi: WriteAPI, config:
         assert got == [(snow[0], snow[0]), (snow[1], snow[1])]
     rows = wapi.visible(GH, "alice")
     assert sorted(rows) == snow and {r["title"] for r in rows.values()} == {"both"}
+
+
+def test_rows_that_share_a_rowid_are_told_apart_by_their_key(wapi: WriteAPI, config: Path) -> None:
+    """An INTEGER key column holding a REAL (2.5) gets a hashed rowid; an integer key equal to
+    that hash shares it. UPDATE tells the rows apart by key; a DELETE, which SQLite hands over
+    only the rowid (once), refuses rather than guess."""
+    shared = key_rowid(2.5)
+    wapi.github_delete = True
+    wapi.add(GH, 2.5, "alice", title="real", state="open")
+    wapi.add(GH, shared, "alice", title="int", state="open")
+    with connect(config) as conn:
+        got = conn.execute(
+            "SELECT rowid, id FROM gh_issues WHERE id IN (2.5, ?) ORDER BY title", (shared,)
+        ).fetchall()
+        assert got == [(shared, shared), (shared, 2.5)]
+        cur = conn.execute("UPDATE gh_issues SET title = 'both' WHERE id IN (2.5, ?)", (shared,))
+        assert cur.rowcount == 2
+        rows = wapi.visible(GH, "alice")
+        assert rows[2.5]["title"] == rows[shared]["title"] == "both"
+        with pytest.raises(NotSupportedError) as info:
+            conn.execute("DELETE FROM gh_issues WHERE id IN (2.5, ?)", (shared,))
+        assert "share one rowid" in str(info.value) and "nothing was sent" in str(info.value)
+        assert f"id={shared}" in str(info.value) and "id=2.5" in str(info.value)
+        assert 2.5 in wapi.visible(GH, "alice") and shared in wapi.visible(GH, "alice")
+        # one at a time each DELETE matches one row of the rowid
+        assert conn.execute("DELETE FROM gh_issues WHERE id = 2.5").rowcount == 1
+        assert conn.execute("DELETE FROM gh_issues WHERE id = ?", (shared,)).rowcount == 1
+    assert 2.5 not in wapi.visible(GH, "alice") and shared not in wapi.visible(GH, "alice")
+
+
+def test_an_integer_key_from_a_location_header_is_the_rowid(
+    wapi: WriteAPI, write_config: Callable[..., Path]
+) -> None:
+    """The answer holds no row (body_path points nowhere): the key comes from Location."""
+    text = tables_toml(wapi.base_url).replace(
+        "[tables.gh_issues.write]\n", '[tables.gh_issues.write]\nbody_path = "nothing"\n'
+    )
+    with connect(write_config(text)) as conn:
+        cur = conn.execute("INSERT INTO gh_issues (title) VALUES ('located')")
+        got = conn.execute("SELECT title FROM gh_issues WHERE rowid = ?", (cur.lastrowid,))
+        assert got.fetchall() == [("located",)]
 
 
 # ---------------------------------------------------------------- 6. INSERT ... RETURNING

@@ -418,9 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if method != "POST":
                     return 405, {"message": "Method not allowed"}, []
                 return self._create(resource, body, user)
-            key: Any = (
-                int(key_text) if resource == GH and key_text.lstrip("-").isdigit() else key_text
-            )
+            key: Any = _number(key_text) if resource == GH else key_text
             row = rows.get(key)
             if resource == GH and method == "DELETE" and not api.github_delete:
                 return 404, _gh_404(), []  # issues cannot be deleted through the REST API
@@ -474,6 +472,15 @@ class _Handler(BaseHTTPRequestHandler):
         if resource == GH:
             return 201, shaped, location
         return 200, shaped, []
+
+
+def _number(text: str) -> Any:
+    """A GitHub-like id from a URL: a JSON number (ints, and the odd REAL), else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (int, float)) else text
 
 
 def _sn_error(detail: str) -> dict[str, Any]:

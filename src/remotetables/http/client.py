@@ -285,12 +285,14 @@ class HttpClient:
 
         ``history`` (when given) gets each attempt's HTTP status, or None for an attempt that
         got no answer: a writer tells from it whether an earlier attempt may have been applied.
-        ``retry_conflict``: a 409 is retried like a 503 (a request carrying an idempotency key
-        whose first attempt the API is still processing answers 409 until it is done).
+        ``retry_conflict``: after an attempt that got no answer (or a 5xx), a 409 is retried
+        like a 503 (an API still carrying out the first attempt of a request with the same
+        idempotency key answers 409 until it is done, then replays its answer).
         """
         check_url_allowed(url, ctx)
         attempt = 0
         garbled = False
+        unanswered = False  # an earlier attempt got no answer or a 5xx: it may be in progress
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -310,6 +312,7 @@ class HttpClient:
             except TransportError as exc:
                 if history is not None:
                     history.append(None)
+                unanswered = True
                 if not idempotent:
                     raise
                 if attempt > policy.max_retries:
@@ -319,8 +322,9 @@ class HttpClient:
                 if history is not None:
                     history.append(response.status)
                 retry_status = response.status in RETRY_STATUSES or (
-                    retry_conflict and response.status == 409
+                    retry_conflict and unanswered and response.status == 409
                 )
+                unanswered = unanswered or response.status >= 500
                 if response.status < 400 and idempotent and not garbled:
                     # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
                     try:

@@ -129,7 +129,7 @@ class TableWriter:
             applied_as=NEW_ROW,
             unknown_as=f"{label} (row {self._row_no} of the statement)",
         )
-        location = _location_key(response) if self._key_index is not None else None
+        location = self._typed_key(_location_key(response))
         done = f"{self.spec.key}={location}" if location is not None else NEW_ROW
         row = self._answer_row(response, op[0], label, done)
         key = None
@@ -246,6 +246,16 @@ class TableWriter:
         if idem and method == "POST":
             return [(idem, secrets.token_urlsafe(24))]
         return []
+
+    def _typed_key(self, text: str | None) -> Any:
+        """A key read from a ``Location`` header, as its column holds it (``'42'`` in an
+        INTEGER key column is 42: the rowid the scans give the row)."""
+        if text is None or self._key_index is None:
+            return None
+        try:
+            return sql_value(self.spec.columns[self._key_index], text)
+        except ValueError:
+            return text
 
     def _key_suffix(self, fields: Row) -> str:
         if self._key_index is not None and fields[self._key_index] is not None:
