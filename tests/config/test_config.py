@@ -189,7 +189,10 @@ def test_every_config_key_is_in_the_readme() -> None:
     from tests.conftest import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    settings = {"token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout"}
+    settings = {
+        "token_store", "key_file", "cache_max_bytes", "consent", "consent_timeout",
+        "writes_in_transaction",
+    }  # fmt: skip
     pagination = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param", "first_page",
         "total_path", "total_pages_path", "total_header", "next_header", "cursor_header", "has_more_path",
@@ -217,3 +220,12 @@ def test_token_header_is_for_bearer_providers_only(write_config: Callable[..., P
     with pytest.raises(ConfigError, match="carries the token") as info:
         load_config(write_config(bearer))
     assert info.value.key == "providers.demo.headers.x-api-key"
+
+
+def test_writes_in_transaction_is_a_boolean_setting(write_config: Callable[..., Path]) -> None:
+    assert load_config(write_config(GOOD)).settings.writes_in_transaction is False
+    on = load_config(write_config("[settings]\nwrites_in_transaction = true\n" + GOOD))
+    assert on.settings.writes_in_transaction is True
+    with pytest.raises(ConfigError, match="must be true or false") as info:
+        load_config(write_config('[settings]\nwrites_in_transaction = "yes"\n' + GOOD))
+    assert info.value.key == "settings.writes_in_transaction"
