@@ -375,6 +375,18 @@ def test_an_integer_key_from_a_location_header_is_the_rowid(
         assert got.fetchall() == [("located",)]
 
 
+def test_a_row_without_a_key_is_not_written(wapi: WriteAPI, config: Path) -> None:
+    wapi.add(ST, None, "alice", name="keyless")
+    with connect(config) as conn:
+        for sql in (
+            "UPDATE st_customers SET name = 'x' WHERE name = 'keyless'",
+            "DELETE FROM st_customers WHERE name = 'keyless'",
+        ):
+            with pytest.raises(NotSupportedError, match="whose key id is NULL"):
+                conn.execute(sql)
+    assert sent(wapi) == []
+
+
 # ---------------------------------------------------------------- 6. INSERT ... RETURNING
 
 

@@ -100,7 +100,18 @@ class TableWriter:
                 f"table {self.spec.name}: {verb} of a row this statement has not read "
                 "(remote rows are changed by key: use a WHERE clause that reads them)"
             )
-        return found if isinstance(found, list) else [found]
+        rows = found if isinstance(found, list) else [found]
+        ki = self._key_index
+        if ki is not None and any(r[ki] is None for r in rows):
+            done = earlier_clause(self._applied)
+            raise with_message(
+                NotSupportedError(""),
+                f"table {self.spec.name}: {verb} of a row whose key {self.spec.key} is NULL (the "
+                "API gave it none): it cannot be addressed, nothing was sent for it."
+                + (f" {done}; later rows were not attempted." if done else ""),
+                self._applied,
+            )
+        return rows
 
     # ------------------------------------------------------------ xUpdate
 
