@@ -357,7 +357,7 @@ def scan_across_write(api: WriteAPI, users: Users, step: Step) -> None:
 
 
 @settings(
-    max_examples=20,
+    max_examples=15,
     deadline=None,
     derandomize=True,
     database=None,
