@@ -16,6 +16,7 @@
         │   │   ├── ConsentRequired        no usable token: the user must consent (carries the URL)
         │   │   ├── ConsentDenied          the user (or the server) said no
         │   │   ├── ConsentFailed          the consent transaction failed (bad state, timeout ...)
+        │   │   │   └── AccountMismatch    someone else's account signed in: the grant is not stored
         │   │   ├── ProviderError          the authorization server refused us (invalid_client ...)
         │   │   └── ProviderUnavailable    the authorization server is down or answering garbage
         │   └── TokenStoreError            the token store cannot be read or written
@@ -43,6 +44,7 @@ import re
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
+    "AccountMismatch",
     "AuthError",
     "CoercionError",
     "ConfigError",
@@ -215,6 +217,27 @@ class ConsentDenied(AuthError):
 
 class ConsentFailed(AuthError):
     """The consent transaction failed: wrong or reused state, issuer mismatch, timeout."""
+
+
+class AccountMismatch(ConsentFailed):
+    """The account that signed in at the provider is not the one the config expects for this
+    user (``providers.X.account``): the grant was not stored.
+
+    ``account`` is the account that signed in, ``expected`` the one the config asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        user: str | None = None,
+        account: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, user=user, error_code="account_mismatch")
+        self.account = account
+        self.expected = expected
 
 
 class ProviderError(AuthError):

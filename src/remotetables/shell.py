@@ -127,6 +127,7 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
             (
                 provider,
                 who,
+                info.account or "-",
                 str(info.status)
                 + (f" ({info.reason})" if info.reason and info.status != "active" else ""),
                 # a grant that needs consent has no usable access token, whatever its expiry
@@ -136,7 +137,8 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
             )
         )
     rows.sort()
-    return ["provider", "user", "status", "access token expires", "scopes", "refresh"], rows
+    headers = ["provider", "user", "account", "status", "access token expires", "scopes"]
+    return [*headers, "refresh"], rows
 
 
 # ---------------------------------------------------------------- progress

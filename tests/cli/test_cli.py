@@ -414,7 +414,7 @@ def test_tokens_and_logout(
     result = run("tokens", "-c", str(oauth_config))
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if line.startswith("demo"))
-    assert row.split()[:3] == ["demo", "alice", "active"]
+    assert row.split()[:4] == ["demo", "alice", "alice", "active"]  # user, account, status
     assert "incidents.read" in row
     # never token material: nothing that looks like a long random token (a table's rule of
     # dashes under a wide column is not one)
@@ -428,7 +428,8 @@ def test_tokens_and_logout(
         service.store.mark_needs_consent(key, reason="test", now=conn.runtime.clock())
         result = run("tokens", "-c", str(oauth_config))
         row = next(line for line in result.output.splitlines() if line.startswith("demo"))
-        assert row.split()[:5] == ["demo", "alice", "needs_consent", "(test)", "-"]
+        # the account the grant belonged to stays shown until a new consent replaces it
+        assert row.split()[:6] == ["demo", "alice", "alice", "needs_consent", "(test)", "-"]
         consent_as("alice", oauth_config)
 
     revoked_before = srv.stats.revocations
@@ -501,7 +502,7 @@ def test_login_in_a_subprocess_with_pasted_redirect(
         answer=lambda url: walk_consent(url, username="carol", password="carol"),
     )
     assert code == 0, err
-    assert "Connected carol to demo." in out
+    assert "Connected carol to demo as carol." in out
     assert "refresh token: yes" in out
 
 
@@ -751,4 +752,4 @@ def test_login_with_the_device_grant_in_a_subprocess(
         [sys.executable, "-m", "remotetables", "tokens", "-c", str(config)],
         capture_output=True, text=True, env={**os.environ, **env}, check=True,
     ).stdout  # fmt: skip
-    assert re.search(r"demo\s+bob\s+active", listing), listing
+    assert re.search(r"demo\s+bob\s+bob\s+active", listing), listing

@@ -45,7 +45,9 @@ def test_demo_without_a_terminal_runs_the_tour(tmp_path: Path) -> None:
     assert set(alice_open).isdisjoint(bob_open)  # same SQL, other user's rows
     assert bob_count == ["bob"]
     assert tokens == ["demo", "demo"]
-    assert re.search(r"demo\s+alice\s+active", out) and re.search(r"demo\s+bob\s+active", out)
+    # user, the account that signed in at the provider, status
+    assert re.search(r"demo\s+alice\s+alice\s+active", out)
+    assert re.search(r"demo\s+bob\s+bob\s+active", out)
     assert (tmp_path / "remotetables.toml").exists() and (tmp_path / "demo.db").exists()
 
 

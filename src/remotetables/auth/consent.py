@@ -452,6 +452,7 @@ def run_consent(
     ttl: float = 600,
     web_session: str | None = None,
     default_redirect_uri: str = DEFAULT_REDIRECT_URI,
+    sign_in: bool = False,
 ) -> TokenSet:
     """Run one authorization-code transaction for ``subject`` through ``callback``.
 
@@ -459,7 +460,8 @@ def run_consent(
     begins, saves the pending record, calls the callback, takes the record back (single use)
     and completes. If the callback raises :class:`ConsentRequired` the record stays saved for
     :func:`complete_pending`; on any other failure it is taken (discarded). The caller stores
-    the returned tokens. ``clock`` defaults to the client's clock.
+    the returned tokens. ``clock`` defaults to the client's clock. ``sign_in`` asks the
+    server to sign the user in again (``prompt=login``), see :meth:`OAuthClient.begin`.
     """
     clock = clock or client.clock
     name = provider or client.settings.name
@@ -468,7 +470,11 @@ def run_consent(
     redirect_uri = _redirect_uri(callback, name, default_redirect_uri)
     try:
         url, pending = client.begin(
-            subject=subject, redirect_uri=redirect_uri, ttl=ttl, web_session=web_session
+            subject=subject,
+            redirect_uri=redirect_uri,
+            ttl=ttl,
+            web_session=web_session,
+            sign_in=sign_in,
         )
         save_pending(pending)
         request = ConsentRequest(

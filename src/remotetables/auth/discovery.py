@@ -55,6 +55,11 @@ class OAuthSettings:
     # sent with every token request (e.g. an RFC 8707 `resource`, or the `audience` some servers
     # need for client credentials); never replaces a parameter of the grant itself
     extra_token_params: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # which account signs in (see auth/account.py): templates with {user}
+    prompt: str = "auto"  # auto | always | never
+    login_hint: str | None = None
+    account: str | None = None
+    account_claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,10 @@ class ServerMetadata:
     device_authorization_endpoint: str | None = None
     code_challenge_methods_supported: tuple[str, ...] | None = None
     authorization_response_iss_parameter_supported: bool = False
+    introspection_endpoint: str | None = None
+    jwks_uri: str | None = None  # OpenID Connect: the keys that sign ID tokens
+    userinfo_endpoint: str | None = None
+    prompt_values_supported: tuple[str, ...] | None = None
 
 
 def require_secure_url(url: str, what: str, *, provider: str, config: bool = True) -> str:
@@ -168,6 +177,13 @@ def load_metadata(s: OAuthSettings, http: httpx2.Client) -> ServerMetadata:
             raise ProviderError(f"{s.name}: metadata {key} is not a string", provider=s.name)
         return require_secure_url(value, key, provider=s.name, config=False)
 
+    def optional(key: str) -> str | None:
+        """An endpoint only the account lookup uses: unusable ones are left out, not fatal."""
+        try:
+            return endpoint(key, None)
+        except ProviderError:
+            return None
+
     authorization = endpoint("authorization_endpoint", s.authorization_endpoint)
     token = endpoint("token_endpoint", s.token_endpoint)
     if authorization is None or token is None:
@@ -184,6 +200,7 @@ def load_metadata(s: OAuthSettings, http: httpx2.Client) -> ServerMetadata:
                 provider=s.name,
             )
         methods = tuple(str(m) for m in methods)
+    prompts = doc.get("prompt_values_supported")
     return ServerMetadata(
         issuer=s.issuer,
         authorization_endpoint=authorization,
@@ -195,6 +212,12 @@ def load_metadata(s: OAuthSettings, http: httpx2.Client) -> ServerMetadata:
         code_challenge_methods_supported=methods,
         authorization_response_iss_parameter_supported=(
             doc.get("authorization_response_iss_parameter_supported") is True
+        ),
+        introspection_endpoint=optional("introspection_endpoint"),
+        jwks_uri=optional("jwks_uri"),
+        userinfo_endpoint=optional("userinfo_endpoint"),
+        prompt_values_supported=(
+            tuple(str(v) for v in prompts) if isinstance(prompts, list) else None
         ),
     )
 

@@ -13,15 +13,19 @@ description, never a token, code, verifier or client secret.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
+import httpx2
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from remotetables.auth.account import AccountResolver, check_account, nonce_for
 from remotetables.auth.discovery import (
     OAuthSettings,
     ServerMetadata,
@@ -29,7 +33,7 @@ from remotetables.auth.discovery import (
     require_secure_url,
 )
 from remotetables.auth.loopback import NOT_A_REDIRECT_URL, is_redirect_url
-from remotetables.auth.store import PendingAuth, TokenSet
+from remotetables.auth.store import SYSTEM_SUBJECT, PendingAuth, TokenSet
 from remotetables.auth.tokenendpoint import TokenEndpointClient, _ErrorResponse, _number
 from remotetables.config import is_loopback_host
 from remotetables.errors import (
@@ -81,6 +85,16 @@ class OAuthClient(TokenEndpointClient):
     >>> # url, pending = client.begin(subject="alice", redirect_uri="http://127.0.0.1:8765/callback")
     """
 
+    def __init__(
+        self,
+        settings: OAuthSettings,
+        http: httpx2.Client,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, http, clock=clock)
+        self._accounts = AccountResolver(self)
+
     def __repr__(self) -> str:
         return (
             f"OAuthClient(provider={self.settings.name!r}, client_id={self.settings.client_id!r})"
@@ -95,11 +109,15 @@ class OAuthClient(TokenEndpointClient):
         redirect_uri: str,
         ttl: float = 600,
         web_session: str | None = None,
+        sign_in: bool = False,
     ) -> tuple[str, PendingAuth]:
         """Start an authorization-code transaction: return the URL and the pending record.
 
         The pending record holds the verifier: keep it server-side (token store), never in
-        the URL, a cookie or an error.
+        the URL, a cookie or an error. ``sign_in`` asks the server to sign the user in again
+        (OIDC ``prompt=login``, or ``select_account`` where the server advertises it), as
+        does the provider's ``prompt = "always"``; the provider's ``login_hint`` template
+        names the account to sign in with.
         """
         s = self.settings
         require_secure_url(redirect_uri, "redirect_uri", provider=s.name)
@@ -124,7 +142,20 @@ class OAuthClient(TokenEndpointClient):
             ("code_challenge", s256_challenge(verifier)),
             ("code_challenge_method", "S256"),
         ]
-        params += list(s.extra_authorize_params.items())
+        if "openid" in s.scopes:
+            params.append(("nonce", nonce_for(verifier)))
+        extra = dict(s.extra_authorize_params)
+        prompts = extra.pop("prompt", "").split()
+        if sign_in or s.prompt == "always":
+            supported = md.prompt_values_supported or ()
+            ask = "select_account" if "select_account" in supported else "login"
+            if ask not in prompts:
+                prompts.insert(0, ask)
+        if prompts:
+            params.append(("prompt", " ".join(prompts)))
+        if s.login_hint is not None and subject != SYSTEM_SUBJECT:
+            params.append(("login_hint", s.login_hint.format(user=subject)))
+        params += list(extra.items())
         parts = urlsplit(md.authorization_endpoint)
         query = "&".join(q for q in (parts.query, urlencode(params, quote_via=quote)) if q)
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
@@ -208,7 +239,7 @@ class OAuthClient(TokenEndpointClient):
             "code_verifier": pending.code_verifier,
         }
         try:
-            return self._grant(data, default_scope=" ".join(s.scopes) or None)
+            doc, now = self._grant_doc(data)
         except _ErrorResponse as exc:
             if exc.error in _CLIENT_ERRORS:
                 raise self._provider_error(exc, data) from None
@@ -218,6 +249,37 @@ class OAuthClient(TokenEndpointClient):
                 user=pending.subject,
                 error_code=exc.error,
             ) from None
+        tokens = self._token_set(doc, now, " ".join(s.scopes) or None)
+        nonce = nonce_for(pending.code_verifier) if "openid" in s.scopes else None
+        return self._with_account(tokens, doc, user=pending.subject, nonce=nonce)
+
+    def _with_account(
+        self, tokens: TokenSet, doc: dict[str, Any], *, user: str, nonce: str | None
+    ) -> TokenSet:
+        """``tokens`` with the account that signed in; refused (and revoked, best effort)
+        when the ID token is invalid or the account is not the configured one."""
+        s = self.settings
+        try:
+            account = self._accounts.resolve(
+                doc, tokens.access_token, user=user, nonce=nonce, scope=tokens.scope
+            )
+            expected = None if s.account is None else s.account.format(user=user)
+            if user == SYSTEM_SUBJECT:
+                expected = None
+            check_account(
+                account, expected=expected, provider=s.name, user=user, claim=s.account_claim
+            )
+        except ConsentFailed:
+            self._discard(tokens)
+            raise
+        tokens.account = account
+        return tokens
+
+    def _discard(self, tokens: TokenSet) -> None:
+        """Revoke tokens that will not be stored (best effort: they would only expire)."""
+        with contextlib.suppress(AuthError):
+            if not (tokens.refresh_token and self.revoke(tokens.refresh_token)):
+                self.revoke(tokens.access_token, hint="access_token")
 
     # ------------------------------------------------------------------ other grants
 
@@ -343,11 +405,13 @@ class OAuthClient(TokenEndpointClient):
         dev: DeviceAuthorization,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        subject: str | None = None,
     ) -> TokenSet:
         """Poll the token endpoint until the user approves (RFC 8628 §3.4, §3.5).
 
         The deadline is ``dev.expires_at`` on the client's clock; time spent in ``sleep`` also
-        counts, so a fake sleep with a frozen clock still ends.
+        counts, so a fake sleep with a frozen clock still ends. With ``subject`` the account
+        that approved is recorded and checked as for a browser consent.
         """
         name = self.settings.name
         interval = dev.interval
@@ -364,7 +428,7 @@ class OAuthClient(TokenEndpointClient):
             sleep(interval)
             slept += interval
             try:
-                return self._grant(data, default_scope=" ".join(self.settings.scopes) or None)
+                doc, now = self._grant_doc(data)
             except _ErrorResponse as exc:
                 if exc.error == "authorization_pending":
                     continue
@@ -390,3 +454,8 @@ class OAuthClient(TokenEndpointClient):
                     provider=name,
                     error_code=exc.error,
                 ) from None
+            tokens = self._token_set(doc, now, " ".join(self.settings.scopes) or None)
+            if subject is None:
+                return tokens
+            # no nonce in the device grant (RFC 8628): the ID token's other checks still apply
+            return self._with_account(tokens, doc, user=subject, nonce=None)

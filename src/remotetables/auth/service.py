@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx2
 
+from remotetables.auth.account import must_sign_in, signing_in
 from remotetables.auth.breaker import CircuitBreaker
 from remotetables.auth.consent import (
     DEFAULT_REDIRECT_URI,
@@ -218,6 +219,10 @@ class OAuthService:
             token_endpoint_auth_method=method,
             send_scope_on_refresh=p.send_scope_on_refresh,
             timeout=p.read_timeout,
+            prompt=p.prompt,
+            login_hint=p.login_hint,
+            account=p.account,
+            account_claim=p.account_claim,
         )
 
     def key(self, provider: ProviderConfig, subject: str) -> TokenKey:
@@ -283,12 +288,13 @@ class OAuthService:
                 file=sys.stderr,
                 flush=True,
             )
-            return client.device_poll(dev, sleep=self.rt.sleep)
+            with signing_in(self.store, provider, subject):
+                return client.device_poll(dev, sleep=self.rt.sleep, subject=subject)
         callback = self.callback(mode, provider)
         store = self.store
         log.info("asking %s to consent at provider %s", subject, provider.name)
         # one consent at a time per process: two browser tabs for the same user help nobody
-        with self._consent_lock:
+        with self._consent_lock, signing_in(self.store, provider, subject):
             return run_consent(
                 client,
                 callback,
@@ -299,6 +305,7 @@ class OAuthService:
                 clock=self.rt.clock,
                 default_redirect_uri=provider.redirect_uri or "http://127.0.0.1/callback",
                 web_session=web_session,
+                sign_in=must_sign_in(self.store, provider, subject),
             )
 
     def callback(self, mode: Any, provider: ProviderConfig | None = None) -> ConsentCallback:
@@ -392,9 +399,14 @@ class OAuthService:
         def take(state: str, *, now: float, web_session: str | None = None) -> PendingAuth | None:
             return pending if state == pending.state else None  # taken above, session judged
 
-        taken, tokens = complete_pending(
-            self.client(provider), callback_url, take, web_session=web_session, clock=self.rt.clock
-        )
+        with signing_in(self.store, provider, pending.subject):
+            taken, tokens = complete_pending(
+                self.client(provider),
+                callback_url,
+                take,
+                web_session=web_session,
+                clock=self.rt.clock,
+            )
         self.store.put(self.key(provider, taken.subject), tokens, now=self.rt.clock())
         return provider.name, taken.subject
 

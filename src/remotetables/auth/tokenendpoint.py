@@ -139,6 +139,11 @@ class TokenEndpointClient:
 
     def _grant(self, data: dict[str, str], *, default_scope: str | None) -> TokenSet:
         """One token request; returns the validated token set or raises _ErrorResponse."""
+        doc, now = self._grant_doc(data)
+        return self._token_set(doc, now, default_scope)
+
+    def _grant_doc(self, data: dict[str, str]) -> tuple[dict[str, Any], float]:
+        """One token request; the token response (a JSON object) and when it was asked for."""
         now = self._clock()
         data = {**self.settings.extra_token_params, **data}
         response = self._post(self.metadata().token_endpoint, data)
@@ -147,7 +152,7 @@ class TokenEndpointClient:
             raise error
         if response.status_code != 200:
             raise self._unavailable(response)
-        return self._token_set(self._json_object(response), now, default_scope)
+        return self._json_object(response), now
 
     def _token_set(self, doc: dict[str, Any], now: float, default_scope: str | None) -> TokenSet:
         name = self.settings.name

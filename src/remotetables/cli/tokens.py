@@ -123,7 +123,9 @@ def login(
     with _errors(), _runtime(cfg) as rt:
         tokens = rt.oauth_service().login(p, subject, _consent(consent, cfg))
     click.echo(
-        f"Connected {who} to {provider}. Access token expires {_when(tokens.expires_at)}; "
+        f"Connected {who} to {provider}"
+        + (f" as {tokens.account.name}" if tokens.account else "")
+        + f". Access token expires {_when(tokens.expires_at)}; "
         f"scopes: {tokens.scope or 'as granted'}; "
         f"refresh token: {'yes' if tokens.refresh_token else 'no'}."
     )
@@ -166,7 +168,7 @@ def logout(provider: str, config_path: str | None, user: str | None, system: boo
 @config_option
 @click.pass_context
 def tokens(ctx: click.Context, config_path: str | None) -> None:
-    """Who has a token for which provider: expiry and scopes (never the tokens)."""
+    """Who has a token for which provider: account, expiry, scopes (never the tokens)."""
     from remotetables.shell import format_table, token_rows
 
     ctx.obj = config_path

@@ -7,6 +7,7 @@ Secrets are never inline: a provider names the environment variables that hold t
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,9 @@ _PROVIDER_KEYS = {
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
     "request_timeout", "token_header", "token_prefix", "token_param",
+    "prompt", "login_hint", "account", "account_claim",
 }  # fmt: skip
+PROMPT_MODES = ("auto", "always", "never")
 # Parameters the OAuth client sets itself; extra_authorize_params / extra_token_params may not
 # set them (auth/discovery.py checks them again when a client is built).
 RESERVED_AUTHORIZE_PARAMS = frozenset(
@@ -34,6 +37,7 @@ RESERVED_AUTHORIZE_PARAMS = frozenset(
         "code_challenge",
         "code_challenge_method",
         "response_mode",
+        "nonce",
     }
 )
 RESERVED_TOKEN_PARAMS = frozenset(
@@ -171,6 +175,32 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
                     f"{k} is set by remotetables itself (OAuth protocol field); it cannot be "
                     f"overridden (reserved here: {', '.join(sorted(reserved))})",
                 )
+    prompt = _get(ctx, raw, p, "prompt", str, "auto")
+    if prompt not in PROMPT_MODES:
+        raise ctx.err(
+            f"{p}.prompt",
+            "must be auto (ask to sign in when the consent is for another user than the last "
+            "one), always or never",
+        )
+    templates = {
+        k: _template(ctx, f"{p}.{k}", _get(ctx, raw, p, k, str)) for k in ("login_hint", "account")
+    }
+    if templates["login_hint"] is not None and "login_hint" in extra:
+        raise ctx.err(
+            f"{p}.extra_authorize_params.login_hint",
+            f"login_hint is also set as providers.{name}.login_hint: keep one",
+        )
+    account_claim = _get(ctx, raw, p, "account_claim", str)
+    if account_claim is not None and not re.fullmatch(r"[A-Za-z0-9_.:\-]+", account_claim):
+        raise ctx.err(
+            f"{p}.account_claim", "must be a claim name such as email or preferred_username"
+        )
+    for k in ("prompt", "login_hint", "account", "account_claim"):
+        if k in raw and (auth != "oauth" or grant == "client_credentials"):
+            raise ctx.err(
+                f"{p}.{k}",
+                "only an OAuth provider whose users sign in (authorization code) has accounts",
+            )
     headers = _str_map(ctx, f"{p}.headers", _get(ctx, raw, p, "headers", dict, {}))
     for h in dict(headers):
         if h.lower() in ("authorization", token_header.lower()):
@@ -222,8 +252,34 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         request_timeout=_get(ctx, raw, p, "request_timeout", float, 120.0),
         max_retries=max_retries,
         max_retry_wait=_get(ctx, raw, p, "max_retry_wait", float, 60.0),
+        prompt=prompt,
+        login_hint=templates["login_hint"],
+        account=templates["account"],
+        account_claim=account_claim,
         **endpoints,
     )
+
+
+def _template(ctx: _Ctx, key: str, value: str | None) -> str | None:
+    """A per-user template such as ``"{user}@example.com"``: ``{user}`` is the only field."""
+    if value is None:
+        return None
+    try:
+        fields = [
+            f
+            for _, f, spec, conv in string.Formatter().parse(value)
+            if f is not None or spec or conv
+        ]
+        value.format(user="x")
+    except (ValueError, IndexError, KeyError):
+        fields = ["?"]
+    if any(f != "user" for f in fields) or not value.strip():
+        raise ctx.err(
+            key,
+            'must be a text where {user} stands for the local user name, e.g. "{user}@example.com" '
+            "(write {{ and }} for literal braces)",
+        )
+    return value
 
 
 def _check_token_slots(ctx: _Ctx, providers: Mapping[str, ProviderConfig]) -> None:

@@ -145,6 +145,15 @@ class ProviderConfig:
     request_timeout: float = 120.0  # whole request, body included
     max_retries: int = 3
     max_retry_wait: float = 60.0
+    # which account signs in (authorization code): see README "Which account a grant belongs to"
+    prompt: str = "auto"  # auto | always | never: ask to sign in (OIDC prompt=login)
+    login_hint: str | None = None  # template, "{user}@example.com"
+    account: str | None = None  # template the signed-in account must match; None: not checked
+    account_claim: str | None = None  # the claim that names the account (default: see README)
+
+    def expand(self, template: str, user: str) -> str:
+        """A ``login_hint`` / ``account`` template for ``user``."""
+        return template.format(user=user)
 
     @property
     def per_user(self) -> bool:

@@ -63,6 +63,8 @@ issuer = "{issuer}"
 client_id = "{client_id}"
 scopes = ["incidents.read"]
 integration = "personal"
+login_hint = "{{user}}"   # the sign-in form is filled in with the user's name
+account = "{{user}}"      # a grant by another account (alice signed in for bob) is refused
 
 # ServiceNow-shaped Table API: each user sees the incidents assigned to them
 [tables.incidents]

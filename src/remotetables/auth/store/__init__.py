@@ -12,6 +12,7 @@ from __future__ import annotations
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
     SYSTEM_SUBJECT,
+    Account,
     ConsentLease,
     ConsentLeases,
     PendingAuth,
@@ -28,6 +29,7 @@ from remotetables.auth.store.sqlite import SQLiteTokenStore
 __all__ = [
     "SCHEMA_VERSION",
     "SYSTEM_SUBJECT",
+    "Account",
     "ConsentLease",
     "ConsentLeases",
     "MemoryTokenStore",

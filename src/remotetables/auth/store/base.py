@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
@@ -19,6 +20,7 @@ from remotetables.errors import (
 __all__ = [
     "SCHEMA_VERSION",
     "SYSTEM_SUBJECT",
+    "Account",
     "ConsentLease",
     "ConsentLeases",
     "PendingAuth",
@@ -30,7 +32,7 @@ __all__ = [
     "TokenStore",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: oauth_token.account (1 is upgraded in place on open)
 SYSTEM_SUBJECT = "__system__"
 Status = Literal["active", "needs_consent", "revoked"]
 
@@ -44,6 +46,44 @@ class TokenKey:
     subject: str  # local user name, or SYSTEM_SUBJECT
 
 
+@dataclass(frozen=True)
+class Account:
+    """Which account at the provider a grant belongs to: who signed in. Never a token.
+
+    ``name`` is what people recognise (an email, a username, else ``sub``); ``subject`` is the
+    provider's stable ``sub`` when known; ``source`` says how it was learnt: ``id_token`` (a
+    validated OpenID Connect ID token), ``userinfo`` or ``introspection``.
+    """
+
+    name: str
+    source: str
+    subject: str | None = None
+    issuer: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"name": self.name, "source": self.source, "sub": self.subject, "iss": self.issuer},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Account | None:
+        """The account stored as :meth:`to_json`; None if it is not one."""
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            return None
+        sub, iss = doc.get("sub"), doc.get("iss")
+        return cls(
+            name=doc["name"],
+            source=str(doc.get("source") or "?"),
+            subject=sub if isinstance(sub, str) else None,
+            issuer=iss if isinstance(iss, str) else None,
+        )
+
+
 @dataclass
 class TokenSet:
     """Tokens from one token response. ``expires_at`` is local epoch seconds; None = unknown."""
@@ -54,13 +94,14 @@ class TokenSet:
     scope: str | None = None
     expires_at: float | None = None
     refresh_expires_at: float | None = None
+    account: Account | None = None  # who signed in (consent); kept across refreshes
 
     def __repr__(self) -> str:
         rt = "None" if self.refresh_token is None else "'***'"
         return (
             f"TokenSet(access_token='***', refresh_token={rt}, token_type={self.token_type!r}, "
             f"scope={self.scope!r}, expires_at={self.expires_at!r}, "
-            f"refresh_expires_at={self.refresh_expires_at!r})"
+            f"refresh_expires_at={self.refresh_expires_at!r}, account={self.account!r})"
         )
 
 
@@ -91,6 +132,7 @@ class TokenInfo:
     has_refresh_token: bool
     updated_at: float
     reason: str | None = None  # why a grant is not active (invalid_grant, revocation pending ...)
+    account: str | None = None  # the provider account the grant belongs to, when known
 
 
 @dataclass
@@ -135,6 +177,8 @@ class TokenStore(Protocol):
     def take_pending(
         self, state: str, *, now: float, web_session: str | None = None
     ) -> PendingAuth | None: ...
+    def last_signin(self, provider: str, client_id: str) -> str | None: ...
+    def set_last_signin(self, provider: str, client_id: str, subject: str | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -177,6 +221,12 @@ class ConsentLeases(Protocol):
         ...
 
 
+def last_signin_key(provider: str, client_id: str) -> str:
+    """The meta key under which the SQL stores keep the last user who signed in through a
+    provider's consent (a local user name, no secret)."""
+    return "last_signin\x1f" + provider + "\x1f" + client_id
+
+
 def state_hash(state: str) -> bytes:
     """SHA-256 of a consent ``state``: the only form in which a state is stored."""
     return hashlib.sha256(state.encode("utf-8")).digest()
@@ -217,6 +267,8 @@ def _merge(old: TokenSet | None, new: TokenSet) -> TokenSet:
             )
         if new.scope is None:
             merged = replace(merged, scope=old.scope)
+        if new.account is None:
+            merged = replace(merged, account=old.account)
     return merged
 
 

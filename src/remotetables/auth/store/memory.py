@@ -43,6 +43,7 @@ class MemoryTokenStore:
         self._rows: dict[TokenKey, _MemRow] = {}
         self._pending: dict[bytes, PendingAuth] = {}
         self._consents: dict[TokenKey, ConsentLease] = {}  # pending-consent leases
+        self._signins: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(rows={len(self._rows)})"
@@ -135,6 +136,7 @@ class MemoryTokenStore:
                     has_refresh_token=bool(r.tokens and r.tokens.refresh_token is not None),
                     updated_at=r.updated_at,
                     reason=r.last_error,
+                    account=r.tokens.account.name if r.tokens and r.tokens.account else None,
                 )
                 for k, r in sorted(
                     self._rows.items(),
@@ -194,6 +196,17 @@ class MemoryTokenStore:
     def consent_lease(self, key: TokenKey) -> ConsentLease | None:
         with self._lock:
             return self._consents.get(key)
+
+    def last_signin(self, provider: str, client_id: str) -> str | None:
+        with self._lock:
+            return self._signins.get((provider, client_id))
+
+    def set_last_signin(self, provider: str, client_id: str, subject: str | None) -> None:
+        with self._lock:
+            if subject is None:
+                self._signins.pop((provider, client_id), None)
+            else:
+                self._signins[(provider, client_id)] = subject
 
     def close(self) -> None:
         """Nothing to release."""

@@ -35,10 +35,11 @@ from remotetables.auth.store.base import (
     TokenRecord,
     TokenSet,
     check_web_session,
+    last_signin_key,
     state_hash,
 )
 from remotetables.auth.store.crypto import TokenCipher
-from remotetables.auth.store.rows import _COLUMNS, EncryptedRows, _pk
+from remotetables.auth.store.rows import _COLUMNS, _INFO_COLUMNS, EncryptedRows, _pk
 from remotetables.errors import TokenStoreError
 
 __all__ = ["PostgresTokenStore", "redact_url"]
@@ -55,7 +56,7 @@ CREATE TABLE IF NOT EXISTS oauth_token (
   expires_at DOUBLE PRECISION, refresh_expires_at DOUBLE PRECISION, key_id TEXT,
   version BIGINT NOT NULL DEFAULT 0, lease_owner TEXT, lease_until DOUBLE PRECISION,
   status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
-  last_error TEXT, updated_at DOUBLE PRECISION NOT NULL,
+  last_error TEXT, updated_at DOUBLE PRECISION NOT NULL, account BYTEA,
   PRIMARY KEY (provider, client_id, subject)
 );
 CREATE TABLE IF NOT EXISTS oauth_pending (
@@ -247,7 +248,15 @@ class PostgresTokenStore(EncryptedRows):
         def create(c: Conn) -> Any:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             c.execute(_SCHEMA)
-            return c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
+            row = c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
+            if row is not None and str(row[0]) == "1":  # 1 -> 2: the grant's account
+                c.execute("ALTER TABLE oauth_token ADD COLUMN IF NOT EXISTS account BYTEA")
+                c.execute(
+                    "UPDATE oauth_meta SET v = %s WHERE k = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
+                )
+                row = (str(SCHEMA_VERSION),)
+            return row
 
         self._check_schema(self._run(create, txn=True))
 
@@ -274,7 +283,7 @@ class PostgresTokenStore(EncryptedRows):
         self._run(
             lambda c: c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
-                " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
+                " account = NULL, status = 'needs_consent', last_error = %s, lease_owner = NULL,"
                 " lease_until = NULL, version = version + 1, updated_at = %s"
                 f" WHERE {_PK} AND version = %s",
                 (f"corrupt: {reason}", self._clock(), *_pk(key), version),
@@ -287,16 +296,16 @@ class PostgresTokenStore(EncryptedRows):
             lambda c: c.execute(
                 "INSERT INTO oauth_token (provider, client_id, subject, access_token,"
                 " refresh_token, token_type, granted_scope, expires_at, refresh_expires_at,"
-                " key_id, version, status, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, 'active', %s)"
+                " key_id, version, status, updated_at, account)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, 'active', %s, %s)"
                 " ON CONFLICT (provider, client_id, subject) DO UPDATE SET"
                 " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
                 " token_type = excluded.token_type, granted_scope = excluded.granted_scope,"
                 " expires_at = excluded.expires_at,"
                 " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
                 " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
-                " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at"
-                " RETURNING version",
+                " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at,"
+                " account = excluded.account RETURNING version",
                 values,
             ).fetchone()
         )
@@ -375,14 +384,31 @@ class PostgresTokenStore(EncryptedRows):
     def list(self) -> list[TokenInfo]:
         rows = self._run(
             lambda c: c.execute(
-                "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
-                " refresh_token IS NOT NULL, updated_at, last_error FROM oauth_token"
+                f"SELECT {_INFO_COLUMNS} FROM oauth_token"
                 ' ORDER BY provider COLLATE "C", client_id COLLATE "C", subject COLLATE "C"'
             ).fetchall()
         )
-        return [
-            TokenInfo(p, c, s, st, e, sc, bool(h), u, r) for p, c, s, st, e, sc, h, u, r in rows
-        ]
+        return [self._info(row) for row in rows]
+
+    def last_signin(self, provider: str, client_id: str) -> str | None:
+        k = last_signin_key(provider, client_id)
+        row = self._run(
+            lambda c: c.execute("SELECT v FROM oauth_meta WHERE k = %s", (k,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def set_last_signin(self, provider: str, client_id: str, subject: str | None) -> None:
+        k = last_signin_key(provider, client_id)
+        if subject is None:
+            self._run(lambda c: c.execute("DELETE FROM oauth_meta WHERE k = %s", (k,)))
+        else:
+            self._run(
+                lambda c: c.execute(
+                    "INSERT INTO oauth_meta (k, v) VALUES (%s, %s)"
+                    " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                    (k, subject),
+                )
+            )
 
     def records(self) -> builtins.list[TokenRecord]:
         """Every stored grant, decrypted in memory (for migration); undecryptable rows are

@@ -6,7 +6,9 @@ from typing import Any
 
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
+    Account,
     PendingAuth,
+    TokenInfo,
     TokenKey,
     TokenRecord,
     TokenSet,
@@ -18,7 +20,12 @@ from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreErr
 
 _COLUMNS = (
     "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
-    "version, status, lease_owner, lease_until, last_error, updated_at"
+    "version, status, lease_owner, lease_until, last_error, updated_at, account"
+)
+# what list() selects: no token material (the account is decrypted for display)
+_INFO_COLUMNS = (
+    "provider, client_id, subject, status, expires_at, granted_scope,"
+    " refresh_token IS NOT NULL, updated_at, last_error, account"
 )
 
 
@@ -56,6 +63,7 @@ class EncryptedRows:
 
     def _put_values(self, key: TokenKey, tokens: TokenSet, now: float) -> tuple[Any, ...]:
         """Parameters of the upsert, in the column order both backends use."""
+        account = None if tokens.account is None else tokens.account.to_json()
         return (
             *_pk(key),
             self._enc(key, "access_token", tokens.access_token),
@@ -66,7 +74,24 @@ class EncryptedRows:
             tokens.refresh_expires_at,
             self._cipher.current_key_id,
             now,
+            self._enc(key, "account", account),
         )
+
+    def _account(self, key: TokenKey, blob: Any) -> Account | None:
+        """The stored account of ``key`` (encrypted like the tokens: it is personal data)."""
+        if blob is None:
+            return None
+        return Account.from_json(self._cipher.decrypt(bytes(blob), aad=self._aad(key, "account")))
+
+    def _info(self, row: Any) -> TokenInfo:
+        """A ``list()`` row (``_INFO_COLUMNS``) as TokenInfo; an unreadable account shows as '?'."""
+        p, c, s, st, e, sc, h, u, r, blob = row
+        try:
+            account = self._account(TokenKey(p, c, s), blob)
+            name = None if account is None else account.name
+        except CorruptTokenError:
+            name = "?" if blob is not None else None
+        return TokenInfo(p, c, s, st, e, sc, bool(h), u, r, name)
 
     def _check_schema(self, row: Any) -> None:
         """Refuse a store whose stored schema version (``row``, or None) is not this one's."""
@@ -121,7 +146,7 @@ class EncryptedRows:
         raise TokenStoreError(f"token store {self._where}: row for {_describe(key)} keeps changing")
 
     def _record(self, key: TokenKey, row: Any) -> TokenRecord:
-        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd = row
+        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd, acct = row
         tokens = None
         if at is not None:
             tokens = TokenSet(
@@ -133,6 +158,7 @@ class EncryptedRows:
                 scope=scope,
                 expires_at=exp,
                 refresh_expires_at=rexp,
+                account=self._account(key, acct),
             )
         return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
 

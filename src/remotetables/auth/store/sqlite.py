@@ -24,11 +24,12 @@ from remotetables.auth.store.base import (
     TokenKey,
     TokenSet,
     check_web_session,
+    last_signin_key,
     state_hash,
 )
 from remotetables.auth.store.crypto import TokenCipher
 from remotetables.auth.store.keys import check_private, ensure_private_dir
-from remotetables.auth.store.rows import _COLUMNS, EncryptedRows, _pk
+from remotetables.auth.store.rows import _COLUMNS, _INFO_COLUMNS, EncryptedRows, _pk
 from remotetables.errors import TokenStoreError
 
 __all__ = ["SQLiteTokenStore"]
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS oauth_token (
   expires_at REAL, refresh_expires_at REAL, key_id TEXT,
   version INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
   status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
-  last_error TEXT, updated_at REAL NOT NULL,
+  last_error TEXT, updated_at REAL NOT NULL, account BLOB,
   PRIMARY KEY (provider, client_id, subject)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS oauth_pending (
@@ -95,6 +96,14 @@ class SQLiteTokenStore(EncryptedRows):
             with self._txn(immediate=True) as c:
                 c.execute(_SCHEMA)
                 row = _first(c.execute("SELECT v FROM meta WHERE k = 'schema_version'"))
+                if row is not None and str(row[0]) == "1":  # 1 -> 2: the grant's account
+                    columns = {r[1] for r in c.execute("PRAGMA table_info(oauth_token)")}
+                    if "account" not in columns:
+                        c.execute("ALTER TABLE oauth_token ADD COLUMN account BLOB")
+                    c.execute(
+                        "UPDATE meta SET v = ? WHERE k = 'schema_version'", (str(SCHEMA_VERSION),)
+                    )
+                    row = (str(SCHEMA_VERSION),)
             self._check_schema(row)
 
     def __repr__(self) -> str:
@@ -161,7 +170,7 @@ class SQLiteTokenStore(EncryptedRows):
         with self._errors(), self._txn(immediate=True) as c:
             c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
-                " status = 'needs_consent', last_error = ?, lease_owner = NULL,"
+                " account = NULL, status = 'needs_consent', last_error = ?, lease_owner = NULL,"
                 " lease_until = NULL, version = version + 1, updated_at = ?"
                 f" WHERE {_PK} AND version = ?",
                 (f"corrupt: {reason}", self._clock(), *_pk(key), version),
@@ -174,16 +183,16 @@ class SQLiteTokenStore(EncryptedRows):
                 c.execute(
                     "INSERT INTO oauth_token (provider, client_id, subject, access_token,"
                     " refresh_token, token_type, granted_scope, expires_at, refresh_expires_at,"
-                    " key_id, version, status, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', ?)"
+                    " key_id, version, status, updated_at, account)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', ?, ?)"
                     " ON CONFLICT (provider, client_id, subject) DO UPDATE SET"
                     " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
                     " token_type = excluded.token_type, granted_scope = excluded.granted_scope,"
                     " expires_at = excluded.expires_at,"
                     " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
                     " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
-                    " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at"
-                    " RETURNING version",
+                    " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at,"
+                    " account = excluded.account RETURNING version",
                     values,
                 )
             )
@@ -254,14 +263,29 @@ class SQLiteTokenStore(EncryptedRows):
 
     def list(self) -> list[TokenInfo]:
         with self._errors():
-            rows = self._conn().execute(
-                "SELECT provider, client_id, subject, status, expires_at, granted_scope,"
-                " refresh_token IS NOT NULL, updated_at, last_error FROM oauth_token"
-                " ORDER BY provider, client_id, subject"
+            rows = list(
+                self._conn().execute(
+                    f"SELECT {_INFO_COLUMNS} FROM oauth_token ORDER BY provider, client_id, subject"
+                )
             )
-            return [
-                TokenInfo(p, c, s, st, e, sc, bool(h), u, r) for p, c, s, st, e, sc, h, u, r in rows
-            ]
+        return [self._info(row) for row in rows]
+
+    def last_signin(self, provider: str, client_id: str) -> str | None:
+        with self._errors():
+            row = _first(
+                self._conn().execute(
+                    "SELECT v FROM meta WHERE k = ?", (last_signin_key(provider, client_id),)
+                )
+            )
+        return None if row is None else str(row[0])
+
+    def set_last_signin(self, provider: str, client_id: str, subject: str | None) -> None:
+        k = last_signin_key(provider, client_id)
+        with self._errors(), self._txn(immediate=True) as c:
+            if subject is None:
+                c.execute("DELETE FROM meta WHERE k = ?", (k,))
+            else:
+                c.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, subject))
 
     def save_pending(self, pending: PendingAuth) -> None:
         values = self._pending_values(pending)

@@ -22,6 +22,7 @@ __all__ = [
     "device_page",
     "html_response",
     "login_page",
+    "logout_page",
     "message_page",
     "safe_next",
     "security_headers",
@@ -78,19 +79,30 @@ def login_page(
     csrf_token: str,
     error: str | None = None,
     hint: str | None = None,
+    username: str = "",
+    signed_in: str | None = None,
 ) -> str:
     """The sign-in form; posts ``username``, ``password``, ``next`` and ``csrf_token``.
 
-    ``hint``: a line above the form (the demo's users and passwords).
+    ``hint``: a line above the form (the demo's users and passwords). ``username`` fills the
+    field in (a ``login_hint``); ``signed_in`` names who is signed in now (signing in
+    replaces them).
     """
     err = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     tip = f"<p class=hint>{escape(hint)}</p>" if hint else ""
+    now = (
+        f"<p class=sub>Signed in as <strong>{escape(signed_in)}</strong>; "
+        "signing in here replaces that session.</p>"
+        if signed_in
+        else ""
+    )
     body = (
         "<h1>Sign in</h1><p class=sub>remotetables demo authorization server</p>"
-        f'{tip}{err}<form method=post action="{escape(action)}">'
+        f'{now}{tip}{err}<form method=post action="{escape(action)}">'
         f"{_hidden('csrf_token', csrf_token)}{_hidden('next', next_url)}"
         "<label for=username>Username</label>"
-        "<input type=text id=username name=username autocomplete=username autofocus required>"
+        f'<input type=text id=username name=username value="{escape(username)}" '
+        "autocomplete=username autofocus required>"
         "<label for=password>Password</label>"
         "<input type=password id=password name=password autocomplete=current-password required>"
         "<div class=row><button class=primary type=submit name=login value=1>Sign in</button></div>"
@@ -129,12 +141,29 @@ def consent_page(
     csrf_token: str,
     client_id: str | None = None,
     descriptions: Mapping[str, str] = SCOPE_DESCRIPTIONS,
+    switch_url: str | None = None,
+    logout_action: str | None = None,
 ) -> str:
     """Allow / Deny for an authorization request; posts ``decision`` and ``csrf_token``.
 
     Names the application asking (its registered name and client id) and says what each
-    requested scope allows.
+    requested scope allows. ``switch_url`` adds "Not USER? Sign in as someone else" (the
+    sign-in page, back to this request); ``logout_action`` a Sign out button (its form comes
+    after the decision form).
     """
+    switch = (
+        f'<p class=who>Not {escape(user)}? <a href="{escape(switch_url)}">Sign in as someone '
+        "else</a></p>"
+        if switch_url
+        else ""
+    )
+    logout = (
+        f'<form method=post action="{escape(logout_action)}">{_hidden("csrf_token", csrf_token)}'
+        f"{_hidden('next', action)}<div class=row><button type=submit name=logout value=1>"
+        "Sign out</button></div></form>"
+        if logout_action
+        else ""
+    )
     ident = (
         f" (client id <code>{escape(client_id)}</code>)"
         if client_id and client_id != client_name
@@ -147,9 +176,20 @@ def consent_page(
         f"{_scope_list(scopes, descriptions)}"
         f'<form method=post action="{escape(action)}">{_hidden("csrf_token", csrf_token)}'
         f"{_decision_buttons()}</form>"
-        f"<p class=who>Signed in as <strong>{escape(user)}</strong></p>"
+        f"<p class=who>Signed in as <strong>{escape(user)}</strong></p>{switch}{logout}"
     )
     return _page(f"Allow {client_name}?", body)
+
+
+def logout_page(*, action: str, next_url: str, csrf_token: str) -> str:
+    """Confirm signing out; posts ``next`` and ``csrf_token``."""
+    body = (
+        "<h1>Sign out?</h1><p class=sub>remotetables demo authorization server</p>"
+        f'<form method=post action="{escape(action)}">{_hidden("csrf_token", csrf_token)}'
+        f"{_hidden('next', next_url)}<div class=row><button class=primary type=submit "
+        "name=logout value=1>Sign out</button></div></form>"
+    )
+    return _page("Sign out", body)
 
 
 def device_page(

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -52,6 +52,7 @@ from remotetables.demo.authserver.pages import (
     consent_page,
     device_page,
     login_page,
+    logout_page,
     message_page,
 )
 from remotetables.demo.authserver.pages import (
@@ -271,6 +272,19 @@ class DemoAuthServer:
         return app
 
 
+def _without_prompt(path: str) -> str:
+    """``path`` (an authorization request) without its ``prompt`` parameter."""
+    parts = urlsplit(path)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "prompt"]
+    return urlunsplit(("", "", parts.path, urlencode(query), ""))
+
+
+def _login_hint(next_url: str) -> str:
+    """The ``login_hint`` of the authorization request in ``next_url``, to fill in the form."""
+    values = dict(parse_qsl(urlsplit(next_url).query))
+    return values.get("login_hint", "")[:100]
+
+
 class _Routes:
     """The HTTP endpoints; one instance per server."""
 
@@ -282,6 +296,7 @@ class _Routes:
         add("/.well-known/oauth-authorization-server", view_func=self.metadata)
         add("/authorize", view_func=self.authorize, methods=["GET", "POST"])
         add("/login", view_func=self.login, methods=["GET", "POST"])
+        add("/logout", view_func=self.logout, methods=["GET", "POST"])
         add("/token", view_func=self.token, methods=["POST"])
         add("/revoke", view_func=self.revoke, methods=["POST"])
         add("/introspect", view_func=self.introspect, methods=["POST"])
@@ -310,6 +325,8 @@ class _Routes:
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "introspection_endpoint_auth_methods_supported": auth_methods,
             "authorization_response_iss_parameter_supported": True,
+            # OpenID Connect's prompt=login (sign in again even with a session) is honoured
+            "prompt_values_supported": ["login"],
         }
         return jsonify(doc)
 
@@ -343,9 +360,23 @@ class _Routes:
             user = session["user"] = self.owner._auto_user
         return user if user in self.store.users else None
 
-    def _to_login(self) -> WsgiResponse:
-        login = f"{self.store.issuer}/login?" + urlencode({"next": request.full_path})
+    def _to_login(self, next_url: str | None = None) -> WsgiResponse:
+        nxt = request.full_path if next_url is None else next_url
+        login = f"{self.store.issuer}/login?" + urlencode({"next": nxt})
         return redirect(login, code=302)
+
+    def logout(self) -> WsgiResponse:
+        """Sign out (POST with the CSRF token; GET shows a confirmation form), then go to
+        ``next`` (a local path: the authorization request, which then asks to sign in)."""
+        next_url = _safe_next(request.values.get("next", "/"))
+        if request.method == "GET":
+            return _html(logout_page(action="/logout", next_url=next_url, csrf_token=_csrf_token()))
+        if not _check_post(self.store.issuer):
+            return _html(message_page("Request refused", "The form was stale or forged."), 403)
+        session.clear()
+        if next_url == "/":
+            return _html(message_page("Signed out", "You are signed out."))
+        return redirect(self.store.issuer + next_url, code=302)
 
     def authorize(self) -> WsgiResponse:
         user = self._user()
@@ -355,9 +386,17 @@ class _Routes:
             grant = self.server.get_consent_grant(end_user=user)
         except OAuth2Error as exc:
             return self._oauth_error(exc)
-        if user is None:
-            return self._to_login()
-        if self.owner._auto_user is None and request.method == "GET":
+        if user is None:  # signing in now answers a prompt=login too
+            return self._to_login(_without_prompt(request.full_path))
+        auto = self.owner._auto_user is not None
+        if (
+            not auto
+            and request.method == "GET"
+            and "login" in request.args.get("prompt", "").split()
+        ):
+            # prompt=login: sign in again whoever is signed in, then come back without it
+            return self._to_login(_without_prompt(request.full_path))
+        if not auto and request.method == "GET":
             client = grant.client
             page = consent_page(
                 action=request.full_path,
@@ -366,6 +405,8 @@ class _Routes:
                 user=user,
                 scopes=scope_to_list(grant.request.scope) or [],
                 csrf_token=_csrf_token(),
+                switch_url="/login?" + urlencode({"next": _without_prompt(request.full_path)}),
+                logout_action="/logout",
             )
             return _html(page)
         approved = self.owner._auto_user is not None or request.form.get("decision") == "allow"
@@ -395,6 +436,8 @@ class _Routes:
                 next_url=next_url,
                 csrf_token=_csrf_token(),
                 hint=self.owner.sign_in_hint,
+                username=_login_hint(next_url),
+                signed_in=session.get("user"),
             )
             return _html(page)
         if not _check_post(self.store.issuer):
@@ -409,6 +452,7 @@ class _Routes:
                 csrf_token=_csrf_token(),
                 error="Unknown user or wrong password.",
                 hint=self.owner.sign_in_hint,
+                username=username,
             )
             return _html(page, 401)
         session.clear()
