@@ -31,6 +31,7 @@ RESOURCE_CLIENT_ID = "resource-server"
 RESOURCE_CLIENT_SECRET = "resource-server-secret-for-tests"  # test-only, never a real secret
 REDIRECT_URI = "http://127.0.0.1/callback"
 SCOPES = {
+    "openid": "Who you are (OpenID Connect)",
     "incidents.read": "Read incidents",
     "incidents.write": "Create and change incidents",
     "introspection": "Introspect tokens",
@@ -121,6 +122,10 @@ def _configure(workdir: Path, access_token_ttl: int) -> None:
             "REFRESH_TOKEN_REUSE_PROTECTION": True,
             "ACCESS_TOKEN_EXPIRE_SECONDS": access_token_ttl,
             "RESOURCE_SERVER_TOKEN_CACHING_SECONDS": 1,
+            # OpenID Connect: ID tokens signed with this RSA key (JWKS at /.well-known/jwks.json)
+            "OIDC_ENABLED": True,
+            "OIDC_RSA_PRIVATE_KEY": _rsa_private_key_pem(),
+            "OAUTH2_VALIDATOR_CLASS": "tests.servers.dot_claims.ClaimsValidator",
         },
     )
     django.setup()
@@ -129,6 +134,19 @@ def _configure(workdir: Path, access_token_ttl: int) -> None:
     call_command("migrate", verbosity=0, interactive=False)
     _close_db()
     shutil.copyfile(workdir / "dot.sqlite3", workdir / "template.sqlite3")
+
+
+def _rsa_private_key_pem() -> str:
+    """A fresh RSA key for this process's ID tokens (test-only)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def _close_db() -> None:
@@ -179,8 +197,9 @@ class DotServer:
     """django-oauth-toolkit on ``http://127.0.0.1:PORT`` with a public PKCE client.
 
     ``client_id`` is public (authorization code, PKCE S256 required, loopback redirect
-    ``http://127.0.0.1/callback`` on any port); ``resource-server`` is confidential and may
-    introspect. Users and passwords are in ``users``.
+    ``http://127.0.0.1/callback`` on any port; with scope ``openid`` it gets RS256 ID tokens
+    carrying ``email`` = NAME@example.com and ``preferred_username``); ``resource-server`` is
+    confidential and may introspect. Users and passwords are in ``users``.
     """
 
     def __init__(
@@ -252,6 +271,7 @@ class DotServer:
             assert isinstance(httpd, _ThreadingWSGIServer)
             self._httpd = httpd
             self._issuer = f"http://127.0.0.1:{httpd.server_port}"
+            self._set_oidc_issuer(self._issuer)
             self._thread = threading.Thread(
                 target=httpd.serve_forever,
                 kwargs={"poll_interval": 0.1},
@@ -292,6 +312,14 @@ class DotServer:
         settings.OAUTH2_PROVIDER["ACCESS_TOKEN_EXPIRE_SECONDS"] = self.access_token_ttl
         oauth2_settings.reload()
 
+    def _set_oidc_issuer(self, issuer: str) -> None:
+        """ID tokens name the issuer the metadata does (DOT would build it from headers)."""
+        from django.conf import settings
+        from oauth2_provider.settings import oauth2_settings
+
+        settings.OAUTH2_PROVIDER["OIDC_ISS_ENDPOINT"] = issuer
+        oauth2_settings.reload()
+
     def _populate(self) -> None:
         from django.contrib.auth import get_user_model
         from oauth2_provider.models import get_application_model
@@ -308,6 +336,7 @@ class DotServer:
             authorization_grant_type=application.GRANT_AUTHORIZATION_CODE,
             redirect_uris=REDIRECT_URI,
             skip_authorization=False,
+            algorithm=application.RS256_ALGORITHM,  # ID tokens (scope openid)
         )
         application.objects.create(
             name="resource server",
