@@ -240,7 +240,7 @@ class AccountResolver:
                 if attempt == 0 and type(exc).__name__ in ("InvalidKeyIdError", "MissingKeyError"):
                     continue
                 raise self._fail(
-                    user, f"the ID token's signature does not verify ({exc.error})"
+                    user, f"the ID token does not verify against the provider's keys ({exc.error})"
                 ) from None
         else:  # pragma: no cover - the loop always breaks or raises
             raise self._fail(user, "the ID token's signature does not verify")
