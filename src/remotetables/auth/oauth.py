@@ -33,7 +33,7 @@ from remotetables.auth.discovery import (
     require_secure_url,
 )
 from remotetables.auth.loopback import NOT_A_REDIRECT_URL, is_redirect_url
-from remotetables.auth.store import SYSTEM_SUBJECT, PendingAuth, TokenSet
+from remotetables.auth.store import PendingAuth, TokenSet
 from remotetables.auth.tokenendpoint import TokenEndpointClient, _ErrorResponse, _number
 from remotetables.config import is_loopback_host
 from remotetables.errors import (
@@ -153,7 +153,7 @@ class OAuthClient(TokenEndpointClient):
                 prompts.insert(0, ask)
         if prompts:
             params.append(("prompt", " ".join(prompts)))
-        if s.login_hint is not None and subject != SYSTEM_SUBJECT:
+        if s.login_hint is not None:
             params.append(("login_hint", s.login_hint.format(user=subject)))
         params += list(extra.items())
         parts = urlsplit(md.authorization_endpoint)
@@ -264,8 +264,6 @@ class OAuthClient(TokenEndpointClient):
                 doc, tokens.access_token, user=user, nonce=nonce, scope=tokens.scope
             )
             expected = None if s.account is None else s.account.format(user=user)
-            if user == SYSTEM_SUBJECT:
-                expected = None
             check_account(
                 account, expected=expected, provider=s.name, user=user, claim=s.account_claim
             )

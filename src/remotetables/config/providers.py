@@ -190,6 +190,13 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
             f"{p}.extra_authorize_params.login_hint",
             f"login_hint is also set as providers.{name}.login_hint: keep one",
         )
+    for k, template in templates.items():
+        if template is not None and integration == "system" and "{user}" in template:
+            raise ctx.err(
+                f"{p}.{k}",
+                "a system integration has no user: write the account itself "
+                '(e.g. "reporting@example.com"), without {user}',
+            )
     account_claim = _get(ctx, raw, p, "account_claim", str)
     if account_claim is not None and not re.fullmatch(r"[A-Za-z0-9_.:\-]+", account_claim):
         raise ctx.err(
@@ -265,15 +272,14 @@ def _template(ctx: _Ctx, key: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        fields = [
-            f
+        bad = any(
+            f is not None and (f != "user" or spec or conv)
             for _, f, spec, conv in string.Formatter().parse(value)
-            if f is not None or spec or conv
-        ]
+        )
         value.format(user="x")
     except (ValueError, IndexError, KeyError):
-        fields = ["?"]
-    if any(f != "user" for f in fields) or not value.strip():
+        bad = True
+    if bad or not value.strip():
         raise ctx.err(
             key,
             'must be a text where {user} stands for the local user name, e.g. "{user}@example.com" '
