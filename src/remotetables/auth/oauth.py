@@ -267,7 +267,7 @@ class OAuthClient(TokenEndpointClient):
             check_account(
                 account, expected=expected, provider=s.name, user=user, claim=s.account_claim
             )
-        except ConsentFailed:
+        except AuthError:  # invalid ID token, wrong account, keys unreachable ...
             self._discard(tokens)
             raise
         tokens.account = account
