@@ -318,7 +318,8 @@ def test_discovery_scopes_extra_params_public_client(env: Env) -> None:
     q = query(req.authorization_url)
     assert req.authorization_url.startswith(env.srv.issuer + "/authorize?")
     assert q["scope"] == "incidents.read" and q["client_id"] == DEFAULT_CLIENT_ID
-    assert (q["prompt"], q["ui_locales"]) == ("consent", "fr")
+    # the first consent through this provider also asks to sign in (nobody known yet)
+    assert (q["prompt"], q["ui_locales"]) == ("login consent", "fr")
     (exchange,) = env.cap.forms(grant="authorization_code")
     assert exchange["client_id"] == DEFAULT_CLIENT_ID and "client_secret" not in exchange
     assert all(auth is None for p, _, auth in env.cap.calls if p == "/token")
