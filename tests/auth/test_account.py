@@ -372,3 +372,22 @@ def test_prompt_always_login_hint_and_nonce_only_with_openid(
     params, _ = begin(client, "bob")
     assert params["prompt"] == "login" and params["login_hint"] == "bob@example.com"
     assert "nonce" not in params
+
+
+def test_without_a_configured_issuer_an_id_token_is_not_trusted(
+    keys: tuple[RSAKey, RSAKey], clock: Clock, http_for: Callable[[FakeAS], httpx2.Client]
+) -> None:
+    op = FakeOP(keys[0])
+    client = client_for(
+        op,
+        http_for(op),
+        clock,
+        issuer=None,
+        authorization_endpoint=f"{ISSUER}/authorize",
+        token_endpoint=f"{ISSUER}/token",
+    )
+    params, pending = begin(client)
+    op.issue(sign(claims_for("mallory", nonce=params["nonce"], now=clock.now), keys[1]))
+    tokens = client.complete(pending, callback(pending))  # nothing to check iss against
+    assert tokens.account is None
+    assert not [r for r in op.requests if r.url.path == "/jwks"]

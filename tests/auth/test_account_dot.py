@@ -182,3 +182,54 @@ def test_a_configured_account_refuses_someone_elses_sign_in_and_stores_nothing(
                 owners(conn, "bob")
             assert "prompt=" not in browser_session.requests[-1].authorization_url
             assert svc.store.get(svc.key(provider, "bob")) is None
+
+
+def test_the_shell_switches_user_and_tokens_shows_each_account(
+    dot: DotServer, api: IncidentsAPI, tmp_path: Path, browser_session: OneBrowser
+) -> None:
+    from tests.test_shell import run_shell
+
+    cfg = dot_config(tmp_path, dot, api)
+
+    def consent(req: ConsentRequest) -> str:
+        browser_session.at_keyboard = req.user  # each user at the keyboard in turn
+        return browser_session(req)
+
+    with connect(cfg, consent) as conn:
+        conn.execute("SELECT set_user('alice')")
+        script = (
+            "SELECT DISTINCT assigned_to FROM incidents;\n.user bob\n"
+            "SELECT DISTINCT assigned_to FROM incidents;\n.tokens\n"
+        )
+        out, err = run_shell(conn, script)
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[:3] == ["alice", "now querying as bob", "bob"]
+    header = next(line for line in lines if line.startswith("provider"))
+    assert header.split()[:4] == ["provider", "user", "account", "status"]
+    rows = [line.split()[:4] for line in lines if line.startswith("dot ")]
+    assert rows == [
+        ["dot", "alice", "alice@example.com", "active"],
+        ["dot", "bob", "bob@example.com", "active"],
+    ]
+
+
+def test_a_web_app_completing_someone_elses_consent_stores_nothing(
+    dot: DotServer, api: IncidentsAPI, tmp_path: Path, browser_session: OneBrowser
+) -> None:
+    cfg = dot_config(tmp_path, dot, api, 'account = "{user}@example.com"\n')
+    with remotetables.connect(":memory:", config=cfg, consent="raise", environ=NO_KEYRING) as conn:
+        conn.execute("SELECT set_user('bob')")
+        with pytest.raises(remotetables.ConsentRequired) as required:
+            conn.execute("SELECT count(*) FROM incidents").fetchone()
+        url = required.value.authorization_url
+        assert url is not None and "prompt=login" in url and "nonce=" in url
+        browser_session.at_keyboard = "alice"  # alice signs in on the page meant for bob
+        redirect = browser_session(ConsentRequest("bob", "dot", url, dot.redirect_uri))
+        with pytest.raises(AccountMismatch, match="was given by account"):
+            remotetables.complete_consent(conn, redirect)
+        svc = conn.runtime.oauth_service()
+        assert svc.tokens() == []
+        provider = conn.runtime.provider("dot")
+        assert provider.client_id is not None
+        assert svc.store.last_signin(provider.token_key_issuer, provider.client_id) is None

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,12 @@ from joserfc.jwk import KeySet
 from remotetables.auth.discovery import _clean, require_secure_url
 from remotetables.auth.store import Account, TokenStore
 from remotetables.config import ProviderConfig
-from remotetables.errors import AccountMismatch, ConsentFailed, ProviderUnavailable
+from remotetables.errors import (
+    AccountMismatch,
+    ConsentFailed,
+    ProviderUnavailable,
+    TokenStoreError,
+)
 
 if TYPE_CHECKING:
     from remotetables.auth.tokenendpoint import TokenEndpointClient
@@ -54,6 +60,7 @@ __all__ = [
 ID_TOKEN_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
+log = logging.getLogger("remotetables.auth")
 NAME_CLAIMS = ("email", "preferred_username", "username", "sub")
 _LEEWAY = 120  # seconds of clock skew tolerated on exp / iat
 
@@ -153,9 +160,19 @@ def signing_in(store: TokenStore, provider: ProviderConfig, subject: str) -> Ite
     try:
         yield
     except AccountMismatch:
-        store.set_last_signin(provider.token_key_issuer, provider.client_id, None)
+        _record_signin(store, provider, None)
         raise
-    store.set_last_signin(provider.token_key_issuer, provider.client_id, subject)
+    _record_signin(store, provider, subject)
+
+
+def _record_signin(store: TokenStore, provider: ProviderConfig, subject: str | None) -> None:
+    """Advisory: a store that cannot record it does not fail the consent (it only means the
+    next consent may ask to sign in when it need not, or not when it should: logged)."""
+    assert provider.client_id is not None
+    try:
+        store.set_last_signin(provider.token_key_issuer, provider.client_id, subject)
+    except TokenStoreError as exc:
+        log.warning("provider %s: could not record who signed in (%s)", provider.name, exc)
 
 
 class AccountResolver:
@@ -191,7 +208,8 @@ class AccountResolver:
         """The account behind a token response ``doc``; None when the provider does not say."""
         claim = self.client.settings.account_claim
         id_token = doc.get("id_token")
-        if id_token is not None:
+        # without a configured issuer an ID token cannot be checked (iss): it is not used
+        if id_token is not None and self._issuer() is not None:
             if not isinstance(id_token, str) or not id_token:
                 raise self._fail(user, "the token response has an id_token that is not a JWT")
             claims = self.validate_id_token(id_token, user=user, nonce=nonce)
