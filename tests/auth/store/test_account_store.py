@@ -141,3 +141,27 @@ def test_account_json_round_trip_and_garbage() -> None:
     assert Account.from_json(ACCOUNT.to_json()) == ACCOUNT
     assert Account.from_json("not json") is None
     assert Account.from_json('{"name": 3}') is None
+
+
+def test_postgres_schema_1_is_upgraded_in_place(
+    pg_server: PostgresServer, cipher: TokenCipher
+) -> None:
+    import psycopg
+
+    from remotetables.auth.store.postgres import PostgresTokenStore
+
+    url = pg_server.create_database()
+    PostgresTokenStore(url, cipher, pool_size=1).close()
+    with psycopg.connect(url, autocommit=True) as raw:  # as version 1 left it
+        raw.execute("ALTER TABLE oauth_token DROP COLUMN account")
+        raw.execute("UPDATE oauth_meta SET v = '1' WHERE k = 'schema_version'")
+    s = PostgresTokenStore(url, cipher, pool_size=1)
+    try:
+        s.put(ALICE, grant(1), now=1.0)
+        rec = s.get(ALICE)
+        assert rec is not None and rec.tokens is not None and rec.tokens.account == ACCOUNT
+    finally:
+        s.close()
+    with psycopg.connect(url, autocommit=True) as raw:
+        row = raw.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
+    assert row == (str(SCHEMA_VERSION),)
