@@ -165,3 +165,17 @@ def test_postgres_schema_1_is_upgraded_in_place(
     with psycopg.connect(url, autocommit=True) as raw:
         row = raw.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
     assert row == (str(SCHEMA_VERSION),)
+
+
+def test_migrating_a_store_keeps_each_grants_account(tmp_path: Path, cipher: TokenCipher) -> None:
+    from remotetables.auth.store.migrate import migrate_tokens
+
+    src = SQLiteTokenStore(tmp_path / "a" / "tokens.db", cipher)
+    dst = SQLiteTokenStore(tmp_path / "b" / "tokens.db", TokenCipher.from_key(os.urandom(32)))
+    try:
+        src.put(ALICE, grant(1), now=1.0)
+        assert migrate_tokens(src, dst) == 1
+        assert [(i.subject, i.account) for i in dst.list()] == [("alice", "alice@example.com")]
+    finally:
+        src.close()
+        dst.close()
