@@ -391,3 +391,30 @@ def test_without_a_configured_issuer_an_id_token_is_not_trusted(
     tokens = client.complete(pending, callback(pending))  # nothing to check iss against
     assert tokens.account is None
     assert not [r for r in op.requests if r.url.path == "/jwks"]
+
+
+@pytest.mark.parametrize(("userinfo_sub", "ok"), [("sub-alice", True), ("sub-mallory", False)])
+def test_userinfo_fills_a_claim_the_id_token_lacks_only_for_the_same_subject(
+    userinfo_sub: str,
+    ok: bool,
+    keys: tuple[RSAKey, RSAKey],
+    clock: Clock,
+    http_for: Callable[[FakeAS], httpx2.Client],
+) -> None:
+    op = FakeOP(keys[0], userinfo_endpoint=f"{ISSUER}/userinfo")
+    op.on(
+        "/userinfo",
+        lambda _r: httpx2.Response(200, json={"sub": userinfo_sub, "nickname": "ally"}),
+    )
+    client = client_for(op, http_for(op), clock, account_claim="nickname")
+    params, pending = begin(client)
+    claims = claims_for("alice", nonce=params["nonce"], now=clock.now)  # no nickname in it
+    op.issue(sign(claims, keys[0]), scope="openid")
+    if ok:
+        tokens = client.complete(pending, callback(pending))
+        assert tokens.account is not None
+        assert (tokens.account.name, tokens.account.source) == ("ally", "userinfo")
+    else:
+        with pytest.raises(ConsentFailed, match="another subject"):
+            client.complete(pending, callback(pending))
+        assert op.forms("/revoke")

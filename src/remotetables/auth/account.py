@@ -208,11 +208,13 @@ class AccountResolver:
         """The account behind a token response ``doc``; None when the provider does not say."""
         claim = self.client.settings.account_claim
         id_token = doc.get("id_token")
+        signed_sub: object = None  # the validated ID token's sub: userinfo must say the same
         # without a configured issuer an ID token cannot be checked (iss): it is not used
         if id_token is not None and self._issuer() is not None:
             if not isinstance(id_token, str) or not id_token:
                 raise self._fail(user, "the token response has an id_token that is not a JWT")
             claims = self.validate_id_token(id_token, user=user, nonce=nonce)
+            signed_sub = claims.get("sub")
             found = account_from_claims(
                 claims, source="id_token", claim=claim, issuer=self._issuer()
             )
@@ -224,6 +226,11 @@ class AccountResolver:
         userinfo = self._endpoint("userinfo_endpoint") if openid else None
         if userinfo is not None:
             info = self._userinfo(userinfo, access_token)
+            if info is not None and signed_sub is not None and info.get("sub") != signed_sub:
+                # OpenID Connect Core 5.3.2: else the answer may be about someone else
+                raise self._fail(
+                    user, "the userinfo answer is about another subject than the ID token"
+                )
             if info is not None:
                 found = account_from_claims(
                     info, source="userinfo", claim=claim, issuer=self._issuer()
