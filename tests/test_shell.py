@@ -186,8 +186,8 @@ def test_token_expiry_is_shown_with_its_time_zone(write_config: Callable[..., Pa
         service = conn.runtime.oauth_service()
         key = service.key(conn.runtime.config.providers["corp"], "alice")
         store.put(key, TokenSet("at", None, expires_at=conn.runtime.clock() + 600), now=0)
-        _, rows = token_rows(conn.runtime)
-    (expiry,) = [r[3] for r in rows]
+        headers, rows = token_rows(conn.runtime)
+    (expiry,) = [r[headers.index("access token expires")] for r in rows]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry)
 
 
