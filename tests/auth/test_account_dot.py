@@ -59,18 +59,24 @@ def dot_config(tmp_path: Path, dot: DotServer, api: IncidentsAPI, extra: str = "
 
 class OneBrowser:
     """Consent walked in one cookie jar, by whoever is at the keyboard: they sign in as
-    themselves when the provider shows its sign-in page, and click Authorize otherwise."""
+    themselves when the provider shows its sign-in page, and click Authorize (or, with
+    ``approve`` off, Cancel) otherwise."""
 
     def __init__(self) -> None:
         self.http = httpx2.Client(follow_redirects=False, timeout=10.0)
         self.at_keyboard = "alice"
+        self.approve = True
         self.requests: list[ConsentRequest] = []
 
     def __call__(self, req: ConsentRequest) -> str:
         self.requests.append(req)
         who = self.at_keyboard
         return walk_consent(
-            req.authorization_url, username=who, password=DOT_USERS[who], client=self.http
+            req.authorization_url,
+            username=who,
+            password=DOT_USERS[who],
+            client=self.http,
+            approve=self.approve,
         )
 
     def close(self) -> None:
@@ -233,3 +239,24 @@ def test_a_web_app_completing_someone_elses_consent_stores_nothing(
         provider = conn.runtime.provider("dot")
         assert provider.client_id is not None
         assert svc.store.last_signin(provider.token_key_issuer, provider.client_id) is None
+
+
+def test_a_consent_that_fails_after_someone_signed_in_makes_the_next_one_ask_again(
+    dot: DotServer, api: IncidentsAPI, tmp_path: Path, browser_session: OneBrowser
+) -> None:
+    cfg = dot_config(tmp_path, dot, api)
+    with connect(cfg, browser_session) as conn:
+        assert owners(conn, "alice") == {"alice"}
+        svc = conn.runtime.oauth_service()
+        svc.logout(conn.runtime.provider("dot"), "alice")
+        # bob signs in at the provider, then cancels: the browser now holds bob's session
+        browser_session.at_keyboard, browser_session.approve = "bob", False
+        with pytest.raises(remotetables.ConsentDenied):
+            owners(conn, "bob")
+        # alice's next consent must not run on bob's session
+        browser_session.at_keyboard, browser_session.approve = "alice", True
+        assert owners(conn, "alice") == {"alice"}
+        rec = svc.store.get(svc.key(conn.runtime.provider("dot"), "alice"))
+        assert rec is not None and rec.tokens is not None and rec.tokens.account is not None
+        assert rec.tokens.account.name == "alice@example.com"
+    assert "prompt=login" in browser_session.requests[-1].authorization_url

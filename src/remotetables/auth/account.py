@@ -152,16 +152,17 @@ def must_sign_in(store: TokenStore, provider: ProviderConfig, subject: str) -> b
 
 
 @contextlib.contextmanager
-def signing_in(store: TokenStore, provider: ProviderConfig, subject: str) -> Iterator[None]:
-    """Around a consent: record who signed in through this provider's consent. ``subject``
-    when it completes; nobody known when the wrong account signed in (the next consent,
-    whoever it is for, asks to sign in again); unchanged when it fails otherwise."""
-    assert provider.client_id is not None
-    try:
-        yield
-    except AccountMismatch:
-        _record_signin(store, provider, None)
-        raise
+def signing_in(store: TokenStore, provider: ProviderConfig, subject: str) -> Iterator[bool]:
+    """Around a consent for ``subject``; yields whether it must ask to sign in again.
+
+    While it runs, nobody is known to be signed in through this provider's consent: someone
+    may sign in and then cancel, time out or be refused, or a web app may never finish it,
+    and the next consent, whoever it is for, must then ask to sign in again. Only a consent
+    that completes records ``subject``.
+    """
+    sign_in = must_sign_in(store, provider, subject)
+    _record_signin(store, provider, None)
+    yield sign_in
     _record_signin(store, provider, subject)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import httpx2
 
-from remotetables.auth.account import must_sign_in, signing_in
+from remotetables.auth.account import signing_in
 from remotetables.auth.breaker import CircuitBreaker
 from remotetables.auth.consent import (
     DEFAULT_REDIRECT_URI,
@@ -294,7 +294,7 @@ class OAuthService:
         store = self.store
         log.info("asking %s to consent at provider %s", subject, provider.name)
         # one consent at a time per process: two browser tabs for the same user help nobody
-        with self._consent_lock, signing_in(self.store, provider, subject):
+        with self._consent_lock, signing_in(self.store, provider, subject) as sign_in:
             return run_consent(
                 client,
                 callback,
@@ -305,7 +305,7 @@ class OAuthService:
                 clock=self.rt.clock,
                 default_redirect_uri=provider.redirect_uri or "http://127.0.0.1/callback",
                 web_session=web_session,
-                sign_in=must_sign_in(self.store, provider, subject),
+                sign_in=sign_in,
             )
 
     def callback(self, mode: Any, provider: ProviderConfig | None = None) -> ConsentCallback:
