@@ -169,6 +169,7 @@ def test_a_configured_account_refuses_someone_elses_sign_in_and_stores_nothing(
         text = str(err)
         assert "alice@example.com" in text and "bob@example.com" in text
         assert "not stored" in text and "remotetables login dot --user bob" in text
+        assert ("sign out first" in text) == (prompt == "never")
         # nothing stored for bob, alice's grant untouched, no API request made with it
         assert svc.store.get(svc.key(provider, "bob")) is None
         alice_after = svc.store.get(svc.key(provider, "alice"))

@@ -104,17 +104,23 @@ def check_account(
     provider: str,
     user: str,
     claim: str | None,
+    prompt: str = "auto",
 ) -> None:
     """Raise :class:`AccountMismatch` when ``expected`` is set and the account is not it.
 
     The comparison ignores case (emails and most user names are case-insensitive).
+    ``prompt`` (the provider's) decides what the message says the next consent does.
     """
     if expected is None:
         return
+    then = (
+        'the next consent does not ask to sign in (prompt = "never"), so sign out first'
+        if prompt == "never"
+        else "the next consent asks to sign in (prompt=login)"
+    )
     how = (
         f"sign out of {provider} in your browser (or use its 'sign in as someone else'), then "
-        f"run the query again or `remotetables login {provider} --user {user}`: the next "
-        f"consent asks to sign in (prompt=login)"
+        f"run the query again or `remotetables login {provider} --user {user}`: {then}"
     )
     if account is None:
         what = f"claim {claim!r}" if claim else "an account name"

@@ -265,7 +265,12 @@ class OAuthClient(TokenEndpointClient):
             )
             expected = None if s.account is None else s.account.format(user=user)
             check_account(
-                account, expected=expected, provider=s.name, user=user, claim=s.account_claim
+                account,
+                expected=expected,
+                provider=s.name,
+                user=user,
+                claim=s.account_claim,
+                prompt=s.prompt,
             )
         except AuthError:  # invalid ID token, wrong account, keys unreachable ...
             self._discard(tokens)
