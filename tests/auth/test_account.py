@@ -418,3 +418,58 @@ def test_userinfo_fills_a_claim_the_id_token_lacks_only_for_the_same_subject(
         with pytest.raises(ConsentFailed, match="another subject"):
             client.complete(pending, callback(pending))
         assert op.forms("/revoke")
+
+
+@pytest.mark.parametrize(
+    ("signing_secret", "ok"), [("cs-right-0123456789", True), ("cs-wrong-0123456789", False)]
+)
+def test_a_confidential_client_accepts_hs256_with_its_own_secret_only(
+    signing_secret: str,
+    ok: bool,
+    keys: tuple[RSAKey, RSAKey],
+    clock: Clock,
+    http_for: Callable[[FakeAS], httpx2.Client],
+) -> None:
+    op = FakeOP(keys[0])
+    client = client_for(
+        op,
+        http_for(op),
+        clock,
+        client_secret="cs-right-0123456789",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    params, pending = begin(client)
+    claims = claims_for("alice", nonce=params["nonce"], now=clock.now)
+    op.issue(sign(claims, OctKey.import_key(signing_secret.encode()), alg="HS256", kid=None))
+    if ok:
+        tokens = client.complete(pending, callback(pending))
+        assert tokens.account is not None and tokens.account.name == "alice@example.com"
+        assert not [r for r in op.requests if r.url.path == "/jwks"]  # no keys needed
+    else:
+        with pytest.raises(ConsentFailed, match="does not verify"):
+            client.complete(pending, callback(pending))
+
+
+def test_a_short_client_secret_is_no_signing_key(
+    keys: tuple[RSAKey, RSAKey], clock: Clock, http_for: Callable[[FakeAS], httpx2.Client]
+) -> None:
+    op = FakeOP(keys[0])
+    client = client_for(
+        op,
+        http_for(op),
+        clock,
+        client_secret="short",
+        token_endpoint_auth_method="client_secret_post",
+    )
+    params, pending = begin(client)
+    claims = claims_for("alice", nonce=params["nonce"], now=clock.now)
+    op.issue(
+        jwt.encode(
+            {"alg": "HS256"},
+            claims,
+            OctKey.import_key(b"short-but-padded-to-16"),
+            algorithms=["HS256"],
+        )
+    )
+    with pytest.raises(ConsentFailed, match="unsupported_algorithm"):
+        client.complete(pending, callback(pending))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, OctKey
 
 from remotetables.auth.discovery import _clean, require_secure_url
 from remotetables.auth.store import Account, TokenStore
@@ -56,10 +56,11 @@ __all__ = [
     "signing_in",
 ]
 
-# asymmetric algorithms only: keys come from the JWKS, never from the client secret
+# asymmetric algorithms, keys from the JWKS (and HS* with a confidential client's own secret)
 ID_TOKEN_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
+_HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 log = logging.getLogger("remotetables.auth")
 NAME_CLAIMS = ("email", "preferred_username", "username", "sub")
 _LEEWAY = 120  # seconds of clock skew tolerated on exp / iat
@@ -263,10 +264,20 @@ class AccountResolver:
         issuer = self._issuer()
         if issuer is None:
             raise self._fail(user, "an ID token came back but no issuer is configured to check it")
+        secret = self.client.settings.client_secret
+        if secret is not None and len(secret.encode()) < 14:
+            secret = None  # under 112 bits is no signing key (joserfc would warn, rightly)
+        # HS*: signed with our client secret (OpenID Connect Core 10.1), confidential clients only
+        algorithms = [*ID_TOKEN_ALGORITHMS, *(_HMAC_ALGORITHMS if secret else ())]
         for attempt in (0, 1):  # a key id we do not know: the provider may have rotated keys
-            keys = self._keyset(refresh=attempt == 1, user=user)
+
+            def key_for(obj: Any, refresh: bool = attempt == 1) -> Any:
+                if secret and str(obj.headers().get("alg", "")) in _HMAC_ALGORITHMS:
+                    return OctKey.import_key(secret)
+                return self._keyset(refresh=refresh, user=user)
+
             try:
-                token = jwt.decode(id_token, keys, algorithms=list(ID_TOKEN_ALGORITHMS))
+                token = jwt.decode(id_token, key_for, algorithms=algorithms)
                 break
             except JoseError as exc:
                 if attempt == 0 and type(exc).__name__ in ("InvalidKeyIdError", "MissingKeyError"):
