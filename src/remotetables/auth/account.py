@@ -4,7 +4,8 @@ Learnt, in this order, from
 
 1. the OpenID Connect ID token of the code exchange, validated with joserfc (authlib's own JOSE
    library, which authlib 1.9 uses in place of its deprecated ``authlib.jose``): signature
-   against the provider's JWKS, ``iss`` (identical to the issuer), ``aud`` (our client id, and
+   against the provider's JWKS (HS256/384/512: a confidential client's own secret), ``iss``
+   (identical to the configured issuer; without one the ID token is not used), ``aud`` (our client id, and
    ``azp`` when there are several audiences), ``exp``, ``iat`` and the transaction's ``nonce``;
 2. else the userinfo endpoint (OpenID Connect, ``openid`` scope), with the new access token;
 3. else token introspection (RFC 7662) of the new access token, with the client's own
