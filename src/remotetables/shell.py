@@ -137,8 +137,8 @@ def token_rows(runtime: Runtime) -> tuple[list[str], list[tuple[str, ...]]]:
             )
         )
     rows.sort()
-    headers = ["provider", "user", "account", "status", "access token expires", "scopes"]
-    return [*headers, "refresh"], rows
+    headers = ["provider", "user", "account", "status", "access token expires", "scopes", "refresh"]
+    return headers, rows
 
 
 # ---------------------------------------------------------------- progress
