@@ -147,9 +147,9 @@ def test_paginators_by_hand() -> None:
         PaginationSpec(style="offset", total_path=("total",)), "https://a/x", [("limit", "2")]
     )
     assert off.first().url == "https://a/x?limit=2&offset=0"
-    assert off.parallel_rest({"total": 7}, {}, 2) == [
-        r for r in (off._at(2), off._at(4), off._at(6))
-    ]
+    rest = off.parallel_rest({"total": 7}, {}, 2)
+    assert rest is not None and rest.count == 3
+    assert list(rest) == [off._at(2), off._at(4), off._at(6)]
     nxt = off.next({"total": 7}, {}, 2)
     assert nxt is not None and nxt.url.endswith("offset=2")
     assert off.next({"total": 4}, {}, 2) is None

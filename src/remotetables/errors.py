@@ -35,13 +35,18 @@
             └── ReadOnlyError              a write to a table that allows none
 
 Errors carry context (table, provider, user, status, URL) and never a secret: URLs are
-redacted with :func:`redact_url` before they are stored on an exception.
+redacted with :func:`redact_url` before they are stored on an exception, and every message is
+cleaned of each secret value the process knows (:func:`register_secret`: access and refresh
+tokens, static keys, client secrets, codes, verifiers), whatever path brought it there (an
+API echoing the token in its error body, say).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit, urlunsplit
+import threading
+from collections import OrderedDict
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "AccountMismatch",
@@ -76,8 +81,52 @@ __all__ = [
     "UnknownKeyError",
     "UnknownTableError",
     "Warning",
+    "redact_secrets",
     "redact_url",
+    "register_secret",
 ]
+
+# ---------------------------------------------------------------- known secret values
+
+_MIN_SECRET = 6  # shorter values are not redacted (they would blank ordinary words)
+_MAX_SECRETS = 4096  # the most recently seen secrets are kept; older ones are seen again on use
+_secrets: OrderedDict[str, None] = OrderedDict()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` as a secret: no remotetables error message will contain it
+    (nor its URL-encoded form). Tokens, keys and client secrets are registered where the
+    runtime gets them."""
+    if not isinstance(value, str) or len(value) < _MIN_SECRET:
+        return
+    forms = {value, quote_plus(value), quote(value, safe="")}
+    with _secrets_lock:
+        for form in forms:
+            _secrets[form] = None
+            _secrets.move_to_end(form)
+        while len(_secrets) > _MAX_SECRETS:
+            _secrets.popitem(last=False)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every registered secret value replaced by ``***`` (longest first).
+
+    >>> register_secret("s3cr3t-t0ken")
+    >>> redact_secrets('{"message": "bad key s3cr3t-t0ken"}')
+    '{"message": "bad key ***"}'
+    """
+    if not _secrets or not text:
+        return text
+    with _secrets_lock:
+        found = [s for s in _secrets if s in text]
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _clean_args(args: tuple[object, ...]) -> tuple[object, ...]:
+    return tuple(redact_secrets(a) if isinstance(a, str) else a for a in args)
 
 
 class Warning(Exception):
@@ -85,7 +134,13 @@ class Warning(Exception):
 
 
 class Error(Exception):
-    """Base of every exception remotetables raises (PEP 249 ``Error``)."""
+    """Base of every exception remotetables raises (PEP 249 ``Error``).
+
+    Its message never holds a registered secret (see :func:`register_secret`).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*_clean_args(args))
 
 
 class InterfaceError(Error):
@@ -152,7 +207,7 @@ class RemoteError(OperationalError):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.url = redact_url(url) if url else url
+        self.url = redact_secrets(redact_url(url)) if url else url
         self.table = table
         self.provider = provider
         self.user = user
@@ -280,7 +335,7 @@ class ConfigError(ProgrammingError):
         super().__init__(f"{where}: {message}" if where else message)
         self.file = file
         self.key = key
-        self.detail = message
+        self.detail = redact_secrets(message)
 
 
 class UnknownTableError(ProgrammingError):

@@ -9,15 +9,19 @@ A paginator is a small state machine, driven by the scan (and by hand in tests):
         items = rows_of(body)
         request = pager.next(body, headers, len(items))
 
-``parallel_rest`` returns every remaining request at once when the style allows it (offset or
-page number with a known total), so the scan can fetch them concurrently.
+``parallel_rest`` returns the remaining requests as a lazy :class:`PageRange` when the style
+allows it (offset or page number with a known total), so the scan can fetch them concurrently:
+its ``count`` is known at once and nothing is built until a request is taken (a first page
+claiming ``total_pages = 10**12`` costs nothing before ``max_pages`` refuses it).
+
+Relative next links are resolved against the URL that answered (after redirects), not the URL
+asked for.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -25,7 +29,14 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from remotetables.config import PaginationSpec
 from remotetables.rows import get_path
 
-__all__ = ["PageRequest", "Paginator", "build_url", "make_paginator", "parse_link_header"]
+__all__ = [
+    "PageRange",
+    "PageRequest",
+    "Paginator",
+    "build_url",
+    "make_paginator",
+    "parse_link_header",
+]
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,23 @@ class PageRequest:
 
     def __str__(self) -> str:
         return self.url
+
+
+class PageRange:
+    """Requests ``make(n)`` for ``n`` in ``range(start, stop, step)``, built one at a time.
+
+    ``count`` is exact and costs nothing (``len`` of a range fails past ``sys.maxsize``).
+    """
+
+    def __init__(
+        self, start: int, stop: int, step: int, make: Callable[[int], PageRequest]
+    ) -> None:
+        self._range = range(start, stop, step)
+        self._make = make
+        self.count = max(0, -(-(stop - start) // step))
+
+    def __iter__(self) -> Iterator[PageRequest]:
+        return (self._make(n) for n in self._range)
 
 
 def build_url(url: str, params: Sequence[tuple[str, str]]) -> str:
@@ -68,8 +96,11 @@ def _number(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        # "²".isdigit() is True and int("²") fails; int() refuses more than 4300 digits
+        if text.isascii() and text.isdigit() and len(text) <= 30:
+            return int(text)
     return None
 
 
@@ -88,13 +119,17 @@ class Paginator:
         self.current = PageRequest(build_url(self.url, self.params))
         return self.current
 
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
+        """The next request, or None. ``base``: the URL that answered (after redirects),
+        against which a relative next link is resolved."""
         return None
 
     def parallel_rest(
         self, body: Any, headers: Mapping[str, str], n_items: int
-    ) -> list[PageRequest] | None:
-        """Every remaining request, when they can be known now; else None."""
+    ) -> PageRange | None:
+        """The remaining requests (lazily), when they can be known now; else None."""
         return None
 
     def _no_more(self, body: Any) -> bool:
@@ -117,7 +152,9 @@ class Paginator:
 
 
 class LinkPaginator(Paginator):
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
         link = headers.get("link")
         if not link or n_items == 0:
             return None
@@ -125,12 +162,14 @@ class LinkPaginator(Paginator):
         if not nxt:
             return None
         assert self.current is not None
-        self.current = PageRequest(urljoin(self.current.url, nxt))
+        self.current = PageRequest(urljoin(base or self.current.url, nxt))
         return self.current
 
 
 class NextUrlPaginator(Paginator):
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
         assert self.current is not None
         if self.spec.next_path is not None:
             nxt = get_path(body, self.spec.next_path)
@@ -138,12 +177,14 @@ class NextUrlPaginator(Paginator):
             nxt = headers.get(self.spec.next_header or "")
         if not nxt or not isinstance(nxt, str) or n_items == 0 or self._no_more(body):
             return None
-        self.current = PageRequest(urljoin(self.current.url, nxt))
+        self.current = PageRequest(urljoin(base or self.current.url, nxt))
         return self.current
 
 
 class CursorPaginator(Paginator):
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
         if self.spec.cursor_path is not None:
             cursor = get_path(body, self.spec.cursor_path)
         else:
@@ -174,7 +215,9 @@ class OffsetPaginator(Paginator):
         self.current = self._at(self.offset)
         return self.current
 
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
         if n_items == 0 or self._no_more(body):
             return None
         self.offset += n_items
@@ -186,11 +229,11 @@ class OffsetPaginator(Paginator):
 
     def parallel_rest(
         self, body: Any, headers: Mapping[str, str], n_items: int
-    ) -> list[PageRequest] | None:
+    ) -> PageRange | None:
         total = self._total(body, headers)
         if total is None or n_items == 0:
             return None
-        return [self._at(o) for o in range(self.offset + n_items, total, n_items)]
+        return PageRange(self.offset + n_items, total, n_items, self._at)
 
 
 class PagePaginator(Paginator):
@@ -215,10 +258,13 @@ class PagePaginator(Paginator):
                 return self.spec.first_page + pages - 1
         total = self._total(body, headers)
         if total is not None and n_items > 0:
-            return self.spec.first_page + math.ceil(total / n_items) - 1
+            # integer ceiling: total / n_items overflows a float for a hostile total
+            return self.spec.first_page + -(-total // n_items) - 1
         return None
 
-    def next(self, body: Any, headers: Mapping[str, str], n_items: int) -> PageRequest | None:
+    def next(
+        self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
+    ) -> PageRequest | None:
         if n_items == 0 or self._no_more(body):
             return None
         last = self._last_page(body, headers, n_items)
@@ -230,11 +276,11 @@ class PagePaginator(Paginator):
 
     def parallel_rest(
         self, body: Any, headers: Mapping[str, str], n_items: int
-    ) -> list[PageRequest] | None:
+    ) -> PageRange | None:
         last = self._last_page(body, headers, n_items)
         if last is None or n_items == 0:
             return None
-        return [self._at(p) for p in range(self.page + 1, last + 1)]
+        return PageRange(self.page + 1, last + 1, 1, self._at)
 
 
 def make_paginator(

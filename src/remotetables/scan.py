@@ -8,7 +8,7 @@ styles with a known total fetch ahead in parallel (bounded by the table's ``conc
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import compress
@@ -428,7 +428,7 @@ class _Scan:
             if n_pages == 1 and pager.supports_parallel:
                 # a known total says now whether the scan would pass max_pages
                 rest = pager.parallel_rest(response.body, response.headers, len(items))
-                if rest is not None and 1 + len(rest) > spec.max_pages and want is None:
+                if rest is not None and 1 + rest.count > spec.max_pages and want is None:
                     raise self._runaway(spec.max_pages)
             if rest is not None and want is None and spec.concurrency > 1:
                 for response, items in self._parallel(rest, get):
@@ -436,7 +436,8 @@ class _Scan:
                     if out:
                         yield out
                 break
-            request = pager.next(response.body, response.headers, len(items))
+            # a relative next link is resolved against the URL that answered (redirects)
+            request = pager.next(response.body, response.headers, len(items), response.url)
             if request is None:
                 break
             self._check_next(request, allowed, seen_urls, n_pages)
@@ -459,15 +460,25 @@ class _Scan:
         )
 
     def _parallel(
-        self, rest: list[PageRequest], get: Any
+        self, rest: Iterable[PageRequest], get: Any
     ) -> Iterator[tuple[JsonResponse, list[Any]]]:
-        """Fetch ``rest`` with at most ``concurrency`` requests in flight; yield in order."""
+        """Fetch ``rest`` with at most ``concurrency`` requests in flight; yield in order.
+
+        Requests are taken from ``rest`` only as the window has room: never more than
+        ``concurrency`` of them exist at once."""
         window: deque[Future[JsonResponse]] = deque()
-        queue = deque(rest)
+        queue = iter(rest)
+        more = True
         try:
-            while queue or window:
-                while queue and len(window) < self.spec.concurrency:
-                    window.append(self.rt.submit(get, queue.popleft()))
+            while True:
+                while more and len(window) < self.spec.concurrency:
+                    request = next(queue, None)
+                    if request is None:
+                        more = False
+                    else:
+                        window.append(self.rt.submit(get, request))
+                if not window:
+                    return
                 response = window.popleft().result()
                 yield response, self._items(response, 2)
         finally:

@@ -22,7 +22,13 @@ import httpx2
 
 from remotetables.cache import RowCache
 from remotetables.config import Config, ProviderConfig, TableSpec
-from remotetables.errors import ConfigError, NoSessionUser, NotAuthorized, UnknownTableError
+from remotetables.errors import (
+    ConfigError,
+    NoSessionUser,
+    NotAuthorized,
+    UnknownTableError,
+    register_secret,
+)
 from remotetables.http.client import Counters, HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
 
@@ -130,6 +136,7 @@ class StaticBearer:
                 file=self._config_path,
                 key=f"providers.{self.provider.name}.token_env",
             )
+        register_secret(token)  # an API that echoes the key never puts it in an error
         return BearerAuth(
             lambda: token,
             None,
@@ -231,6 +238,7 @@ class Runtime:
             connect_timeout=p.connect_timeout,
             read_timeout=p.read_timeout,
             request_timeout=p.request_timeout,
+            max_response_bytes=p.max_response_bytes,
         )
 
     def extra_headers(self, provider: str) -> list[tuple[str, str]]:
@@ -346,12 +354,17 @@ class Session:
 
     def set_user(self, name: str | None) -> None:
         if name is not None:
+            if isinstance(name, bytes | bytearray | memoryview):
+                raise NoSessionUser("set_user(): a user name must be text, not a BLOB")
             name = str(name).strip()
             if not name:
                 raise NoSessionUser("set_user() needs a non-empty user name (or NULL to clear it)")
-            if len(name) > 256 or any(ord(ch) < 32 for ch in name):
+            # printable by Unicode category: no controls (C0, DEL, C1), no format characters
+            # (zero-width space and joiners, bidi overrides), no separators but the space
+            if len(name) > 256 or not name.isprintable():
                 raise NoSessionUser(
-                    "set_user(): a user name must be printable and at most 256 characters"
+                    "set_user(): a user name must be printable (no control, format or "
+                    "zero-width characters) and at most 256 characters"
                 )
         self.user = name
 

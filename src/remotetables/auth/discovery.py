@@ -9,21 +9,35 @@ Error messages carry the provider name, never a client secret.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
+import orjson
 from authlib.oauth2.rfc8414 import get_well_known_url
 
 from remotetables.config import is_loopback_host
 from remotetables.config.providers import RESERVED_AUTHORIZE_PARAMS, RESERVED_TOKEN_PARAMS
-from remotetables.errors import ConfigError, ProviderError, ProviderUnavailable, redact_url
+from remotetables.errors import (
+    ConfigError,
+    ProviderError,
+    ProviderUnavailable,
+    redact_url,
+    register_secret,
+)
+from remotetables.http.limits import (
+    MAX_RESPONSE_BYTES,
+    ResponseTooLarge,
+    deadline,
+    deadline_passed,
+    read_limited,
+)
 
 __all__ = [
     "AUTH_METHODS",
+    "Answer",
     "OAuthSettings",
     "ServerMetadata",
     "load_metadata",
@@ -51,7 +65,9 @@ class OAuthSettings:
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict, hash=False)
     token_endpoint_auth_method: str = "none"
     send_scope_on_refresh: bool = False
-    timeout: float = 10.0
+    timeout: float = 10.0  # each connect / read
+    deadline: float = 20.0  # the whole call: connect, headers and body (oauth_timeout)
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded
     # sent with every token request (e.g. an RFC 8707 `resource`, or the `audience` some servers
     # need for client credentials); never replaces a parameter of the grant itself
     extra_token_params: Mapping[str, str] = field(default_factory=dict, hash=False)
@@ -60,6 +76,9 @@ class OAuthSettings:
     login_hint: str | None = None
     account: str | None = None
     account_claim: str | None = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.client_secret)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,70 @@ class ServerMetadata:
     jwks_uri: str | None = None  # OpenID Connect: the keys that sign ID tokens
     userinfo_endpoint: str | None = None
     prompt_values_supported: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An authorization server's answer, read whole (bounded in time and size)."""
+
+    status_code: int
+    headers: httpx2.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        """The decoded JSON body, or None when it is not JSON (or nested past 1024 levels).
+
+        The decode error is never chained or kept: it would hold the body (maybe a token).
+        """
+        try:
+            return orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def call_server(
+    http: httpx2.Client,
+    s: OAuthSettings,
+    method: str,
+    url: str,
+    what: str,
+    **kwargs: Any,
+) -> Answer:
+    """One request to the authorization server, under ``s.deadline`` (connect, headers and
+    body) and ``s.max_response_bytes``; redirects are never followed. Every failure is a
+    :class:`ProviderUnavailable` naming the provider and ``what``; it never carries the
+    request body (a code, a refresh token, the client secret)."""
+    name = s.name
+    try:
+        with deadline(s.deadline):
+            try:
+                with http.stream(
+                    method, url, timeout=s.timeout, follow_redirects=False, **kwargs
+                ) as response:
+                    content = read_limited(response, s.max_response_bytes)
+                    if deadline_passed():  # an injected transport does not see the deadline
+                        raise httpx2.ReadTimeout("deadline")
+            except httpx2.TimeoutException:
+                if not deadline_passed():
+                    raise
+                raise ProviderUnavailable(
+                    f"{name}: the authorization server did not finish answering ({what}) within "
+                    f"oauth_timeout = {s.deadline:g} s",
+                    provider=name,
+                ) from None
+    except ResponseTooLarge:
+        raise ProviderUnavailable(
+            f"{name}: the authorization server's answer ({what}) is larger than "
+            f"max_response_bytes = {s.max_response_bytes} bytes decoded; not reading it",
+            provider=name,
+        ) from None
+    except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as exc:
+        raise ProviderUnavailable(
+            f"{name}: the authorization server is unreachable or answered garbage ({what}: "
+            f"{type(exc).__name__})",
+            provider=name,
+        ) from None
+    return Answer(response.status_code, response.headers, content)
 
 
 def require_secure_url(url: str, what: str, *, provider: str, config: bool = True) -> str:
@@ -230,19 +313,20 @@ def _discover(settings: OAuthSettings, http: httpx2.Client, issuer: str) -> dict
     ]
     for url in candidates:
         try:
-            response = http.get(
+            response = call_server(
+                http,
+                settings,
+                "GET",
                 url,
+                f"metadata discovery at {redact_url(url)}",
                 headers={"Accept": "application/json"},
-                timeout=settings.timeout,
-                follow_redirects=False,
             )
-        except httpx2.HTTPError as exc:
+        except ProviderUnavailable as exc:
             raise ProviderUnavailable(
-                f"{name}: metadata discovery at {redact_url(url)} failed "
-                f"({type(exc).__name__}): check that the authorization server is running "
-                f"and that providers.{name}.issuer is right",
+                f"{exc}: check that the authorization server is running and that "
+                f"providers.{name}.issuer is right",
                 provider=name,
-            ) from exc
+            ) from None
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderUnavailable(
                 f"{name}: metadata discovery at {redact_url(url)} got HTTP "
@@ -252,13 +336,10 @@ def _discover(settings: OAuthSettings, http: httpx2.Client, issuer: str) -> dict
             )
         if response.status_code != 200:
             continue
-        try:
-            doc = json.loads(response.content)
-        except ValueError:
-            doc = None
+        doc = response.json()
         if not isinstance(doc, dict):
             raise ProviderUnavailable(
-                f"{name}: metadata at {url} is not a JSON object", provider=name
+                f"{name}: metadata at {redact_url(url)} is not a JSON object", provider=name
             )
         return doc
     raise ProviderError(f"{name}: no authorization server metadata for {issuer}", provider=name)

@@ -42,6 +42,7 @@ from remotetables.errors import (
     ConsentDenied,
     ConsentFailed,
     ProviderUnavailable,
+    register_secret,
 )
 
 __all__ = [
@@ -232,6 +233,7 @@ class OAuthClient(TokenEndpointClient):
         code = got.get("code")
         if not code:
             raise fail("the callback carries no authorization code")
+        register_secret(code)
         data = {
             "grant_type": "authorization_code",
             "code": code,
@@ -388,6 +390,7 @@ class OAuthClient(TokenEndpointClient):
             raise ProviderUnavailable(
                 f"{s.name}: malformed device authorization response", provider=s.name
             )
+        register_secret(device_code)
         complete = doc.get("verification_uri_complete")
         if not isinstance(complete, str):
             complete = None

@@ -223,6 +223,8 @@ class OAuthService:
             login_hint=p.login_hint,
             account=p.account,
             account_claim=p.account_claim,
+            deadline=p.oauth_timeout,
+            max_response_bytes=p.max_response_bytes,
         )
 
     def key(self, provider: ProviderConfig, subject: str) -> TokenKey:

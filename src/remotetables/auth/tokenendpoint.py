@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,9 +22,11 @@ from urllib.parse import quote
 import httpx2
 
 from remotetables.auth.discovery import (
+    Answer,
     OAuthSettings,
     ServerMetadata,
     _clean,
+    call_server,
     load_metadata,
     validate_settings,
 )
@@ -55,14 +56,23 @@ class _ErrorResponse(Exception):
         self.description = description
 
 
+_MAX_SECONDS = 10.0**10  # about 300 years: a longer lifetime is no lifetime
+
+
 def _number(value: object) -> float | None:
-    """A non-negative number from JSON (int, float or digit string), else None."""
+    """A non-negative finite number from JSON (int, float or ASCII digit string), else None.
+
+    ``str.isdigit`` accepts ``"²"`` (which ``float`` refuses): only ASCII digits count here.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and value >= 0:
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 15):
+            return None
+        value = int(text)
+    if isinstance(value, int | float) and 0 <= value <= _MAX_SECONDS:
         return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return float(value.strip())
     return None
 
 
@@ -106,7 +116,7 @@ class TokenEndpointClient:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _post(self, url: str, data: dict[str, str]) -> httpx2.Response:
+    def _post(self, url: str, data: dict[str, str]) -> Answer:
         """POST a form with client authentication; transport failures -> ProviderUnavailable."""
         s = self.settings
         form = dict(data)
@@ -120,22 +130,9 @@ class TokenEndpointClient:
             if s.token_endpoint_auth_method == "client_secret_post":
                 assert s.client_secret is not None
                 form["client_secret"] = s.client_secret
-        try:
-            response = self._http.post(
-                url,
-                data=form,
-                headers=headers,
-                timeout=s.timeout,
-                follow_redirects=False,
-            )
-            response.read()
-        except httpx2.HTTPError as exc:
-            # Transport errors name the URL and the cause, never the request body.
-            raise ProviderUnavailable(
-                f"{s.name}: the authorization server is unreachable ({type(exc).__name__})",
-                provider=s.name,
-            ) from exc
-        return response
+        return call_server(
+            self._http, s, "POST", url, "token endpoint call", data=form, headers=headers
+        )
 
     def _grant(self, data: dict[str, str], *, default_scope: str | None) -> TokenSet:
         """One token request; returns the validated token set or raises _ErrorResponse."""
@@ -182,11 +179,8 @@ class TokenEndpointClient:
             refresh_expires_at=None if refresh_expires_in is None else now + refresh_expires_in,
         )
 
-    def _json_object(self, response: httpx2.Response) -> dict[str, Any]:
-        try:
-            doc = json.loads(response.content)
-        except ValueError:
-            doc = None  # never chain: JSONDecodeError.doc holds the body (maybe a token)
+    def _json_object(self, response: Answer) -> dict[str, Any]:
+        doc = response.json()  # never chained: a decode error holds the body (maybe a token)
         if not isinstance(doc, dict):
             raise ProviderUnavailable(
                 f"{self.settings.name}: the authorization server answered HTTP "
@@ -195,7 +189,7 @@ class TokenEndpointClient:
             )
         return doc
 
-    def _error_of(self, response: httpx2.Response) -> _ErrorResponse | None:
+    def _error_of(self, response: Answer) -> _ErrorResponse | None:
         """The OAuth error in a 4xx JSON answer, or None (5xx, 429, not JSON ...).
 
         Some servers (GitHub's) answer token errors with 200 and an ``error`` but no
@@ -204,10 +198,7 @@ class TokenEndpointClient:
         status = response.status_code
         if status != 200 and (not 400 <= status < 500 or status == 429):
             return None
-        try:
-            doc = json.loads(response.content)
-        except ValueError:
-            return None
+        doc = response.json()
         if not isinstance(doc, dict) or not isinstance(doc.get("error"), str):
             return None
         if status == 200 and "access_token" in doc:
@@ -215,7 +206,7 @@ class TokenEndpointClient:
         code = _clean(doc["error"]) or "error"
         return _ErrorResponse(status, _ERROR_ALIASES.get(code, code), doc.get("error_description"))
 
-    def _unavailable(self, response: httpx2.Response) -> ProviderUnavailable:
+    def _unavailable(self, response: Answer) -> ProviderUnavailable:
         name = self.settings.name
         exc = ProviderUnavailable(
             f"{name}: the authorization server answered HTTP {response.status_code}",
@@ -225,7 +216,7 @@ class TokenEndpointClient:
         setattr(exc, "retry_after", self._retry_after(response))  # noqa: B010
         return exc
 
-    def _retry_after(self, response: httpx2.Response) -> float | None:
+    def _retry_after(self, response: Answer) -> float | None:
         value = response.headers.get("retry-after")
         if not value:
             return None

@@ -22,7 +22,7 @@ _PROVIDER_KEYS = {
     "token_endpoint_auth_method", "grant", "send_scope_on_refresh", "redirect_uri",
     "api_origins", "headers", "connect_timeout", "read_timeout", "max_retries", "max_retry_wait",
     "request_timeout", "token_header", "token_prefix", "token_param",
-    "prompt", "login_hint", "account", "account_claim",
+    "prompt", "login_hint", "account", "account_claim", "max_response_bytes", "oauth_timeout",
 }  # fmt: skip
 PROMPT_MODES = ("auto", "always", "never")
 # Parameters the OAuth client sets itself; extra_authorize_params / extra_token_params may not
@@ -230,10 +230,19 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
     max_retries = _get(ctx, raw, p, "max_retries", int, 3)
     if not 0 <= max_retries <= 10:
         raise ctx.err(f"{p}.max_retries", "must be between 0 and 10")
-    for k in ("connect_timeout", "read_timeout", "request_timeout", "max_retry_wait"):
+    for k in (
+        "connect_timeout",
+        "read_timeout",
+        "request_timeout",
+        "max_retry_wait",
+        "oauth_timeout",
+    ):
         v = _get(ctx, raw, p, k, float, 1.0)
         if v <= 0:
             raise ctx.err(f"{p}.{k}", "must be > 0")
+    max_response_bytes = _get(ctx, raw, p, "max_response_bytes", int, 64 * 1024 * 1024)
+    if max_response_bytes < 1024:
+        raise ctx.err(f"{p}.max_response_bytes", "must be at least 1024 (bytes)")
     return ProviderConfig(
         name=name,
         auth=auth,
@@ -263,6 +272,8 @@ def _provider(ctx: _Ctx, name: str, raw: Mapping[str, Any]) -> ProviderConfig:
         login_hint=templates["login_hint"],
         account=templates["account"],
         account_claim=account_claim,
+        max_response_bytes=max_response_bytes,
+        oauth_timeout=_get(ctx, raw, p, "oauth_timeout", float, 20.0),
         **endpoints,
     )
 

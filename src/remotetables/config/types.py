@@ -34,7 +34,7 @@ __all__ = [
 SQL_TYPES = ("INTEGER", "REAL", "TEXT", "BOOLEAN", "JSON")
 PAGINATION_STYLES = ("link", "next_url", "cursor", "offset", "page", "none")
 IN_STYLES = ("separate", "comma", "repeat")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would accept a trailing newline
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,8 @@ class ProviderConfig:
     login_hint: str | None = None  # template, "{user}@example.com"
     account: str | None = None  # template the signed-in account must match; None: not checked
     account_claim: str | None = None  # the claim that names the account (default: see README)
+    max_response_bytes: int = 64 * 1024 * 1024  # decoded size of one answer (API or OAuth)
+    oauth_timeout: float = 20.0  # total time of one call to the authorization server
 
     def expand(self, template: str, user: str) -> str:
         """A ``login_hint`` / ``account`` template for ``user``."""

@@ -28,6 +28,14 @@ from remotetables.errors import (
     redact_text,
     redact_url,
 )
+from remotetables.http.limits import (
+    MAX_RESPONSE_BYTES,
+    ResponseTooLarge,
+    deadline,
+    deadline_passed,
+    deadline_transport,
+    read_limited,
+)
 from remotetables.http.text import body_message, shorten
 
 __all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
@@ -86,7 +94,8 @@ class RetryPolicy:
     max_retry_wait: float = 60.0  # cap on a Retry-After the server asks for
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-    request_timeout: float = 120.0  # whole request, body included (a trickling body ends here)
+    request_timeout: float = 120.0  # each attempt: connect, headers and body (redirects too)
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded size of one answer
 
 
 @dataclass
@@ -193,8 +202,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
+        return float(value)  # a huge value is inf: retry_delay caps it
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -221,14 +230,16 @@ class HttpClient:
         poll_interval: float = 0.25,
     ) -> None:
         common: dict[str, Any] = {
-            "transport": transport,
             "headers": {"User-Agent": user_agent, "Accept": "application/json"},
             "trust_env": False,
             # One client serves every user: a cookie set for one user must never be sent
             # with another user's request (session cookies can authenticate on their own).
             "cookies": _no_cookies(),
         }
+        # Without an injected transport, every socket operation obeys the deadline a call
+        # sets (http/limits.py): a server trickling its headers cannot outlast request_timeout.
         self._client = httpx2.Client(
+            transport=transport or deadline_transport(max_connections=max_connections),
             follow_redirects=True,  # httpx strips Authorization on cross-origin hops ...
             event_hooks={"request": [strip_off_origin_headers]},  # ... this the other ones
             max_redirects=5,
@@ -241,6 +252,7 @@ class HttpClient:
         # connection is held (httpx keeps the 401 answer open while the auth flow runs),
         # so sharing the API pool could starve the refresh when every connection is busy.
         self._oauth_client = httpx2.Client(
+            transport=transport or deadline_transport(max_connections=8),
             follow_redirects=False,
             limits=httpx2.Limits(max_connections=8, max_keepalive_connections=8),
             **common,
@@ -403,43 +415,99 @@ class HttpClient:
         counters: Counters | None,
     ) -> _Raw:
         timeout = httpx2.Timeout(policy.read_timeout, connect=policy.connect_timeout)
-        deadline = self.monotonic() + policy.request_timeout
         try:
-            request = self._client.build_request(
-                method, url, headers=list(headers), json=json_body, timeout=timeout
-            )
-            if headers:  # redirects keep the extensions: see strip_off_origin_headers
-                request.extensions = {
-                    **request.extensions,
-                    EXTRA_HEADERS: (tuple(name for name, _ in headers), origin_of(url)),
-                }
-            response = self._client.send(request, auth=auth, stream=True)
-            try:
-                chunks = []
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    if self.monotonic() > deadline:
-                        raise ctx.error(
-                            TransportError,
-                            f"{method} {redact_url(url)} took longer than "
-                            f"{policy.request_timeout:g} s (request_timeout); the server is too slow",
-                            url=url,
-                            retryable=True,
-                        )
-                content = b"".join(chunks)
-            finally:
-                response.close()
-        except httpx2.TimeoutException as exc:
-            raise self._transport_error(f"timed out ({type(exc).__name__})", url, ctx) from exc
+            with deadline(policy.request_timeout):
+                try:
+                    content, response = self._exchange(
+                        method, url, policy, auth, headers, json_body, timeout
+                    )
+                except httpx2.TimeoutException as exc:
+                    if not deadline_passed():
+                        what = f"timed out ({type(exc).__name__})"
+                        raise self._transport_error(what, url, ctx) from exc
+                    raise self._too_slow(method, url, ctx, policy) from exc
+        except ResponseTooLarge as exc:
+            raise self._too_large(method, url, ctx, policy, exc) from None
+        except httpx2.DecodingError as exc:
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{method} {redact_url(url)} answered with a body that does not decode as its "
+                f"Content-Encoding says ({exc})",
+                url=url,
+            ) from exc
         except httpx2.TransportError as exc:
             raise self._transport_error(_describe_transport(exc), url, ctx) from exc
         except httpx2.HTTPError as exc:  # e.g. too many redirects
             raise ctx.error(
                 RemoteError, f"{method} {redact_url(url)} failed: {type(exc).__name__}", url=url
             ) from exc
+        except (httpx2.InvalidURL, httpx2.CookieConflict, httpx2.StreamError) as exc:
+            # a redirect to a URL httpx2 cannot use, and the like: the server's doing
+            raise ctx.error(
+                RemoteProtocolError,
+                f"{method} {redact_url(url)} failed: the server's answer could not be used "
+                f"({type(exc).__name__})",
+                url=url,
+            ) from exc
         if counters is not None:
             counters.add(requests=1, nbytes=len(content))
         return _Raw(response.status_code, response.headers, str(response.url), content, method)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        policy: RetryPolicy,
+        auth: httpx2.Auth | None,
+        headers: Sequence[tuple[str, str]],
+        json_body: Any,
+        timeout: httpx2.Timeout,
+    ) -> tuple[bytes, httpx2.Response]:
+        """One attempt, redirects included, under the thread's deadline."""
+        request = self._client.build_request(
+            method, url, headers=list(headers), json=json_body, timeout=timeout
+        )
+        if headers:  # redirects keep the extensions: see strip_off_origin_headers
+            request.extensions = {
+                **request.extensions,
+                EXTRA_HEADERS: (tuple(name for name, _ in headers), origin_of(url)),
+            }
+        response = self._client.send(request, auth=auth, stream=True)
+        try:
+            content = read_limited(response, policy.max_response_bytes)
+            if deadline_passed():  # an injected transport does not see the deadline
+                raise httpx2.ReadTimeout("the request's deadline has passed", request=request)
+        finally:
+            response.close()
+        return content, response
+
+    def _too_slow(
+        self, method: str, url: str, ctx: RequestContext, policy: RetryPolicy
+    ) -> TransportError:
+        return ctx.error(
+            TransportError,
+            f"{method} {redact_url(url)} took longer than {policy.request_timeout:g} s "
+            "(request_timeout: connect, headers and body); the server is too slow",
+            url=url,
+            retryable=True,
+        )
+
+    def _too_large(
+        self,
+        method: str,
+        url: str,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        exc: ResponseTooLarge,
+    ) -> RemoteProtocolError:
+        said = f" (it announced {exc.declared} bytes)" if exc.declared is not None else ""
+        return ctx.error(
+            RemoteProtocolError,
+            f"{method} {redact_url(url)}: the answer is larger than max_response_bytes = "
+            f"{policy.max_response_bytes} bytes decoded{said}; not reading it (raise "
+            "max_response_bytes for this provider, or ask for smaller pages)",
+            url=url,
+        )
 
     def _transport_error(self, what: str, url: str, ctx: RequestContext) -> TransportError:
         return ctx.error(

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from remotetables.errors import redact_text
+from remotetables.errors import redact_secrets, redact_text
 
 __all__ = ["LIBRARY_LOGGERS", "RedactingFilter", "body_message", "redact_library_logs", "shorten"]
 
@@ -28,7 +28,7 @@ _SET_COOKIE = re.compile(r"""(?P<head>b?['"]set-cookie['"],\s*b?['"])[^'"]*""", 
 
 class RedactingFilter(logging.Filter):
     """Rewrites a library's log record whose text reveals a secret: secret-looking query values
-    become ``***``, user info in URLs and ``Set-Cookie`` values go. Other records are untouched
+    and registered secret values become ``***``, user info in URLs and ``Set-Cookie`` values go. Other records are untouched
     (same message template and arguments)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -36,7 +36,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken record: the handler reports it as usual
             return True
-        redacted = _SET_COOKIE.sub(r"\g<head>***", redact_text(message))
+        redacted = _SET_COOKIE.sub(r"\g<head>***", redact_secrets(redact_text(message)))
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
@@ -47,7 +47,7 @@ _REDACTING_FILTER = RedactingFilter()
 
 def redact_library_logs() -> None:
     """Put the redacting filter on httpx2's and httpcore2's loggers (idempotent; done on import)."""
-    names = set(LIBRARY_LOGGERS)
+    names = set(LIBRARY_LOGGERS) | {"remotetables.http", "remotetables.auth"}
     names.update(
         name
         for name in list(logging.Logger.manager.loggerDict)

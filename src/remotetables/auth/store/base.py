@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from remotetables.errors import (
     ConsentFailed,
+    register_secret,
 )
 
 __all__ = [
@@ -96,6 +97,11 @@ class TokenSet:
     refresh_expires_at: float | None = None
     account: Account | None = None  # who signed in (consent); kept across refreshes
 
+    def __post_init__(self) -> None:
+        # whatever path shows a message later (an API echoing the token), it is redacted
+        register_secret(self.access_token)
+        register_secret(self.refresh_token)
+
     def __repr__(self) -> str:
         rt = "None" if self.refresh_token is None else "'***'"
         return (
@@ -149,6 +155,9 @@ class PendingAuth:
     created_at: float
     expires_at: float
     web_session: str | None = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.code_verifier)
 
     def __repr__(self) -> str:
         return (

@@ -388,12 +388,27 @@ def _prepare_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        pass
+        existed = True
     except OSError as exc:
         raise TokenStoreError(f"cannot create token store {path}: {exc.strerror}") from exc
     else:
+        existed = False
         os.close(fd)
     _check_files(path)
+    if existed and os.lstat(path).st_size == 0 and not _has_content(Path(f"{path}-wal")):
+        # SQLite would take an empty file for a new database: grants would vanish silently
+        raise TokenStoreError(
+            f"token store {path} is an empty file (0 bytes), not a token store: it may have "
+            "been truncated, and its grants are gone. Delete it to start a new store (every "
+            "user then logs in again), or restore it from a backup"
+        )
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return os.lstat(path).st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _check_files(path: Path) -> None:
