@@ -126,11 +126,16 @@ def _integer(v: Any) -> Any:
         if s == "":
             return None
         if _INT_RE.match(s):
+            if len(s.lstrip("+-").lstrip("0")) > 19:  # past int64, and int() refuses 4300+ digits
+                raise _Bad(
+                    f"{_short(v)} is outside SQLite's 64-bit integer range (declare the column "
+                    "TEXT to keep every digit)"
+                )
             return _in_range(int(s), v)
         try:
             f = float(s)
         except ValueError:
-            raise _Bad(f"{v!r} is not an integer") from None
+            raise _Bad(f"{_short(v)} is not an integer") from None
         if not math.isfinite(f):
             raise _Bad(f"{v!r} is not an integer")
         return int(f) if f.is_integer() and _I64_MIN <= f <= _I64_MAX else f

@@ -104,7 +104,7 @@ class Answer:
 
     status_code: int
     headers: httpx2.Headers
-    content: bytes
+    content: bytes | bytearray
 
     def json(self) -> Any:
         """The decoded JSON body, or None when it is not JSON (or nested past 1024 levels).

@@ -41,6 +41,7 @@ from remotetables.config.providers import _check_token_slots, _provider
 from remotetables.config.tables import _table_spec
 from remotetables.config.types import (
     IDENT,
+    PROVIDER_NAME,
     Config,
     ProviderConfig,
     Settings,
@@ -81,6 +82,12 @@ def parse_config(
     settings = _settings(ctx, _table(ctx, "settings", data.get("settings", {})))
     providers: dict[str, ProviderConfig] = {}
     for name, raw in _table(ctx, "providers", data.get("providers", {})).items():
+        if not PROVIDER_NAME.match(name) or name == "__none__":
+            raise ctx.err(
+                f"providers.{name}",
+                "a provider name is letters, digits, '_', '.' and '-' (no spaces, no control "
+                "characters, not __none__)",
+            )
         providers[name] = _provider(ctx, name, _table(ctx, f"providers.{name}", raw))
     _check_token_slots(ctx, providers)
     tables: dict[str, TableSpec] = {}

@@ -19,6 +19,7 @@ __all__ = [
     "IDENT",
     "IN_STYLES",
     "PAGINATION_STYLES",
+    "PROVIDER_NAME",
     "SQL_TYPES",
     "ColumnSpec",
     "Config",
@@ -35,6 +36,7 @@ SQL_TYPES = ("INTEGER", "REAL", "TEXT", "BOOLEAN", "JSON")
 PAGINATION_STYLES = ("link", "next_url", "cursor", "offset", "page", "none")
 IN_STYLES = ("separate", "comma", "repeat")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would accept a trailing newline
+PROVIDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")  # a CLI argument, in messages
 
 
 @dataclass(frozen=True)

@@ -238,8 +238,10 @@ class HttpClient:
         }
         # Without an injected transport, every socket operation obeys the deadline a call
         # sets (http/limits.py): a server trickling its headers cannot outlast request_timeout.
+        tls = None if transport is not None else httpx2.create_ssl_context(trust_env=False)
         self._client = httpx2.Client(
-            transport=transport or deadline_transport(max_connections=max_connections),
+            transport=transport
+            or deadline_transport(max_connections=max_connections, ssl_context=tls),
             follow_redirects=True,  # httpx strips Authorization on cross-origin hops ...
             event_hooks={"request": [strip_off_origin_headers]},  # ... this the other ones
             max_redirects=5,
@@ -252,7 +254,7 @@ class HttpClient:
         # connection is held (httpx keeps the 401 answer open while the auth flow runs),
         # so sharing the API pool could starve the refresh when every connection is busy.
         self._oauth_client = httpx2.Client(
-            transport=transport or deadline_transport(max_connections=8),
+            transport=transport or deadline_transport(max_connections=8, ssl_context=tls),
             follow_redirects=False,
             limits=httpx2.Limits(max_connections=8, max_keepalive_connections=8),
             **common,
@@ -462,7 +464,7 @@ class HttpClient:
         headers: Sequence[tuple[str, str]],
         json_body: Any,
         timeout: httpx2.Timeout,
-    ) -> tuple[bytes, httpx2.Response]:
+    ) -> tuple[bytearray, httpx2.Response]:
         """One attempt, redirects included, under the thread's deadline."""
         request = self._client.build_request(
             method, url, headers=list(headers), json=json_body, timeout=timeout
@@ -517,7 +519,7 @@ class HttpClient:
     def _finish(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> JsonResponse:
         if raw.status >= 400:
             raise self._error_for(raw, ctx, auth)
-        if raw.status == 204 or not raw.content.strip():
+        if raw.status == 204 or not raw.content or raw.content.isspace():  # strip() would copy
             return JsonResponse(None, raw.headers, raw.url, raw.status, len(raw.content))
         ctype = raw.headers.get("content-type", "").lower()
         if ctype and "json" not in ctype and "javascript" not in ctype:
@@ -594,7 +596,7 @@ class _Raw:
     status: int
     headers: httpx2.Headers
     url: str
-    content: bytes
+    content: bytes | bytearray  # bytearray: read in place, never copied
     method: str
 
 

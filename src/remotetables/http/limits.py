@@ -151,12 +151,11 @@ class _DeadlineBackend(httpcore2.NetworkBackend):
 class _DeadlineTransport(httpx2.HTTPTransport):
     """httpx2's own transport over a connection pool whose sockets obey :func:`deadline`."""
 
-    def __init__(self, *, max_connections: int) -> None:
-        super().__init__(trust_env=False)
-        self._pool.close()
-        # httpx2.HTTPTransport takes no network backend: build its pool the same way, with one
+    def __init__(self, *, max_connections: int, ssl_context: ssl.SSLContext) -> None:
+        # HTTPTransport.__init__ takes no network backend and only builds ``_pool``: build it
+        # here the same way, with one (not calling it saves an SSL context per transport)
         self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=5.0,
@@ -164,9 +163,13 @@ class _DeadlineTransport(httpx2.HTTPTransport):
         )
 
 
-def deadline_transport(*, max_connections: int) -> httpx2.BaseTransport:
-    """The transport of the runtime's HTTP clients: socket operations end at the deadline."""
-    return _DeadlineTransport(max_connections=max_connections)
+def deadline_transport(
+    *, max_connections: int, ssl_context: ssl.SSLContext | None = None
+) -> httpx2.BaseTransport:
+    """The transport of the runtime's HTTP clients: socket operations end at the deadline.
+    ``ssl_context``: httpx2's default (certifi, no environment) unless given."""
+    context = ssl_context or httpx2.create_ssl_context(trust_env=False)
+    return _DeadlineTransport(max_connections=max_connections, ssl_context=context)
 
 
 class ResponseTooLarge(Exception):
@@ -178,7 +181,7 @@ class ResponseTooLarge(Exception):
         self.declared = declared
 
 
-def read_limited(response: httpx2.Response, limit: int) -> bytes:
+def read_limited(response: httpx2.Response, limit: int) -> bytearray:
     """The decoded body of a streamed ``response``; :class:`ResponseTooLarge` past ``limit``.
 
     gzip and deflate are decoded here in steps of at most 64 KiB of output, so a compression
@@ -192,14 +195,12 @@ def read_limited(response: httpx2.Response, limit: int) -> bytes:
         known = declared.isascii() and declared.isdigit() and len(declared) < 20
         if known and int(declared) > limit:
             raise ResponseTooLarge(limit, int(declared))
-    parts: list[bytes] = []
-    size = 0
+    body = bytearray()  # grown in place: no second copy of a large answer
     for chunk in _decoded(response, encoding):
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise ResponseTooLarge(limit)
-        parts.append(chunk)
-    return b"".join(parts)
+        body += chunk
+    return body
 
 
 def _decoded(response: httpx2.Response, encoding: str) -> Iterator[bytes]:

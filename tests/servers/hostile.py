@@ -1,0 +1,566 @@
+"""A hostile HTTP server on loopback: an API, a token endpoint, a revocation endpoint and RFC 8414
+metadata that misbehave on purpose, one behaviour per URL prefix.
+
+Every URL is ``http://127.0.0.1:PORT/m/<behaviour>/<endpoint>``, where the endpoint is ``api``,
+``token``, ``revoke``, ``authorize`` or the metadata document (``/.well-known/
+oauth-authorization-server/m/<behaviour>``, RFC 8414's path insertion, and the OpenID form).
+``ok`` behaves. The others are in :data:`CATALOG`: each answers whatever endpoint is hit in its
+own wrong way (some only make sense for the API and answer normally elsewhere).
+
+It speaks HTTP on a raw socket, so it can do what a framework would not: trickle headers, send
+a Content-Length of 2 GB and nothing after it, reset the connection mid-body, promise gzip and
+send something else. Slow behaviours stop when the client goes away or the server stops.
+
+The answers follow the public specifications the client relies on: RFC 6749 §5.1/§5.2 token and
+error answers, RFC 7009 revocation (200 with an empty body), RFC 8414 metadata, RFC 8288 Link
+headers, RFC 9110 Retry-After (delta-seconds or HTTP-date), RFC 9112 message framing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import socket
+import socketserver
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
+
+__all__ = ["CATALOG", "Behaviour", "HostileServer", "Request"]
+
+ISSUED_ACCESS = "hostile-issued-access-4f1c2b9e7d"
+ISSUED_REFRESH = "hostile-issued-refresh-8a3e5c1f0b"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(parse_qsl(self.body.decode("latin-1"), keep_blank_values=True))
+
+    def secrets(self) -> list[str]:
+        """Every credential the client sent: bearer token, Basic credentials, form secrets."""
+        out = []
+        auth = self.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            out.append(auth[7:])
+        elif auth.lower().startswith("basic "):
+            # client_id:client_secret, each form-urlencoded (RFC 6749 §2.3.1)
+            with contextlib.suppress(ValueError, IndexError):
+                out.append(unquote_plus(base64.b64decode(auth[6:]).decode().split(":", 1)[1]))
+        for k in (
+            "code",
+            "code_verifier",
+            "refresh_token",
+            "token",
+            "client_secret",
+            "device_code",
+        ):
+            if k in self.form:
+                out.append(self.form[k])
+        return out
+
+
+@dataclass
+class Behaviour:
+    """``answer(server, conn, request, endpoint)``; ``endpoints``: where it misbehaves (the
+    others answer normally); ``table``: which table a query reads."""
+
+    answer: Callable[[HostileServer, socket.socket, Request, str], None]
+    endpoints: frozenset[str] = frozenset({"api", "token", "revoke", "discovery"})
+    table: str = "t_page"
+    doc: str = ""
+
+
+# ---------------------------------------------------------------- writing answers
+
+
+def send(conn: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+        head += f"Content-Length: {len(body)}\r\n"
+    conn.sendall(head.encode("latin-1") + b"Connection: close\r\n\r\n" + body)
+
+
+def send_json(
+    conn: socket.socket, status: int, doc: object, extra: list[tuple[str, str]] = ()
+) -> None:  # type: ignore[assignment]
+    send(conn, status, [("Content-Type", "application/json"), *extra], json.dumps(doc).encode())
+
+
+def normal(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """What a well-behaved server answers."""
+    mode = req.path.split("/m/", 1)[1].split("/", 1)[0] if "/m/" in req.path else "ok"
+    base = f"{server.base_url}/m/{mode}"
+    if endpoint == "api":
+        items = [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]
+        send_json(conn, 200, {"items": items, "total_pages": 1})
+    elif endpoint == "token":
+        send_json(
+            conn,
+            200,
+            {
+                "access_token": ISSUED_ACCESS,
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": ISSUED_REFRESH,
+            },
+            [("Cache-Control", "no-store")],
+        )
+    elif endpoint == "revoke":
+        send(conn, 200, [], b"")
+    elif endpoint == "discovery":
+        send_json(
+            conn,
+            200,
+            {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "revocation_endpoint": f"{base}/revoke",
+                "code_challenge_methods_supported": ["S256"],
+            },
+        )
+    else:
+        send(conn, 404, [], b"")
+
+
+def _trickle(
+    server: HostileServer, conn: socket.socket, pieces: Callable[[int], bytes], every: float
+) -> None:
+    """Send ``pieces(n)`` every ``every`` seconds until the client leaves or the server stops."""
+    n = 0
+    while not server.stopping.wait(every):
+        try:
+            conn.sendall(pieces(n))
+        except OSError:
+            return
+        n += 1
+        if n > 600:
+            return
+
+
+def _hold(server: HostileServer, conn: socket.socket) -> None:
+    """Keep the connection open, sending nothing, until the client leaves or the server stops."""
+    conn.settimeout(0.2)
+    while not server.stopping.is_set():
+        try:
+            if conn.recv(1024) == b"":
+                return
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+
+# ---------------------------------------------------------------- the catalog
+
+
+def slow_headers(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    _trickle(server, conn, lambda n: f"X-Slow-{n}: {n}\r\n".encode(), 0.25)
+
+
+def slowloris_body(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+    )
+    _trickle(server, conn, lambda n: b" ", 0.2)
+
+
+def huge_content_length(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2147483648\r\n\r\n"
+    )
+    _hold(server, conn)
+
+
+def endless_body(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b'{"id": 1, "name": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},' * 1000
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    try:
+        conn.sendall(b'5\r\n{"a":[\r\n')
+        for _ in range(200_000):  # at most ~10 GB, far past any limit
+            if server.stopping.is_set():
+                return
+            conn.sendall(framed)
+    except OSError:
+        return
+
+
+_BOMB: list[bytes] = []
+_BOMB_LOCK = threading.Lock()
+
+
+def bomb() -> bytes:
+    """About 260 KB of gzip that inflates to 256 MiB of zeros (made once)."""
+    with _BOMB_LOCK:
+        if not _BOMB:
+            c = zlib.compressobj(9, zlib.DEFLATED, 31)
+            zeros = b"\0" * (1 << 20)
+            _BOMB.append(b"".join([*(c.compress(zeros) for _ in range(256)), c.flush()]))
+        return _BOMB[0]
+
+
+def gzip_bomb(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    body = bomb()
+    send(conn, 200, [("Content-Type", "application/json"), ("Content-Encoding", "gzip")], body)
+
+
+def deflate_bomb(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, as some servers send it
+    zeros = b"\0" * (1 << 20)
+    body = b"".join([*(c.compress(zeros) for _ in range(64)), c.flush()])
+    send(conn, 200, [("Content-Type", "application/json"), ("Content-Encoding", "deflate")], body)
+
+
+def big_identity(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """A 4 MiB answer with an honest Content-Length: over the suite's 1 MiB limit."""
+    body = b'{"items": [' + b'{"id": 1, "name": "xxxxxxxxxxxxxxxxxxxxxxxx"},' * 100_000 + b"{}]}"
+    send(conn, 200, [("Content-Type", "application/json")], body)
+
+
+def huge_headers(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-Filler-%d: %s\r\n" % (i, b"y" * 8000) for i in range(2000)
+    )
+    try:
+        conn.sendall(head + b"Content-Length: 2\r\n\r\n{}")
+    except OSError:
+        return
+
+
+def endless_redirects(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    n = int(req.query.get("hop", "0")) + 1
+    send(conn, 302, [("Location", f"{req.path}?hop={n}")], b"")
+
+
+def bad_gzip(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    send(
+        conn,
+        200,
+        [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        b'{"items": []}',
+    )
+
+
+def truncated_gzip(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    body = gzip.compress(b'{"items": [{"id": 1, "name": "one"}], "total_pages": 1}' * 10)
+    send(
+        conn,
+        200,
+        [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        body[: len(body) // 2],
+    )
+
+
+def not_utf8(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    doc = {"items": [{"id": 1, "name": "caf\u00e9"}], "access_token": "x", "error": "caf\u00e9"}
+    body = json.dumps(doc, ensure_ascii=False).encode("utf-16")
+    send(conn, 200, [("Content-Type", "application/json; charset=utf-8")], body)
+
+
+def truncated_body(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+        b'{"items": [{"id": 1, "name": "on'
+    )
+    conn.shutdown(socket.SHUT_WR)
+
+
+def reset_mid_body(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+        b'{"items": [{"id": 1, "name": "on'
+    )
+    time.sleep(0.05)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+
+
+def close_at_once(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def garbage_status(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    conn.sendall(b"HTTP/1.1 two hundred OK\r\n\x00\x01\x02\r\n\r\n")
+
+
+def deep_json(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    depth = 200_000
+    send(conn, 200, [("Content-Type", "application/json")], b"[" * depth + b"]" * depth)
+
+
+def deep_json_object(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """A JSON object whose one field nests 200 000 levels (json.loads: RecursionError)."""
+    depth = 200_000
+    inner = b'{"a":' * depth + b"1" + b"}" * depth
+    key = {"api": b"items", "token": b"access_token", "discovery": b"issuer"}.get(
+        endpoint, b"error"
+    )
+    send(conn, 200, [("Content-Type", "application/json")], b'{"' + key + b'": ' + inner + b"}")
+
+
+def retry_after_superscript(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    send_json(conn, 503, {"error": "temporarily_unavailable"}, [("Retry-After", "\u00b2")])
+
+
+def expires_in_superscript(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    send_json(
+        conn,
+        200,
+        {
+            "access_token": ISSUED_ACCESS,
+            "token_type": "Bearer",
+            "expires_in": "\u00b2",
+            "refresh_token": ISSUED_REFRESH,
+            "refresh_expires_in": "9" * 5000,
+        },
+    )
+
+
+def huge_numbers(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """Numbers past int()'s 4300-digit limit and past a float, where counts are read."""
+    big = "9" * 5000
+    doc = {"items": [{"id": big, "name": big}], "total_pages": big, "total": big}
+    send_json(conn, 200, doc, [("X-Total-Count", big), ("Retry-After", big)])
+
+
+def page_total_huge(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """Item 1: a first page claiming 10**12 pages (max_pages is 100)."""
+    items = [{"id": int(req.query.get("page", "1")), "name": "x"}]
+    send_json(conn, 200, {"items": items, "total_pages": 10**12})
+
+
+def echo_secret(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """Item 6: every credential the client sent comes back in the error text."""
+    said = " ".join(f"bad key {s}" for s in req.secrets()) or "no key"
+    if endpoint == "api":
+        send_json(conn, 403, {"message": said})
+    elif endpoint == "discovery":
+        send(conn, 500, [("Content-Type", "text/plain")], said.encode())
+    else:  # RFC 6749 §5.2 error answer, its description echoing the request
+        send_json(conn, 400, {"error": "invalid_grant", "error_description": said})
+
+
+def echo_secret_plain(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """The same, as a text/plain 401 (quoted in errors as the API's own words)."""
+    said = " ".join(f"bad key {s}" for s in req.secrets()) or "no key"
+    send(
+        conn,
+        401,
+        [("Content-Type", "text/plain"), ("WWW-Authenticate", f'Bearer error="{said}"')],
+        said.encode(),
+    )
+
+
+def redirect_then_relative_next(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """Item 8: the first page redirects to another origin, which sends a relative next link.
+
+    Resolved against the original URL, the link looks like a page of the table's own origin;
+    it belongs to the other origin, which may not get the token."""
+    other = server.other
+    assert other is not None
+    if "/elsewhere" not in req.path:
+        send(
+            conn,
+            302,
+            [("Location", f"{other.base_url}/m/redirect_then_relative_next/elsewhere")],
+            b"",
+        )
+        return
+    send_json(
+        conn,
+        200,
+        {"items": [{"id": 1, "name": "one"}]},
+        [("Link", '</m/redirect_then_relative_next/api?page=2>; rel="next"')],
+    )
+
+
+def html_page(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    send(conn, 200, [("Content-Type", "text/html")], b"<html><body>login</body></html>" * 100)
+
+
+def many_small_chunks(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """Chunked transfer with 1-byte chunks of a body over the limit, as fast as possible."""
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    try:
+        for _ in range(2_000_000):
+            if server.stopping.is_set():
+                return
+            conn.sendall(b"1\r\n \r\n" * 512)
+    except OSError:
+        return
+
+
+_API = frozenset({"api"})
+_TOKEN = frozenset({"token"})
+
+CATALOG: dict[str, Behaviour] = {
+    "slow_headers": Behaviour(slow_headers, doc="one header line every 0.25 s, forever (item 3)"),
+    "slowloris_body": Behaviour(slowloris_body, doc="one body byte every 0.2 s"),
+    "huge_content_length": Behaviour(huge_content_length, doc="Content-Length: 2 GB, then nothing"),
+    "endless_body": Behaviour(endless_body, doc="a chunked body that never ends, fast"),
+    "gzip_bomb": Behaviour(gzip_bomb, doc="260 KB of gzip inflating to 256 MiB (item 2)"),
+    "deflate_bomb": Behaviour(deflate_bomb, doc="raw deflate inflating to 64 MiB"),
+    "big_identity": Behaviour(big_identity, doc="4 MiB with an honest Content-Length"),
+    "many_small_chunks": Behaviour(many_small_chunks, doc="1-byte chunks without end"),
+    "huge_headers": Behaviour(huge_headers, doc="16 MB of header lines"),
+    "endless_redirects": Behaviour(endless_redirects, doc="302 to itself, forever"),
+    "bad_gzip": Behaviour(bad_gzip, doc="Content-Encoding: gzip over plain JSON"),
+    "truncated_gzip": Behaviour(truncated_gzip, doc="half a gzip stream, honest length"),
+    "not_utf8": Behaviour(not_utf8, doc="JSON in UTF-16 labelled utf-8"),
+    "truncated_body": Behaviour(truncated_body, doc="Content-Length 5000, 33 bytes, close"),
+    "reset_mid_body": Behaviour(reset_mid_body, doc="connection reset mid-page"),
+    "close_at_once": Behaviour(close_at_once, doc="reset before any answer"),
+    "garbage_status": Behaviour(garbage_status, doc="a status line that is not HTTP"),
+    "html_page": Behaviour(html_page, doc="an HTML login page with 200"),
+    "deep_json": Behaviour(deep_json, doc="an array nested 200 000 deep (items 2, 7)"),
+    "deep_json_object": Behaviour(deep_json_object, doc="an object field nested 200 000 deep (item 7)"),
+    "retry_after_superscript": Behaviour(retry_after_superscript, doc="503 with Retry-After: \u00b2 (item 7)"),
+    "expires_in_superscript": Behaviour(
+        expires_in_superscript, _TOKEN, doc='"expires_in": "\u00b2", refresh_expires_in of 5000 digits (item 7)'
+    ),
+    "huge_numbers": Behaviour(huge_numbers, doc="5000-digit counts, ids and Retry-After"),
+    "page_total_huge": Behaviour(page_total_huge, _API, doc="total_pages = 10**12, max_pages 100 (item 1)"),
+    "echo_secret": Behaviour(echo_secret, doc="the credentials sent, echoed in the error body (item 6)"),
+    "echo_secret_plain": Behaviour(echo_secret_plain, doc="the same as text/plain 401 and in WWW-Authenticate"),
+    "redirect_then_relative_next": Behaviour(
+        redirect_then_relative_next, _API, table="t_link",
+        doc="302 to another origin whose Link: next is relative (item 8)",
+    ),
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _endpoint(path: str) -> str:
+    if "/.well-known/" in path:
+        return "discovery"
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last in ("token", "revoke", "authorize") else "api"
+
+
+def _mode(path: str) -> str:
+    return path.split("/m/", 1)[1].split("/", 1)[0] if "/m/" in path else "ok"
+
+
+def _read_request(conn: socket.socket) -> Request | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = conn.recv(65536)
+        if not got or len(data) > 1 << 20:
+            return None
+        data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    while len(body) < min(length, 1 << 20):
+        got = conn.recv(65536)
+        if not got:
+            break
+        body += got
+    parts = urlsplit(target)
+    return Request(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _TCPServer
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(30)
+        hostile = self.server.hostile
+        try:
+            req = _read_request(conn)
+            if req is None:
+                return
+            endpoint = _endpoint(req.path)
+            hostile.hits.append((_mode(req.path), endpoint))
+            hostile.received.extend(req.secrets())
+            behaviour = CATALOG.get(_mode(req.path))
+            if behaviour is None or endpoint not in behaviour.endpoints:
+                normal(hostile, conn, req, endpoint)
+            else:
+                behaviour.answer(hostile, conn, req, endpoint)
+        except OSError:
+            pass
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    hostile: HostileServer
+
+
+@dataclass
+class HostileServer:
+    """``with HostileServer() as s:`` serves on ``s.base_url``; ``s.other`` is a second origin."""
+
+    other: HostileServer | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    hits: list[tuple[str, str]] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)  # every credential a client sent
+
+    def __post_init__(self) -> None:
+        self._server = _TCPServer(("127.0.0.1", 0), _Handler)
+        self._server.hostile = self
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> HostileServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
