@@ -96,7 +96,10 @@ class _Bad(Exception):
 
 
 def _to_json(v: Any) -> str:
-    return orjson.dumps(v).decode()
+    try:
+        return orjson.dumps(v).decode()
+    except orjson.JSONEncodeError:  # nested past orjson's 254 levels (decoding allows 1024)
+        raise _Bad("a JSON value nested too deep (more than 254 levels) to store") from None
 
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")

@@ -321,6 +321,14 @@ def deep_json_object(
     send(conn, 200, [("Content-Type", "application/json")], b'{"' + key + b'": ' + inner + b"}")
 
 
+def deep_value(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """A row whose field nests 1000 deep: within orjson's decoding limit (1024), past its
+    encoding limit (254), which a TEXT or JSON column's value goes through."""
+    depth = 1000
+    body = b'{"items": [{"id": 1, "name": ' + b"[" * depth + b"]" * depth + b'}], "total_pages": 1}'
+    send(conn, 200, [("Content-Type", "application/json")], body)
+
+
 def retry_after_superscript(
     server: HostileServer, conn: socket.socket, req: Request, endpoint: str
 ) -> None:
@@ -451,6 +459,7 @@ CATALOG: dict[str, Behaviour] = {
     "html_page": Behaviour(html_page, doc="an HTML login page with 200"),
     "deep_json": Behaviour(deep_json, doc="an array nested 200 000 deep (items 2, 7)"),
     "deep_json_object": Behaviour(deep_json_object, doc="an object field nested 200 000 deep (item 7)"),
+    "deep_value": Behaviour(deep_value, _API, doc="a row field nested 1000 deep"),
     "retry_after_superscript": Behaviour(retry_after_superscript, doc="503 with Retry-After: \u00b2 (item 7)"),
     "expires_in_superscript": Behaviour(
         expires_in_superscript, _TOKEN, doc='"expires_in": "\u00b2", refresh_expires_in of 5000 digits (item 7)'
