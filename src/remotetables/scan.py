@@ -7,6 +7,7 @@ styles with a known total fetch ahead in parallel (bounded by the table's ``conc
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
@@ -227,6 +228,13 @@ def _build_passing(
         raise
 
 
+MAX_URL_LENGTH = 64 * 1024  # a next link longer than this is not followed
+
+
+def _digest(url: str) -> bytes:
+    return hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def scan(
     runtime: Runtime, session: Session, spec: TableSpec, plan: Plan, args: Sequence[Any]
 ) -> Iterator[list[Row]]:
@@ -412,10 +420,10 @@ class _Scan:
             return out, done
 
         request: PageRequest | None = pager.first()
-        seen_urls: set[str] = set()
+        seen_urls: set[bytes] = set()  # digests: a hostile API's long unique links cost 16 bytes
         n_pages = 0
         while request is not None:
-            seen_urls.add(request.url)
+            seen_urls.add(_digest(request.url))
             response = get(request)
             n_pages += 1
             items = self._items(response, n_pages)
@@ -486,9 +494,18 @@ class _Scan:
                 fut.cancel()
 
     def _check_next(
-        self, request: PageRequest, allowed: frozenset[str], seen: set[str], n_pages: int
+        self, request: PageRequest, allowed: frozenset[str], seen: set[bytes], n_pages: int
     ) -> None:
         spec = self.spec
+        if len(request.url) > MAX_URL_LENGTH:
+            raise PaginationError(
+                f"table {spec.name}: the next page link is {len(request.url)} characters long "
+                f"(more than {MAX_URL_LENGTH}); not following it",
+                url=request.url[:200],
+                table=spec.name,
+                provider=self.ctx.provider,
+                user=self.ctx.user,
+            )
         if origin_of(request.url) not in allowed:
             raise PaginationError(
                 f"table {spec.name}: the next page link points to {origin_of(request.url)}, which is not "
@@ -503,7 +520,7 @@ class _Scan:
                 provider=self.ctx.provider,
                 user=self.ctx.user,
             )
-        if request.url in seen:
+        if _digest(request.url) in seen:
             raise PaginationError(
                 f"table {spec.name}: pagination loops: the API gave the same next page twice",
                 url=request.url,

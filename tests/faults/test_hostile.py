@@ -79,6 +79,8 @@ def check(outcome: Outcome, servers: tuple[HostileServer, ...], deadline: float)
     assert outcome.rss_growth < RSS_BOUND, f"peak RSS grew {outcome.rss_growth / 2**20:.0f} MiB"
     if outcome.error is not None:
         assert outcome.is_library_error, f"{outcome.error} is not a remotetables.Error"
+        message = outcome.texts[-3]  # str(exc): what the CLI prints
+        assert message.isprintable(), f"non-printable characters in {message!r}"
     else:
         assert (outcome.behaviour, outcome.op) in MAY_RETURN or outcome.op == "logout"
     assert not leaks, f"secrets in messages or logs: {leaks}"

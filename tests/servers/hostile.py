@@ -415,6 +415,29 @@ def redirect_then_relative_next(
     )
 
 
+def huge_next_link(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    """An 80 KB next link, different on every page (the scan remembers the links it saw)."""
+    n = int(req.query.get("page", "1"))
+    link = f'</m/huge_next_link/api?page={n + 1}&pad={"x" * 80_000}>; rel="next"'
+    send_json(conn, 200, {"items": [{"id": n, "name": "x"}]}, [("Link", link)])
+
+
+def escape_sequences(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """Terminal escapes and bidi controls in the error text (it reaches a user's terminal)."""
+    said = "denied \x1b]0;owned\x07\x1b[2J\x1b[31mred\u202eevil\x9b1m"
+    if endpoint in ("api", "discovery"):
+        send_json(conn, 403, {"message": said, "issuer": said})
+    else:
+        send_json(conn, 400, {"error": "invalid_grant\x1b[2J", "error_description": said})
+
+
+def huge_token(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
+    token = "t" * 500_000
+    send_json(conn, 200, {"access_token": token, "token_type": "Bearer", "refresh_token": token})
+
+
 def html_page(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
     send(conn, 200, [("Content-Type", "text/html")], b"<html><body>login</body></html>" * 100)
 
@@ -468,6 +491,11 @@ CATALOG: dict[str, Behaviour] = {
     "page_total_huge": Behaviour(page_total_huge, _API, doc="total_pages = 10**12, max_pages 100 (item 1)"),
     "echo_secret": Behaviour(echo_secret, doc="the credentials sent, echoed in the error body (item 6)"),
     "echo_secret_plain": Behaviour(echo_secret_plain, doc="the same as text/plain 401 and in WWW-Authenticate"),
+    "huge_next_link": Behaviour(
+        huge_next_link, _API, table="t_link", doc="an 80 KB next link, new on every page"
+    ),
+    "escape_sequences": Behaviour(escape_sequences, doc="terminal escapes in the error text"),
+    "huge_token": Behaviour(huge_token, _TOKEN, doc="a 500 000-character access token"),
     "redirect_then_relative_next": Behaviour(
         redirect_then_relative_next, _API, table="t_link",
         doc="302 to another origin whose Link: next is relative (item 8)",

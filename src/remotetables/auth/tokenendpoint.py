@@ -56,6 +56,7 @@ class _ErrorResponse(Exception):
         self.description = description
 
 
+_MAX_TOKEN_LENGTH = 64 * 1024  # JWTs run to a few KiB; longer is a hostile or broken server
 _MAX_SECONDS = 10.0**10  # about 300 years: a longer lifetime is no lifetime
 
 
@@ -167,6 +168,13 @@ class TokenEndpointClient:
                 provider=name,
             )
         refresh = doc.get("refresh_token")
+        longest = max(len(access), len(refresh) if isinstance(refresh, str) else 0)
+        if longest > _MAX_TOKEN_LENGTH:
+            raise ProviderUnavailable(
+                f"{name}: the token response holds a token of {longest} characters (more than "
+                f"{_MAX_TOKEN_LENGTH}); refusing it",
+                provider=name,
+            )
         scope = doc.get("scope")
         expires_in = _number(doc.get("expires_in"))
         refresh_expires_in = _number(doc.get("refresh_expires_in"))

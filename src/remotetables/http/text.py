@@ -109,4 +109,7 @@ def _message_of(value: Any) -> str:
 
 
 def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` cut at ``limit`` characters, every non-printable character (terminal escapes,
+    bidi controls: a server's words end up on a user's terminal) replaced by ``?``."""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
