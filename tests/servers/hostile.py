@@ -438,6 +438,14 @@ def huge_token(server: HostileServer, conn: socket.socket, req: Request, endpoin
     send_json(conn, 200, {"access_token": token, "token_type": "Bearer", "refresh_token": token})
 
 
+def token_with_newline(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """A token that would inject a header line (and that an HTTP library quotes in its error)."""
+    token = ISSUED_ACCESS + "\r\nX-Injected: 1"
+    send_json(conn, 200, {"access_token": token, "token_type": "Bearer", "expires_in": 60})
+
+
 def html_page(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
     send(conn, 200, [("Content-Type", "text/html")], b"<html><body>login</body></html>" * 100)
 
@@ -495,6 +503,7 @@ CATALOG: dict[str, Behaviour] = {
         huge_next_link, _API, table="t_link", doc="an 80 KB next link, new on every page"
     ),
     "escape_sequences": Behaviour(escape_sequences, doc="terminal escapes in the error text"),
+    "token_with_newline": Behaviour(token_with_newline, _TOKEN, doc="a token with CR LF in it"),
     "huge_token": Behaviour(huge_token, _TOKEN, doc="a 500 000-character access token"),
     "redirect_then_relative_next": Behaviour(
         redirect_then_relative_next, _API, table="t_link",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,7 @@ class _ErrorResponse(Exception):
         self.description = description
 
 
+_VSCHAR = re.compile(r"[\x20-\x7e]*")
 _MAX_TOKEN_LENGTH = 64 * 1024  # JWTs run to a few KiB; longer is a hostile or broken server
 _MAX_SECONDS = 10.0**10  # about 300 years: a longer lifetime is no lifetime
 
@@ -168,6 +170,15 @@ class TokenEndpointClient:
                 provider=name,
             )
         refresh = doc.get("refresh_token")
+        for what, value in (("access_token", access), ("refresh_token", refresh)):
+            # RFC 6749 A.12, A.17: 1*VSCHAR. A line break would go into a header as is
+            # (and the HTTP library's complaint, quoting the value, into a traceback)
+            if isinstance(value, str) and not _VSCHAR.fullmatch(value):
+                raise ProviderUnavailable(
+                    f"{name}: the token response's {what} has characters a token cannot have "
+                    "(only printable ASCII); refusing it",
+                    provider=name,
+                )
         longest = max(len(access), len(refresh) if isinstance(refresh, str) else 0)
         if longest > _MAX_TOKEN_LENGTH:
             raise ProviderUnavailable(
