@@ -224,6 +224,28 @@ def gzip_bomb(server: HostileServer, conn: socket.socket, req: Request, endpoint
     send(conn, 200, [("Content-Type", "application/json"), ("Content-Encoding", "gzip")], body)
 
 
+def double_gzip_bomb(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    """The gzip bomb gzipped again (``gzip, gzip``): a few KB that a decoder handling one layer
+    at a time inflates to 256 MiB in one call."""
+    body = gzip.compress(bomb(), 9)
+    send(
+        conn, 200, [("Content-Type", "application/json"), ("Content-Encoding", "gzip, gzip")], body
+    )
+
+
+def unknown_encoding(
+    server: HostileServer, conn: socket.socket, req: Request, endpoint: str
+) -> None:
+    send(
+        conn,
+        200,
+        [("Content-Type", "application/json"), ("Content-Encoding", "br")],
+        b"\x8b\x02\x80{}\x03",
+    )
+
+
 def deflate_bomb(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, as some servers send it
     zeros = b"\0" * (1 << 20)
@@ -475,6 +497,8 @@ CATALOG: dict[str, Behaviour] = {
     "huge_content_length": Behaviour(huge_content_length, doc="Content-Length: 2 GB, then nothing"),
     "endless_body": Behaviour(endless_body, doc="a chunked body that never ends, fast"),
     "gzip_bomb": Behaviour(gzip_bomb, doc="260 KB of gzip inflating to 256 MiB (item 2)"),
+    "double_gzip_bomb": Behaviour(double_gzip_bomb, doc="the gzip bomb gzipped again (gzip, gzip)"),
+    "unknown_encoding": Behaviour(unknown_encoding, doc="Content-Encoding: br, never asked for"),
     "deflate_bomb": Behaviour(deflate_bomb, doc="raw deflate inflating to 64 MiB"),
     "big_identity": Behaviour(big_identity, doc="4 MiB with an honest Content-Length"),
     "many_small_chunks": Behaviour(many_small_chunks, doc="1-byte chunks without end"),
@@ -596,6 +620,7 @@ class HostileServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> HostileServer:
+        bomb()  # made once, before any client waits for it
         self._thread.start()
         return self
 

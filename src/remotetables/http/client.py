@@ -230,7 +230,12 @@ class HttpClient:
         poll_interval: float = 0.25,
     ) -> None:
         common: dict[str, Any] = {
-            "headers": {"User-Agent": user_agent, "Accept": "application/json"},
+            # only the encodings http/limits.py decodes in bounded steps
+            "headers": {
+                "User-Agent": user_agent,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            },
             "trust_env": False,
             # One client serves every user: a cookie set for one user must never be sent
             # with another user's request (session cookies can authenticate on their own).

@@ -184,53 +184,64 @@ class ResponseTooLarge(Exception):
 def read_limited(response: httpx2.Response, limit: int) -> bytearray:
     """The decoded body of a streamed ``response``; :class:`ResponseTooLarge` past ``limit``.
 
-    gzip and deflate are decoded here in steps of at most 64 KiB of output, so a compression
-    bomb never inflates in one go; other encodings go through httpx2's decoders chunk by chunk.
-    A ``Content-Length`` over the limit on an unencoded answer fails before any body is read.
-    Decoding failures raise :class:`httpx2.DecodingError`.
+    gzip and deflate (also stacked: ``Content-Encoding: gzip, gzip``) are decoded here in steps
+    of at most 64 KiB of output, so a compression bomb never inflates in one go. Other
+    encodings are refused (the clients ask for gzip and deflate only). A ``Content-Length`` over
+    the limit on an unencoded answer fails before any body is read. Decoding failures raise
+    :class:`httpx2.DecodingError`.
     """
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
+    codings = [
+        c.strip().lower()
+        for c in response.headers.get("content-encoding", "").split(",")
+        if c.strip() and c.strip().lower() != "identity"
+    ]
+    for coding in codings:
+        if coding not in _INFLATE:
+            raise httpx2.DecodingError(
+                f"the answer's Content-Encoding {coding[:40]!r} is not supported"
+            )
+    if not codings:
         declared = response.headers.get("content-length", "").strip()
         known = declared.isascii() and declared.isdigit() and len(declared) < 20
         if known and int(declared) > limit:
             raise ResponseTooLarge(limit, int(declared))
+    chunks: Iterator[bytes] = response.iter_raw()
+    for coding in reversed(codings):  # listed in the order they were applied
+        chunks = _inflate(chunks, coding)
     body = bytearray()  # grown in place: no second copy of a large answer
-    for chunk in _decoded(response, encoding):
+    for chunk in chunks:
         if len(body) + len(chunk) > limit:
             raise ResponseTooLarge(limit)
         body += chunk
     return body
 
 
-def _decoded(response: httpx2.Response, encoding: str) -> Iterator[bytes]:
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
-        decoder = zlib.decompressobj(wbits)
-        first = True
-        try:
-            for raw in response.iter_raw():
-                if first and raw:
-                    first = False
-                    if encoding == "deflate" and raw[0] & 0x0F != 8:
-                        # a raw deflate stream, without the zlib header
-                        decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                data = raw
-                while data:
-                    out = decoder.decompress(data, _STEP)
-                    if out:
-                        yield out
-                    data = decoder.unconsumed_tail
-                    if decoder.eof:
-                        break
-            while not decoder.eof:
-                out = decoder.decompress(decoder.unconsumed_tail, _STEP)
-                if not out:
-                    break
-                yield out
-            if not first and not decoder.eof:
-                raise httpx2.DecodingError(f"the {encoding} body ends before its end marker")
-        except zlib.error as exc:
-            raise httpx2.DecodingError(f"the {encoding} body does not decode") from exc
-        return
-    yield from response.iter_bytes()
+_INFLATE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+    """``chunks`` decoded as ``coding``, at most 64 KiB of output per step."""
+    decoder = zlib.decompressobj(_INFLATE[coding])
+    first = True
+    try:
+        for raw in chunks:
+            if first and raw:
+                first = False
+                if coding == "deflate" and raw[0] & 0x0F != 8:
+                    # a raw deflate stream, without the zlib header
+                    decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+            data = raw
+            while data and not decoder.eof:
+                out = decoder.decompress(data, _STEP)
+                if out:
+                    yield out
+                data = decoder.unconsumed_tail
+        while not decoder.eof:
+            out = decoder.decompress(b"", _STEP)
+            if not out:
+                break
+            yield out
+        if not first and not decoder.eof:
+            raise httpx2.DecodingError(f"the {coding} body ends before its end marker")
+    except zlib.error as exc:
+        raise httpx2.DecodingError(f"the {coding} body does not decode") from exc
