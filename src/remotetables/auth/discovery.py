@@ -153,12 +153,17 @@ def call_server(
             f"max_response_bytes = {s.max_response_bytes} bytes decoded; not reading it",
             provider=name,
         ) from None
+    except httpx2.TransportError as exc:  # its message names no request body
+        raise ProviderUnavailable(
+            f"{name}: the authorization server is unreachable ({what}: {type(exc).__name__})",
+            provider=name,
+        ) from exc
     except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as exc:
         raise ProviderUnavailable(
-            f"{name}: the authorization server is unreachable or answered garbage ({what}: "
+            f"{name}: the authorization server's answer cannot be used ({what}: "
             f"{type(exc).__name__})",
             provider=name,
-        ) from None
+        ) from exc
     return Answer(response.status_code, response.headers, content)
 
 
