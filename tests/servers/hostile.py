@@ -196,7 +196,7 @@ def endless_body(server: HostileServer, conn: socket.socket, req: Request, endpo
     chunk = b'{"id": 1, "name": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},' * 1000
     framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
     try:
-        conn.sendall(b'5\r\n{"a":[\r\n')
+        conn.sendall(b'6\r\n{"a":[\r\n')
         for _ in range(200_000):  # at most ~10 GB, far past any limit
             if server.stopping.is_set():
                 return
