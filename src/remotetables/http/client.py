@@ -25,7 +25,6 @@ from remotetables.errors import (
     RemoteError,
     RemoteProtocolError,
     TransportError,
-    redact_text,
     redact_url,
 )
 from remotetables.http.limits import (
@@ -36,7 +35,7 @@ from remotetables.http.limits import (
     deadline_transport,
     read_limited,
 )
-from remotetables.http.text import body_message, shorten
+from remotetables.http.text import body_message, describe_transport, error_reason, shorten
 
 __all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
 
@@ -443,7 +442,7 @@ class HttpClient:
                 url=url,
             ) from exc
         except httpx2.TransportError as exc:
-            raise self._transport_error(_describe_transport(exc), url, ctx) from exc
+            raise self._transport_error(describe_transport(exc), url, ctx) from exc
         except httpx2.HTTPError as exc:  # e.g. too many redirects
             raise ctx.error(
                 RemoteError, f"{method} {redact_url(url)} failed: {type(exc).__name__}", url=url
@@ -548,7 +547,7 @@ class HttpClient:
         return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
 
     def _error_for(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> RemoteError:
-        reason = _reason(raw)
+        reason = error_reason(raw.content, raw.headers)
         hint = ""
         if raw.status == 401:
             hint = f" ({_unauthorized_hint(auth, ctx)})"
@@ -603,32 +602,3 @@ class _Raw:
     url: str
     content: bytes | bytearray  # bytearray: read in place, never copied
     method: str
-
-
-def _reason(raw: _Raw) -> str:
-    """A short reason from the error body: the API's own message when it is JSON."""
-    try:
-        body = orjson.loads(raw.content) if raw.content else None
-    except orjson.JSONDecodeError:
-        body = None
-    said = body_message(body)
-    if said is not None:
-        return f": {said[1]}"
-    ctype = raw.headers.get("content-type", "").lower()
-    if "html" in ctype:
-        return ": an HTML error page"
-    if ctype.startswith("text/plain") and raw.content:
-        text = " ".join(raw.content[:4096].decode("utf-8", "replace").split())
-        if text:
-            return f": {shorten(redact_text(text), 200)}"
-    return ""
-
-
-def _describe_transport(exc: httpx2.TransportError) -> str:
-    if isinstance(exc, httpx2.ConnectError):
-        return "connection failed (is the server running and the URL right?)"
-    if isinstance(exc, httpx2.RemoteProtocolError):
-        return "the server closed the connection mid-answer (truncated or malformed response)"
-    if isinstance(exc, httpx2.ReadError):
-        return "the connection was reset while reading"
-    return type(exc).__name__

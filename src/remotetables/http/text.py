@@ -8,9 +8,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import httpx2
+import orjson
+
 from remotetables.errors import redact_secrets, redact_text
 
-__all__ = ["LIBRARY_LOGGERS", "RedactingFilter", "body_message", "redact_library_logs", "shorten"]
+__all__ = [
+    "LIBRARY_LOGGERS",
+    "RedactingFilter",
+    "body_message",
+    "describe_transport",
+    "error_reason",
+    "redact_library_logs",
+    "shorten",
+]
 
 # httpx2 logs each request's URL at INFO; httpcore2 logs each response's headers at DEBUG
 # (Location, Link: URLs again; Set-Cookie). Their loggers (records are filtered where they are
@@ -113,3 +124,32 @@ def shorten(text: str, limit: int) -> str:
     bidi controls: a server's words end up on a user's terminal) replaced by ``?``."""
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
+def error_reason(content: bytes | bytearray, headers: httpx2.Headers) -> str:
+    """A short reason from an error body: the API's own message when it is JSON."""
+    try:
+        body = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        body = None
+    said = body_message(body)
+    if said is not None:
+        return f": {said[1]}"
+    ctype = headers.get("content-type", "").lower()
+    if "html" in ctype:
+        return ": an HTML error page"
+    if ctype.startswith("text/plain") and content:
+        text = " ".join(content[:4096].decode("utf-8", "replace").split())
+        if text:
+            return f": {shorten(redact_text(text), 200)}"
+    return ""
+
+
+def describe_transport(exc: httpx2.TransportError) -> str:
+    if isinstance(exc, httpx2.ConnectError):
+        return "connection failed (is the server running and the URL right?)"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return "the server closed the connection mid-answer (truncated or malformed response)"
+    if isinstance(exc, httpx2.ReadError):
+        return "the connection was reset while reading"
+    return type(exc).__name__

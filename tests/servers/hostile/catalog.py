@@ -1,169 +1,29 @@
-"""A hostile HTTP server on loopback: an API, a token endpoint, a revocation endpoint and RFC 8414
-metadata that misbehave on purpose, one behaviour per URL prefix.
-
-Every URL is ``http://127.0.0.1:PORT/m/<behaviour>/<endpoint>``, where the endpoint is ``api``,
-``token``, ``revoke``, ``authorize`` or the metadata document (``/.well-known/
-oauth-authorization-server/m/<behaviour>``, RFC 8414's path insertion, and the OpenID form).
-``ok`` behaves. The others are in :data:`CATALOG`: each answers whatever endpoint is hit in its
-own wrong way (some only make sense for the API and answer normally elsewhere).
-
-It speaks HTTP on a raw socket, so it can do what a framework would not: trickle headers, send
-a Content-Length of 2 GB and nothing after it, reset the connection mid-body, promise gzip and
-send something else. Slow behaviours stop when the client goes away or the server stops.
-
-The answers follow the public specifications the client relies on: RFC 6749 §5.1/§5.2 token and
-error answers, RFC 7009 revocation (200 with an empty body), RFC 8414 metadata, RFC 8288 Link
-headers, RFC 9110 Retry-After (delta-seconds or HTTP-date), RFC 9112 message framing.
-"""
+"""The hostile behaviours, by name (:data:`CATALOG`)."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import gzip
 import json
 import socket
-import socketserver
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from typing import TYPE_CHECKING
 
-__all__ = ["CATALOG", "Behaviour", "HostileServer", "Request"]
+from tests.servers.hostile.wire import (
+    ISSUED_ACCESS,
+    ISSUED_REFRESH,
+    Behaviour,
+    Request,
+    _hold,
+    _trickle,
+    send,
+    send_json,
+)
 
-ISSUED_ACCESS = "hostile-issued-access-4f1c2b9e7d"
-ISSUED_REFRESH = "hostile-issued-refresh-8a3e5c1f0b"
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def form(self) -> dict[str, str]:
-        return dict(parse_qsl(self.body.decode("latin-1"), keep_blank_values=True))
-
-    def secrets(self) -> list[str]:
-        """Every credential the client sent: bearer token, Basic credentials, form secrets."""
-        out = []
-        auth = self.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            out.append(auth[7:])
-        elif auth.lower().startswith("basic "):
-            # client_id:client_secret, each form-urlencoded (RFC 6749 §2.3.1)
-            with contextlib.suppress(ValueError, IndexError):
-                out.append(unquote_plus(base64.b64decode(auth[6:]).decode().split(":", 1)[1]))
-        for k in (
-            "code",
-            "code_verifier",
-            "refresh_token",
-            "token",
-            "client_secret",
-            "device_code",
-        ):
-            if k in self.form:
-                out.append(self.form[k])
-        return out
-
-
-@dataclass
-class Behaviour:
-    """``answer(server, conn, request, endpoint)``; ``endpoints``: where it misbehaves (the
-    others answer normally); ``table``: which table a query reads."""
-
-    answer: Callable[[HostileServer, socket.socket, Request, str], None]
-    endpoints: frozenset[str] = frozenset({"api", "token", "revoke", "discovery"})
-    table: str = "t_page"
-    doc: str = ""
-
-
-# ---------------------------------------------------------------- writing answers
-
-
-def send(conn: socket.socket, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
-    if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
-        head += f"Content-Length: {len(body)}\r\n"
-    conn.sendall(head.encode("latin-1") + b"Connection: close\r\n\r\n" + body)
-
-
-def send_json(
-    conn: socket.socket, status: int, doc: object, extra: list[tuple[str, str]] = ()
-) -> None:  # type: ignore[assignment]
-    send(conn, status, [("Content-Type", "application/json"), *extra], json.dumps(doc).encode())
-
-
-def normal(server: HostileServer, conn: socket.socket, req: Request, endpoint: str) -> None:
-    """What a well-behaved server answers."""
-    mode = req.path.split("/m/", 1)[1].split("/", 1)[0] if "/m/" in req.path else "ok"
-    base = f"{server.base_url}/m/{mode}"
-    if endpoint == "api":
-        items = [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]
-        send_json(conn, 200, {"items": items, "total_pages": 1})
-    elif endpoint == "token":
-        send_json(
-            conn,
-            200,
-            {
-                "access_token": ISSUED_ACCESS,
-                "token_type": "Bearer",
-                "expires_in": 3600,
-                "refresh_token": ISSUED_REFRESH,
-            },
-            [("Cache-Control", "no-store")],
-        )
-    elif endpoint == "revoke":
-        send(conn, 200, [], b"")
-    elif endpoint == "discovery":
-        send_json(
-            conn,
-            200,
-            {
-                "issuer": base,
-                "authorization_endpoint": f"{base}/authorize",
-                "token_endpoint": f"{base}/token",
-                "revocation_endpoint": f"{base}/revoke",
-                "code_challenge_methods_supported": ["S256"],
-            },
-        )
-    else:
-        send(conn, 404, [], b"")
-
-
-def _trickle(
-    server: HostileServer, conn: socket.socket, pieces: Callable[[int], bytes], every: float
-) -> None:
-    """Send ``pieces(n)`` every ``every`` seconds until the client leaves or the server stops."""
-    n = 0
-    while not server.stopping.wait(every):
-        try:
-            conn.sendall(pieces(n))
-        except OSError:
-            return
-        n += 1
-        if n > 600:
-            return
-
-
-def _hold(server: HostileServer, conn: socket.socket) -> None:
-    """Keep the connection open, sending nothing, until the client leaves or the server stops."""
-    conn.settimeout(0.2)
-    while not server.stopping.is_set():
-        try:
-            if conn.recv(1024) == b"":
-                return
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-
+if TYPE_CHECKING:
+    from tests.servers.hostile.server import HostileServer
 
 # ---------------------------------------------------------------- the catalog
 
@@ -534,104 +394,3 @@ CATALOG: dict[str, Behaviour] = {
         doc="302 to another origin whose Link: next is relative (item 8)",
     ),
 }  # fmt: skip
-
-
-# ---------------------------------------------------------------- the server
-
-
-def _endpoint(path: str) -> str:
-    if "/.well-known/" in path:
-        return "discovery"
-    last = path.rstrip("/").rsplit("/", 1)[-1]
-    return last if last in ("token", "revoke", "authorize") else "api"
-
-
-def _mode(path: str) -> str:
-    return path.split("/m/", 1)[1].split("/", 1)[0] if "/m/" in path else "ok"
-
-
-def _read_request(conn: socket.socket) -> Request | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        got = conn.recv(65536)
-        if not got or len(data) > 1 << 20:
-            return None
-        data += got
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = lines[0].split(" ", 2)
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    while len(body) < min(length, 1 << 20):
-        got = conn.recv(65536)
-        if not got:
-            break
-        body += got
-    parts = urlsplit(target)
-    return Request(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    server: _TCPServer
-
-    def handle(self) -> None:
-        conn: socket.socket = self.request
-        conn.settimeout(30)
-        hostile = self.server.hostile
-        try:
-            req = _read_request(conn)
-            if req is None:
-                return
-            endpoint = _endpoint(req.path)
-            hostile.hits.append((_mode(req.path), endpoint))
-            hostile.received.extend(req.secrets())
-            behaviour = CATALOG.get(_mode(req.path))
-            if behaviour is None or endpoint not in behaviour.endpoints:
-                normal(hostile, conn, req, endpoint)
-            else:
-                behaviour.answer(hostile, conn, req, endpoint)
-        except OSError:
-            pass
-
-
-class _TCPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    hostile: HostileServer
-
-
-@dataclass
-class HostileServer:
-    """``with HostileServer() as s:`` serves on ``s.base_url``; ``s.other`` is a second origin."""
-
-    other: HostileServer | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
-    hits: list[tuple[str, str]] = field(default_factory=list)
-    received: list[str] = field(default_factory=list)  # every credential a client sent
-
-    def __post_init__(self) -> None:
-        self._server = _TCPServer(("127.0.0.1", 0), _Handler)
-        self._server.hostile = self
-        self.port = self._server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> HostileServer:
-        bomb()  # made once, before any client waits for it
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> HostileServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
