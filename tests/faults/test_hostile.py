@@ -1,4 +1,4 @@
-"""The hostile-server suite: every behaviour of tests/servers/hostile.py against queries, login,
+"""The hostile-server suite: every behaviour of tests/servers/hostile/ against queries, login,
 refresh, logout and discovery (issue 16).
 
 Each case runs in a forked child (tests/faults/hostile_run.py) and must: end within its
