@@ -295,3 +295,36 @@ def test_8_an_empty_token_store_file_is_refused(tmp_path: Path) -> None:
     fresh = tmp_path / "store" / "new.db"
     SQLiteTokenStore(fresh, cipher).close()
     SQLiteTokenStore(fresh, cipher).close()
+
+
+@pytest.mark.parametrize("mode", ["deep_json_object", "gzip_bomb", "slow_headers"])
+def test_2_4_jwks_and_userinfo_answers_are_bounded(servers: Any, mode: str) -> None:
+    # the account check reads the provider's JWKS, userinfo and OpenID configuration: the same
+    # deadline (oauth_timeout) and size limit as every other OAuth call; a failure reads as
+    # "could not be read" (None), never RecursionError, a 256 MiB body or a 150 s wait
+    from remotetables.auth.account import AccountResolver
+
+    base = f"{servers[0].base_url}/m/{mode}"
+    settings = OAuthSettings(
+        name="acct", client_id="c", token_endpoint=f"{base}/token",
+        authorization_endpoint=f"{base}/authorize", timeout=5.0, deadline=1.0,
+        max_response_bytes=1 << 20,
+    )  # fmt: skip
+    http = HttpClient()
+    try:
+        resolver = AccountResolver(OAuthClient(settings, http.raw))
+        start = time.monotonic()
+        assert resolver._get_json(f"{base}/jwks", headers={}) is None
+        assert time.monotonic() - start < 1.0 + MARGIN
+    finally:
+        http.close()
+    # the same call against a server that behaves returns its document
+    http = HttpClient()
+    try:
+        good = AccountResolver(OAuthClient(settings, http.raw))
+        doc = good._get_json(
+            f"{servers[0].base_url}/m/ok/.well-known/openid-configuration", headers={}
+        )
+        assert doc is not None and doc["issuer"].endswith("/m/ok")
+    finally:
+        http.close()

@@ -24,18 +24,16 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey
 
-from remotetables.auth.discovery import _clean, require_secure_url
+from remotetables.auth.discovery import _clean, call_server, require_secure_url
 from remotetables.auth.store import Account, TokenStore
 from remotetables.config import ProviderConfig
 from remotetables.errors import (
@@ -43,6 +41,7 @@ from remotetables.errors import (
     ConsentFailed,
     ProviderUnavailable,
     TokenStoreError,
+    redact_url,
 )
 
 if TYPE_CHECKING:
@@ -370,21 +369,24 @@ class AccountResolver:
     # ------------------------------------------------------------------ HTTP
 
     def _get_json(self, url: str, *, headers: dict[str, str]) -> dict[str, Any] | None:
+        """A JSON object from the provider (JWKS, userinfo, OpenID configuration), or None.
+
+        Like every OAuth call: under ``oauth_timeout`` and ``max_response_bytes``, redirects not
+        followed, JSON nested past 1024 levels not JSON (auth/discovery.py's call_server)."""
         try:
-            response = self.client._http.get(
+            response = call_server(
+                self.client._http,
+                self.client.settings,
+                "GET",
                 url,
+                f"GET {redact_url(url)}",
                 headers={"Accept": "application/json", **headers},
-                timeout=self.client.settings.timeout,
-                follow_redirects=False,
             )
-        except httpx2.HTTPError:
+        except ProviderUnavailable:
             return None
         if response.status_code != 200:
             return None
-        try:
-            doc = json.loads(response.content)
-        except ValueError:
-            return None
+        doc = response.json()
         return doc if isinstance(doc, dict) else None
 
     def _userinfo(self, url: str, access_token: str) -> dict[str, Any] | None:
@@ -399,10 +401,7 @@ class AccountResolver:
             return None
         if response.status_code != 200:
             return None
-        try:
-            doc = json.loads(response.content)
-        except ValueError:
-            return None
+        doc = response.json()  # orjson: a 200 000-deep answer is not JSON, not a RecursionError
         if not isinstance(doc, dict) or doc.get("active") is not True:
             return None
         return doc
