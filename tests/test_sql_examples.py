@@ -1,6 +1,7 @@
 """Every file in sql_examples/ runs against the project's loopback test API, and the way the
 README runs them works: `remotetables demo --serve` serves that API, `remotetables shell` runs
-each script and fails when a statement fails."""
+each script and fails when a statement fails. A config shaped for a real service runs against
+a loopback mock of that service (tests/servers/mockapi.py) instead."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -19,9 +21,13 @@ import remotetables
 from remotetables.demo.api.server import IncidentsAPI
 from remotetables.demo.run import EXAMPLES_PORT
 from tests.conftest import ROOT
+from tests.servers.mockapi import GitHubIssues, LoopbackAPI
 
 EXAMPLES = sorted((ROOT / "sql_examples").glob("*.sql"))
 PLACEHOLDER = "http://127.0.0.1:8766"
+# example -> the mock of the real service it is shaped for (not served by `demo --serve`)
+MOCKS: dict[str, Any] = {"github_repos": GitHubIssues}
+DEMO_EXAMPLES = [p for p in EXAMPLES if p.stem not in MOCKS]
 
 
 def statements(script: str) -> list[str]:
@@ -46,7 +52,17 @@ def test_there_are_examples() -> None:
 def test_example_runs(sql_file: Path, api: IncidentsAPI, write_config: Callable[..., Path]) -> None:
     toml = sql_file.with_suffix(".toml").read_text(encoding="utf-8")
     assert PLACEHOLDER in toml
-    config = write_config(toml.replace(PLACEHOLDER, api.base_url))
+    mock = LoopbackAPI(MOCKS[sql_file.stem]()) if sql_file.stem in MOCKS else None
+    base = api.base_url if mock is None else mock.base_url
+    config = write_config(toml.replace(PLACEHOLDER, base))
+    try:
+        _run_example(sql_file, config)
+    finally:
+        if mock is not None:
+            mock.close()
+
+
+def _run_example(sql_file: Path, config: Path) -> None:
     with remotetables.connect(":memory:", config) as conn:
         selects = 0
         for stmt in statements(sql_file.read_text(encoding="utf-8")):
@@ -66,7 +82,7 @@ def test_the_examples_point_where_demo_serve_serves_them() -> None:
     assert f"http://127.0.0.1:{EXAMPLES_PORT}" == PLACEHOLDER
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "remotetables demo --serve" in readme
-    for sql in EXAMPLES:  # the README says how to run each one
+    for sql in DEMO_EXAMPLES:  # the README says how to run each one
         command = f"remotetables shell {sql.stem}.db -c sql_examples/{sql.stem}.toml < sql_examples/{sql.name}"
         assert command in readme, f"README does not say how to run {sql.name}"
 
@@ -88,7 +104,7 @@ def test_demo_serve_serves_the_examples_api_and_the_shell_runs_them(tmp_path: Pa
                 break
         found = re.search(r"sql_examples API +(http://127\.0\.0\.1:\d+) ", head)
         assert found, head
-        for sql in EXAMPLES:
+        for sql in DEMO_EXAMPLES:
             toml = sql.with_suffix(".toml").read_text(encoding="utf-8")
             config = tmp_path / sql.with_suffix(".toml").name
             config.write_text(toml.replace(PLACEHOLDER, found.group(1)), encoding="utf-8")

@@ -10,6 +10,12 @@ Rules (see shared/reference/apsw-facts.md):
   exactly as SQLite would: numeric columns always; text columns when the right-hand side is a
   constant text (a number, or a column from another table, may carry an affinity that changes
   the comparison);
+* other operators (``>``, ``>=``, ``<``, ``<=``, ``!=``, ``LIKE``, ``GLOB``, ``IS [NOT] NULL``)
+  become Filter arguments on a column whose ``filters`` map them (a strict bound also through the
+  inclusive one); they are omitted and re-checked in Filter under the same rule as equality,
+  except LIKE and GLOB, which SQLite always re-checks (PRAGMA case_sensitive_like);
+* a path parameter (``{name}`` in the URL) takes = and IN like a ``param`` column, an IN one
+  value per Filter call (SQLite re-checks each);
 * LIMIT/OFFSET are taken only when there is no ORDER BY; SQLite offers them only when every
   WHERE term is a Filter argument;
 * a required parameter with no usable constraint in this variant rejects the plan; with no
@@ -22,7 +28,8 @@ import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from remotetables.config import TableSpec
+from remotetables.config import ColumnSpec, TableSpec
+from remotetables.pushdown import OPS_BY_CODE, RANGE_OPS
 from remotetables.rows import affinity_of
 
 __all__ = ["OP_EQ", "OP_LIMIT", "OP_OFFSET", "Constraint", "Plan", "PlanResult", "make_plan"]
@@ -47,9 +54,8 @@ class Constraint:
 class Plan:
     """What Filter needs; travels through SQLite as JSON in idxStr."""
 
-    args: list[tuple[str, int]] = field(
-        default_factory=list
-    )  # ("eq"|"in"|"local"|"limit"|"offset", column)
+    # ("eq"|"in"|"local"|"limit"|"offset", column), or (an operator of FILTER_OPS, column)
+    args: list[tuple[str, int]] = field(default_factory=list)
     recheck: list[int] = field(default_factory=list)  # argv positions Filter must apply locally
     kept: list[int] = field(default_factory=list)  # argv positions SQLite re-checks (not omitted)
     missing_required: list[str] = field(default_factory=list)
@@ -102,6 +108,7 @@ def make_plan(
     if col_used is not None and not any(c >= 63 for c in col_used):  # 63: "63 or more"
         plan.used = sorted(c for c in col_used if c < len(spec.columns))
     taken_columns: set[int] = set()
+    taken_ops: set[tuple[int, str]] = set()
     all_consumed = True
     required_seen_unusable: set[str] = set()
 
@@ -109,10 +116,16 @@ def make_plan(
         if c.op in (OP_LIMIT, OP_OFFSET):
             continue
         col = spec.columns[c.column] if 0 <= c.column < len(spec.columns) else None
+        op_name = OPS_BY_CODE.get(c.op)
+        if col is not None and op_name is not None and c.usable:
+            took = _take_operator(col, c, op_name, taken_ops, plan, usage, i)
+            if took is None or not took:
+                all_consumed = False  # not pushed, or SQLite re-checks it (LIKE, GLOB)
+            continue
         if col is None or c.op != OP_EQ or not c.binary:
             all_consumed = False
             continue
-        if col.param is None:
+        if col.param is None and not col.path_param:
             # no API parameter: applied in Filter when that is exactly SQLite's comparison,
             # so SQLite neither asks for the column nor sees the rows that fail it
             local_ok = affinity_of(col.type) != "TEXT" or (c.rhs_known and c.rhs_text)
@@ -134,7 +147,13 @@ def make_plan(
             continue
         numeric = affinity_of(col.type) != "TEXT"
         text_literal = c.rhs_known and c.rhs_text
-        if c.in_capable and col.in_style == "separate" and not numeric and not text_literal:
+        if (
+            c.in_capable
+            and col.in_style == "separate"
+            and not numeric
+            and not text_literal
+            and not col.path_param
+        ):
             # SQLite re-checks an IN handed out one value at a time with text comparison on a
             # TEXT column, where the IN itself compares numerically for a numeric subquery
             # ('01' IN (SELECT 1)): leave such an IN to SQLite entirely.
@@ -169,8 +188,37 @@ def make_plan(
                 usage[i] = (len(plan.args), True, False)
 
     n_eq = sum(1 for kind, _ in plan.args if kind in ("eq", "in"))
-    rows = max(1, 100_000 // (10**n_eq))
-    cost = 1_000_000.0 / (10**n_eq)
+    n_ops = sum(1 for kind, _ in plan.args if kind in OPS_BY_CODE.values())
+    rows = max(1, 100_000 // (10**n_eq) // (2**n_ops))
+    cost = 1_000_000.0 / (10**n_eq) / (2**n_ops)
     if any(kind == "limit" for kind, _ in plan.args):
         cost /= 10
     return PlanResult(plan, usage, cost, rows)
+
+
+def _take_operator(
+    col: ColumnSpec,
+    c: Constraint,
+    op: str,
+    taken: set[tuple[int, str]],
+    plan: Plan,
+    usage: dict[int, tuple[int, bool, bool]],
+    index: int,
+) -> bool | None:
+    """Make ``col op rhs`` a Filter argument if the column maps the operator. Returns None when
+    not taken, else whether it is omitted (applied in Filter; False: SQLite re-checks it)."""
+    has = col.filter_for(op) is not None
+    if op in (">", "<") and not has:
+        has = col.filter_for(op + "=") is not None  # a strict bound through the inclusive one
+    if not has or not c.binary or (c.column, op) in taken:
+        return None
+    numeric = affinity_of(col.type) != "TEXT"
+    if op in (*RANGE_OPS, "!=") and not numeric and not (c.rhs_known and c.rhs_text):
+        # a number, or another column with its own affinity, may compare numerically with the
+        # text (SQLite's rules): only a constant text compares as text for certain
+        return None
+    taken.add((c.column, op))
+    plan.args.append((op, c.column))
+    omit = op not in ("LIKE", "GLOB")
+    usage[index] = (len(plan.args), omit, False)
+    return omit

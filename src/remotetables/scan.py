@@ -27,6 +27,7 @@ from remotetables.errors import (
 from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
+from remotetables.pushdown import OPS_BY_CODE, check, fill_path, like_term, request_param
 from remotetables.rows import JsonPath, RowBuilder, affinity_of, apply_affinity, get_path, sql_equal
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ class ScanArgs:
     # pushed columns with one value: a row without the field gets it (the API filtered on it)
     fills: list[tuple[int, Any]] = field(default_factory=list)
     multi: list[int] = field(default_factory=list)  # pushed columns with several values at once
+    # other operators applied locally: (column, operator, value with the column's affinity)
+    op_checks: list[tuple[int, str, Any]] = field(default_factory=list)
+    path: dict[str, str] = field(default_factory=dict)  # {placeholder} -> value (the URL's path)
+    echo: list[tuple[int, Any]] = field(default_factory=list)  # path columns take the value sent
 
 
 def _format_param(value: Any, sql_type: str) -> str:
@@ -64,30 +69,75 @@ def _format_param(value: Any, sql_type: str) -> str:
     return str(value)
 
 
+_OPERATORS = frozenset(OPS_BY_CODE.values())
+
+
+def _missing(spec: TableSpec, missing: list[str]) -> MissingParameterError:
+    cols = ", ".join(missing)
+    first = spec.columns[spec.column_index(missing[0])]
+    if first.path_param:
+        return MissingParameterError(
+            f"table {spec.name}: its URL's path needs a value for {cols}: add WHERE "
+            + " AND ".join(f"{name} = ..." for name in missing)
+            + " to the query (or IN (...), or join on them)"
+        )
+    if affinity_of(first.type) == "TEXT" and first.in_style == "separate":
+        # SQLite keeps such an IN to itself (see the README's pushdown section)
+        alternative = (
+            '; an IN list on it needs in = "comma" or "repeat" on the column (the '
+            "API's list syntax)"
+        )
+    else:
+        alternative = " (or IN (...))"
+    return MissingParameterError(
+        f"table {spec.name}: the API needs a value for {cols}: add WHERE {first.name} = "
+        f"... to the query{alternative}"
+    )
+
+
+def _operator(out: ScanArgs, col_index: int, col: ColumnSpec, op: str, arg: Any) -> None:
+    """One ``col op arg`` term: the API parameter when it is safe, the local check unless the
+    parameter is exactly the term on an ``exact`` column. LIKE and GLOB SQLite re-checks."""
+    if op in ("LIKE", "GLOB"):
+        f = col.filter_for(op)
+        text = None if f is None else like_term(f, op, arg)
+        if f is not None and text is not None:
+            out.pushed.append((f.param, text))
+            out.covered = False
+        else:
+            out.local = True
+        return
+    value = None if op in ("IS NULL", "IS NOT NULL") else apply_affinity(arg, affinity_of(col.type))
+    if value is None and op not in ("IS NULL", "IS NOT NULL"):
+        out.empty = True  # a comparison with NULL is never true
+        return
+    sent = request_param(col, op, value)
+    if sent is not None and any(name == sent[0] for name, _ in out.pushed):
+        sent = None  # the parameter already carries another term: this one stays local
+    if sent is not None:
+        out.pushed.append((sent[0], sent[1]))
+    if sent is None or not sent[2] or not col.exact:
+        out.op_checks.append((col_index, op, value))
+        if sent is None:
+            out.local = True
+    else:
+        out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
+
+
 def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
     """Turn Filter's ``args`` into API parameters and local checks (SQLite semantics)."""
     if plan.missing_required:
-        cols = ", ".join(plan.missing_required)
-        first = spec.columns[spec.column_index(plan.missing_required[0])]
-        if affinity_of(first.type) == "TEXT" and first.in_style == "separate":
-            # SQLite keeps such an IN to itself (see the README's pushdown section)
-            alternative = (
-                '; an IN list on it needs in = "comma" or "repeat" on the column (the '
-                "API's list syntax)"
-            )
-        else:
-            alternative = " (or IN (...))"
-        raise MissingParameterError(
-            f"table {spec.name}: the API needs a value for {cols}: add WHERE {first.name} = "
-            f"... to the query{alternative}"
-        )
+        raise _missing(spec, plan.missing_required)
     out = ScanArgs([], [], None, 0, False)
     if plan.used is not None:
-        used = {*plan.used, *(c for kind, c in plan.args if kind in ("eq", "in", "local"))}
+        used = {
+            *plan.used,
+            *(c for kind, c in plan.args if kind in ("eq", "in", "local") or kind in _OPERATORS),
+        }
         if spec.key is not None:
             used.add(spec.column_index(spec.key))  # rowids come from the key
             out.used = sorted(used)
-        elif not any(kind in ("eq", "in", "local") for kind, _ in plan.args):
+        elif not any(kind in ("eq", "in", "local") or kind in _OPERATORS for kind, _ in plan.args):
             out.used = sorted(used)
         # else: a keyless table's rowid hashes the whole row, and SQLite merges the scans of
         # `a = 1 OR b = 2` by rowid: such scans build whole rows
@@ -99,6 +149,9 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             out.offset = max(0, int(arg or 0))
             continue
         col = spec.columns[col_index]
+        if kind in _OPERATORS:
+            _operator(out, col_index, col, kind, arg)
+            continue
         affinity = affinity_of(col.type)
         raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
         values = [apply_affinity(v, affinity) for v in raw_values if v is not None]
@@ -107,6 +160,15 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             values = [v for v in values if not isinstance(v, str)]
         if not values:
             out.empty = True
+            continue
+        if col.path_param:
+            text = _format_param(values[0], col.type)
+            if text == "":
+                out.empty = True  # no resource is named by an empty path segment
+                continue
+            out.path[col.name] = text
+            out.echo.append((col_index, values[0]))
+            out.covered = False
             continue
         if affinity == "TEXT" and pos in plan.kept and any(_numeric_looking(v) for v in raw_values):
             # A number (or a number turned to text by SQLite) against a text column: SQLite may
@@ -166,6 +228,32 @@ def apply_checks(rows: list[Row], checks: list[tuple[int, list[Any]]]) -> list[R
         wanted = frozenset(allowed)
         return [r for r in rows if r[index] in wanted]
     return [r for r in rows if _matches(r, checks)]
+
+
+def apply_op_checks(rows: list[Row], op_checks: list[tuple[int, str, Any]]) -> list[Row]:
+    """The rows SQLite keeps for every ``column op value`` term (see pushdown.check)."""
+    if not op_checks:
+        return rows
+    return [r for r in rows if all(check(r[i], op, v) for i, op, v in op_checks)]
+
+
+def _set_field(items: list[Any], path: JsonPath, value: Any) -> None:
+    """Set ``value`` at ``path`` in every item (a path parameter: the row is the value sent)."""
+    *parents, last = path
+    if not isinstance(last, str) or not all(isinstance(step, str) for step in parents):
+        return
+    for item in items:
+        cur = item
+        for step in parents:
+            if not isinstance(cur, dict):
+                break
+            nxt = cur.get(step)
+            if not isinstance(nxt, dict):
+                nxt = cur[step] = {}
+            cur = nxt
+        else:
+            if isinstance(cur, dict):
+                cur[last] = value
 
 
 def _has_path(item: Any, path: JsonPath) -> bool:
@@ -276,7 +364,8 @@ class _Scan:
     # ---------------------------------------------------------------- cache path
 
     def pages(self) -> Iterator[list[Row]]:
-        key = CacheKey.make(self.principal, self.spec.name, self.sargs.pushed)
+        path_key = [("{" + k + "}", v) for k, v in sorted(self.sargs.path.items())]
+        key = CacheKey.make(self.principal, self.spec.name, [*path_key, *self.sargs.pushed])
         # the scan behind a write (UPDATE/DELETE ... WHERE) decides which rows change and
         # what they held: it asks the API, never the cache
         use_cache = self.spec.cache_ttl > 0 and not self.session.statement_writes
@@ -287,7 +376,7 @@ class _Scan:
             cached = self.rt.cache.get_covering(key)
         if cached is not None:
             self.stats.cache_hits += 1
-            rows = apply_checks(cached, checks)
+            rows = apply_op_checks(apply_checks(cached, checks), self.sargs.op_checks)
             rows = rows[self.sargs.offset :]
             if self.sargs.limit is not None:
                 rows = rows[: self.sargs.limit]
@@ -303,15 +392,18 @@ class _Scan:
         spec, sargs = self.spec, self.sargs
         skip, want = sargs.offset, sargs.limit
         start_offset = 0
-        if spec.pagination.style == "offset" and skip and not sargs.checks:
+        if spec.pagination.style == "offset" and skip and not sargs.checks and not sargs.op_checks:
             start_offset, skip = skip, 0  # the API skips for us
         page_size = spec.max_page_size
         if want is not None and spec.page_size_param and not sargs.local:
             page_size = max(1, min(page_size or (want + skip), want + skip))
-        params = list(spec.params) + sargs.pushed
+        pushed_names = {name for name, _ in sargs.pushed}
+        # a parameter the query sets replaces the table's static one of that name
+        params = [p for p in spec.params if p[0] not in pushed_names] + sargs.pushed
         if spec.page_size_param and page_size:
             params.append((spec.page_size_param, str(page_size)))
-        pager = make_paginator(spec.pagination, spec.url, params, start_offset=start_offset)
+        url = fill_path(spec.url, sargs.path) if sargs.path else spec.url
+        pager = make_paginator(spec.pagination, url, params, start_offset=start_offset)
         auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
         allowed = self.rt.allowed_origins(spec.provider)
         policy = self.rt.retry_policy(spec.provider)
@@ -374,6 +466,8 @@ class _Scan:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
             self.stats.pages += 1
+            for index, value in sargs.echo:
+                _set_field(items, spec.columns[index].path, value)
             if items:
                 for index in (*(f[0] for f in fills), *multi):
                     if index not in filter_only:
@@ -405,6 +499,7 @@ class _Scan:
                     else:
                         collect.extend(rows)
                 out = apply_checks(rows, sargs.checks)
+            out = apply_op_checks(out, sargs.op_checks)
             rows_seen += len(items)
             if skip:
                 taken = min(skip, len(out))

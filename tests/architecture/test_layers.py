@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("rows",),
     ("config",),
+    ("pushdown",),
     ("cache", "plan", "pagination", "http"),
     ("auth.store",),
     ("auth",),

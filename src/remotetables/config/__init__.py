@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from remotetables.config.load import load_config, parse_config
 from remotetables.config.types import (
+    FILTER_FORMATS,
+    FILTER_MATCHES,
+    FILTER_OPS,
     SQL_TYPES,
     ColumnSpec,
     Config,
+    FilterSpec,
     PaginationSpec,
     ProviderConfig,
     Settings,
@@ -21,9 +25,13 @@ from remotetables.config.types import (
 )
 
 __all__ = [
+    "FILTER_FORMATS",
+    "FILTER_MATCHES",
+    "FILTER_OPS",
     "SQL_TYPES",
     "ColumnSpec",
     "Config",
+    "FilterSpec",
     "PaginationSpec",
     "ProviderConfig",
     "Settings",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from remotetables.config.parse import (
     _Ctx,
@@ -16,11 +18,15 @@ from remotetables.config.parse import (
     _url,
 )
 from remotetables.config.types import (
+    FILTER_FORMATS,
+    FILTER_MATCHES,
+    FILTER_OPS,
     IDENT,
     IN_STYLES,
     PAGINATION_STYLES,
     SQL_TYPES,
     ColumnSpec,
+    FilterSpec,
     PaginationSpec,
     ProviderConfig,
     TableSpec,
@@ -33,7 +39,34 @@ _TABLE_KEYS = {
     "cache_ttl", "max_pages", "columns", "concurrency", "key", "write", "description",
     "updated_since",
 }  # fmt: skip
-_COLUMN_KEYS = {"type", "path", "param", "required", "exact", "in", "on_error", "writable"}
+_COLUMN_KEYS = {
+    "type", "path", "param", "required", "exact", "in", "on_error", "writable", "filters",
+}  # fmt: skip
+_FILTER_KEYS = {"param", "format", "match", "case", "value"}
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _path_params(ctx: _Ctx, key: str, url: str) -> list[str]:
+    """The ``{name}`` placeholders of a table URL: path segments only, each a plain name."""
+    parts = urlsplit(url)
+    for where, text in (
+        ("host", parts.netloc),
+        ("query", parts.query),
+        ("fragment", parts.fragment),
+    ):
+        if "{" in text or "}" in text:
+            raise ctx.err(
+                key, f"a {{placeholder}} may only stand in the URL's path, not its {where}"
+            )
+    names = _PLACEHOLDER.findall(parts.path)
+    if _PLACEHOLDER.sub("", parts.path).count("{") or _PLACEHOLDER.sub("", parts.path).count("}"):
+        raise ctx.err(key, "unbalanced { or } in the URL's path")
+    for name in names:
+        if not IDENT.match(name):
+            raise ctx.err(key, f"{{{name}}} must name a column (letters, digits, _)")
+    if len({n.lower() for n in names}) != len(names):
+        raise ctx.err(key, "a column may stand only once in the URL's path")
+    return names
 
 
 def _table_spec(
@@ -56,6 +89,7 @@ def _table_spec(
     if not url:
         raise ctx.err(f"{p}.url", "missing: every table needs the URL of its API resource")
     _url(ctx, f"{p}.url", url)
+    path_names = _path_params(ctx, f"{p}.url", url)
     rows_path = _path(ctx, f"{p}.rows", _get(ctx, raw, p, "rows", str, ""))
     pagination = _pagination(ctx, p, raw.get("pagination", "none"))
     max_page_size = _get(ctx, raw, p, "max_page_size", int)
@@ -85,13 +119,22 @@ def _table_spec(
             f"{p}.columns",
             'missing: list the columns (name = "TYPE" or name = { type = ..., path = ... })',
         )
-    cols = _columns(ctx, p, raw_cols)
+    cols = _columns(ctx, p, raw_cols, {n.lower() for n in path_names})
     names = {c.name.lower() for c in cols}
+    for n in path_names:
+        if n.lower() not in names:
+            raise ctx.err(
+                f"{p}.url", f"{{{n}}} names no column: add a column {n} (its value fills the path)"
+            )
     key = _get(ctx, raw, p, "key", str)
     if key is not None and key.lower() not in names:
         raise ctx.err(f"{p}.key", f"no column named {key!r}")
     write = _write(ctx, p, raw.get("write"), key, names)
     since = _updated_since(ctx, p, raw.get("updated_since"), key, cols)
+    if write is not None and path_names:
+        raise ctx.err(
+            f"{p}.write", "writes to a table with {placeholders} in its URL are not supported yet"
+        )
     return TableSpec(
         name=name,
         provider=provider,
@@ -188,7 +231,47 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
     return spec
 
 
-def _columns(ctx: _Ctx, p: str, raw: Any) -> tuple[ColumnSpec, ...]:
+def _filters(ctx: _Ctx, ck: str, raw: Any) -> tuple[FilterSpec, ...]:
+    key = f"{ck}.filters"
+    raw = _table(ctx, key, raw)
+    out: list[FilterSpec] = []
+    for op_text, value in raw.items():
+        op = " ".join(str(op_text).upper().split())
+        fk = f"{key}.{op_text}"
+        if op in ("=", "==", "IN"):
+            raise ctx.err(fk, '= and IN go to the column\'s param (param = "name")')
+        if op not in FILTER_OPS:
+            raise ctx.err(fk, f"unknown operator; one of {', '.join(FILTER_OPS)}")
+        if isinstance(value, str):
+            value = {"param": value}
+        value = _table(ctx, fk, value)
+        _only(ctx, fk, value, _FILTER_KEYS)
+        param = _get(ctx, value, fk, "param", str)
+        if not param:
+            raise ctx.err(f"{fk}.param", "missing: the API parameter this operator goes to")
+        fmt = _get(ctx, value, fk, "format", str, "text")
+        if fmt not in FILTER_FORMATS:
+            raise ctx.err(f"{fk}.format", f"must be one of {', '.join(FILTER_FORMATS)}")
+        match = _get(ctx, value, fk, "match", str, "contains")
+        if match not in FILTER_MATCHES:
+            raise ctx.err(f"{fk}.match", f"must be one of {', '.join(FILTER_MATCHES)}")
+        case = _get(ctx, value, fk, "case", str, "sensitive")
+        if case not in ("sensitive", "insensitive"):
+            raise ctx.err(f"{fk}.case", "must be 'sensitive' or 'insensitive'")
+        fixed = _get(ctx, value, fk, "value", str)
+        if op in ("IS NULL", "IS NOT NULL") and fixed is None:
+            raise ctx.err(f"{fk}.value", f"missing: the value {param} takes for {op}")
+        if op not in ("IS NULL", "IS NOT NULL") and fixed is not None:
+            raise ctx.err(f"{fk}.value", "only IS NULL and IS NOT NULL send a fixed value")
+        if any(f.op == op for f in out):
+            raise ctx.err(fk, "operator given twice")
+        out.append(FilterSpec(op=op, param=param, format=fmt, match=match, case=case, value=fixed))
+    return tuple(out)
+
+
+def _columns(
+    ctx: _Ctx, p: str, raw: Any, path_names: set[str] | None = None
+) -> tuple[ColumnSpec, ...]:
     key = f"{p}.columns"
     raw = _table(ctx, key, raw)
     if not raw:
@@ -222,15 +305,25 @@ def _columns(ctx: _Ctx, p: str, raw: Any) -> tuple[ColumnSpec, ...]:
             param = name
         elif param is False:
             param = None
-        required = _get(ctx, value, ck, "required", bool, False)
-        if required and not param:
+        filters = _filters(ctx, ck, value.get("filters", {}))
+        path_param = name.lower() in (path_names or set())
+        if path_param and (param or filters):
+            raise ctx.err(
+                f"{ck}.param" if param else f"{ck}.filters",
+                f"column {name} fills {{{name}}} in the table's URL: it takes = and IN only",
+            )
+        if path_param and in_style != "separate":
+            raise ctx.err(f"{ck}.in", "a path parameter takes one value per request (separate)")
+        required = _get(ctx, value, ck, "required", bool, False) or path_param
+        if required and not param and not path_param:
             raise ctx.err(
                 f"{ck}.required", "only a column mapped to an API parameter (param) can be required"
             )
         exact = _get(ctx, value, ck, "exact", bool, False)
-        if exact and not param:
+        if exact and not param and not filters:
             raise ctx.err(
-                f"{ck}.exact", "only a column mapped to an API parameter (param) can be exact"
+                f"{ck}.exact",
+                "only a column mapped to an API parameter (param or filters) can be exact",
             )
         out.append(
             ColumnSpec(
@@ -243,6 +336,8 @@ def _columns(ctx: _Ctx, p: str, raw: Any) -> tuple[ColumnSpec, ...]:
                 in_style=in_style,
                 on_error=on_error,
                 writable=_get(ctx, value, ck, "writable", bool, True),
+                filters=filters,
+                path_param=path_param,
             )
         )
     return tuple(out)

@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 from remotetables.rows import JsonPath
 
 __all__ = [
+    "FILTER_FORMATS",
+    "FILTER_MATCHES",
+    "FILTER_OPS",
     "IDENT",
     "IN_STYLES",
     "PAGINATION_STYLES",
@@ -23,6 +26,7 @@ __all__ = [
     "SQL_TYPES",
     "ColumnSpec",
     "Config",
+    "FilterSpec",
     "PaginationSpec",
     "ProviderConfig",
     "Settings",
@@ -37,6 +41,28 @@ PAGINATION_STYLES = ("link", "next_url", "cursor", "offset", "page", "none")
 IN_STYLES = ("separate", "comma", "repeat")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would accept a trailing newline
 PROVIDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")  # a CLI argument, in messages
+# operators a column may map to API parameters besides = and IN (``param``)
+FILTER_OPS = (">", ">=", "<", "<=", "!=", "LIKE", "GLOB", "IS NULL", "IS NOT NULL")
+# how a value is written for the API: as SQLite has it, a date, an ISO 8601 UTC date-time
+FILTER_FORMATS = ("text", "date", "datetime")
+# which LIKE/GLOB patterns a parameter takes: %x% (contains), x% (prefix), %x (suffix)
+FILTER_MATCHES = ("contains", "prefix", "suffix")
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """One operator of a column mapped to an API parameter (``filters = { ">=" = "since" }``).
+
+    The API must keep at least the rows SQLite keeps for the term (it may keep more: they are
+    re-checked locally unless the column is ``exact``); see the README's Pushdown chapter.
+    """
+
+    op: str  # one of FILTER_OPS
+    param: str
+    format: str = "text"  # one of FILTER_FORMATS
+    match: str = "contains"  # LIKE/GLOB: the pattern form the parameter takes
+    case: Literal["sensitive", "insensitive"] = "sensitive"  # LIKE: how the API compares case
+    value: str | None = None  # IS NULL / IS NOT NULL: the parameter's fixed value
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,14 @@ class ColumnSpec:
     in_style: str = "separate"  # IN (...) as one request per value, comma list, or repeated param
     on_error: Literal["error", "null"] = "error"
     writable: bool = True
+    filters: tuple[FilterSpec, ...] = ()  # other operators pushed to API parameters
+    path_param: bool = False  # named in the table's URL as {name}: a path segment
+
+    def filter_for(self, op: str) -> FilterSpec | None:
+        for f in self.filters:
+            if f.op == op:
+                return f
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""Path parameters (``/repos/{owner}/{repo}/issues``) against a loopback mock of GitHub's REST
+shapes (tests/servers/mockapi.py), with sql_examples/github_repos.toml: the exact requests made,
+and answers equal to a native SQLite copy of the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import remotetables
+from tests.conftest import ROOT
+from tests.servers.mockapi import GitHubIssues, LoopbackAPI
+
+CONFIG = (ROOT / "sql_examples" / "github_repos.toml").read_text(encoding="utf-8")
+Q = "state=all&per_page=100"  # what every issues request carries (static state, page size)
+
+NATIVE = """
+CREATE TABLE n_repos(org TEXT, name TEXT, full_name TEXT, owner TEXT);
+CREATE TABLE n_issues(owner TEXT, repo TEXT, id INTEGER, number INTEGER, title TEXT, state TEXT,
+    author TEXT, assignee TEXT, comments INTEGER, created_at TEXT, updated_at TEXT);
+"""
+
+
+@pytest.fixture
+def gh(write_config: Callable[..., Path]) -> Iterator[tuple[Any, LoopbackAPI]]:
+    github = GitHubIssues()
+    with LoopbackAPI(github) as api:
+        cfg = write_config(CONFIG.replace("http://127.0.0.1:8766", api.base_url))
+        with remotetables.connect(":memory:", cfg) as conn:
+            for stmt in NATIVE.strip().split(";")[:-1]:
+                conn.execute(stmt)
+            for (owner, repo), issues in github.issues.items():
+                conn.execute(
+                    "INSERT INTO n_repos VALUES (?, ?, ?, ?)",
+                    (owner, repo, f"{owner}/{repo}", owner),
+                )
+                for i in issues:
+                    a = i["assignee"]
+                    conn.execute(
+                        "INSERT INTO n_issues VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (owner, repo, i["id"], i["number"], i["title"], i["state"],
+                         i["user"]["login"], a and a["login"], i["comments"], i["created_at"],
+                         i["updated_at"]),
+                    )  # fmt: skip
+            yield conn, api
+
+
+def both(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[Any], list[Any]]:
+    remote = conn.execute(sql, params).fetchall()
+    native = conn.execute(
+        sql.replace("gh_issues", "n_issues").replace("gh_repos", "n_repos"), params
+    ).fetchall()
+    return remote, native
+
+
+def test_path_parameters_fill_the_url_and_the_columns_echo_them(gh: Any) -> None:
+    conn, api = gh
+    sql = "SELECT owner, repo, number, title FROM gh_issues WHERE owner = 'acme' AND repo = 'widgets' ORDER BY number"
+    remote, native = both(conn, sql)
+    assert remote == native and len(remote) == 7
+    assert api.targets == [f"/repos/acme/widgets/issues?{Q}"]
+
+
+def test_in_makes_one_request_chain_per_value(gh: Any) -> None:
+    conn, api = gh
+    sql = (
+        "SELECT owner, repo, number FROM gh_issues WHERE owner = 'acme' "
+        "AND repo IN ('widgets', 'gadgets') ORDER BY owner, repo, number"
+    )
+    remote, native = both(conn, sql)
+    assert remote == native and len(remote) == 7 + 12
+    assert sorted(api.targets) == [
+        f"/repos/acme/gadgets/issues?{Q}",
+        f"/repos/acme/widgets/issues?{Q}",
+    ]
+
+
+def test_a_missing_path_parameter_names_the_columns(gh: Any) -> None:
+    conn, api = gh
+    with pytest.raises(remotetables.MissingParameterError, match=r"gh_issues.*repo = \.\.\."):
+        conn.execute("SELECT * FROM gh_issues WHERE owner = 'acme'").fetchall()
+    with pytest.raises(remotetables.MissingParameterError, match=r"owner, repo") as info:
+        conn.execute("SELECT count(*) FROM gh_issues").fetchall()
+    assert "owner = ... AND repo = ..." in str(info.value)
+    assert api.targets == []
+
+
+@pytest.mark.parametrize(
+    ("repo", "segment"),
+    [
+        ("a/b", "a%2Fb"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("x?state=closed", "x%3Fstate%3Dclosed"),
+        ("x#y", "x%23y"),
+        ("%2F", "%252F"),
+        ("../../orgs/acme/repos", "..%2F..%2Forgs%2Facme%2Frepos"),
+        ("wid gets", "wid%20gets"),
+        ("ü", "%C3%BC"),
+    ],
+)
+def test_a_value_never_changes_the_path(gh: Any, repo: str, segment: str) -> None:
+    conn, api = gh
+    sql = "SELECT number FROM gh_issues WHERE owner = 'acme' AND repo = ?"
+    if repo == "a/b":  # a repository the mock has: the encoded / reaches it as one segment
+        remote, native = both(conn, sql + " ORDER BY number", (repo,))
+        assert remote == native and remote
+    else:
+        with pytest.raises(remotetables.RemoteError) as info:
+            conn.execute(sql, (repo,)).fetchall()
+        assert info.value.status_code == 404
+    assert api.targets == [f"/repos/acme/{segment}/issues?{Q}"]
+
+
+def test_an_empty_path_value_matches_nothing_without_a_request(gh: Any) -> None:
+    conn, api = gh
+    assert (
+        conn.execute("SELECT * FROM gh_issues WHERE owner = 'acme' AND repo = ''").fetchall() == []
+    )
+    assert (
+        conn.execute("SELECT * FROM gh_issues WHERE owner = 'acme' AND repo = NULL").fetchall()
+        == []
+    )
+    assert api.targets == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT r.full_name, i.number, i.title FROM gh_repos r JOIN gh_issues i "
+        "ON i.owner = r.owner AND i.repo = r.name WHERE r.org = 'acme'",
+        # the remote issues table first: BestIndex's costs still make it the inner loop
+        "SELECT r.full_name, i.number, i.title FROM gh_issues i JOIN gh_repos r "
+        "ON i.owner = r.owner AND i.repo = r.name WHERE r.org = 'acme'",
+        "SELECT r.full_name, i.number, i.title FROM gh_issues i, gh_repos r "
+        "WHERE r.name = i.repo AND r.org = 'acme' AND r.owner = i.owner",
+    ],
+)
+def test_a_join_calls_filter_once_per_repository(gh: Any, sql: str) -> None:
+    conn, api = gh
+    remote, native = both(conn, sql)
+    assert sorted(remote) == sorted(native) and len(remote) == 7 + 12 + 17
+    assert sorted(api.targets) == sorted(
+        [
+            "/orgs/acme/repos?per_page=100",
+            f"/repos/acme/widgets/issues?{Q}",
+            f"/repos/acme/gadgets/issues?{Q}",
+            f"/repos/acme/a%2Fb/issues?{Q}",
+        ]
+    )
+    plan = [r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
+    assert [p.split()[1] for p in plan] == ["r", "i"], plan  # repos outer, issues inner
