@@ -17,3 +17,11 @@ SELECT repo, number, title
 FROM gh_issues
 WHERE owner = 'acme' AND repo IN ('widgets', 'gadgets') AND assignee IS NULL
 ORDER BY repo, number;
+
+-- The three most recently updated issues: sort=updated&direction=desc&per_page=3, one request,
+-- and SQLite does not sort again (GitHub's order of ISO 8601 times is SQLite's text order).
+SELECT number, title, updated_at
+FROM gh_issues
+WHERE owner = 'acme' AND repo = 'gadgets'
+ORDER BY updated_at DESC
+LIMIT 3;

@@ -16,8 +16,11 @@ Rules (see shared/reference/apsw-facts.md):
   except LIKE and GLOB, which SQLite always re-checks (PRAGMA case_sensitive_like);
 * a path parameter (``{name}`` in the URL) takes = and IN like a ``param`` column, an IN one
   value per Filter call (SQLite re-checks each);
-* LIMIT/OFFSET are taken only when there is no ORDER BY; SQLite offers them only when every
-  WHERE term is a Filter argument;
+* one ORDER BY term on a column with ``sort`` is sent to the API; it is consumed
+  (``orderByConsumed``) only when the column is ``sort_exact`` and one Filter call returns every
+  row (no IN handed out value by value);
+* LIMIT/OFFSET are taken only when there is no ORDER BY or it is consumed; SQLite offers them
+  only when every WHERE term is a Filter argument;
 * a required parameter with no usable constraint in this variant rejects the plan; with no
   constraint at all the plan says so and Filter raises a clear error naming the column.
 """
@@ -60,6 +63,7 @@ class Plan:
     kept: list[int] = field(default_factory=list)  # argv positions SQLite re-checks (not omitted)
     missing_required: list[str] = field(default_factory=list)
     used: list[int] | None = None  # columns the query reads (None: all)
+    sort: tuple[int, bool] | None = None  # ORDER BY sent to the API: (column, descending)
 
     def to_idxstr(self) -> str:
         return json.dumps(
@@ -69,6 +73,7 @@ class Plan:
                 "k": self.kept,
                 "m": self.missing_required,
                 "u": self.used,
+                "s": self.sort,
             },
             separators=(",", ":"),
         )
@@ -84,6 +89,7 @@ class Plan:
             kept=[int(i) for i in data.get("k", [])],
             missing_required=[str(m) for m in data["m"]],
             used=None if data.get("u") is None else [int(c) for c in data["u"]],
+            sort=None if data.get("s") is None else (int(data["s"][0]), bool(data["s"][1])),
         )
 
 
@@ -95,6 +101,7 @@ class PlanResult:
     estimated_cost: float
     estimated_rows: int
     accept: bool = True
+    order_consumed: bool = False  # the rows come in the ORDER BY's order (orderByConsumed)
 
 
 def make_plan(
@@ -102,6 +109,7 @@ def make_plan(
     constraints: Sequence[Constraint],
     n_order_by: int,
     col_used: Collection[int] | None = None,
+    order_by: Sequence[tuple[int, bool]] = (),
 ) -> PlanResult:
     usage: dict[int, tuple[int, bool, bool]] = {}
     plan = Plan()
@@ -181,7 +189,18 @@ def make_plan(
                 return PlanResult(plan, {}, 1e99, 10**9, accept=False)
             plan.missing_required.append(col.name)
 
-    if all_consumed and n_order_by == 0:
+    consumed = False
+    if len(order_by) == 1 and spec.order_by is not None and 0 <= order_by[0][0] < len(spec.columns):
+        sort_col = spec.columns[order_by[0][0]]
+        if sort_col.sort:
+            plan.sort = order_by[0]
+            # one Filter call per IN value gives sorted runs, not one sorted whole
+            several_calls = any(
+                constraints[i].in_capable and not use_in for i, (_, _, use_in) in usage.items()
+            )
+            consumed = sort_col.sort_exact and not several_calls
+
+    if all_consumed and (n_order_by == 0 or consumed):
         for i, c in enumerate(constraints):
             if c.op in (OP_LIMIT, OP_OFFSET) and c.usable:
                 plan.args.append(("limit" if c.op == OP_LIMIT else "offset", -1))
@@ -193,7 +212,9 @@ def make_plan(
     cost = 1_000_000.0 / (10**n_eq) / (2**n_ops)
     if any(kind == "limit" for kind, _ in plan.args):
         cost /= 10
-    return PlanResult(plan, usage, cost, rows)
+    if consumed:
+        cost *= 0.9  # no sort step
+    return PlanResult(plan, usage, cost, rows, order_consumed=consumed)
 
 
 def _take_operator(

@@ -193,7 +193,30 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             out.multi.append(col_index)
         if pos in plan.recheck:
             out.checks.append((col_index, values))
+    _order_and_fields(spec, plan, out)
     return out
+
+
+def _order_and_fields(spec: TableSpec, plan: Plan, out: ScanArgs) -> None:
+    """The API's sort parameters (ORDER BY) and column list (the columns the query reads)."""
+    order = spec.order_by
+    if plan.sort is not None and order is not None:
+        col = spec.columns[plan.sort[0]]
+        assert col.sort is not None
+        direction = order.desc if plan.sort[1] else order.asc
+        out.pushed.append((order.param, order.template.format(field=col.sort, dir=direction)))
+        if order.direction_param:
+            out.pushed.append((order.direction_param, direction))
+        out.covered = False  # a cached whole-table scan is in another order
+    if spec.fields_param and out.used is not None:
+        names: list[str] = []
+        for index in out.used:
+            col = spec.columns[index]
+            first = col.path[0] if col.path else None
+            if not col.path_param and isinstance(first, str) and first not in names:
+                names.append(first)
+        if names:
+            out.pushed.append((spec.fields_param, spec.fields_separator.join(names)))
 
 
 def _numeric_looking(value: Any) -> bool:

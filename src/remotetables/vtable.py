@@ -134,7 +134,10 @@ class Table:
                     binary=collation.upper() == "BINARY",
                 )
             )
-        result = make_plan(self.spec, constraints, ii.nOrderBy, set(ii.colUsed))
+        order_by = [
+            (ii.get_aOrderBy_iColumn(i), bool(ii.get_aOrderBy_desc(i))) for i in range(ii.nOrderBy)
+        ]
+        result = make_plan(self.spec, constraints, ii.nOrderBy, set(ii.colUsed), order_by)
         if not result.accept:
             return False
         for i, (argv, omit, use_in) in result.usage.items():
@@ -143,6 +146,8 @@ class Table:
             if use_in:
                 ii.set_aConstraintUsage_in(i, True)
         ii.idxStr = result.plan.to_idxstr()
+        if result.order_consumed:
+            ii.orderByConsumed = True
         ii.estimatedCost = result.estimated_cost
         ii.estimatedRows = result.estimated_rows
         return True

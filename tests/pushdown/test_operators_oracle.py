@@ -123,7 +123,14 @@ class OperatorAPI:
         q = dict(query)
         limit, offset = int(q.get("limit", "10")), int(q.get("offset", "0"))
         self.db.create_function("py_fold", 1, lambda s: None if s is None else s.casefold())
-        sql = f"SELECT {', '.join(COLS)} FROM items WHERE {' AND '.join(where)} ORDER BY id"
+        order = "id"
+        if q.get("sort") in COLS and meaning != "ignore":
+            direction = "DESC" if q.get("order") == "desc" else "ASC"
+            if meaning == "strict":  # SQLite's own order (NULLs first ascending)
+                order = f"{q['sort']} {direction}, id"
+            else:  # another order: case-insensitive, NULLs last
+                order = f"{q['sort']} IS NULL, {q['sort']} COLLATE NOCASE {direction}, id"
+        sql = f"SELECT {', '.join(COLS)} FROM items WHERE {' AND '.join(where)} ORDER BY {order}"
         rows = self.db.execute(sql + " LIMIT ? OFFSET ?", (*args, limit + 1, offset)).fetchall()
         more = len(rows) > limit
         items = [dict(zip(COLS, r, strict=True)) for r in rows[:limit]]
@@ -135,6 +142,7 @@ class OperatorAPI:
 
 def _table(name: str, meaning: str, exact: bool, cache: bool) -> str:
     ex = ", exact = true" if exact else ""
+    ex += ", sort_exact = true" if meaning == "strict" else ""
 
     def ops(col: str, fmt: str = "") -> str:
         f = f', format = "{fmt}"' if fmt else ""
@@ -154,12 +162,13 @@ page_size_param = "limit"
 max_page_size = 20
 key = "id"
 cache_ttl = {30 if cache else 0}
+order_by = {{ param = "sort", direction_param = "order" }}
 [tables.{name}.columns]
 id = "INTEGER"
-name = {{ type = "TEXT"{ex}, filters = {{ {ops("name")}, "LIKE" = {{ param = "name_has", case = "insensitive" }}, "GLOB" = {{ param = "name_glob" }} }} }}
-n = {{ type = "INTEGER"{ex}, filters = {{ {ops("n")} }} }}
-x = {{ type = "REAL"{ex}, filters = {{ {ops("x")} }} }}
-ts = {{ type = "TEXT"{ex}, filters = {{ {ops("ts", "datetime")} }} }}
+name = {{ sort = "name", type = "TEXT"{ex}, filters = {{ {ops("name")}, "LIKE" = {{ param = "name_has", case = "insensitive" }}, "GLOB" = {{ param = "name_glob" }} }} }}
+n = {{ sort = "n", type = "INTEGER"{ex}, filters = {{ {ops("n")} }} }}
+x = {{ sort = "x", type = "REAL"{ex}, filters = {{ {ops("x")} }} }}
+ts = {{ sort = "ts", type = "TEXT"{ex}, filters = {{ {ops("ts", "datetime")} }} }}
 """
 
 
@@ -273,6 +282,55 @@ def test_every_single_term(oracle: tuple[Any, OperatorAPI], table: str) -> None:
         ):
             wrong.append(term)
     assert wrong == []
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    where=st.lists(terms(), min_size=0, max_size=2),
+    table=st.sampled_from(sorted(TABLES)),
+    col=st.sampled_from(["name", "n", "x", "ts"]),
+    desc=st.booleans(),
+    limit=st.sampled_from([None, 1, 4, 25]),
+)
+def test_order_by_and_limit_answer_as_sqlite(
+    oracle: tuple[Any, OperatorAPI], where: list[tuple[str, list[Any]]], table: str, col: str,
+    desc: bool, limit: int | None,
+) -> None:  # fmt: skip
+    """ORDER BY one column: consumed where the API sorts as SQLite does (strict tables), re-sorted
+    by SQLite elsewhere; with LIMIT the keys come in SQLite's order, ties may pick any row."""
+    conn, _ = oracle
+    clause = " AND ".join(t for t, _ in where) or "1"
+    for p in [p for _, ps in where for p in ps]:
+        clause = clause.replace("?", _sql_literal(p), 1)
+    order = f" ORDER BY {col}{' DESC' if desc else ''}" + (f" LIMIT {limit}" if limit else "")
+    sql = f"SELECT {col}, id, name, n, x, ts FROM {{t}} WHERE {clause}"
+    remote = conn.execute(sql.format(t=table) + order).fetchall()
+    native = conn.execute(sql.format(t="native") + order).fetchall()
+    assert [r[0] for r in remote] == [r[0] for r in native], sql + order
+    assert set(remote) <= set(conn.execute(sql.format(t="native")).fetchall())
+
+
+@pytest.mark.parametrize(
+    ("table", "consumed", "sent"),
+    [
+        ("t_strict", True, [("sort", "ts"), ("order", "desc"), ("limit", "3")]),
+        ("t_loose", False, [("sort", "ts"), ("order", "desc"), ("limit", "20")]),
+    ],
+)
+def test_order_by_is_consumed_only_where_the_api_sorts_as_sqlite(
+    oracle: tuple[Any, OperatorAPI], table: str, consumed: bool, sent: list[tuple[str, str]]
+) -> None:
+    conn, api = oracle
+    sql = f"SELECT id FROM {table} ORDER BY ts DESC LIMIT 3"
+    plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+    assert ("TEMP B-TREE FOR ORDER BY" not in plan) == consumed, plan
+    api.queries.clear()
+    conn.execute(sql).fetchall()
+    assert api.queries[0] == sent  # not consumed: the API still sorts, and no LIMIT is sent
 
 
 def _sql_literal(v: Any) -> str:

@@ -153,3 +153,48 @@ def test_a_join_calls_filter_once_per_repository(gh: Any, sql: str) -> None:
     )
     plan = [r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()]
     assert [p.split()[1] for p in plan] == ["r", "i"], plan  # repos outer, issues inner
+
+
+def test_order_by_goes_to_the_api_and_a_limit_with_it(gh: Any) -> None:
+    conn, api = gh
+    sql = (
+        "SELECT number, updated_at FROM gh_issues WHERE owner = 'acme' AND repo = 'gadgets' "
+        "ORDER BY updated_at DESC LIMIT 3"
+    )
+    remote, native = both(conn, sql)
+    assert remote == native and len(remote) == 3
+    assert api.targets == [
+        "/repos/acme/gadgets/issues?state=all&sort=updated&direction=desc&per_page=3"
+    ]
+    plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+    assert "TEMP B-TREE" not in plan
+
+
+def test_order_by_over_several_repositories_is_sorted_by_sqlite(gh: Any) -> None:
+    """One Filter call per repository gives sorted runs: the order is not consumed (SQLite
+    also sorts again on its own when it hands out an IN value by value)."""
+    conn, api = gh
+    sql = (
+        "SELECT repo, number, updated_at FROM gh_issues WHERE owner = 'acme' "
+        "AND repo IN ('widgets', 'gadgets') ORDER BY updated_at DESC LIMIT 5"
+    )
+    remote, native = both(conn, sql)
+    assert [r[2] for r in remote] == [r[2] for r in native]
+    assert sorted(api.targets) == [
+        f"/repos/acme/{r}/issues?state=all&sort=updated&direction=desc&per_page=100"
+        for r in ("gadgets", "widgets")
+    ]
+
+
+def test_an_order_the_api_does_not_share_is_sorted_again(gh: Any) -> None:
+    conn, api = gh
+    sql = (
+        "SELECT number, comments FROM gh_issues WHERE owner = 'acme' AND repo = 'gadgets' "
+        "ORDER BY comments LIMIT 4"
+    )
+    remote, native = both(conn, sql)
+    assert [r[1] for r in remote] == [r[1] for r in native]
+    # the API sorts, SQLite sorts again, and the LIMIT stays with SQLite
+    assert api.targets == [
+        "/repos/acme/gadgets/issues?state=all&sort=comments&direction=asc&per_page=100"
+    ]

@@ -27,6 +27,7 @@ from remotetables.config.types import (
     SQL_TYPES,
     ColumnSpec,
     FilterSpec,
+    OrderBySpec,
     PaginationSpec,
     ProviderConfig,
     TableSpec,
@@ -38,9 +39,11 @@ _TABLE_KEYS = {
     "provider", "url", "rows", "pagination", "page_size_param", "max_page_size", "params",
     "cache_ttl", "max_pages", "columns", "concurrency", "key", "write", "description",
     "updated_since",
+    "order_by", "fields_param", "fields_separator",
 }  # fmt: skip
 _COLUMN_KEYS = {
     "type", "path", "param", "required", "exact", "in", "on_error", "writable", "filters",
+    "sort", "sort_exact",
 }  # fmt: skip
 _FILTER_KEYS = {"param", "format", "match", "case", "value"}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -131,6 +134,14 @@ def _table_spec(
         raise ctx.err(f"{p}.key", f"no column named {key!r}")
     write = _write(ctx, p, raw.get("write"), key, names)
     since = _updated_since(ctx, p, raw.get("updated_since"), key, cols)
+    order_by = _order_by(ctx, p, raw.get("order_by"))
+    sorted_cols = [c.name for c in cols if c.sort]
+    if sorted_cols and order_by is None:
+        raise ctx.err(
+            f"{p}.order_by",
+            f"columns {', '.join(sorted_cols)} have sort: say how the API sorts "
+            '(order_by = { param = "sort", direction_param = "direction" })',
+        )
     if write is not None and path_names:
         raise ctx.err(
             f"{p}.write", "writes to a table with {placeholders} in its URL are not supported yet"
@@ -152,6 +163,36 @@ def _table_spec(
         write=write,
         description=_get(ctx, raw, p, "description", str),
         updated_since=since,
+        order_by=order_by,
+        fields_param=_get(ctx, raw, p, "fields_param", str),
+        fields_separator=_get(ctx, raw, p, "fields_separator", str, ","),
+    )
+
+
+def _order_by(ctx: _Ctx, p: str, raw: Any) -> OrderBySpec | None:
+    if raw is None:
+        return None
+    key = f"{p}.order_by"
+    raw = _table(ctx, key, raw)
+    _only(ctx, key, raw, {"param", "template", "direction_param", "asc", "desc"})
+    param = _get(ctx, raw, key, "param", str)
+    if not param:
+        raise ctx.err(f"{key}.param", "missing: the API parameter that says how to sort")
+    template = _get(ctx, raw, key, "template", str, "{field}")
+    if "{field}" not in template:
+        raise ctx.err(f"{key}.template", "must contain {field}")
+    direction_param = _get(ctx, raw, key, "direction_param", str)
+    if direction_param is None and "{dir}" not in template:
+        raise ctx.err(
+            f"{key}.direction_param",
+            "missing: the API needs the direction, as direction_param or {dir} in the template",
+        )
+    return OrderBySpec(
+        param=param,
+        template=template,
+        direction_param=direction_param,
+        asc=_get(ctx, raw, key, "asc", str, "asc"),
+        desc=_get(ctx, raw, key, "desc", str, "desc"),
     )
 
 
@@ -338,6 +379,8 @@ def _columns(
                 writable=_get(ctx, value, ck, "writable", bool, True),
                 filters=filters,
                 path_param=path_param,
+                sort=_get(ctx, value, ck, "sort", str),
+                sort_exact=_get(ctx, value, ck, "sort_exact", bool, False),
             )
         )
     return tuple(out)

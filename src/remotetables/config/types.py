@@ -27,6 +27,7 @@ __all__ = [
     "ColumnSpec",
     "Config",
     "FilterSpec",
+    "OrderBySpec",
     "PaginationSpec",
     "ProviderConfig",
     "Settings",
@@ -79,6 +80,8 @@ class ColumnSpec:
     on_error: Literal["error", "null"] = "error"
     writable: bool = True
     filters: tuple[FilterSpec, ...] = ()  # other operators pushed to API parameters
+    sort: str | None = None  # the API's name for sorting by this column (the table's order_by)
+    sort_exact: bool = False  # the API's order for it is SQLite's: ORDER BY is consumed
     path_param: bool = False  # named in the table's URL as {name}: a path segment
 
     def filter_for(self, op: str) -> FilterSpec | None:
@@ -86,6 +89,18 @@ class ColumnSpec:
             if f.op == op:
                 return f
         return None
+
+
+@dataclass(frozen=True)
+class OrderBySpec:
+    """How the API is asked to sort: ``param`` takes ``template`` (``{field}``, ``{dir}``);
+    the direction goes into ``direction_param`` when the API has one."""
+
+    param: str
+    template: str = "{field}"
+    direction_param: str | None = None
+    asc: str = "asc"
+    desc: str = "desc"
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,9 @@ class TableSpec:
     # incremental sync: (API parameter, column) where the parameter takes the greatest value
     # of the column already copied and the API answers rows updated at or after it
     updated_since: tuple[str, str] | None = None
+    order_by: OrderBySpec | None = None  # how ORDER BY is sent (columns with `sort`)
+    fields_param: str | None = None  # the API's column-list parameter (sysparm_fields, $select)
+    fields_separator: str = ","
 
     @property
     def origin(self) -> str:
