@@ -21,11 +21,13 @@ from types import TracebackType
 from typing import Any, cast
 
 import apsw
+import apsw.ext
 import orjson
 
 from remotetables import errors
 from remotetables.config import Config, load_config
 from remotetables.errors import InterfaceError
+from remotetables.pushdown import COLUMNS, describe_columns
 from remotetables.schema import ensure_tables
 from remotetables.session import Runtime, Session, StatementStats
 from remotetables.sqlguard import authorizer
@@ -250,6 +252,14 @@ def install(db: apsw.Connection, session: Session) -> None:
     db.authorizer = authorizer(session, session.runtime.protected_files)
     db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
 
+    def remotetables_columns() -> Iterator[tuple[Any, ...]]:
+        for spec in session.runtime.config.tables.values():
+            yield from describe_columns(spec)
+
+    setattr(remotetables_columns, "columns", COLUMNS)  # noqa: B010 (apsw.ext reads them)
+    setattr(remotetables_columns, "column_access", apsw.ext.VTColumnAccess.By_Index)  # noqa: B010
+    apsw.ext.make_virtual_module(db, "remotetables_columns", cast(Any, remotetables_columns))
+
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if session.last_stats is session.stats and session.stats.finished is None:
             session.stats.finished = time.perf_counter()
@@ -276,7 +286,12 @@ def install(db: apsw.Connection, session: Session) -> None:
 
     def stats() -> str:
         s = session.last_stats
-        return orjson.dumps(s.as_dict() if s else {}).decode()
+        if s is None:
+            return "{}"
+        urls: dict[str, Any] = {"urls": s.urls}
+        if s.urls_omitted:
+            urls["urls_omitted"] = s.urls_omitted
+        return orjson.dumps({**s.as_dict(), **urls}).decode()
 
     def visible() -> set[str]:
         """The cache principals this session may see and clear: its user's, and shared rows."""

@@ -23,6 +23,7 @@ from remotetables.errors import (
     MissingParameterError,
     PaginationError,
     RemoteProtocolError,
+    redact_url,
 )
 from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
@@ -538,6 +539,8 @@ class _Scan:
             return out, done
 
         request: PageRequest | None = pager.first()
+        if request is not None:  # what went to the API, for remotetables_stats()
+            self.stats.add_url(redact_url(request.url))
         seen_urls: set[bytes] = set()  # digests: a hostile API's long unique links cost 16 bytes
         n_pages = 0
         while request is not None:

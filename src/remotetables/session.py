@@ -51,6 +51,14 @@ class StatementStats:
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     paused: float = 0.0  # seconds spent waiting for the user (consent), not counted as wall time
+    urls: list[str] = field(default_factory=list)  # first page requests, redacted (at most 100)
+    urls_omitted: int = 0
+
+    def add_url(self, url: str) -> None:
+        if len(self.urls) < 100:
+            self.urls.append(url)
+        else:
+            self.urls_omitted += 1
 
     @property
     def requests(self) -> int:

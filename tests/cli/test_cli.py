@@ -323,9 +323,27 @@ def test_tables_shows_columns_and_pushdown(
     result = run("tables", "-c", str(public_config))
     assert result.exit_code == 0, result.output
     assert "incidents  provider: none (public)" in result.output
-    assert re.search(r"state\s+TEXT\s+WHERE state = \.\.\. is sent as \?state=", result.output)
+    assert re.search(
+        r"state\s+TEXT\s+= -> state; IN -> state \(one request per value\)", result.output
+    )
     assert re.search(r"caller_name\s+TEXT\s+from caller\.name", result.output)
     assert "  read-only; rows cached 30 s\n" in result.output
+
+
+def test_tables_shows_path_parameters_operators_and_sorting(
+    run: Callable[..., click.testing.Result], write_config: Callable[..., Path]
+) -> None:
+    from tests.conftest import ROOT
+
+    config = write_config((ROOT / "sql_examples" / "github_repos.toml").read_text(encoding="utf-8"))
+    result = run("tables", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"owner\s+TEXT\s+= -> \{owner\} in the path; IN -> .*; required", result.output
+    )
+    assert re.search(
+        r"updated_at\s+TEXT\s+>= -> since \(datetime\); ORDER BY -> sort=updated", result.output
+    )
 
 
 def test_check_ok(run: Callable[..., click.testing.Result], oauth_config: Path) -> None:

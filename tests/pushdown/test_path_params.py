@@ -198,3 +198,51 @@ def test_an_order_the_api_does_not_share_is_sorted_again(gh: Any) -> None:
     assert api.targets == [
         "/repos/acme/gadgets/issues?state=all&sort=comments&direction=asc&per_page=100"
     ]
+
+
+def test_remotetables_columns_shows_what_each_column_pushes(gh: Any) -> None:
+    conn, _ = gh
+    rows = conn.execute(
+        "SELECT column_name, operator, parameter, required, exact FROM remotetables_columns "
+        "WHERE table_name = 'gh_issues' AND operator IS NOT NULL ORDER BY column_name, operator"
+    ).fetchall()
+    assert rows == [
+        ("assignee", "IS NOT NULL", "assignee=*", 0, 0),
+        ("assignee", "IS NULL", "assignee=none", 0, 0),
+        ("comments", "ORDER BY", "sort=comments (SQLite sorts again)", 0, 0),
+        ("created_at", "ORDER BY", "sort=created (consumed)", 0, 0),
+        ("owner", "=", "{owner} in the path", 1, 0),
+        ("owner", "IN", "{owner} in the path, one request per value", 1, 0),
+        ("repo", "=", "{repo} in the path", 1, 0),
+        ("repo", "IN", "{repo} in the path, one request per value", 1, 0),
+        ("state", "=", "state", 0, 0),
+        ("state", "IN", "state (one request per value)", 0, 0),
+        ("updated_at", ">=", "since (datetime)", 0, 0),
+        ("updated_at", "ORDER BY", "sort=updated (consumed)", 0, 0),
+    ]
+    # a column that pushes nothing has one row, with a NULL operator
+    assert conn.execute(
+        "SELECT operator FROM remotetables_columns WHERE table_name = 'gh_issues' "
+        "AND column_name = 'title'"
+    ).fetchall() == [(None,)]
+
+
+def test_remotetables_stats_shows_the_requests_of_the_last_statement(gh: Any) -> None:
+    import json
+
+    conn, api = gh
+    conn.execute(
+        "SELECT count(*) FROM gh_repos r JOIN gh_issues i ON i.owner = r.owner AND i.repo = r.name "
+        "WHERE r.org = 'acme' AND i.updated_at >= '2024-06-20'"
+    ).fetchall()
+    stats = json.loads(conn.execute("SELECT remotetables_stats()").fetchone()[0])
+    since = "since=2024-06-20T00%3A00%3A00Z"
+    assert sorted(stats["urls"]) == sorted(
+        [
+            f"{api.base_url}/orgs/acme/repos?per_page=100",
+            f"{api.base_url}/repos/acme/widgets/issues?state=all&{since}&per_page=100",
+            f"{api.base_url}/repos/acme/gadgets/issues?state=all&{since}&per_page=100",
+            f"{api.base_url}/repos/acme/a%2Fb/issues?state=all&{since}&per_page=100",
+        ]
+    )
+    assert stats["requests"] == 4

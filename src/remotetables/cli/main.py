@@ -433,15 +433,21 @@ def _one_statement(conn: Connection, sql: str) -> None:
 
 
 def _describe(spec: TableSpec) -> list[tuple[str, str, str]]:
+    from remotetables.pushdown import describe_columns
+
+    pushed: dict[str, list[str]] = {}
+    for _, name, _, op, param, _, _ in describe_columns(spec):
+        if op is not None:
+            pushed.setdefault(name, []).append(f"{op} -> {param}")
     out = []
     for col in spec.columns:
-        notes = []
-        if col.param:
-            notes.append(f"WHERE {col.name} = ... is sent as ?{col.param}=")
-            if col.required:
-                notes.append("required")
+        notes = list(pushed.get(col.name, ()))
+        if col.required:
+            notes.append("required")
+        if col.exact:
+            notes.append("exact")
         path = ".".join(str(p) for p in col.path)
-        if path and path != col.name:
+        if path and path != col.name and not col.path_param:
             notes.append(f"from {path}")
         out.append((col.name, col.type, "; ".join(notes)))
     return out

@@ -3,6 +3,7 @@ and how SQLite's meaning is kept (the local re-check). Pure: no I/O, no apsw typ
 
 from __future__ import annotations
 
+from remotetables.pushdown.describe import COLUMNS, describe_columns
 from remotetables.pushdown.ops import (
     OPS_BY_CODE,
     RANGE_OPS,
@@ -14,9 +15,11 @@ from remotetables.pushdown.ops import (
 from remotetables.pushdown.path import encode_segment, fill_path, placeholders
 
 __all__ = [
+    "COLUMNS",
     "OPS_BY_CODE",
     "RANGE_OPS",
     "check",
+    "describe_columns",
     "encode_segment",
     "fill_path",
     "like_term",
