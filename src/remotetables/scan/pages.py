@@ -11,8 +11,6 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from remotetables.cache import CacheKey
@@ -20,7 +18,6 @@ from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.errors import (
     CoercionError,
     ConfigError,
-    MissingParameterError,
     PaginationError,
     RemoteProtocolError,
     redact_url,
@@ -28,316 +25,22 @@ from remotetables.errors import (
 from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
-from remotetables.pushdown import OPS_BY_CODE, check, fill_path, like_term, request_param
-from remotetables.rows import JsonPath, RowBuilder, affinity_of, apply_affinity, get_path, sql_equal
+from remotetables.pushdown import fill_path
+from remotetables.rows import get_path
+from remotetables.scan.args import Row, ScanArgs, prepare
+from remotetables.scan.checks import (
+    _build_passing,
+    _fill_absent,
+    _has_path,
+    _set_field,
+    apply_checks,
+    apply_op_checks,
+)
 
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
 
-__all__ = ["ScanArgs", "prepare", "scan"]
-
-Row = tuple[Any, ...]
-
-
-@dataclass
-class ScanArgs:
-    """Filter's arguments, resolved against the table."""
-
-    pushed: list[tuple[str, str]]  # API parameters from WHERE
-    checks: list[tuple[int, list[Any]]]  # (column, allowed values) applied locally
-    limit: int | None
-    offset: int
-    empty: bool  # the WHERE clause cannot match anything (= NULL, IN ())
-    covered: bool = True  # every pushed parameter is re-checked locally
-    local: bool = False  # some WHERE term is applied only here (the API returns more rows)
-    used: list[int] | None = None  # columns to build (None: all)
-    # pushed columns with one value: a row without the field gets it (the API filtered on it)
-    fills: list[tuple[int, Any]] = field(default_factory=list)
-    multi: list[int] = field(default_factory=list)  # pushed columns with several values at once
-    # other operators applied locally: (column, operator, value with the column's affinity)
-    op_checks: list[tuple[int, str, Any]] = field(default_factory=list)
-    path: dict[str, str] = field(default_factory=dict)  # {placeholder} -> value (the URL's path)
-    echo: list[tuple[int, Any]] = field(default_factory=list)  # path columns take the value sent
-
-
-def _format_param(value: Any, sql_type: str) -> str:
-    if sql_type == "BOOLEAN" and isinstance(value, int) and value in (0, 1):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and sql_type != "REAL":
-        return str(int(value))
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-_OPERATORS = frozenset(OPS_BY_CODE.values())
-
-
-def _missing(spec: TableSpec, missing: list[str]) -> MissingParameterError:
-    cols = ", ".join(missing)
-    first = spec.columns[spec.column_index(missing[0])]
-    if first.path_param:
-        return MissingParameterError(
-            f"table {spec.name}: its URL's path needs a value for {cols}: add WHERE "
-            + " AND ".join(f"{name} = ..." for name in missing)
-            + " to the query (or IN (...), or join on them)"
-        )
-    if affinity_of(first.type) == "TEXT" and first.in_style == "separate":
-        # SQLite keeps such an IN to itself (see the README's pushdown section)
-        alternative = (
-            '; an IN list on it needs in = "comma" or "repeat" on the column (the '
-            "API's list syntax)"
-        )
-    else:
-        alternative = " (or IN (...))"
-    return MissingParameterError(
-        f"table {spec.name}: the API needs a value for {cols}: add WHERE {first.name} = "
-        f"... to the query{alternative}"
-    )
-
-
-def _operator(out: ScanArgs, col_index: int, col: ColumnSpec, op: str, arg: Any) -> None:
-    """One ``col op arg`` term: the API parameter when it is safe, the local check unless the
-    parameter is exactly the term on an ``exact`` column. LIKE and GLOB SQLite re-checks."""
-    if op in ("LIKE", "GLOB"):
-        f = col.filter_for(op)
-        text = None if f is None else like_term(f, op, arg)
-        if f is not None and text is not None:
-            out.pushed.append((f.param, text))
-            out.covered = False
-        else:
-            out.local = True
-        return
-    value = None if op in ("IS NULL", "IS NOT NULL") else apply_affinity(arg, affinity_of(col.type))
-    if value is None and op not in ("IS NULL", "IS NOT NULL"):
-        out.empty = True  # a comparison with NULL is never true
-        return
-    sent = request_param(col, op, value)
-    if sent is not None and any(name == sent[0] for name, _ in out.pushed):
-        sent = None  # the parameter already carries another term: this one stays local
-    if sent is not None:
-        out.pushed.append((sent[0], sent[1]))
-    if sent is None or not sent[2] or not col.exact:
-        out.op_checks.append((col_index, op, value))
-        if sent is None:
-            out.local = True
-    else:
-        out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
-
-
-def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
-    """Turn Filter's ``args`` into API parameters and local checks (SQLite semantics)."""
-    if plan.missing_required:
-        raise _missing(spec, plan.missing_required)
-    out = ScanArgs([], [], None, 0, False)
-    if plan.used is not None:
-        used = {
-            *plan.used,
-            *(c for kind, c in plan.args if kind in ("eq", "in", "local") or kind in _OPERATORS),
-        }
-        if spec.key is not None:
-            used.add(spec.column_index(spec.key))  # rowids come from the key
-            out.used = sorted(used)
-        elif not any(kind in ("eq", "in", "local") or kind in _OPERATORS for kind, _ in plan.args):
-            out.used = sorted(used)
-        # else: a keyless table's rowid hashes the whole row, and SQLite merges the scans of
-        # `a = 1 OR b = 2` by rowid: such scans build whole rows
-    for pos, ((kind, col_index), arg) in enumerate(zip(plan.args, args, strict=True)):
-        if kind == "limit":
-            out.limit = None if arg is None or int(arg) < 0 else int(arg)
-            continue
-        if kind == "offset":
-            out.offset = max(0, int(arg or 0))
-            continue
-        col = spec.columns[col_index]
-        if kind in _OPERATORS:
-            _operator(out, col_index, col, kind, arg)
-            continue
-        affinity = affinity_of(col.type)
-        raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
-        values = [apply_affinity(v, affinity) for v in raw_values if v is not None]
-        if affinity != "TEXT":
-            # a text that is not a number never equals a numeric column's value
-            values = [v for v in values if not isinstance(v, str)]
-        if not values:
-            out.empty = True
-            continue
-        if col.path_param:
-            text = _format_param(values[0], col.type)
-            if text == "":
-                out.empty = True  # no resource is named by an empty path segment
-                continue
-            out.path[col.name] = text
-            out.echo.append((col_index, values[0]))
-            out.covered = False
-            continue
-        if affinity == "TEXT" and pos in plan.kept and any(_numeric_looking(v) for v in raw_values):
-            # A number (or a number turned to text by SQLite) against a text column: SQLite may
-            # compare numerically ('01' = 1) depending on the other side's affinity, which Filter
-            # cannot see. Sending it to the API could drop rows SQLite would keep: leave it to SQLite.
-            continue
-        if kind == "local":  # no API parameter: only the local check
-            out.checks.append((col_index, values))
-            out.local = True
-            continue
-        assert col.param is not None
-        if pos not in plan.recheck:
-            out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
-        texts = [_format_param(v, col.type) for v in values]
-        if kind == "in" and col.in_style == "comma":
-            out.pushed.append((col.param, ",".join(texts)))
-        else:
-            out.pushed.extend((col.param, t) for t in texts)
-        if len(values) == 1:
-            out.fills.append((col_index, values[0]))
-        else:
-            out.multi.append(col_index)
-        if pos in plan.recheck:
-            out.checks.append((col_index, values))
-    _order_and_fields(spec, plan, out)
-    return out
-
-
-def _order_and_fields(spec: TableSpec, plan: Plan, out: ScanArgs) -> None:
-    """The API's sort parameters (ORDER BY) and column list (the columns the query reads)."""
-    order = spec.order_by
-    if plan.sort is not None and order is not None:
-        col = spec.columns[plan.sort[0]]
-        assert col.sort is not None
-        direction = order.desc if plan.sort[1] else order.asc
-        out.pushed.append((order.param, order.template.format(field=col.sort, dir=direction)))
-        if order.direction_param:
-            out.pushed.append((order.direction_param, direction))
-        out.covered = False  # a cached whole-table scan is in another order
-    if spec.fields_param and out.used is not None:
-        names: list[str] = []
-        for index in out.used:
-            col = spec.columns[index]
-            first = col.path[0] if col.path else None
-            if not col.path_param and isinstance(first, str) and first not in names:
-                names.append(first)
-        if names:
-            out.pushed.append((spec.fields_param, spec.fields_separator.join(names)))
-
-
-def _numeric_looking(value: Any) -> bool:
-    if isinstance(value, str):
-        return apply_affinity(value, "NUMERIC") is not value
-    return value is not None
-
-
-def _matches(row: Row, checks: list[tuple[int, list[Any]]]) -> bool:
-    for index, allowed in checks:
-        value = row[index]
-        if not any(sql_equal(value, a) for a in allowed):
-            return False
-    return True
-
-
-def apply_checks(rows: list[Row], checks: list[tuple[int, list[Any]]]) -> list[Row]:
-    """The rows that pass every check, with SQLite's equality.
-
-    Row values are already of their column's type (TEXT: str; numeric: int/float; never bool)
-    and the allowed values have had the column's affinity applied, so Python's ``==`` and set
-    membership give SQLite's answer (``1 == 1.0``; a str never equals a number; None is never
-    allowed). One check with one value, the common case, is a single comprehension.
-    """
-    if not checks:
-        return rows
-    if len(checks) == 1:
-        index, allowed = checks[0]
-        if len(allowed) == 1:
-            want = allowed[0]
-            return [r for r in rows if r[index] == want]
-        wanted = frozenset(allowed)
-        return [r for r in rows if r[index] in wanted]
-    return [r for r in rows if _matches(r, checks)]
-
-
-def apply_op_checks(rows: list[Row], op_checks: list[tuple[int, str, Any]]) -> list[Row]:
-    """The rows SQLite keeps for every ``column op value`` term (see pushdown.check)."""
-    if not op_checks:
-        return rows
-    return [r for r in rows if all(check(r[i], op, v) for i, op, v in op_checks)]
-
-
-def _set_field(items: list[Any], path: JsonPath, value: Any) -> None:
-    """Set ``value`` at ``path`` in every item (a path parameter: the row is the value sent)."""
-    *parents, last = path
-    if not isinstance(last, str) or not all(isinstance(step, str) for step in parents):
-        return
-    for item in items:
-        cur = item
-        for step in parents:
-            if not isinstance(cur, dict):
-                break
-            nxt = cur.get(step)
-            if not isinstance(nxt, dict):
-                nxt = cur[step] = {}
-            cur = nxt
-        else:
-            if isinstance(cur, dict):
-                cur[last] = value
-
-
-def _has_path(item: Any, path: JsonPath) -> bool:
-    """Whether ``item`` has a value (JSON null included) at ``path``."""
-    cur = item
-    for step in path:
-        if isinstance(step, str):
-            if not isinstance(cur, dict) or step not in cur:
-                return False
-        elif not isinstance(cur, list) or not -len(cur) <= step < len(cur):
-            return False
-        cur = cur[step]
-    return True
-
-
-def _fill_absent(items: list[Any], path: JsonPath, value: Any) -> None:
-    """Set ``value`` at ``path`` in every item that lacks it (a filter-only API parameter)."""
-    *parents, last = path
-    if not isinstance(last, str) or not all(isinstance(step, str) for step in parents):
-        return  # a path through arrays: nothing to add
-    for item in items:
-        cur = item
-        for step in parents:
-            if not isinstance(cur, dict):
-                break
-            cur = cur.setdefault(step, {})
-        else:
-            if isinstance(cur, dict) and last not in cur:
-                cur[last] = value
-
-
-def _build_passing(
-    builder: RowBuilder,
-    prefilter: RowBuilder,
-    items: list[Any],
-    first_row: int,
-    checks: list[tuple[int, list[Any]]],
-) -> list[Row]:
-    """Whole rows (``builder``) for the items whose checked columns (``prefilter``) pass."""
-    keys = prefilter.build_page(items, first_row)
-    if len(checks) == 1:
-        index, allowed = checks[0]
-        if len(allowed) == 1:
-            want = allowed[0]
-            mask = [k[index] == want for k in keys]
-        else:
-            wanted = frozenset(allowed)
-            mask = [k[index] in wanted for k in keys]
-    else:
-        mask = [_matches(k, checks) for k in keys]
-    selected = list(compress(items, mask))
-    if len(selected) == len(items):
-        return builder.build_page(items, first_row)
-    try:
-        return builder.build_page(selected, first_row)
-    except CoercionError:
-        # name the failing row by its place in the page, not in the selection
-        for n in compress(range(len(items)), mask):
-            builder.build_page([items[n]], first_row + n)
-        raise
+__all__ = ["scan"]
 
 
 MAX_URL_LENGTH = 64 * 1024  # a next link longer than this is not followed
