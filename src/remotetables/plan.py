@@ -133,7 +133,7 @@ def make_plan(
         if col is None or c.op != OP_EQ or not c.binary:
             all_consumed = False
             continue
-        if col.param is None and not col.path_param:
+        if col.param is None and not col.path_param and "=" not in col.query_ops:
             # no API parameter: applied in Filter when that is exactly SQLite's comparison,
             # so SQLite neither asks for the column nor sees the rows that fail it
             local_ok = affinity_of(col.type) != "TEXT" or (c.rhs_known and c.rhs_text)
@@ -155,9 +155,12 @@ def make_plan(
             continue
         numeric = affinity_of(col.type) != "TEXT"
         text_literal = c.rhs_known and c.rhs_text
+        in_style = col.in_style
+        if col.query_field:  # a query language takes a list in one term, or not at all
+            in_style = "comma" if "IN" in col.query_ops else "separate"
         if (
             c.in_capable
-            and col.in_style == "separate"
+            and in_style == "separate"
             and not numeric
             and not text_literal
             and not col.path_param
@@ -168,7 +171,7 @@ def make_plan(
             all_consumed = False
             continue
         taken_columns.add(c.column)
-        use_in = c.in_capable and col.in_style != "separate"
+        use_in = c.in_capable and in_style != "separate"
         plan.args.append(("in" if use_in else "eq", c.column))
         argv = len(plan.args)
         numeric = affinity_of(col.type) != "TEXT"
@@ -190,7 +193,10 @@ def make_plan(
             plan.missing_required.append(col.name)
 
     consumed = False
-    if len(order_by) == 1 and spec.order_by is not None and 0 <= order_by[0][0] < len(spec.columns):
+    sorts = spec.order_by is not None or (
+        spec.query is not None and spec.query.order_asc is not None
+    )
+    if len(order_by) == 1 and sorts and 0 <= order_by[0][0] < len(spec.columns):
         sort_col = spec.columns[order_by[0][0]]
         if sort_col.sort:
             plan.sort = order_by[0]
@@ -228,9 +234,9 @@ def _take_operator(
 ) -> bool | None:
     """Make ``col op rhs`` a Filter argument if the column maps the operator. Returns None when
     not taken, else whether it is omitted (applied in Filter; False: SQLite re-checks it)."""
-    has = col.filter_for(op) is not None
-    if op in (">", "<") and not has:
-        has = col.filter_for(op + "=") is not None  # a strict bound through the inclusive one
+    has = col.filter_for(op) is not None or op in col.query_ops
+    if op in (">", "<") and not has:  # a strict bound through the inclusive one
+        has = col.filter_for(op + "=") is not None or op + "=" in col.query_ops
     if not has or not c.binary or (c.column, op) in taken:
         return None
     numeric = affinity_of(col.type) != "TEXT"

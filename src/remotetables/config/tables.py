@@ -30,6 +30,7 @@ from remotetables.config.types import (
     OrderBySpec,
     PaginationSpec,
     ProviderConfig,
+    QuerySpec,
     TableSpec,
     WriteSpec,
 )
@@ -39,11 +40,15 @@ _TABLE_KEYS = {
     "provider", "url", "rows", "pagination", "page_size_param", "max_page_size", "params",
     "cache_ttl", "max_pages", "columns", "concurrency", "key", "write", "description",
     "updated_since",
-    "order_by", "fields_param", "fields_separator",
+    "order_by", "fields_param", "fields_separator", "query",
 }  # fmt: skip
 _COLUMN_KEYS = {
     "type", "path", "param", "required", "exact", "in", "on_error", "writable", "filters",
-    "sort", "sort_exact",
+    "sort", "sort_exact", "query",
+}  # fmt: skip
+_QUERY_KEYS = {
+    "param", "terms", "joiner", "quote", "escapes", "local_if", "quote_numbers", "list_separator",
+    "base", "order_asc", "order_desc", "order_joiner", "like_case",
 }  # fmt: skip
 _FILTER_KEYS = {"param", "format", "match", "case", "value"}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -122,7 +127,8 @@ def _table_spec(
             f"{p}.columns",
             'missing: list the columns (name = "TYPE" or name = { type = ..., path = ... })',
         )
-    cols = _columns(ctx, p, raw_cols, {n.lower() for n in path_names})
+    query = _query(ctx, p, raw.get("query"))
+    cols = _columns(ctx, p, raw_cols, {n.lower() for n in path_names}, query)
     names = {c.name.lower() for c in cols}
     for n in path_names:
         if n.lower() not in names:
@@ -136,7 +142,7 @@ def _table_spec(
     since = _updated_since(ctx, p, raw.get("updated_since"), key, cols)
     order_by = _order_by(ctx, p, raw.get("order_by"))
     sorted_cols = [c.name for c in cols if c.sort]
-    if sorted_cols and order_by is None:
+    if sorted_cols and order_by is None and (query is None or query.order_asc is None):
         raise ctx.err(
             f"{p}.order_by",
             f"columns {', '.join(sorted_cols)} have sort: say how the API sorts "
@@ -166,7 +172,92 @@ def _table_spec(
         order_by=order_by,
         fields_param=_get(ctx, raw, p, "fields_param", str),
         fields_separator=_get(ctx, raw, p, "fields_separator", str, ","),
+        query=query,
     )
+
+
+def _query(ctx: _Ctx, p: str, raw: Any) -> QuerySpec | None:
+    if raw is None:
+        return None
+    key = f"{p}.query"
+    raw = _table(ctx, key, raw)
+    _only(ctx, key, raw, _QUERY_KEYS)
+    param = _get(ctx, raw, key, "param", str)
+    if not param:
+        raise ctx.err(f"{key}.param", "missing: the parameter that holds the whole expression")
+    terms = []
+    for op_text, template in _table(ctx, f"{key}.terms", raw.get("terms", {})).items():
+        op = " ".join(str(op_text).upper().split())
+        if op not in ("=", "IN", *FILTER_OPS):
+            raise ctx.err(
+                f"{key}.terms.{op_text}", f"unknown operator; one of =, IN, {', '.join(FILTER_OPS)}"
+            )
+        if not isinstance(template, str) or "{field}" not in template:
+            raise ctx.err(f"{key}.terms.{op_text}", "must be a text with {field}")
+        needs = (
+            "{values}" if op == "IN" else ("" if op in ("IS NULL", "IS NOT NULL") else "{value}")
+        )
+        if needs and needs not in template:
+            raise ctx.err(f"{key}.terms.{op_text}", f"must contain {needs}")
+        terms.append((op, template))
+    if not terms:
+        raise ctx.err(
+            f"{key}.terms", 'missing: the term per operator ({ "=" = "{field}={value}" })'
+        )
+    escapes = _get(ctx, raw, key, "escapes", list, [])
+    if not all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in escapes
+    ):
+        raise ctx.err(f"{key}.escapes", 'must be a list of [from, to] pairs ([["\'", "\'\'"]])')
+    local_if = _get(ctx, raw, key, "local_if", list, [])
+    if not all(isinstance(x, str) and x for x in local_if):
+        raise ctx.err(f"{key}.local_if", "must be a list of texts")
+    like_case = _get(ctx, raw, key, "like_case", str, "sensitive")
+    if like_case not in ("sensitive", "insensitive"):
+        raise ctx.err(f"{key}.like_case", "must be 'sensitive' or 'insensitive'")
+    return QuerySpec(
+        param=param,
+        terms=tuple(terms),
+        joiner=_get(ctx, raw, key, "joiner", str, " and "),
+        quote=_get(ctx, raw, key, "quote", str, ""),
+        escapes=tuple((a, b) for a, b in escapes),
+        local_if=tuple(local_if),
+        quote_numbers=_get(ctx, raw, key, "quote_numbers", bool, False),
+        list_separator=_get(ctx, raw, key, "list_separator", str, ","),
+        base=_get(ctx, raw, key, "base", str),
+        order_asc=_get(ctx, raw, key, "order_asc", str),
+        order_desc=_get(ctx, raw, key, "order_desc", str),
+        order_joiner=_get(ctx, raw, key, "order_joiner", str),
+        like_case=like_case,
+    )
+
+
+def _query_column(
+    ctx: _Ctx, ck: str, raw: Any, query: QuerySpec | None
+) -> tuple[str | None, tuple[str, ...], str]:
+    """A column's ``query = "field"`` or ``{ field, ops, format }``."""
+    if raw is None:
+        return None, (), "text"
+    if query is None:
+        raise ctx.err(f"{ck}.query", "the table has no query language (its query table)")
+    if isinstance(raw, str):
+        raw = {"field": raw}
+    raw = _table(ctx, f"{ck}.query", raw)
+    _only(ctx, f"{ck}.query", raw, {"field", "ops", "format"})
+    field = _get(ctx, raw, f"{ck}.query", "field", str)
+    if not field:
+        raise ctx.err(f"{ck}.query.field", "missing: the column's name in the query language")
+    known = [op for op, _ in query.terms]
+    ops = _get(ctx, raw, f"{ck}.query", "ops", list, known)
+    for op in ops:
+        if op not in known:
+            raise ctx.err(
+                f"{ck}.query.ops", f"{op!r} has no term in the table's query ({', '.join(known)})"
+            )
+    fmt = _get(ctx, raw, f"{ck}.query", "format", str, "text")
+    if fmt not in FILTER_FORMATS:
+        raise ctx.err(f"{ck}.query.format", f"must be one of {', '.join(FILTER_FORMATS)}")
+    return field, tuple(ops), fmt
 
 
 def _order_by(ctx: _Ctx, p: str, raw: Any) -> OrderBySpec | None:
@@ -311,7 +402,11 @@ def _filters(ctx: _Ctx, ck: str, raw: Any) -> tuple[FilterSpec, ...]:
 
 
 def _columns(
-    ctx: _Ctx, p: str, raw: Any, path_names: set[str] | None = None
+    ctx: _Ctx,
+    p: str,
+    raw: Any,
+    path_names: set[str] | None = None,
+    query: QuerySpec | None = None,
 ) -> tuple[ColumnSpec, ...]:
     key = f"{p}.columns"
     raw = _table(ctx, key, raw)
@@ -347,6 +442,7 @@ def _columns(
         elif param is False:
             param = None
         filters = _filters(ctx, ck, value.get("filters", {}))
+        query_field, query_ops, query_format = _query_column(ctx, ck, value.get("query"), query)
         path_param = name.lower() in (path_names or set())
         if path_param and (param or filters):
             raise ctx.err(
@@ -361,7 +457,7 @@ def _columns(
                 f"{ck}.required", "only a column mapped to an API parameter (param) can be required"
             )
         exact = _get(ctx, value, ck, "exact", bool, False)
-        if exact and not param and not filters:
+        if exact and not param and not filters and not query_field:
             raise ctx.err(
                 f"{ck}.exact",
                 "only a column mapped to an API parameter (param or filters) can be exact",
@@ -381,6 +477,9 @@ def _columns(
                 path_param=path_param,
                 sort=_get(ctx, value, ck, "sort", str),
                 sort_exact=_get(ctx, value, ck, "sort_exact", bool, False),
+                query_field=query_field,
+                query_ops=query_ops,
+                query_format=query_format,
             )
         )
     return tuple(out)

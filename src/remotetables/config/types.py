@@ -30,6 +30,7 @@ __all__ = [
     "OrderBySpec",
     "PaginationSpec",
     "ProviderConfig",
+    "QuerySpec",
     "Settings",
     "TableSpec",
     "WriteSpec",
@@ -82,6 +83,9 @@ class ColumnSpec:
     filters: tuple[FilterSpec, ...] = ()  # other operators pushed to API parameters
     sort: str | None = None  # the API's name for sorting by this column (the table's order_by)
     sort_exact: bool = False  # the API's order for it is SQLite's: ORDER BY is consumed
+    query_field: str | None = None  # its name in the table's query language (QuerySpec)
+    query_ops: tuple[str, ...] = ()  # operators it takes there (default: all the language has)
+    query_format: str = "text"  # how its values are written there (FILTER_FORMATS)
     path_param: bool = False  # named in the table's URL as {name}: a path segment
 
     def filter_for(self, op: str) -> FilterSpec | None:
@@ -101,6 +105,37 @@ class OrderBySpec:
     direction_param: str | None = None
     asc: str = "asc"
     desc: str = "desc"
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """A query language: one parameter holding every pushable term of a statement.
+
+    ``terms`` maps an operator (``=``, ``IN``, FILTER_OPS) to a template with ``{field}`` and
+    ``{value}`` (``{values}`` for IN: the values joined by ``list_separator``). A text value has
+    ``escapes`` applied in order, then is put between ``quote``; a value holding one of
+    ``local_if`` (or, in an IN list, the separator) is not sent: its term stays local.
+    """
+
+    param: str
+    terms: tuple[tuple[str, str], ...]
+    joiner: str
+    quote: str = ""
+    escapes: tuple[tuple[str, str], ...] = ()
+    local_if: tuple[str, ...] = ()
+    quote_numbers: bool = False
+    list_separator: str = ","
+    base: str | None = None  # a fixed first term (JQL: project = ACME)
+    order_asc: str | None = None  # ORDER BY inside the expression: templates with {field}
+    order_desc: str | None = None
+    order_joiner: str | None = None  # between the terms and the order (default: joiner)
+    like_case: Literal["sensitive", "insensitive"] = "sensitive"  # how LIKE's template compares
+
+    def template(self, op: str) -> str | None:
+        for name, text in self.terms:
+            if name == op:
+                return text
+        return None
 
 
 @dataclass(frozen=True)
@@ -157,6 +192,7 @@ class TableSpec:
     order_by: OrderBySpec | None = None  # how ORDER BY is sent (columns with `sort`)
     fields_param: str | None = None  # the API's column-list parameter (sysparm_fields, $select)
     fields_separator: str = ","
+    query: QuerySpec | None = None  # a query language parameter (sysparm_query, $filter, jql)
 
     @property
     def origin(self) -> str:

@@ -13,17 +13,20 @@ from remotetables.pushdown.ops import (
     sql_compare,
 )
 from remotetables.pushdown.path import encode_segment, fill_path, placeholders
+from remotetables.pushdown.query import compile_query, query_term
 
 __all__ = [
     "COLUMNS",
     "OPS_BY_CODE",
     "RANGE_OPS",
     "check",
+    "compile_query",
     "describe_columns",
     "encode_segment",
     "fill_path",
     "like_term",
     "placeholders",
+    "query_term",
     "request_param",
     "sql_compare",
 ]

@@ -42,6 +42,18 @@ def describe_columns(spec: TableSpec) -> list[ColumnRow]:
             else:
                 text = f.param + ("" if f.format == "text" else f" ({f.format})")
             out.append((*base, f.op, text, *flags))
+        q = spec.query
+        if q is not None and col.query_field is not None:
+            for op in col.query_ops:
+                template = q.template(op) or ""
+                out.append(
+                    (
+                        *base,
+                        op,
+                        f"{q.param}: {template.replace('{field}', col.query_field)}",
+                        *flags,
+                    )
+                )
         if col.sort and spec.order_by is not None:
             order = spec.order_by
             text = f"{order.param}={order.template.replace('{field}', col.sort)}"

@@ -24,6 +24,7 @@ __all__ = [
     "OPS_BY_CODE",
     "RANGE_OPS",
     "check",
+    "format_value",
     "like_term",
     "request_param",
     "sql_compare",
@@ -100,7 +101,7 @@ def _as_date(text: str) -> dt.date | None:
         return None
 
 
-def _formatted(value: Any, col: ColumnSpec, fmt: str, lower: bool) -> tuple[str, bool] | None:
+def format_value(value: Any, col: ColumnSpec, fmt: str, lower: bool) -> tuple[str, bool] | None:
     """``(text for the API, exact)``: exact when the API orders the text as SQLite orders the
     value; otherwise rounded down for a lower bound, up for an upper one. None: no safe form."""
     numeric = affinity_of(col.type) != "TEXT"
@@ -150,7 +151,7 @@ def request_param(col: ColumnSpec, op: str, value: Any) -> tuple[str, str, bool]
         f = col.filter_for(op)
         if f is None:
             return None
-        got = _formatted(value, col, f.format, lower=True)
+        got = format_value(value, col, f.format, lower=True)
         return None if got is None or not got[1] else (f.param, got[0], True)
     if op not in RANGE_OPS:
         return None
@@ -160,7 +161,7 @@ def request_param(col: ColumnSpec, op: str, value: Any) -> tuple[str, str, bool]
     for f, strict in ((own, op in _INCLUSIVE), (inclusive, False)):
         if f is None:
             continue
-        got = _formatted(value, col, f.format, lower)
+        got = format_value(value, col, f.format, lower)
         if got is None:
             continue
         text, exact = got

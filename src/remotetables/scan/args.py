@@ -12,7 +12,13 @@ from remotetables.errors import (
     MissingParameterError,
 )
 from remotetables.plan import Plan
-from remotetables.pushdown import OPS_BY_CODE, like_term, request_param
+from remotetables.pushdown import (
+    OPS_BY_CODE,
+    compile_query,
+    like_term,
+    query_term,
+    request_param,
+)
 from remotetables.rows import affinity_of, apply_affinity
 
 if TYPE_CHECKING:
@@ -40,6 +46,7 @@ class ScanArgs:
     multi: list[int] = field(default_factory=list)  # pushed columns with several values at once
     # other operators applied locally: (column, operator, value with the column's affinity)
     op_checks: list[tuple[int, str, Any]] = field(default_factory=list)
+    query_terms: list[str] = field(default_factory=list)  # terms of the table's query language
     path: dict[str, str] = field(default_factory=dict)  # {placeholder} -> value (the URL's path)
     echo: list[tuple[int, Any]] = field(default_factory=list)  # path columns take the value sent
 
@@ -80,9 +87,27 @@ def _missing(spec: TableSpec, missing: list[str]) -> MissingParameterError:
     )
 
 
-def _operator(out: ScanArgs, col_index: int, col: ColumnSpec, op: str, arg: Any) -> None:
-    """One ``col op arg`` term: the API parameter when it is safe, the local check unless the
-    parameter is exactly the term on an ``exact`` column. LIKE and GLOB SQLite re-checks."""
+def _in_query(col: ColumnSpec, op: str) -> bool:
+    return col.query_field is not None and (
+        op in col.query_ops or (op in ("<", ">") and op + "=" in col.query_ops)
+    )
+
+
+def _operator(
+    spec: TableSpec, out: ScanArgs, col_index: int, col: ColumnSpec, op: str, arg: Any
+) -> None:
+    """One ``col op arg`` term: the API parameter (or a term of the table's query language)
+    when it is safe, the local check unless what was sent is exactly the term on an ``exact``
+    column. LIKE and GLOB SQLite re-checks."""
+    query = spec.query if _in_query(col, op) else None
+    if query is not None and op in ("LIKE", "GLOB"):
+        term = query_term(query, col, op, [arg])
+        if term is not None:
+            out.query_terms.append(term[0])
+            out.covered = False
+        else:
+            out.local = True
+        return
     if op in ("LIKE", "GLOB"):
         f = col.filter_for(op)
         text = None if f is None else like_term(f, op, arg)
@@ -96,11 +121,17 @@ def _operator(out: ScanArgs, col_index: int, col: ColumnSpec, op: str, arg: Any)
     if value is None and op not in ("IS NULL", "IS NOT NULL"):
         out.empty = True  # a comparison with NULL is never true
         return
-    sent = request_param(col, op, value)
-    if sent is not None and any(name == sent[0] for name, _ in out.pushed):
-        sent = None  # the parameter already carries another term: this one stays local
-    if sent is not None:
-        out.pushed.append((sent[0], sent[1]))
+    if query is not None:
+        term = query_term(query, col, op, [value])
+        sent = None if term is None else ("", term[0], term[1])
+        if term is not None:
+            out.query_terms.append(term[0])
+    else:
+        sent = request_param(col, op, value)
+        if sent is not None and any(name == sent[0] for name, _ in out.pushed):
+            sent = None  # the parameter already carries another term: this one stays local
+        if sent is not None:
+            out.pushed.append((sent[0], sent[1]))
     if sent is None or not sent[2] or not col.exact:
         out.op_checks.append((col_index, op, value))
         if sent is None:
@@ -135,7 +166,7 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             continue
         col = spec.columns[col_index]
         if kind in _OPERATORS:
-            _operator(out, col_index, col, kind, arg)
+            _operator(spec, out, col_index, col, kind, arg)
             continue
         affinity = affinity_of(col.type)
         raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
@@ -164,14 +195,24 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             out.checks.append((col_index, values))
             out.local = True
             continue
-        assert col.param is not None
+        if col.param is None and spec.query is not None:  # a term of the query language
+            op = "IN" if len(values) > 1 else "="
+            term = query_term(spec.query, col, op, values)
+            if term is None:  # not sent: checked here, or by SQLite when it keeps the term
+                if pos not in plan.kept:
+                    out.checks.append((col_index, values))
+                out.local = True
+                continue
+            out.query_terms.append(term[0])
+        else:
+            assert col.param is not None
+            texts = [_format_param(v, col.type) for v in values]
+            if kind == "in" and col.in_style == "comma":
+                out.pushed.append((col.param, ",".join(texts)))
+            else:
+                out.pushed.extend((col.param, t) for t in texts)
         if pos not in plan.recheck:
             out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
-        texts = [_format_param(v, col.type) for v in values]
-        if kind == "in" and col.in_style == "comma":
-            out.pushed.append((col.param, ",".join(texts)))
-        else:
-            out.pushed.extend((col.param, t) for t in texts)
         if len(values) == 1:
             out.fills.append((col_index, values[0]))
         else:
@@ -185,6 +226,16 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
 def _order_and_fields(spec: TableSpec, plan: Plan, out: ScanArgs) -> None:
     """The API's sort parameters (ORDER BY) and column list (the columns the query reads)."""
     order = spec.order_by
+    query = spec.query
+    if query is not None:
+        sort = None
+        if plan.sort is not None and order is None:
+            name = spec.columns[plan.sort[0]].sort
+            sort = None if name is None else (name, plan.sort[1])
+            out.covered = False  # a cached whole-table scan is in another order
+        text = compile_query(query, out.query_terms, sort)
+        if text is not None:
+            out.pushed.append((query.param, text))
     if plan.sort is not None and order is not None:
         col = spec.columns[plan.sort[0]]
         assert col.sort is not None
@@ -197,7 +248,7 @@ def _order_and_fields(spec: TableSpec, plan: Plan, out: ScanArgs) -> None:
         names: list[str] = []
         for index in out.used:
             col = spec.columns[index]
-            first = col.path[0] if col.path else None
+            first = col.query_field or (col.path[0] if col.path else None)
             if not col.path_param and isinstance(first, str) and first not in names:
                 names.append(first)
         if names:
