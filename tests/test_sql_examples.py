@@ -22,12 +22,17 @@ from remotetables.demo.api.server import IncidentsAPI
 from remotetables.demo.run import EXAMPLES_PORT
 from tests.conftest import ROOT
 from tests.servers.mockapi import GitHubIssues, LoopbackAPI
-from tests.servers.querymocks import ServiceNowTable
+from tests.servers.querymocks import JiraSearch, ODataTickets, ServiceNowTable
 
 EXAMPLES = sorted((ROOT / "sql_examples").glob("*.sql"))
 PLACEHOLDER = "http://127.0.0.1:8766"
 # example -> the mock of the real service it is shaped for (not served by `demo --serve`)
-MOCKS: dict[str, Any] = {"github_repos": GitHubIssues, "servicenow_query": ServiceNowTable}
+MOCKS: dict[str, Any] = {
+    "github_repos": GitHubIssues,
+    "servicenow_query": ServiceNowTable,
+    "graph_odata": ODataTickets,
+    "jira_jql": JiraSearch,
+}
 DEMO_EXAMPLES = [p for p in EXAMPLES if p.stem not in MOCKS]
 
 

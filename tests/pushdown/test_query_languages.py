@@ -14,7 +14,7 @@ import pytest
 import remotetables
 from tests.conftest import ROOT
 from tests.servers.mockapi import LoopbackAPI
-from tests.servers.querymocks import ServiceNowTable
+from tests.servers.querymocks import JiraSearch, ODataTickets, ServiceNowTable
 
 SN_CONFIG = (ROOT / "sql_examples" / "servicenow_query.toml").read_text(encoding="utf-8")
 
@@ -107,3 +107,152 @@ def test_servicenow_values_never_change_the_query(sn: Any, where: str, value: st
         for field, _op, sent in conditions:
             assert "^" not in sent and field in ("number", "short_description", "caller_id")
             assert value not in sent or "," not in value
+
+
+# ---------------------------------------------------------------- OData
+
+
+@pytest.fixture
+def od(write_config: Callable[..., Path]) -> Iterator[tuple[Any, LoopbackAPI, ODataTickets]]:
+    mock = ODataTickets()
+    toml = (ROOT / "sql_examples" / "graph_odata.toml").read_text(encoding="utf-8")
+    with LoopbackAPI(mock) as api:
+        cfg = write_config(toml.replace("http://127.0.0.1:8766", api.base_url))
+        with remotetables.connect(":memory:", cfg) as conn:
+            conn.execute(
+                "CREATE TABLE native(id TEXT, subject TEXT, status TEXT, priority INTEGER, "
+                "assigned_to TEXT, created TEXT)"
+            )
+            conn.executemany(
+                "INSERT INTO native VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["id"], r["subject"], r["status"], r["priority"], r["assignedTo"],
+                  r["createdDateTime"]) for r in mock.rows],
+            )  # fmt: skip
+            yield conn, api, mock
+
+
+def _remote_native(conn: Any, table: str, sql: str, params: tuple[Any, ...] = ()) -> None:
+    remote = conn.execute(sql.replace("{t}", table), params).fetchall()
+    native = conn.execute(sql.replace("{t}", "native"), params).fetchall()
+    assert remote == native
+
+
+def test_odata_filter_select_top_orderby_and_next_links(od: Any) -> None:
+    conn, api, _ = od
+    _remote_native(
+        conn,
+        "tickets",
+        "SELECT subject, priority, created FROM {t} WHERE status = 'open' AND priority <= 2 "
+        "ORDER BY created DESC",
+    )
+    first = _query(api.targets[0])
+    assert first == {
+        "$filter": "status eq 'open' and priority le 2",
+        "$orderby": "createdDateTime desc",
+        "$select": "id,subject,status,priority,createdDateTime",
+        "$top": "10",
+    }
+    assert all("$skiptoken" in _query(t) for t in api.targets[1:])  # the nextLinks, whole
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("subject LIKE '%VPN%'", "contains(subject,'VPN')"),
+        ("assigned_to IS NULL AND created >= '2024-06-10'",
+         "assignedTo eq null and createdDateTime ge 2024-06-10T00:00:00Z"),
+        ("status IN ('open', 'waiting')", "status in ('open','waiting')"),
+        ("priority > 1.5 AND priority != 4", "priority ge 1 and priority ne 4"),
+    ],
+)  # fmt: skip
+def test_odata_terms(od: Any, where: str, expected: str) -> None:
+    conn, api, _ = od
+    _remote_native(conn, "tickets", f"SELECT id FROM {{t}} WHERE {where} ORDER BY id")
+    assert _query(api.targets[0])["$filter"] == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x' or priority gt 0 or subject eq 'y",  # a real row holds this subject
+        "It's broken",
+        "'') or (1 eq 1",
+        "a' and status eq 'open",
+        "mail (urgent)",
+    ],
+)
+def test_odata_values_never_change_the_filter(od: Any, value: str) -> None:
+    conn, _, mock = od
+    for sql in (
+        "SELECT id FROM {t} WHERE subject = ? ORDER BY id",
+        "SELECT id FROM {t} WHERE subject LIKE '%' || ? || '%' ORDER BY id",
+        "SELECT id FROM {t} WHERE status IN ('open', ?) ORDER BY id",
+    ):
+        mock.parsed.clear()
+        _remote_native(conn, "tickets", sql, (value,))
+        # the API parsed the statement's terms only, the value whole
+        for terms in mock.parsed:
+            assert [f for f, _, _ in terms] in (["subject"], ["status"], [])
+            assert all(v == value or value in v or v == "open" for _, _, v in terms)
+
+
+# ---------------------------------------------------------------- JQL
+
+
+@pytest.fixture
+def jira(write_config: Callable[..., Path]) -> Iterator[tuple[Any, LoopbackAPI, JiraSearch]]:
+    mock = JiraSearch()
+    toml = (ROOT / "sql_examples" / "jira_jql.toml").read_text(encoding="utf-8")
+    with LoopbackAPI(mock) as api:
+        cfg = write_config(toml.replace("http://127.0.0.1:8766", api.base_url))
+        with remotetables.connect(":memory:", cfg) as conn:
+            conn.execute(
+                "CREATE TABLE native(id TEXT, issue_key TEXT, summary TEXT, status TEXT, "
+                "assignee TEXT, updated TEXT)"
+            )
+            conn.executemany(
+                "INSERT INTO native VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["id"], r["key"], r["fields"]["summary"], r["fields"]["status"]["name"],
+                  (r["fields"]["assignee"] or {}).get("displayName"), r["fields"]["updated"])
+                 for r in mock.rows if r["fields"]["project"]["key"] == "ACME"],
+            )  # fmt: skip
+            yield conn, api, mock
+
+
+def test_jql_terms_order_and_fields(jira: Any) -> None:
+    conn, api, _ = jira
+    _remote_native(
+        conn,
+        "jira_issues",
+        "SELECT issue_key, status, updated FROM {t} WHERE status IN ('In Progress', 'To Do') "
+        "AND updated >= '2024-03-01T12:00:00Z' ORDER BY updated DESC",
+    )
+    assert _query(api.targets[0]) == {
+        "jql": 'project = ACME AND status in ("In Progress", "To Do") AND updated >= 2024-03-01 '
+        "ORDER BY updated DESC",
+        "fields": "id,key,status,updated",
+        "maxResults": "10",
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'x" OR project = OTHER OR summary ~ "y',
+        'Login "fails"',
+        "Backslash \\ in path",
+        '\\" OR project = OTHER ORDER BY key',
+        "In Progress",
+    ],
+)
+def test_jql_values_never_change_the_query(jira: Any, value: str) -> None:
+    conn, _, mock = jira
+    for sql in (
+        "SELECT id FROM {t} WHERE status = ? ORDER BY id",
+        "SELECT id FROM {t} WHERE issue_key IN ('ACME-2', ?) ORDER BY id",
+    ):
+        mock.parsed.clear()
+        _remote_native(conn, "jira_issues", sql, (value,))
+        for terms in mock.parsed:
+            assert terms[0] == ("project", "=", "ACME")
+            assert len(terms) == 2 and value in (terms[1][2] if terms[1][1] == "=" else terms[1][2])

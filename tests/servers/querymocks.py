@@ -153,3 +153,332 @@ class ServiceNowTable:
             nxt = urlencode({**q, "sysparm_offset": str(offset + limit)})
             headers.append(("Link", f'<{base}/{"/".join(seg)}?{nxt}>;rel="next"'))
         return Reply(200, {"result": page}, tuple(headers))
+
+
+# ---------------------------------------------------------------- OData (Microsoft Graph shapes)
+
+_ODATA_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
+    r"|(?P<num>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_/]*)|(?P<punct>[(),]))"
+)
+
+
+class ODataError(ValueError):
+    pass
+
+
+def _odata_tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    pos = 0
+    while pos < len(text.rstrip()):
+        m = _ODATA_TOKEN.match(text, pos)
+        if not m:
+            raise ODataError(f"syntax error at position {pos}")
+        kind = m.lastgroup or ""
+        raw = m.group(kind)
+        if kind == "str":
+            out.append(("lit", raw[1:-1].replace("''", "'")))
+        elif kind == "num":
+            out.append(("lit", float(raw) if "." in raw else int(raw)))
+        elif kind == "dt":
+            out.append(("lit", raw))
+        elif kind == "name" and raw == "null":
+            out.append(("lit", None))
+        else:
+            out.append((kind, raw))
+        pos = m.end()
+    return out
+
+
+def parse_odata_filter(text: str) -> list[tuple[str, str, Any]]:
+    """``a eq 'x' and contains(b,'y') and c in ('p','q')`` -> ``[(field, op, value)]``: only a
+    conjunction of simple terms (``or``/``not`` are answered 400, as an unsupported query)."""
+    toks = _odata_tokens(text)
+    out: list[tuple[str, str, Any]] = []
+    i = 0
+
+    def take(kind: str, value: str | None = None) -> Any:
+        nonlocal i
+        if i >= len(toks) or toks[i][0] != kind or (value is not None and toks[i][1] != value):
+            raise ODataError(f"expected {value or kind} at token {i}")
+        i += 1
+        return toks[i - 1][1]
+
+    while True:
+        name = take("name")
+        if name in ("contains", "startswith", "endswith"):
+            take("punct", "(")
+            field = take("name")
+            take("punct", ",")
+            value = take("lit")
+            take("punct", ")")
+            out.append((field, name, value))
+        else:
+            op = take("name")
+            if op == "in":
+                take("punct", "(")
+                values = [take("lit")]
+                while toks[i] == ("punct", ","):
+                    i += 1
+                    values.append(take("lit"))
+                take("punct", ")")
+                out.append((name, "in", tuple(values)))
+            elif op in ("eq", "ne", "gt", "ge", "lt", "le"):
+                out.append((name, op, take("lit")))
+            else:
+                raise ODataError(f"unsupported operator {op!r}")
+        if i == len(toks):
+            return out
+        take("name", "and")
+
+
+def _odata_keep(row: dict[str, Any], field: str, op: str, want: Any) -> bool:
+    have = row.get(field)
+    if op == "in":
+        return have in want
+    if op in ("contains", "startswith", "endswith"):  # case-insensitive, as Graph's
+        if have is None:
+            return False
+        h, w = str(have).lower(), str(want).lower()
+        return {"contains": w in h, "startswith": h.startswith(w), "endswith": h.endswith(w)}[op]
+    if want is None:
+        return (have is None) == (op == "eq")
+    if have is None:
+        return False
+    if isinstance(have, str) and isinstance(want, str) and op in ("eq", "ne"):
+        have, want = have.lower(), want.lower()  # Graph's eq ignores case on many properties
+    return {"eq": have == want, "ne": have != want, "gt": have > want, "ge": have >= want,
+            "lt": have < want, "le": have <= want}[op]  # fmt: skip
+
+
+def odata_rows() -> list[dict[str, Any]]:
+    subjects = ["VPN down", "vpn slow", "It's broken", "x' or priority gt 0 or subject eq 'y",
+                "Printer", "mail (urgent)"]  # fmt: skip
+    return [
+        {
+            "id": f"{i:08x}-0000-4000-8000-{i:012x}",
+            "subject": subjects[i % len(subjects)],
+            "status": ["open", "closed", "Open", "waiting"][i % 4],
+            "priority": 1 + i % 4,
+            "assignedTo": None if i % 5 == 0 else ["adele", "megan"][i % 2],
+            "createdDateTime": f"2024-06-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+        }
+        for i in range(37)
+    ]
+
+
+class ODataTickets:
+    """A Graph-shaped OData collection ``GET /v1.0/tickets`` (learn.microsoft.com/graph:
+    query-parameters, filter-query-parameter, paging): rows in ``value``, ``$filter``,
+    ``$select``, ``$orderby=p [asc|desc]``, ``$top`` (page size), the whole next request in
+    ``@odata.nextLink`` (with a ``$skiptoken``); an unsupported filter is a 400
+    ``{"error": {"code", "message"}}``."""
+
+    def __init__(self) -> None:
+        self.rows = odata_rows()
+        self.parsed: list[list[tuple[str, str, Any]]] = []
+
+    def __call__(
+        self, method: str, seg: list[str], query: list[tuple[str, str]], base: str
+    ) -> Reply:
+        q = dict(query)
+        rows = list(self.rows)
+        if "$filter" in q:
+            try:
+                terms = parse_odata_filter(q["$filter"])
+            except ODataError as exc:
+                return Reply(400, {"error": {"code": "BadRequest", "message": str(exc)}})
+            self.parsed.append(terms)
+            for field, op, value in terms:
+                rows = [r for r in rows if _odata_keep(r, field, op, value)]
+        if "$orderby" in q:
+            field, _, direction = q["$orderby"].partition(" ")
+            rows.sort(
+                key=lambda r: (r[field] is not None, r[field] or ""), reverse=direction == "desc"
+            )
+        top = min(999, int(q.get("$top", "100")))
+        skip = int(q.get("$skiptoken", "0"))
+        page = rows[skip : skip + top]
+        if "$select" in q:
+            keep = q["$select"].split(",")
+            page = [{k: v for k, v in r.items() if k in keep} for r in page]
+        body: dict[str, Any] = {"@odata.context": f"{base}/v1.0/$metadata#tickets", "value": page}
+        if skip + top < len(rows):
+            body["@odata.nextLink"] = f"{base}/v1.0/tickets?" + urlencode(
+                {**q, "$skiptoken": str(skip + top)}
+            )
+        return Reply(200, body)
+
+
+# ---------------------------------------------------------------- JQL (Jira Cloud shapes)
+
+_JQL_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<op>!=|>=|<=|=|>|<|~)|(?P<punct>[(),])'
+    r"|(?P<word>[A-Za-z0-9_.\-]+))"
+)
+
+
+def _jql_tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text.rstrip()):
+        m = _JQL_TOKEN.match(text, pos)
+        if not m:
+            raise ValueError(f"JQL syntax error at {pos}")
+        kind = m.lastgroup or ""
+        raw = m.group(kind)
+        if kind == "str":
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            kind = "lit"
+        out.append((kind, raw))
+        pos = m.end()
+    return out
+
+
+def parse_jql(text: str) -> tuple[list[tuple[str, str, Any]], tuple[str, bool] | None]:
+    """``a = "x" AND b in ("p", "q") AND c is EMPTY ORDER BY d DESC`` -> terms and order;
+    OR, NOT and parentheses around clauses are refused (400)."""
+    toks = _jql_tokens(text)
+    terms: list[tuple[str, str, Any]] = []
+    i = 0
+
+    def nxt() -> tuple[str, str]:
+        nonlocal i
+        if i >= len(toks):
+            raise ValueError("JQL ends early")
+        i += 1
+        return toks[i - 1]
+
+    def value() -> str:
+        kind, raw = nxt()
+        if kind not in ("lit", "word"):
+            raise ValueError(f"expected a value, got {raw!r}")
+        return raw
+
+    while i < len(toks):
+        kind, field = nxt()
+        if kind != "word":
+            raise ValueError(f"expected a field, got {field!r}")
+        if field.upper() == "ORDER":
+            if nxt()[1].upper() != "BY":
+                raise ValueError("ORDER without BY")
+            name = nxt()[1]
+            desc = i < len(toks) and nxt()[1].upper() == "DESC"
+            if i != len(toks):
+                raise ValueError("text after ORDER BY")
+            return terms, (name, desc)
+        kind, op = nxt()
+        if kind == "op":
+            terms.append((field, op, value()))
+        elif op.lower() == "in":
+            if nxt() != ("punct", "("):
+                raise ValueError("in without (")
+            values = [value()]
+            while True:
+                _kind, raw = nxt()
+                if raw == ")":
+                    break
+                if raw != ",":
+                    raise ValueError("bad list")
+                values.append(value())
+            terms.append((field, "in", tuple(values)))
+        elif op.lower() == "is":
+            w = nxt()[1].lower()
+            if w == "not":
+                w = "not " + nxt()[1].lower()
+            if w not in ("empty", "not empty"):
+                raise ValueError("is what?")
+            terms.append((field, "is " + w, None))
+        else:
+            raise ValueError(f"unsupported operator {op!r}")
+        if i < len(toks):
+            _k, raw = toks[i]
+            if raw.upper() == "AND":
+                i += 1
+            elif raw.upper() != "ORDER":
+                raise ValueError(f"unsupported {raw!r} (only AND here)")
+    return terms, None
+
+
+def jira_rows() -> list[dict[str, Any]]:
+    summaries = ['Login "fails"', "Backslash \\ in path", 'x" OR project = OTHER OR summary ~ "y',
+                 "Slow search", "ORDER BY trick"]  # fmt: skip
+    rows = []
+    for i in range(31):
+        rows.append(
+            {
+                "id": str(10000 + i),
+                "key": f"{'ACME' if i % 6 else 'OTHER'}-{i + 1}",
+                "fields": {
+                    "summary": summaries[i % len(summaries)],
+                    "status": {"name": ["To Do", "In Progress", "Done"][i % 3]},
+                    "project": {"key": "ACME" if i % 6 else "OTHER"},
+                    "assignee": None if i % 4 == 0 else {"displayName": ["Ann", "Bo"][i % 2]},
+                    "updated": f"2024-{1 + i % 6:02d}-{1 + i % 27:02d}T{i % 24:02d}:30:00.000+0000",
+                },
+            }
+        )
+    return rows
+
+
+class JiraSearch:
+    """Jira Cloud's ``GET /rest/api/3/search/jql`` (developer.atlassian.com, "Issue search";
+    real-api-facts.md section 4): ``jql``, ``fields`` (comma list), ``maxResults``,
+    ``nextPageToken`` (absent on the last page; ``isLast``), rows in ``issues``; bad JQL is a
+    400 ``{"errorMessages": [...], "errors": {}}``. ``=`` on status compares names ignoring case;
+    dates compare by day (``updated >= "2024-03-01"``)."""
+
+    def __init__(self) -> None:
+        self.rows = jira_rows()
+        self.parsed: list[list[tuple[str, str, Any]]] = []
+
+    @staticmethod
+    def _get(row: dict[str, Any], field: str) -> Any:
+        if field in ("key", "id"):
+            return row[field]
+        v = row["fields"].get(field)
+        if isinstance(v, dict):
+            return v.get("name") or v.get("key") or v.get("displayName")
+        return v
+
+    def _keep(self, row: dict[str, Any], field: str, op: str, want: Any) -> bool:
+        have = self._get(row, field)
+        if op == "is empty":
+            return have is None
+        if op == "is not empty":
+            return have is not None
+        if have is None:
+            return False
+        if op == "in":
+            return str(have).lower() in [w.lower() for w in want]
+        if field == "updated":
+            have = have[:10]
+        if op in ("=", "!="):
+            return (str(have).lower() == want.lower()) == (op == "=")
+        return {">": have > want, ">=": have >= want, "<": have < want, "<=": have <= want}[op]
+
+    def __call__(
+        self, method: str, seg: list[str], query: list[tuple[str, str]], base: str
+    ) -> Reply:
+        q = dict(query)
+        try:
+            terms, order = parse_jql(q.get("jql", ""))
+        except ValueError as exc:
+            return Reply(400, {"errorMessages": [str(exc)], "errors": {}})
+        self.parsed.append(terms)
+        rows = list(self.rows)
+        for field, op, value in terms:
+            rows = [r for r in rows if self._keep(r, field, op, value)]
+        if order is not None:
+            rows.sort(key=lambda r: self._get(r, order[0]), reverse=order[1])
+        size = int(q.get("maxResults", "50"))
+        start = int(q.get("nextPageToken", "0"))
+        page = rows[start : start + size]
+        if "fields" in q:
+            keep = q["fields"].split(",")
+            page = [
+                {**r, "fields": {k: v for k, v in r["fields"].items() if k in keep}} for r in page
+            ]
+        body: dict[str, Any] = {"issues": page, "isLast": start + size >= len(rows)}
+        if start + size < len(rows):
+            body["nextPageToken"] = str(start + size)
+        return Reply(200, body)

@@ -34,6 +34,8 @@ def _literal(q: QuerySpec, col: ColumnSpec, value: Any, lower: bool) -> tuple[st
     text, exact = got
     if not isinstance(value, str):  # a number (numeric column)
         return (f"{q.quote}{text}{q.quote}" if q.quote_numbers else text), exact
+    if col.query_format != "text":  # a date or date-time literal we wrote: digits, -, :, T, Z
+        return text, exact
     quoted = _text(q, text)
     return None if quoted is None else (quoted, exact)
 
