@@ -255,4 +255,6 @@ def test_jql_values_never_change_the_query(jira: Any, value: str) -> None:
         _remote_native(conn, "jira_issues", sql, (value,))
         for terms in mock.parsed:
             assert terms[0] == ("project", "=", "ACME")
-            assert len(terms) == 2 and value in (terms[1][2] if terms[1][1] == "=" else terms[1][2])
+            _field, op, sent = terms[1]
+            assert len(terms) == 2
+            assert (sent == value) if op == "=" else (op == "in" and value in sent)
