@@ -92,6 +92,44 @@ WIDE_REPLACEMENTS = (
 )
 
 
+def _ops(col: str, fmt: str = "") -> str:
+    """Every operator of ``filters`` mapped to a parameter the test API does not know: it
+    ignores them (a loose API), so only the local re-check filters."""
+    f = f', format = "{fmt}"' if fmt else ""
+    ops = ", ".join(
+        f'"{op}" = {{ param = "x_{col}_{i}"{f} }}'
+        for i, op in enumerate([">", ">=", "<", "<=", "!="])
+    )
+    return (
+        f'{ops}, "IS NULL" = {{ param = "x_{col}_n", value = "1" }}, '
+        f'"IS NOT NULL" = {{ param = "x_{col}_nn", value = "1" }}, '
+        f'"LIKE" = {{ param = "x_{col}_like", case = "insensitive" }}, '
+        f'"GLOB" = {{ param = "x_{col}_glob" }}'
+    )
+
+
+# ri_ops: every new operator on every type (issue 17), against an API that ignores them
+OPS_REPLACEMENTS = (
+    ('number = "TEXT"', f'number = {{ type = "TEXT", filters = {{ {_ops("number")} }} }}'),
+    (
+        'short_description = "TEXT"',
+        f'short_description = {{ type = "TEXT", filters = {{ {_ops("sd")} }} }}',
+    ),
+    ('param = "priority" }', f'param = "priority", filters = {{ {_ops("priority")} }} }}'),
+    (
+        'opened_at = "TEXT"',
+        f'opened_at = {{ type = "TEXT", filters = {{ {_ops("oa", "datetime")} }} }}',
+    ),
+    (
+        'reopen_count = "INTEGER"',
+        f'reopen_count = {{ type = "INTEGER", filters = {{ {_ops("rc")} }} }}',
+    ),
+    ('active = "BOOLEAN"', f'active = {{ type = "BOOLEAN", filters = {{ {_ops("active")} }} }}'),
+    ('score = "REAL"', f'score = {{ type = "REAL", filters = {{ {_ops("score")} }} }}'),
+    ('path = "caller.name" }', f'path = "caller.name", filters = {{ {_ops("cn")} }} }}'),
+)
+
+
 def _in_style(style: str) -> tuple[tuple[str, str], ...]:
     return tuple(
         (f'param = "{c}" }}', f'param = "{c}", in = "{style}" }}')
@@ -127,6 +165,8 @@ def _config(base: str) -> str:
         _table("ri_ign_net", "link", base, ign + net, WIDE_REPLACEMENTS),
         _table("ri_comma", "link", base, net, _in_style("comma"), url_prefix="/list"),
         _table("ri_repeat", "link", base, net, _in_style("repeat")),
+        _table("ri_ops", "link", base, replace=OPS_REPLACEMENTS),
+        _table("ri_ops_net", "link", base, net, OPS_REPLACEMENTS),
     ]
     # only three columns: many rows are identical, so rowids cannot come from a key
     narrow = (
@@ -1002,6 +1042,11 @@ class Grammar:
                         "null",
                         "not_null",
                         "like",
+                        "gt_strict",
+                        "le",
+                        "range_bound",
+                        "like_contains",
+                        "glob",
                         "is",
                         "nocase",
                         "cast",
@@ -1039,6 +1084,22 @@ class Grammar:
                     )
                 )
                 return f"{col} LIKE {_sql_literal(pattern)}", []
+            if kind == "gt_strict":
+                return f"{col} > {_sql_literal(v)}", []
+            if kind == "le":
+                return f"{_sql_literal(v)} >= {col}", []  # SQLite hands it over as col <= v
+            if kind == "range_bound":
+                op = draw(st.sampled_from([">", ">=", "<", "<=", "!="]))
+                return f"{col} {op} ?", [v]
+            if kind in ("like_contains", "glob"):
+                text = "" if v is None else str(v)
+                cut = draw(st.integers(0, len(text)))
+                part = text[cut : cut + 3]
+                if kind == "glob":
+                    part = draw(st.sampled_from([part, part.upper(), part.lower()]))
+                    return f"{col} GLOB {_sql_literal('*' + part + '*')}", []
+                part = draw(st.sampled_from([part, part.upper(), part.lower()]))
+                return f"{col} LIKE {_sql_literal('%' + part + '%')}", []
             if kind == "is":
                 return f"{col} IS {_sql_literal(v)}", []
             if kind == "cast":
@@ -1135,7 +1196,15 @@ _HYP = settings(
 
 @pytest.mark.parametrize(
     ("table", "examples"),
-    [("ri_wide", 150), ("ri_ign", 60), ("ri_key", 40), ("ri_wide_net", 40), ("ri_comma", 25)],
+    [
+        ("ri_wide", 150),
+        ("ri_ign", 60),
+        ("ri_key", 40),
+        ("ri_wide_net", 40),
+        ("ri_comma", 25),
+        ("ri_ops", 120),
+        ("ri_ops_net", 60),
+    ],
 )
 def test_generated_queries(oracle: Oracle, grammar: Grammar, table: str, examples: int) -> None:
     @settings(_HYP, max_examples=examples)
@@ -1145,3 +1214,22 @@ def test_generated_queries(oracle: Oracle, grammar: Grammar, table: str, example
         oracle.check(sql, table, params, mode)
 
     run()
+
+
+@pytest.mark.parametrize(
+    ("where", "sent"),
+    [
+        ("priority > 2", "x_priority_0=2"),
+        ("score <= 1.5", "x_score_3=1.5"),
+        ("opened_at >= '2024-01-01'", "x_oa_1=2024-01-01T00%3A00%3A00Z"),
+        ("number != 'INC0000003'", "x_number_4=INC0000003"),
+        ("caller_name IS NULL", "x_cn_n=1"),
+        ("short_description LIKE '%disk%'", "x_sd_like=disk"),
+        ("short_description GLOB '*Disk*'", "x_sd_glob=Disk"),
+    ],
+)
+def test_ri_ops_sends_each_operator(oracle: Oracle, where: str, sent: str) -> None:
+    """ri_ops really pushes: the generated queries above test the re-check of what it sends."""
+    oracle.check(f"SELECT sys_id FROM {{t}} WHERE {where}", "ri_ops_net")
+    stats = json.loads(oracle.run("SELECT remotetables_stats()")[0][0])
+    assert any(sent in url for url in stats["urls"]), stats["urls"]
