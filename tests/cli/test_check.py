@@ -162,3 +162,23 @@ def test_a_4xx_is_a_problem_unless_the_table_needs_a_where(
         assert result.exit_code == 1
         assert line.startswith("table issues: PROBLEM: GET ") and "HTTP 422" in line
         assert "state must be open, closed or all" in line  # the API's own message
+
+
+def test_a_table_with_path_parameters_is_not_probed_with_its_placeholders(
+    run: Callable[..., click.testing.Result], write_config: Callable[..., Path]
+) -> None:
+    from tests.conftest import ROOT
+    from tests.servers.mockapi import GitHubIssues, LoopbackAPI
+
+    toml = (ROOT / "sql_examples" / "github_repos.toml").read_text(encoding="utf-8")
+    with LoopbackAPI(GitHubIssues()) as api:
+        config = write_config(toml.replace("http://127.0.0.1:8766", api.base_url))
+        result = run("check", "-c", str(config))
+        targets = list(api.targets)
+    assert result.exit_code == 0, result.output
+    line = _line(result.output, "table gh_issues: ")
+    assert line == (
+        "table gh_issues: ok: not probed: its URL needs owner, repo (queries must give "
+        "WHERE owner = ... AND repo = ...)"
+    )
+    assert all("{" not in t and "%7B" not in t for t in targets)  # no request with a placeholder

@@ -94,6 +94,13 @@ def _probe_url(spec: TableSpec) -> str:
 
 def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
     """One GET of the table's first row: whether its API answers, and how."""
+    path_values = [c.name for c in spec.columns if c.path_param]
+    if path_values:  # a URL with {placeholders} names no resource until a query fills them
+        return True, (
+            f"not probed: its URL needs {', '.join(path_values)} (queries must give WHERE "
+            + " AND ".join(f"{n} = ..." for n in path_values)
+            + ")"
+        )
     provider = None if spec.provider == "__none__" else rt.provider(spec.provider)
     kind = "none" if provider is None else provider.auth
     url = _probe_url(spec)
