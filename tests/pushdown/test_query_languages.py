@@ -258,3 +258,18 @@ def test_jql_values_never_change_the_query(jira: Any, value: str) -> None:
             _field, op, sent = terms[1]
             assert len(terms) == 2
             assert (sent == value) if op == "=" else (op == "in" and value in sent)
+
+
+def test_remotetables_columns_shows_query_language_terms(sn: Any) -> None:
+    conn, _, _ = sn
+    rows = conn.execute(
+        "SELECT column_name, operator, parameter FROM remotetables_columns "
+        "WHERE table_name = 'sn_incidents' AND column_name IN ('caller', 'opened_at') "
+        "ORDER BY column_name, operator"
+    ).fetchall()
+    assert rows == [
+        ("caller", "=", "sysparm_query: caller_id={value}"),
+        ("caller", "IS NOT NULL", "sysparm_query: caller_idISNOTEMPTY"),
+        ("caller", "IS NULL", "sysparm_query: caller_idISEMPTY"),
+        ("opened_at", "ORDER BY", "sysparm_query: ORDERBYopened_at (consumed)"),
+    ]

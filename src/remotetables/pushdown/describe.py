@@ -59,6 +59,10 @@ def describe_columns(spec: TableSpec) -> list[ColumnRow]:
             text = f"{order.param}={order.template.replace('{field}', col.sort)}"
             text += " (consumed)" if col.sort_exact else " (SQLite sorts again)"
             out.append((*base, "ORDER BY", text, *flags))
+        elif col.sort and q is not None and q.order_asc is not None:
+            text = f"{q.param}: {q.order_asc.replace('{field}', col.sort)}"
+            text += " (consumed)" if col.sort_exact else " (SQLite sorts again)"
+            out.append((*base, "ORDER BY", text, *flags))
         if len(out) == n:
             out.append((*base, None, None, *flags))
     return out
