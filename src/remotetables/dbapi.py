@@ -21,14 +21,12 @@ from types import TracebackType
 from typing import Any, cast
 
 import apsw
-import apsw.ext
 import orjson
 
 from remotetables import errors
 from remotetables.config import Config, load_config
 from remotetables.errors import InterfaceError
-from remotetables.pushdown import COLUMNS, describe_columns
-from remotetables.schema import ensure_tables
+from remotetables.schema import ensure_tables, register_columns_table
 from remotetables.session import Runtime, Session, StatementStats
 from remotetables.sqlguard import authorizer
 from remotetables.vtable import MODULE_NAME, Module
@@ -252,13 +250,7 @@ def install(db: apsw.Connection, session: Session) -> None:
     db.authorizer = authorizer(session, session.runtime.protected_files)
     db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
 
-    def remotetables_columns() -> Iterator[tuple[Any, ...]]:
-        for spec in session.runtime.config.tables.values():
-            yield from describe_columns(spec)
-
-    setattr(remotetables_columns, "columns", COLUMNS)  # noqa: B010 (apsw.ext reads them)
-    setattr(remotetables_columns, "column_access", apsw.ext.VTColumnAccess.By_Index)  # noqa: B010
-    apsw.ext.make_virtual_module(db, "remotetables_columns", cast(Any, remotetables_columns))
+    register_columns_table(db, session)
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if session.last_stats is session.stats and session.stats.finished is None:

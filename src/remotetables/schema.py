@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any, cast
 
 import apsw
+import apsw.ext
 
 from remotetables import errors
 from remotetables.errors import ConfigError
+from remotetables.pushdown import COLUMNS, describe_columns
 from remotetables.session import Session
 from remotetables.vtable import MODULE_NAME, Dropper, Module, is_remote_table_sql
 
-__all__ = ["ensure_tables"]
+__all__ = ["ensure_tables", "register_columns_table"]
 
 _log = logging.getLogger(__name__)
 
@@ -129,3 +132,16 @@ def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:
         )
     finally:
         db.create_module(MODULE_NAME, cast(Any, Module(session)), use_bestindex_object=True)
+
+
+def register_columns_table(db: apsw.Connection, session: Session) -> None:
+    """``remotetables_columns``: what each column of the config's tables pushes to its API
+    (an eponymous read-only table, one row per column and operator; see pushdown.describe)."""
+
+    def remotetables_columns() -> Iterator[tuple[Any, ...]]:
+        for spec in session.runtime.config.tables.values():
+            yield from describe_columns(spec)
+
+    setattr(remotetables_columns, "columns", COLUMNS)  # noqa: B010 (apsw.ext reads them)
+    setattr(remotetables_columns, "column_access", apsw.ext.VTColumnAccess.By_Index)  # noqa: B010
+    apsw.ext.make_virtual_module(db, "remotetables_columns", cast(Any, remotetables_columns))
