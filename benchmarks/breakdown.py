@@ -24,6 +24,8 @@ import apsw
 import httpx2
 import orjson
 
+from remotetables.config import parse_config
+from remotetables.decoders import page_decoder
 from remotetables.http.client import HttpClient, RequestContext, RetryPolicy
 from remotetables.rows import RowBuilder
 from remotetables.scan import _build_passing, apply_checks
@@ -81,12 +83,35 @@ def main() -> None:
         )
         hc = HttpClient()
         ctx, policy = RequestContext(table="bulk"), RetryPolicy()
+        # the fast path (remotetables.decoders): msgspec straight into tuples of the columns read
+        cfg = parse_config(
+            {
+                "tables": {
+                    "bulk": {
+                        "url": f"{base}/styles/offset/bulk",
+                        "rows": "results",
+                        "pagination": {"style": "offset", "total_path": "total"},
+                        "columns": {k: types[type(v)] for k, v in first.items()},
+                    }
+                }
+            }
+        )
+        spec = cfg.table("bulk")
+        decode_all = page_decoder(spec, None)
+        decode_none = page_decoder(spec, [])
+        assert decode_all is not None and decode_none is not None
         stages = {
             "httpx2 fetch only": timed(lambda: [client.get(u).content for u in urls]),
             "stdlib json decode": timed(lambda: [json.loads(b) for b in bodies]),
             "orjson decode": timed(lambda: [orjson.loads(b) for b in bodies]),
             "HttpClient.request_json (fetch + orjson)": timed(
                 lambda: [hc.request_json("GET", u, ctx=ctx, policy=policy) for u in urls]
+            ),
+            "fast path: msgspec into tuples, all columns": timed(
+                lambda: [decode_all(b) for b in bodies]
+            ),
+            "fast path: msgspec, no column (count(*))": timed(
+                lambda: [decode_none(b) for b in bodies]
             ),
             "RowBuilder: tuples from decoded pages": timed(
                 lambda: [builder.build_page(p, 0) for p in pages]

@@ -17,6 +17,7 @@ repeated parameter) and ``style_<style>[_net]`` for the five pagination styles.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -311,11 +312,18 @@ def oracle_api() -> Iterator[IncidentsAPI]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def oracle(oracle_api: IncidentsAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
+@pytest.fixture(scope="module", params=["fast", "general"])
+def oracle(
+    request: pytest.FixtureRequest,
+    oracle_api: IncidentsAPI,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Oracle]:
+    """Every case runs with the fast path (remotetables.decoders, a page fetched ahead) and
+    with it forced off: neither may change a result."""
     path: Path = tmp_path_factory.mktemp("oracle") / "remotetables.toml"
     path.write_text(_config(oracle_api.base_url), encoding="utf-8")
-    conn = remotetables.connect(":memory:", config=path)
+    environ = {**os.environ, "REMOTETABLES_FAST_PATH": "on" if request.param == "fast" else "off"}
+    conn = remotetables.connect(":memory:", config=path, environ=environ)
     try:
         conn.apsw.execute(NATIVE_SCHEMA)
         rows = [_native_values(item) for item in _fetch_json_rows(oracle_api.base_url)]

@@ -22,6 +22,7 @@ import httpx2
 
 from remotetables.cache import RowCache
 from remotetables.config import Config, ProviderConfig, TableSpec
+from remotetables.decoders import PageDecoder, fast_path_enabled, page_decoder
 from remotetables.errors import (
     ConfigError,
     NoSessionUser,
@@ -47,6 +48,7 @@ class StatementStats:
     pages: int = 0
     rows: int = 0
     cache_hits: int = 0
+    fast_pages: int = 0  # pages the fast path decoded (remotetables.decoders)
     net: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
@@ -190,6 +192,10 @@ class Runtime:
         self._key_file = key_file
         self._creds: dict[str, Credentials] = {}
         self._builders: dict[tuple[str, tuple[int, ...] | None], RowBuilder] = {}
+        self._decoders: dict[tuple[str, tuple[int, ...] | None], PageDecoder | None] = {}
+        # REMOTETABLES_FAST_PATH=off: every page the general way (the tests run both ways)
+        self.fast_path = fast_path_enabled(self.environ)
+        self.prefetch = self.fast_path  # one page ahead once a scan asks for page 2
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
         self.oauth: OAuthService | None = None  # made on first use
@@ -211,6 +217,15 @@ class Runtime:
             )
             self._builders[key] = builder
         return builder
+
+    def page_decoder(self, spec: TableSpec, used: Sequence[int] | None) -> PageDecoder | None:
+        """The table's fast page decoder for ``used`` columns (None: all), if it has one."""
+        if not self.fast_path:
+            return None
+        key = (spec.name, None if used is None else tuple(used))
+        if key not in self._decoders:
+            self._decoders[key] = page_decoder(spec, used)
+        return self._decoders[key]
 
     def provider(self, name: str) -> ProviderConfig:
         try:

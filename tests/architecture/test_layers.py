@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rows",),
     ("config",),
     ("pushdown",),
-    ("cache", "plan", "pagination", "http"),
+    ("cache", "plan", "pagination", "http", "decoders"),
     ("auth.store",),
     ("auth",),
     ("session",),

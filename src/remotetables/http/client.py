@@ -104,6 +104,9 @@ class JsonResponse:
     url: str
     status: int
     nbytes: int
+    # what a fast decoder made of the body (remotetables.decoders): then ``body`` holds only
+    # what the paginator reads
+    fast: Any = None
 
     def outline(self) -> str:
         """What the body holds, for an error that did not find the rows in it: its top-level
@@ -298,6 +301,7 @@ class HttpClient:
         interrupted: Callable[[], bool] | None = None,
         history: list[int | None] | None = None,
         retry_conflict: bool = False,
+        decode: Callable[[bytes | bytearray], Any] | None = None,
     ) -> JsonResponse:
         """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise.
 
@@ -306,6 +310,9 @@ class HttpClient:
         ``retry_conflict``: after an attempt that got no answer (or a 5xx), a 409 is retried
         like a 503 (an API still carrying out the first attempt of a request with the same
         idempotency key answers 409 until it is done, then replays its answer).
+        ``decode``: a fast decoder tried first on a successful body (its result is the
+        response's ``fast`` and must carry the paginator's view as ``.body``); when it returns
+        None the body is decoded the general way.
         """
         check_url_allowed(url, ctx)
         attempt = 0
@@ -346,7 +353,7 @@ class HttpClient:
                 if response.status < 400 and idempotent and not garbled:
                     # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
                     try:
-                        return self._finish(response, ctx, auth)
+                        return self._finish(response, ctx, auth, decode)
                     except RemoteProtocolError as exc:
                         if attempt > policy.max_retries:
                             raise
@@ -520,7 +527,13 @@ class HttpClient:
             TransportError, f"no answer from {redact_url(url)}: {what}", url=url, retryable=True
         )
 
-    def _finish(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> JsonResponse:
+    def _finish(
+        self,
+        raw: _Raw,
+        ctx: RequestContext,
+        auth: httpx2.Auth | None,
+        decode: Callable[[bytes | bytearray], Any] | None = None,
+    ) -> JsonResponse:
         if raw.status >= 400:
             raise self._error_for(raw, ctx, auth)
         if raw.status == 204 or not raw.content or raw.content.isspace():  # strip() would copy
@@ -534,6 +547,12 @@ class HttpClient:
                 status_code=raw.status,
                 url=raw.url,
             )
+        if decode is not None:
+            fast = decode(raw.content)
+            if fast is not None:
+                return JsonResponse(
+                    fast.body, raw.headers, raw.url, raw.status, len(raw.content), fast
+                )
         try:
             body = orjson.loads(raw.content)
         except orjson.JSONDecodeError as exc:

@@ -1,20 +1,25 @@
 """One Filter call: pushed-down parameters, cache, pages, local re-checks, LIMIT budget.
 
-:func:`scan` returns an iterator of row pages (lists of tuples). Pages are requested lazily:
-page N+1 only when the virtual table has consumed page N, except that offset and page-number
-styles with a known total fetch ahead in parallel (bounded by the table's ``concurrency``).
+:func:`scan` returns an iterator of row pages (lists of tuples). Page 2 is requested only when
+the virtual table has consumed page 1 (a LIMIT inside page 1 costs one page); from then on page
+N+1 is fetched in the runtime's pool while SQLite reads page N, one page ahead at most. Offset
+and page-number styles with a known total fetch the rest in parallel (bounded by the table's
+``concurrency``). When the statement ends first, the requests on their way are cancelled or
+waited for. Pages decode through the fast path (:mod:`remotetables.decoders`) when they can.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
 from remotetables.cache import CacheKey
 from remotetables.config import ColumnSpec, TableSpec, origin_of
+from remotetables.decoders import PageDecoder
 from remotetables.errors import (
     CoercionError,
     ConfigError,
@@ -136,7 +141,12 @@ class _Scan:
         policy = self.rt.retry_policy(spec.provider)
         headers = self.rt.extra_headers(spec.provider)
 
-        def get(req: PageRequest) -> JsonResponse:
+        stop = threading.Event()  # the statement ended: a request fetched ahead stops waiting
+
+        def interrupted() -> bool:
+            return stop.is_set() or self.session.interrupted()
+
+        def get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
             return self.rt.http.request_json(
                 "GET",
                 req.url,
@@ -145,7 +155,8 @@ class _Scan:
                 auth=auth,
                 headers=headers,
                 counters=self.stats.net,
-                interrupted=self.session.interrupted,
+                interrupted=interrupted,
+                decode=decode,
             )
 
         # a scan that starts past the first row is not the whole table: never cache it
@@ -189,35 +200,49 @@ class _Scan:
             builder = self.rt.row_builder(spec, sargs.used)
             return builder.build_page(items, rows_seen)
 
+        def decoder() -> PageDecoder | None:
+            """The fast decoder for the next request, when nothing needs the page's items."""
+            if sargs.echo:
+                return None  # values are set into the items
+            if any(filter_only.get(i) is not False for i in (*(f[0] for f in fills), *multi)):
+                return None  # a filter-only field is still to be looked for, or filled in
+            if collect is not None and unseen:
+                return None
+            return self.rt.page_decoder(spec, None if collect is not None else sargs.used)
+
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
             self.stats.pages += 1
-            for index, value in sargs.echo:
-                _set_field(items, spec.columns[index].path, value)
-            if items:
-                for index in (*(f[0] for f in fills), *multi):
-                    if index not in filter_only:
-                        path = spec.columns[index].path
-                        filter_only[index] = not any(_has_path(item, path) for item in items)
-                for index in multi:
-                    if filter_only[index]:
-                        raise self._no_field_for_in(spec.columns[index])
-                for index, path, value in fills:
-                    if filter_only[index]:
-                        _fill_absent(items, path, value)
-                if unseen and collect is not None:
-                    unseen.difference_update(
-                        [path for path in unseen if any(_has_path(item, path) for item in items)]
-                    )
-            if collect is None and prefilter is not None:
-                out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
+            rows: list[Row] | None = None
+            if response.fast is not None:
+                rows = items  # the fast decoder's tuples (nothing to look for or fill in)
+                self.stats.fast_pages += 1
             else:
-                rows = (
-                    build_for_cache(items)
-                    if collect is not None
-                    else builder.build_page(items, rows_seen)
-                )
+                for index, value in sargs.echo:
+                    _set_field(items, spec.columns[index].path, value)
+                if items:
+                    for index in (*(f[0] for f in fills), *multi):
+                        if index not in filter_only:
+                            path = spec.columns[index].path
+                            filter_only[index] = not any(_has_path(item, path) for item in items)
+                    for index in multi:
+                        if filter_only[index]:
+                            raise self._no_field_for_in(spec.columns[index])
+                    for index, path, value in fills:
+                        if filter_only[index]:
+                            _fill_absent(items, path, value)
+                    if unseen and collect is not None:
+                        unseen.difference_update(
+                            [p for p in unseen if any(_has_path(item, p) for item in items)]
+                        )
+                if collect is None and prefilter is not None:
+                    out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
+                elif collect is not None:
+                    rows = build_for_cache(items)
+                else:
+                    rows = builder.build_page(items, rows_seen)
+            if rows is not None:
                 if collect is not None:
                     # decoded tuples take about 2.6x their JSON in memory (benchmarks/bench_scan.py)
                     collected_bytes += response.nbytes * 5 // 2
@@ -246,33 +271,67 @@ class _Scan:
             self.stats.add_url(redact_url(request.url))
         seen_urls: set[bytes] = set()  # digests: a hostile API's long unique links cost 16 bytes
         n_pages = 0
-        while request is not None:
-            seen_urls.add(_digest(request.url))
-            response = get(request)
-            n_pages += 1
-            items = self._items(response, n_pages)
-            out, done = emit(response, items)
-            if out:
-                yield out
-            if done:
-                return  # the LIMIT is met: nothing more is fetched, nothing is cached
-            rest = None
-            if n_pages == 1 and pager.supports_parallel:
-                # a known total says now whether the scan would pass max_pages
-                rest = pager.parallel_rest(response.body, response.headers, len(items))
-                if rest is not None and 1 + rest.count > spec.max_pages and want is None:
-                    raise self._runaway(spec.max_pages)
-            if rest is not None and want is None and spec.concurrency > 1:
-                for response, items in self._parallel(rest, get):
-                    out, _ = emit(response, items)
+        ahead: Future[JsonResponse] | None = None  # the next page, fetched while SQLite reads
+        try:
+            while request is not None:
+                seen_urls.add(_digest(request.url))
+                if ahead is not None:
+                    response, ahead = ahead.result(), None
+                else:
+                    response = get(request, decoder())
+                n_pages += 1
+                items = self._items(response, n_pages)
+                if n_pages >= 2 and self.rt.prefetch:
+                    # SQLite has asked for page 2: fetch page N+1 while it reads page N (one
+                    # page ahead at most; a LIMIT inside page 1 never costs a second page).
+                    # Without a LIMIT, the request goes out before this page's rows are built.
+                    request = pager.next(response.body, response.headers, len(items), response.url)
+                    refused: PaginationError | None = None
+                    out, done = emit(response, items) if want is not None else ([], False)
+                    if request is not None and not done:
+                        try:
+                            self._check_next(request, allowed, seen_urls, n_pages)
+                        except PaginationError as exc:
+                            refused = exc  # said after this page's rows, as without prefetch
+                        else:
+                            if not interrupted():
+                                ahead = self.rt.submit(get, request, decoder())
+                    if want is None:
+                        out, done = emit(response, items)
                     if out:
                         yield out
-                break
-            # a relative next link is resolved against the URL that answered (redirects)
-            request = pager.next(response.body, response.headers, len(items), response.url)
-            if request is None:
-                break
-            self._check_next(request, allowed, seen_urls, n_pages)
+                    if done:
+                        return  # the LIMIT is met: nothing more is fetched, nothing is cached
+                    if refused is not None:
+                        raise refused
+                    continue
+                out, done = emit(response, items)
+                if out:
+                    yield out
+                if done:
+                    return  # the LIMIT is met: nothing more is fetched, nothing is cached
+                rest = None
+                if n_pages == 1 and pager.supports_parallel:
+                    # a known total says now whether the scan would pass max_pages
+                    rest = pager.parallel_rest(response.body, response.headers, len(items))
+                    if rest is not None and 1 + rest.count > spec.max_pages and want is None:
+                        raise self._runaway(spec.max_pages)
+                if rest is not None and want is None and spec.concurrency > 1:
+                    for response, items in self._parallel(rest, get, decoder, stop):
+                        out, _ = emit(response, items)
+                        if out:
+                            yield out
+                    break
+                # a relative next link is resolved against the URL that answered (redirects)
+                request = pager.next(response.body, response.headers, len(items), response.url)
+                if request is None:
+                    break
+                self._check_next(request, allowed, seen_urls, n_pages)
+        finally:
+            if ahead is not None:  # the statement ended (or failed) with a page on its way
+                stop.set()
+                if not ahead.cancel():
+                    wait([ahead])  # no request outlives its statement
         if collect is not None:
             self.rt.cache.put(
                 key,
@@ -292,12 +351,13 @@ class _Scan:
         )
 
     def _parallel(
-        self, rest: Iterable[PageRequest], get: Any
+        self, rest: Iterable[PageRequest], get: Any, decoder: Any, stop: threading.Event
     ) -> Iterator[tuple[JsonResponse, list[Any]]]:
         """Fetch ``rest`` with at most ``concurrency`` requests in flight; yield in order.
 
         Requests are taken from ``rest`` only as the window has room: never more than
-        ``concurrency`` of them exist at once."""
+        ``concurrency`` of them exist at once. When the statement ends first, the requests
+        on their way are waited for."""
         window: deque[Future[JsonResponse]] = deque()
         queue = iter(rest)
         more = True
@@ -308,14 +368,17 @@ class _Scan:
                     if request is None:
                         more = False
                     else:
-                        window.append(self.rt.submit(get, request))
+                        window.append(self.rt.submit(get, request, decoder()))
                 if not window:
                     return
                 response = window.popleft().result()
                 yield response, self._items(response, 2)
         finally:
-            for fut in window:
-                fut.cancel()
+            if window:
+                stop.set()  # retry waits end now
+                for fut in window:
+                    fut.cancel()
+                wait(window)  # no request outlives its statement
 
     def _check_next(
         self, request: PageRequest, allowed: frozenset[str], seen: set[bytes], n_pages: int
@@ -365,6 +428,9 @@ class _Scan:
         )
 
     def _items(self, response: JsonResponse, page: int) -> list[Any]:
+        if response.fast is not None:
+            rows: list[Any] = response.fast.rows
+            return rows
         items = get_path(response.body, self.spec.rows_path)
         if isinstance(items, list):
             return items
