@@ -112,21 +112,35 @@ def test_map_error_covers_apsw_classes() -> None:
     assert isinstance(dbapi._map_error(apsw.BusyError("x")), errors.OperationalError)
 
 
-def test_native_table_with_remote_name_is_refused(
-    api: IncidentsAPI, tmp_path: Path, write_config: Callable[..., Path]
-) -> None:
+def test_native_table_with_remote_name_is_shadowed_with_a_warning(
+    api: IncidentsAPI, tmp_path: Path, write_config: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A native table or view of a remote table's name in the file does not stop the
+    connection (anyone writing a shared file could otherwise lock everyone out): the remote
+    table in temp wins for unqualified names and a warning says so. With persist_tables the
+    conflict is real and refused."""
     db = str(tmp_path / "x.db")
     with remotetables.connect(db, write_config("")) as conn:
         conn.execute("CREATE TABLE t(x)")
-        conn.execute("CREATE VIEW v AS SELECT 1")
+        conn.execute("CREATE VIEW v AS SELECT 1 AS one")
     both = incidents_table("a", "link", api.base_url) + incidents_table("t", "link", api.base_url)
+    with caplog.at_level("WARNING", logger="remotetables.schema"):
+        with remotetables.connect(db, write_config(both)) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 0
+            assert conn.execute("SELECT count(*) FROM main.t").fetchone() == (0,)
+    assert "named t," in caplog.text
+    with remotetables.connect(db, write_config(incidents_table("v", "link", api.base_url))) as c:
+        assert c.execute("SELECT one FROM main.v").fetchone() == (1,)
     with pytest.raises(
         errors.ConfigError, match="already exists in the database as a native table"
     ):
-        remotetables.connect(db, write_config(both))
+        remotetables.connect(db, write_config(both), persist_tables=True)
     with pytest.raises(errors.ConfigError, match="already exists in the database as a view"):
-        remotetables.connect(db, write_config(incidents_table("v", "link", api.base_url)))
-    # the refused connection created nothing: the file holds only what the user made
+        remotetables.connect(
+            db, write_config(incidents_table("v", "link", api.base_url)), persist_tables=True
+        )
+    # the refused connections created nothing: the file holds only what the user made
     with remotetables.connect(db, write_config("")) as conn:
         names = conn.execute("SELECT name FROM sqlite_schema ORDER BY name").fetchall()
     assert names == [("t",), ("v",)]

@@ -108,20 +108,21 @@ def test_a_stored_view_over_a_remote_table_keeps_it_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A view stored in the file cannot read the temp schema: migrating would break it, so
-    the file is left as it was and a warning says what to do."""
+    the file is left as it was and a warning says what to do. The stored view itself cannot
+    read the remote table either (remote tables are direct-only: a shared file must not run
+    queries as its reader); its error says to make it a TEMP view."""
     db = tmp_path / "v.db"
     toml = write_config(incidents_table("remote_incidents", "link", api.base_url))
     with remotetables.connect(db, toml, persist_tables=True) as conn:
         conn.execute("CREATE VIEW p1 AS SELECT number FROM remote_incidents WHERE priority = 1")
     before = _stored(db)
     with remotetables.connect(db, toml) as conn:
-        n = conn.execute("SELECT count(*) FROM p1").fetchone()[0]
-        assert (
-            n
-            == conn.execute("SELECT count(*) FROM remote_incidents WHERE priority = 1").fetchone()[
-                0
-            ]
+        with pytest.raises(remotetables.NotAuthorized, match="TEMP view or trigger"):
+            conn.execute("SELECT count(*) FROM p1").fetchone()
+        conn.execute(
+            "CREATE TEMP VIEW p1 AS SELECT number FROM remote_incidents WHERE priority = 1"
         )
+        n = conn.execute("SELECT count(*) FROM temp.p1").fetchone()[0]
         assert n > 0
     assert _stored(db) == before
     assert "stay stored in the database file" in caplog.text
@@ -144,21 +145,31 @@ def test_a_stored_trigger_naming_a_remote_table_keeps_it_stored(
         )
     before = _stored(db)
     with remotetables.connect(db, toml) as conn:
-        conn.execute("INSERT INTO log VALUES ('go')")
-        assert conn.execute("SELECT count(*) FROM log").fetchone() == (2,)
+        with pytest.raises(remotetables.NotAuthorized, match="TEMP view or trigger"):
+            conn.execute("INSERT INTO log VALUES ('go')")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM log").fetchone() == (0,)
     assert _stored(db) == before
     assert "trigger(s) copy_one read them" in caplog.text
 
 
-def test_a_native_table_of_the_same_name_is_still_refused(
-    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path
-) -> None:
-    """A temp table would shadow it: the native data must never be hidden silently."""
+def test_a_native_table_of_the_same_name_is_shadowed_never_silently(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The temp remote table shadows it for unqualified names: a warning says so (the native
+    data is never hidden silently) and main.t still reaches it; the file is unchanged."""
     db = tmp_path / "n.db"
     with remotetables.connect(db, write_config("")) as conn:
         conn.execute("CREATE TABLE t(x)")
-    with pytest.raises(remotetables.ConfigError, match="already exists in the database"):
-        remotetables.connect(db, write_config(incidents_table("t", "link", api.base_url)))
+        conn.execute("INSERT INTO t VALUES ('mine')")
+    with caplog.at_level("WARNING", logger="remotetables.schema"):
+        conn = remotetables.connect(db, write_config(incidents_table("t", "link", api.base_url)))
+    try:
+        assert "its own table or view named t" in caplog.text
+        assert conn.execute("SELECT x FROM main.t").fetchall() == [("mine",)]
+    finally:
+        conn.close()
 
 
 def test_datasette_serves_the_native_tables(

@@ -114,7 +114,7 @@ def test_locked_connection_refuses_set_user_attach_extensions_and_file_pragmas(
         assert "alice" in str(info.value), sql
     # through a view stored in the file (what a shared workbook could hold): still refused
     conn.execute("CREATE VIEW sneaky AS SELECT set_user('bob') AS u")
-    with pytest.raises(NotAuthorized, match="locked to user 'alice'"):
+    with pytest.raises(NotAuthorized, match="unsafe use of set_user"):
         conn.execute("SELECT * FROM sneaky").fetchall()
     assert conn.execute("SELECT current_user()").fetchone() == ("alice",)
     assert not (tmp_path / "copy.db").exists() and not (tmp_path / "other.db").exists()

@@ -119,6 +119,12 @@ def _map_error(exc: apsw.Error) -> errors.Error:
             if not isinstance(exc, apsw.InternalError)
             else errors.InternalError
         )
+    elif isinstance(exc, apsw.SQLError) and text.startswith("unsafe use of"):
+        return errors.NotAuthorized(
+            f"{text}: remote tables and the SQL functions of remotetables cannot be used from a "
+            "view or trigger stored in the database file (whoever writes the file would run "
+            "them as the user reading it); make it a TEMP view or trigger"
+        )
     elif isinstance(exc, apsw.SQLError) and "no such module" in text:
         cls = errors.OperationalError
     else:
@@ -318,7 +324,10 @@ def install(db: apsw.Connection, session: Session) -> None:
         ("remotetables_cache", cache_state, 0),
     ]
     for name, fn, nargs in functions:
-        db.create_scalar_function(name, fn, nargs)
+        # DIRECTONLY: never called from a view or trigger stored in the database file (whoever
+        # writes the file must not switch or read the reader's session); TEMP ones are the
+        # session's own
+        db.create_scalar_function(name, fn, nargs, flags=apsw.SQLITE_DIRECTONLY)
 
 
 class Connection:

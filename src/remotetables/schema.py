@@ -48,7 +48,10 @@ def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None
     and remote tables stored in it by older versions are dropped from it (its native tables
     are left as they are). With ``persist`` (default: ``settings.persist_tables``) the
     ``CREATE VIRTUAL TABLE`` goes into the file. A native table or view of a remote table's
-    name is refused (a temp table would hide it). APSW's own errors propagate.
+    name in the file does not stop the connection (anyone who can write a shared file could
+    otherwise keep everyone else from connecting): the remote table in ``temp`` wins for
+    unqualified names, a warning says so, and ``main.<name>`` still reaches the native one.
+    With ``persist`` such a conflict is a :class:`ConfigError`. APSW's own errors propagate.
     """
     config = session.runtime.config
     if persist is None:
@@ -58,10 +61,30 @@ def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None
         _unstore_remote_tables(db, session)
     existing: dict[str, tuple[str, str, str]] = {}
     for where in ("temp", "main"):
+        if where == "main" and not persist:
+            continue  # in temp, a native table of the file is shadowed (warned below)
         for name, kind, sql in db.execute(
             f"SELECT name, type, sql FROM {where}.sqlite_schema WHERE type IN ('table', 'view')"
         ):
             existing.setdefault(str(name).lower(), (where, str(kind), str(sql or "")))
+    if not persist:
+        shadowed = [
+            str(name)
+            for name, sql in db.execute(
+                "SELECT name, sql FROM main.sqlite_schema WHERE type IN ('table', 'view')"
+            )
+            if str(name).lower() in {t.lower() for t in config.tables}
+            and str(name).lower() not in existing
+            and not is_remote_table_sql(sql)
+        ]
+        if shadowed:
+            _log.warning(
+                "the database file has its own table or view named %s, like remote table(s) of "
+                "%s: the remote table wins for unqualified names on this connection; write "
+                "main.<name> for the file's own",
+                ", ".join(shadowed),
+                config.path or "the config",
+            )
     missing = []
     for name in config.tables:  # every conflict first: nothing half-created
         found = existing.get(name.lower())
@@ -77,6 +100,8 @@ def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None
             missing.append(name)
     if not missing:
         return
+    guard = db.authorizer  # a locked session's SQL may not store virtual tables; this may
+    db.authorizer = None
     try:
         with db:  # all or none
             for name in missing:
@@ -87,6 +112,8 @@ def ensure_tables(db: apsw.Connection, session: Session, *, persist: bool | None
         raise errors.OperationalError(
             f"cannot create the remote tables ({', '.join(missing)}): the database is read-only"
         ) from exc
+    finally:
+        db.authorizer = guard
 
 
 def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:

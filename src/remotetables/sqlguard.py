@@ -14,7 +14,20 @@ When the session is locked to its user (``connect(..., lock_user=True)``), also:
 * the functions that load code or touch files: ``load_extension``, ``readfile``,
   ``writefile``, ``edit``, ``fts3_tokenizer``;
 * the PRAGMAs that move where SQLite writes files or let SQL rewrite the schema:
-  ``temp_store_directory``, ``data_store_directory``, ``writable_schema``, ``trusted_schema``.
+  ``temp_store_directory``, ``data_store_directory``, ``writable_schema``, ``trusted_schema``;
+* setting, on the database file (any schema but ``temp``), the PRAGMAs that damage it for the
+  other users of a shared file: ``schema_version``, ``locking_mode``, ``journal_mode``
+  (reading them is fine);
+* ``CREATE TABLE`` / ``CREATE VIEW`` in the file under the name of a configured remote table
+  (it would only be shadowed: :func:`remotetables.schema.ensure_tables`);
+* ``CREATE VIRTUAL TABLE`` outside the ``temp`` schema: a locked session does not store tables in
+  the shared file (remotetables itself still does, for ``settings.persist_tables``).
+
+Whatever the lock, remote tables and the SQL functions of remotetables are *direct only*
+(``SQLITE_VTAB_DIRECTONLY``, ``SQLITE_DIRECTONLY``, set by :mod:`remotetables.vtable` and
+:func:`remotetables.dbapi.install`): a view or trigger stored in the database file cannot read a
+remote table or call ``set_user()`` / ``current_user()``, so whoever writes a shared file never
+runs queries as the user who reads it. TEMP views and triggers (the session's own) can.
 
 Denials raise :class:`~remotetables.errors.NotAuthorized` naming what was refused (and never the
 path of the token store unless SQL named it).
@@ -32,12 +45,14 @@ import apsw
 from remotetables.errors import NotAuthorized
 from remotetables.session import Session
 
-__all__ = ["DENIED_FUNCTIONS", "DENIED_PRAGMAS", "authorizer"]
+__all__ = ["DENIED_FUNCTIONS", "DENIED_PRAGMAS", "FILE_PRAGMAS", "authorizer"]
 
 DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 DENIED_PRAGMAS = frozenset(
     {"temp_store_directory", "data_store_directory", "writable_schema", "trusted_schema"}
 )
+# set (not read) on the shared file, these break it for its other users
+FILE_PRAGMAS = frozenset({"schema_version", "locking_mode", "journal_mode"})
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
@@ -90,18 +105,27 @@ def authorizer(
             "open other files or load code"
         )
 
-    attach, function, pragma, ok = (
+    attach, function, pragma, vtable, ok = (
         apsw.SQLITE_ATTACH,
         apsw.SQLITE_FUNCTION,
         apsw.SQLITE_PRAGMA,
+        apsw.SQLITE_CREATE_VTABLE,
         apsw.SQLITE_OK,
     )
+    creates = frozenset({apsw.SQLITE_CREATE_TABLE, apsw.SQLITE_CREATE_VIEW})
 
     def check(
         op: int, p1: str | None, p2: str | None, dbname: str | None, trigger: str | None
     ) -> int:
         # called for every action of every statement SQLite prepares: the common case is quick
-        if op != attach and op != function and op != pragma:
+        if op != attach and op != function and op != pragma and op != vtable:
+            if op in creates and session.lock_user and (dbname or "").lower() != "temp":
+                remote = {t.lower() for t in session.runtime.config.tables}
+                if (p1 or "").lower() in remote:
+                    raise locked(
+                        f"creating a table or view named {p1} in the database file (it is the "
+                        "name of a remote table)"
+                    )
             return ok
         if op == attach:
             if session.lock_user:
@@ -123,6 +147,11 @@ def authorizer(
                 raise locked(f"the SQL function {p2}()")
             if op == pragma and (p1 or "").lower() in DENIED_PRAGMAS:
                 raise locked(f"PRAGMA {p1}")
+            on_file = (dbname or "main").lower() != "temp"
+            if op == pragma and p2 is not None and on_file and (p1 or "").lower() in FILE_PRAGMAS:
+                raise locked(f"setting PRAGMA {p1} on the database file")
+            if op == vtable and on_file:
+                raise locked(f"CREATE VIRTUAL TABLE {dbname}.{p1} (in the database file)")
         return ok
 
     return check

@@ -93,6 +93,9 @@ class Module:
     ) -> tuple[str, Table]:
         name = args[0].strip().strip("'\"") if args else tablename
         spec = self.session.runtime.table(name)
+        # never read from a view or trigger stored in the database file (SQLite: "unsafe use
+        # of virtual table"): whoever can write the file must not run queries as the reader
+        connection.vtab_config(apsw.SQLITE_VTAB_DIRECTONLY)
         return schema_sql(spec), Table(self.session, spec, connection)
 
     Connect = Create
