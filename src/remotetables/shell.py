@@ -30,6 +30,7 @@ import io
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
@@ -39,6 +40,7 @@ import orjson
 
 from remotetables import errors
 from remotetables.dbapi import Connection, install
+from remotetables.errors import redact_text
 from remotetables.session import Runtime, Session, StatementStats
 
 __all__ = ["ProgressReporter", "RemoteShell", "format_table", "local_time", "token_rows"]
@@ -254,6 +256,14 @@ LOCKED_COMMANDS = frozenset(
 )
 
 
+def _is_open(db: apsw.Connection) -> bool:
+    try:
+        db.filename  # noqa: B018 (raises once closed)
+    except apsw.ConnectionClosedError:
+        return False
+    return True
+
+
 class RemoteShell(apsw.shell.Shell):
     """APSW's shell on a remotetables connection; see the module docstring."""
 
@@ -362,10 +372,55 @@ class RemoteShell(apsw.shell.Shell):
     """Errors reported while reading a script (non-interactive input); see :func:`run_shell`."""
 
     def handle_exception(self) -> None:
+        """APSW's, except that ``.exceptions on`` shows where the error happened (function, file,
+        line) and never the frames' local variables: those hold refresh tokens, request forms and
+        pasted redirect URLs with their codes."""
         exc = sys.exc_info()[1]
         if not isinstance(exc, SystemExit | KeyboardInterrupt) and not self.interactive:
             self.errors_seen += 1
-        super().handle_exception()  # type: ignore[no-untyped-call]
+        detail = bool(self.exceptions) and not (
+            isinstance(exc, SystemExit) or getattr(exc, "_handle_exception_saw_this", False)
+        )
+        saved, self.exceptions = self.exceptions, False
+        try:
+            super().handle_exception()  # type: ignore[no-untyped-call]
+        finally:
+            self.exceptions = saved
+            if detail and exc is not None:
+                self._write_frames(exc)
+
+    def command_connection(self, cmd: list[str]) -> None:
+        """connection ?NUMBER?: List this shell's connections, or switch to one
+
+        Only the connections this shell opened (the first one and those of .open) are listed:
+        never other APSW connections of the process, such as the token store's.
+        """
+        dbs = [c for c in self._sessions if _is_open(c)]
+        if len(cmd) > 1:
+            raise self.Error("Too many arguments")
+        if cmd:
+            try:
+                chosen = dbs[int(cmd[0])]
+            except (ValueError, IndexError):
+                raise self.Error(
+                    f"no connection {cmd[0]}: .connection lists them (0 to {len(dbs) - 1})"
+                ) from None
+            if self.db is not chosen:
+                self._db = chosen
+                self.dbfilename = chosen.filename
+            return
+        current = self.db
+        for i, c in enumerate(dbs):
+            sel = "*" if c is current else " "
+            self._say(f'{sel} {i:2} - "{c.filename}"\n')
+
+    def _write_frames(self, exc: BaseException) -> None:
+        lines = [
+            f"\nFrame {f.name} in {f.filename} at line {f.lineno}\n"
+            for f in traceback.extract_tb(exc.__traceback__)
+        ]
+        lines.append(f"\n{type(exc).__name__}: {redact_text(str(exc))}\n")
+        self.write(self.stderr, "".join(lines))  # type: ignore[no-untyped-call]
 
     # -- dot-commands
 
