@@ -54,6 +54,39 @@ def test_cursor_protocol(
         cur.execute("SELECT 1")
 
 
+def test_rowcount_counts_the_statements_own_rows_not_its_triggers(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """As the stdlib's sqlite3 (sqlite3_changes()): rows changed by triggers, and a DDL or
+    SELECT after a write, are not the statement's rowcount."""
+    import sqlite3
+
+    script = (
+        "CREATE TABLE n(x INTEGER); CREATE TABLE audit(x INTEGER);"
+        "CREATE TRIGGER t AFTER INSERT ON n BEGIN INSERT INTO audit VALUES (NEW.x);"
+        " INSERT INTO audit VALUES (NEW.x); END;"
+        "CREATE TRIGGER u AFTER UPDATE ON n BEGIN DELETE FROM audit WHERE x = OLD.x; END;"
+    )
+    steps: list[tuple[str, tuple[int, ...]]] = [
+        ("INSERT INTO n VALUES (?)", (1,)),
+        ("INSERT INTO n SELECT x + 10 FROM n", ()),
+        ("UPDATE n SET x = x + 1", ()),
+        ("CREATE TABLE other(y)", ()),
+        ("DELETE FROM n WHERE x > 100", ()),
+    ]
+    ref = sqlite3.connect(":memory:")
+    ref.executescript(script)
+    expected = [ref.execute(sql, args).rowcount for sql, args in steps]
+    ref.close()
+    with remotetables.connect(str(tmp_path / "r.db"), write_config("")) as conn:
+        conn.apsw.execute(script)
+        got = [conn.execute(sql, args).rowcount for sql, args in steps]
+        many = conn.executemany("INSERT INTO n VALUES (?)", [(5,), (6,), (7,)]).rowcount
+    assert expected == [1, 1, 2, -1, 0]
+    assert got[:3] == expected[:3] and got[4] == expected[4] and got[3] in (-1, 0)
+    assert many == 3  # not 9: each insert's two audit rows are the trigger's
+
+
 def test_transactions_rowcount_executemany(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:

@@ -529,7 +529,10 @@ class Cursor:
             self._begin_if_needed(sql, db)
             before = db.total_changes()
             self._rows = cur.execute(sql, parameters)
-            self.rowcount = -1 if self._description else db.total_changes() - before
+            # as the stdlib's sqlite3: the statement's own rows (changes()), not those its
+            # triggers or foreign-key actions changed (counted by total_changes())
+            moved = db.total_changes() != before
+            self.rowcount = -1 if self._description else (db.changes() if moved else 0)
         except apsw.Error as exc:
             self._rows = iter(())
             self.rowcount = -1
@@ -553,22 +556,33 @@ class Cursor:
         cur = self._live()
         db = self.connection.apsw
         started = 0  # parameter sets handed to SQLite: the last one is the one running
+        changed = 0  # rows the finished sets changed themselves (not their triggers)
+        last_total = db.total_changes()
+
+        def settle() -> None:  # the set before has finished: count its own changes()
+            nonlocal changed, last_total
+            total = db.total_changes()
+            if total != last_total:
+                changed += db.changes()
+                last_total = total
 
         def counted() -> Iterator[Sequence[Any] | Mapping[str, Any]]:
             nonlocal started
             for parameters in seq_of_parameters:
+                if started:
+                    settle()
                 started += 1
                 yield parameters
 
-        before = db.total_changes()
         try:
             self._begin_if_needed(sql, db)
             self._rows = cur.executemany(sql, counted())
-            self.rowcount = db.total_changes() - before
+            settle()
+            self.rowcount = changed
         except (apsw.Error, errors.Error) as exc:
             self._rows = iter(())
             new = _map_error(exc) if isinstance(exc, apsw.Error) else exc
-            self.rowcount = db.total_changes() - before + len(getattr(new, "applied", ()))
+            self.rowcount = changed + len(getattr(new, "applied", ()))
             if started:
                 self._name_applied_sets(new, sql, started, seq_of_parameters)
             if new is exc:
