@@ -88,3 +88,40 @@ def test_bad_access_tokens_are_refused(
 ) -> None:
     with pytest.raises(remotetables.ProgrammingError, match=message):
         remotetables.connect(":memory:", config, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_handed_token_never_reads_rows_cached_with_another_token(
+    api: IncidentsAPI, config: Path
+) -> None:
+    """Two connections of one runtime (a pool) for alice: rows cached with the good token must
+    not answer the one whose handed-in token the API refuses (its query fails with the 401),
+    and the good one's cached rows stay its own."""
+    good = remotetables.connect(
+        ":memory:", config, user="alice", access_tokens={"demo": "tok-alice"}, consent="raise"
+    )
+    try:
+        assert _ids(good) == ["a1", "a2", "a3", "a4", "s1"]
+        bad = remotetables.connect(
+            ":memory:",
+            config,
+            user="alice",
+            access_tokens={"demo": "BAD-TOKEN"},
+            consent="raise",
+            runtime=good.runtime,
+        )
+        try:
+            with pytest.raises(remotetables.RemoteError) as info:
+                _ids(bad)
+            assert info.value.status_code == 401
+            assert "BAD-TOKEN" not in str(info.value)
+            cache = bad.execute("SELECT remotetables_cache()").fetchone()[0]
+            assert "BAD-TOKEN" not in cache and "tok-alice" not in cache
+        finally:
+            bad.close()
+        api.clear_requests()
+        assert _ids(good) == ["a1", "a2", "a3", "a4", "s1"]  # still from the cache
+        assert api.requests == []
+        entries = good.execute("SELECT remotetables_cache()").fetchone()[0]
+        assert "user:alice#handed:" in entries and "tok-alice" not in entries
+    finally:
+        good.close()

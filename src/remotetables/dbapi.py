@@ -293,7 +293,8 @@ def install(db: apsw.Connection, session: Session) -> None:
 
     def visible() -> set[str]:
         """The cache principals this session may see and clear: its user's, and shared rows."""
-        return {"system", "public"} | ({f"user:{session.user}"} if session.user else set())
+        mine = {f"user:{session.user}"} | session.handed_principals() if session.user else set()
+        return {"system", "public"} | mine
 
     def cache_clear(table: str | None = None) -> int:
         if table is not None:

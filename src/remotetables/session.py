@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -89,6 +92,9 @@ class StatementStats:
             "retries": self.retries,
             "wall_time": round(self.wall_time, 6),
         }
+
+
+_HANDED_KEY = secrets.token_bytes(32)  # keys the tags of handed-in tokens (cache principals)
 
 
 class Credentials(Protocol):
@@ -422,6 +428,28 @@ class Session:
 
     def handed_token(self, provider: str, user: str) -> str | None:
         return self._handed.get((provider, user))
+
+    def handed_principal(self, provider: str, user: str) -> str | None:
+        """The cache principal of ``user``'s handed-in token for ``provider`` (None: none):
+        ``user:<name>#handed:<tag>``, the tag a keyed hash of the token, so that rows fetched
+        with one token never answer a query made with another (a stale or wrong token must
+        fail, not read what the store's token fetched) and the token cannot be guessed from it.
+        """
+        token = self._handed.get((provider, user))
+        if token is None:
+            return None
+        tag = hmac.new(_HANDED_KEY, f"{provider}\0{token}".encode(), hashlib.sha256)
+        return f"user:{user}#handed:{tag.hexdigest()[:24]}"
+
+    def handed_principals(self) -> set[str]:
+        """The cache principals of the current user's handed-in tokens."""
+        out = set()
+        for provider, user in self._handed:
+            if user == self.user:
+                principal = self.handed_principal(provider, user)
+                if principal is not None:
+                    out.add(principal)
+        return out
 
     def new_statement(self, *, writes: bool = False, returning: bool = False) -> None:
         self.stats = StatementStats()

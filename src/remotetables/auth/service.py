@@ -90,6 +90,7 @@ class SessionView(Protocol):
 
     def require_user(self, provider: str) -> str: ...
     def handed_token(self, provider: str, user: str) -> str | None: ...
+    def handed_principal(self, provider: str, user: str) -> str | None: ...
 
 
 __all__ = [
@@ -548,7 +549,10 @@ class OAuthCredentials:
     def principal(self, session: SessionView) -> str:
         if self.provider.integration == "system":
             return "system"
-        return f"user:{session.require_user(self.provider.name)}"
+        user = session.require_user(self.provider.name)
+        # rows fetched with a token the application handed in are that token's alone
+        handed = session.handed_principal(self.provider.name, user)
+        return handed if handed is not None else f"user:{user}"
 
     def token(self, session: SessionView, subject: str) -> str:
         svc = self.service
