@@ -225,6 +225,33 @@ def test_sqlalchemy_lock_user_false_lets_sql_switch_but_never_attach_the_store(
         sa.create_engine(engine_url(tmp_path, config, user="alice", lock_user="maybe")).connect()
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("remotetables://bob@/{db}?config={cfg}&user=alice", "two users: 'bob' .* user='alice'"),
+        ("remotetables:///{db}?config={cfg}&user=alice&user=bob", "user is given 2 times"),
+        ("remotetables:///{db}?config={cfg}&config={cfg}&user=alice", "config is given 2 times"),
+        ("remotetables:///{db}?config={cfg}&user=a&lock_user=1&lock_user=0", "lock_user is given"),
+    ],
+)
+def test_sqlalchemy_url_with_ambiguous_user_is_refused(
+    tmp_path: Path, config: Path, url: str, message: str
+) -> None:
+    """Which user an engine runs as must never be a guess: the reviewer saw
+    ``bob@...?user=alice`` use alice and ``user=alice&user=bob`` use bob, silently."""
+    text = url.format(db=str(tmp_path / "work.db").lstrip("/"), cfg=config)
+    text = text.replace(":///", ":////").replace("@/", "@//")
+    with pytest.raises(sa.exc.ArgumentError, match=message):
+        sa.create_engine(text).connect()
+    same = f"remotetables://alice@/{tmp_path / 'work.db'}?config={config}&user=alice"
+    engine = sa.create_engine(same)
+    try:
+        with engine.connect() as c:
+            assert c.exec_driver_sql("SELECT current_user()").scalar() == "alice"
+    finally:
+        engine.dispose()
+
+
 def test_bi_engine_for_alice_never_reads_bobs_rows_or_the_store(tmp_path: Path) -> None:
     """A BI server's engine made for alice, driven by SQL typed in its editor: whatever the SQL
     tries, the API only ever sees alice's token, and bob's grant stays as it was."""

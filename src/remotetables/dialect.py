@@ -7,7 +7,8 @@ primary key). Reflection adds what the config knows: the ``description`` as tabl
 ``JSON`` and ``BOOLEAN`` column types.
 
 URL query keys: ``config`` (TOML path), ``user`` (session user; the URL's username works too,
-which is what BI servers that impersonate their logged-in user set), ``lock_user`` (default
+which is what BI servers that impersonate their logged-in user set; both naming different
+users, or any key given twice, is an error), ``lock_user`` (default
 ``true`` when the URL names a user: the SQL of a BI tool's editor cannot call ``set_user()``,
 ATTACH files or load extensions, see :mod:`remotetables.sqlguard`; ``false`` lets SQL switch
 users), ``consent``
@@ -129,11 +130,19 @@ class RemoteTablesDialect(SQLiteDialect_pysqlite):
         opts: dict[str, Any] = {}
         for key in _URL_KEYS:
             value = url.query.get(key)
-            if isinstance(value, tuple):
-                value = value[-1]
+            if isinstance(value, tuple):  # ?user=alice&user=bob: which one was meant?
+                raise exc.ArgumentError(
+                    f"remotetables URL option {key} is given {len(value)} times "
+                    f"({', '.join(map(repr, value))}); give it once"
+                )
             if value is not None:
                 opts[key] = value
-        if url.username and "user" not in opts:
+        if url.username:
+            if "user" in opts and opts["user"] != url.username:
+                raise exc.ArgumentError(
+                    f"the remotetables URL names two users: {url.username!r} before the @ and "
+                    f"user={opts['user']!r}; give one"
+                )
             opts["user"] = url.username
         lock = opts.pop("lock_user", None)
         if lock is not None:
