@@ -158,10 +158,12 @@ def test_native_table_with_remote_name_is_shadowed_with_a_warning(
         conn.execute("CREATE TABLE t(x)")
         conn.execute("CREATE VIEW v AS SELECT 1 AS one")
     both = incidents_table("a", "link", api.base_url) + incidents_table("t", "link", api.base_url)
-    with caplog.at_level("WARNING", logger="remotetables.schema"):
-        with remotetables.connect(db, write_config(both)) as conn:
-            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 0
-            assert conn.execute("SELECT count(*) FROM main.t").fetchone() == (0,)
+    with (
+        caplog.at_level("WARNING", logger="remotetables.schema"),
+        remotetables.connect(db, write_config(both)) as conn,
+    ):
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM main.t").fetchone() == (0,)
     assert "named t," in caplog.text
     with remotetables.connect(db, write_config(incidents_table("v", "link", api.base_url))) as c:
         assert c.execute("SELECT one FROM main.v").fetchone() == (1,)

@@ -23,7 +23,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def open_as(env: Env, cfg: Path, db: Path, user: str, **kw: object) -> remotetables.Connection:
     return remotetables.connect(
-        db, cfg, user=user, consent=walker(), environ=env.environ, clock=env.clock, **kw  # type: ignore[arg-type]
+        db,
+        cfg,
+        user=user,
+        consent=walker(),
+        environ=env.environ,
+        clock=env.clock,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -34,7 +40,7 @@ def test_a_trigger_planted_by_alice_never_reads_bobs_rows(env: Env, tmp_path: Pa
     cfg, db = env.toml(), tmp_path / "shared.db"
     alice = open_as(env, cfg, db, "alice", lock_user=True)
     alice.execute("CREATE TABLE main.notes(t)")
-    with pytest.raises(NotAuthorized, match="CREATE VIRTUAL TABLE main.x"):
+    with pytest.raises(NotAuthorized, match=r"CREATE VIRTUAL TABLE main.x"):
         alice.execute("CREATE VIRTUAL TABLE main.x USING remotetables(incidents)")
     alice.execute("CREATE TABLE main.loot(who, number, assigned_to)")
     alice.execute(
@@ -48,10 +54,10 @@ def test_a_trigger_planted_by_alice_never_reads_bobs_rows(env: Env, tmp_path: Pa
     bob = open_as(env, cfg, db, "bob", lock_user=True)
     assert bob.execute("SELECT count(*) FROM incidents").fetchone()[0] > 0  # bob's own, direct
     # the file's own schema cannot name the temp remote tables
-    with pytest.raises(remotetables.Error, match="no such table: main.incidents"):
+    with pytest.raises(remotetables.Error, match=r"no such table: main.incidents"):
         bob.execute("INSERT INTO notes VALUES ('hello')")
     bob.rollback()
-    with pytest.raises(remotetables.Error, match="no such table: main.incidents"):
+    with pytest.raises(remotetables.Error, match=r"no such table: main.incidents"):
         bob.execute("SELECT * FROM peek").fetchall()
     bob.close()
 
@@ -122,7 +128,7 @@ def test_a_native_table_of_a_remote_name_does_not_stop_other_users(
     alice = open_as(env, cfg, db, "alice", lock_user=True)
     for sql in ("CREATE TABLE main.incidents(x)", "CREATE TABLE Incidents(x)",
                 "CREATE VIEW main.INCIDENTS AS SELECT 1"):  # fmt: skip
-        with pytest.raises(NotAuthorized, match="named (?i:incidents) in the database file"):
+        with pytest.raises(NotAuthorized, match=r"named (?i:incidents) in the database file"):
             alice.execute(sql)
     alice.execute("CREATE TEMP TABLE scratch(x)")  # other names, and temp: fine
     alice.close()
@@ -145,7 +151,7 @@ def test_locked_connection_may_not_set_file_pragmas(env: Env, tmp_path: Path) ->
     for sql in ("PRAGMA schema_version = 1", "PRAGMA main.schema_version = 1",
                 "PRAGMA locking_mode = EXCLUSIVE", "PRAGMA main.locking_mode=EXCLUSIVE",
                 "PRAGMA journal_mode = OFF", "PRAGMA main.journal_mode=WAL"):  # fmt: skip
-        with pytest.raises(NotAuthorized, match="PRAGMA .* on the database file"):
+        with pytest.raises(NotAuthorized, match=r"PRAGMA .* on the database file"):
             conn.execute(sql).fetchall()
     for sql in ("PRAGMA schema_version", "PRAGMA journal_mode", "PRAGMA locking_mode",
                 "PRAGMA temp.journal_mode = MEMORY"):  # fmt: skip

@@ -4,6 +4,7 @@ form), and ``.connection`` lists only the shell's own connections, never the sto
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
 def run_shell(conn: remotetables.Connection, script: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     shell = RemoteShell(conn, stdin=io.StringIO(script), stdout=out, stderr=err)
-    try:
+    with contextlib.suppress(SystemExit):
         shell.cmdloop()
-    except SystemExit:
-        pass
     return out.getvalue(), err.getvalue()
 
 

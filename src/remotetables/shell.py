@@ -406,8 +406,8 @@ class RemoteShell(apsw.shell.Shell):
                     f"no connection {cmd[0]}: .connection lists them (0 to {len(dbs) - 1})"
                 ) from None
             if self.db is not chosen:
-                self._db = chosen
-                self.dbfilename = chosen.filename
+                self._db = chosen  # type: ignore[assignment]
+                self.dbfilename = chosen.filename  # type: ignore[assignment]
             return
         current = self.db
         for i, c in enumerate(dbs):
