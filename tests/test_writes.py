@@ -10,7 +10,6 @@ import pytest
 
 import remotetables
 from remotetables.auth.store import MemoryTokenStore
-from remotetables.dbapi import dml_target
 from remotetables.demo.api.faults import Fault
 from remotetables.demo.api.server import IncidentsAPI
 from remotetables.demo.authserver.server import DemoAuthServer
@@ -22,6 +21,7 @@ from remotetables.errors import (
     RemoteError,
     RemoteProtocolError,
 )
+from remotetables.sqltext import dml_target
 from remotetables.writes import key_rowid
 from tests.servers.walk import walk_consent
 

@@ -13,7 +13,6 @@ unchanged.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
@@ -29,6 +28,7 @@ from remotetables.errors import InterfaceError
 from remotetables.schema import ensure_tables, register_columns_table
 from remotetables.session import Runtime, Session, StatementStats
 from remotetables.sqlguard import authorizer
+from remotetables.sqltext import DML, dml_target, insert_returning
 from remotetables.vtable import MODULE_NAME, Module
 
 __all__ = ["Connection", "Cursor", "apilevel", "connect", "paramstyle", "threadsafety"]
@@ -36,68 +36,6 @@ __all__ = ["Connection", "Cursor", "apilevel", "connect", "paramstyle", "threads
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
-
-_LEAD = r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*"  # blanks and comments before the statement
-_DML = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
-# an identifier: "quoted", [bracketed], `backticked` or bare
-_NAME = r'"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|[^\W\d][\w$]*'
-_OR = r"(?:\s+OR\s+(?:ROLLBACK|ABORT|REPLACE|FAIL|IGNORE))?"
-_TARGET = re.compile(
-    _LEAD
-    + rf"(?:INSERT{_OR}\s+INTO|REPLACE\s+INTO|UPDATE{_OR}|DELETE\s+FROM)\s+"
-    + rf"(?P<first>{_NAME})(?:\s*\.\s*(?P<second>{_NAME}))?",
-    re.IGNORECASE | re.DOTALL,
-)
-# what may hold a ';' that does not end a statement: literals, quoted names, comments
-_QUOTED = re.compile(
-    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\[[^\]]*\]|`(?:[^`]|``)*`|--[^\n]*|/\*.*?(?:\*/|\Z)""",
-    re.DOTALL,
-)
-
-
-def _unquote(name: str) -> str:
-    if name[:1] == '"':
-        return name[1:-1].replace('""', '"')
-    if name[:1] == "`":
-        return name[1:-1].replace("``", "`")
-    if name[:1] == "[":
-        return name[1:-1]
-    return name
-
-
-def dml_target(sql: str) -> tuple[str | None, str] | None:
-    """(schema or None, table) that an INSERT / REPLACE / UPDATE / DELETE statement writes,
-    unquoted; None for any other statement, for SQL holding several statements, or for one
-    this cannot read (``WITH ...`` first).
-
-    >>> dml_target("insert or replace into main.[my table] (a) values (1)")
-    ('main', 'my table')
-    """
-    m = _TARGET.match(sql)
-    if m is None:
-        return None
-    _, _, rest = _QUOTED.sub(" ", sql).partition(";")
-    if rest.strip().strip(";").strip():
-        return None  # more statements follow
-    first, second = m["first"], m["second"]
-    if second is None:
-        return None, _unquote(first)
-    return _unquote(first), _unquote(second)
-
-
-_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
-_INSERT = re.compile(r"\b(?:INSERT|REPLACE)\b", re.IGNORECASE)
-
-
-def insert_returning(sql: str) -> bool:
-    """Whether ``sql`` may be an ``INSERT ... RETURNING`` (literals, quoted names and comments
-    are not looked at).
-
-    >>> insert_returning("INSERT INTO t (a) VALUES ('returning') RETURNING rowid")
-    True
-    """
-    bare = _QUOTED.sub(" ", sql)
-    return bool(_INSERT.search(bare) and _RETURNING.search(bare))
 
 
 def _map_error(exc: apsw.Error) -> errors.Error:
@@ -505,7 +443,7 @@ class Cursor:
         """PEP 249's implicit transaction before DML, except when the statement writes a remote
         table: each of its rows applies at once at the API (nothing to roll back), so a local
         write transaction would only lock other connections out of the database file."""
-        if db.in_transaction or not _DML.match(sql) or self._writes_remote(sql):
+        if db.in_transaction or not DML.match(sql) or self._writes_remote(sql):
             return
         db.execute("BEGIN")
 

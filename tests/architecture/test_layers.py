@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("session",),
     ("scan", "writes", "sqlguard"),
     ("vtable",),
-    ("schema", "dbapi"),
+    ("schema", "sqltext", "dbapi"),
     ("dialect", "shell", "plain", "bi"),
     ("demo",),
     ("",),  # the package itself: the public names (connect, Config, the errors), re-exported

@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from remotetables.dbapi import _QUOTED, _resolve_config, connect
+from remotetables.dbapi import _resolve_config, connect
 from remotetables.errors import ProgrammingError
+from remotetables.sqltext import QUOTED
 
 __all__ = ["impersonated", "oauth2_provider", "refuse_attach"]
 
@@ -25,7 +26,7 @@ def refuse_attach(sql: str) -> None:
 
     >>> refuse_attach("SELECT 'ATTACH'; -- ATTACH")
     """
-    for part in _QUOTED.sub(" ", sql).split(";"):
+    for part in QUOTED.sub(" ", sql).split(";"):
         if _ATTACH.match(part):
             raise ProgrammingError(
                 "ATTACH and DETACH are disabled for remotetables databases in this BI server"

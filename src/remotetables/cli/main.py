@@ -34,7 +34,8 @@ from remotetables.cli.common import (
 from remotetables.cli.export import export, sync
 from remotetables.cli.tokens import login, logout, tokens
 from remotetables.config import Config, TableSpec
-from remotetables.dbapi import Connection, connect, dml_target
+from remotetables.dbapi import Connection, connect
+from remotetables.sqltext import dml_target
 
 __all__ = ["main"]
 
