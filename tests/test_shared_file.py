@@ -106,6 +106,7 @@ def test_a_planted_view_cannot_switch_the_readers_user(env: Env, tmp_path: Path)
     mallory = open_as(env, cfg, db, "alice")
     mallory.execute("CREATE VIEW main.v AS SELECT set_user('alice') AS x")
     mallory.execute("CREATE VIEW main.who AS SELECT current_user() AS u")
+    mallory.execute("CREATE TABLE main.stamp(a, b DEFAULT (set_user('alice')))")
     mallory.commit()
     mallory.close()
     bob = open_as(env, cfg, db, "bob")
@@ -113,6 +114,8 @@ def test_a_planted_view_cannot_switch_the_readers_user(env: Env, tmp_path: Path)
         with pytest.raises(remotetables.Error, match="unsafe use"):
             bob.execute(f"SELECT * FROM {view}").fetchall()
     assert bob.execute("SELECT current_user()").fetchone() == ("bob",)
+    with pytest.raises(remotetables.NotAuthorized, match="DEFAULT"):  # nor from a column DEFAULT
+        bob.execute("INSERT INTO stamp(a) VALUES (1)")
     bob.execute("CREATE TEMP VIEW me AS SELECT current_user() AS u")  # the session's own: fine
     assert bob.execute("SELECT u FROM me").fetchone() == ("bob",)
     bob.close()

@@ -59,9 +59,10 @@ def _map_error(exc: apsw.Error) -> errors.Error:
         )
     elif isinstance(exc, apsw.SQLError) and text.startswith("unsafe use of"):
         return errors.NotAuthorized(
-            f"{text}: remote tables and the SQL functions of remotetables cannot be used from a "
-            "view or trigger stored in the database file (whoever writes the file would run "
-            "them as the user reading it); make it a TEMP view or trigger"
+            f"{text}: remote tables and the SQL functions of remotetables cannot be used from "
+            "what the database file stores (a view, trigger, DEFAULT, CHECK, index or generated "
+            "column): whoever writes the file would run them as the user reading it; make it a "
+            "TEMP view or trigger"
         )
     elif isinstance(exc, apsw.SQLError) and "no such module" in text:
         cls = errors.OperationalError
