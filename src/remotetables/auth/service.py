@@ -549,10 +549,8 @@ class OAuthCredentials:
     def principal(self, session: SessionView) -> str:
         if self.provider.integration == "system":
             return "system"
-        user = session.require_user(self.provider.name)
-        # rows fetched with a token the application handed in are that token's alone
-        handed = session.handed_principal(self.provider.name, user)
-        return handed if handed is not None else f"user:{user}"
+        user = session.require_user(self.provider.name)  # a handed-in token's rows are its own:
+        return session.handed_principal(self.provider.name, user) or f"user:{user}"
 
     def token(self, session: SessionView, subject: str) -> str:
         svc = self.service
