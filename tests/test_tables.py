@@ -272,9 +272,10 @@ def test_bad_value_in_an_unread_column_does_not_fail_the_query(
         assert (info.value.column, info.value.row) == ("reopen_count", 2)
 
 
-def _projected_table(base: str, fields: str, in_style: str) -> str:
+def _projected_table(base: str, fields: str, in_style: str, filter_only: bool = True) -> str:
     """ServiceNow-style table whose rows carry only ``fields`` (sysparm_fields), while the API
-    still filters on ``state`` and ``priority``."""
+    still filters on ``state`` and ``priority`` (declared ``filter_only`` when asked)."""
+    fo = ", filter_only = true" if filter_only else ""
     return f"""
 [tables.p]
 url = "{base}/api/now/table/incident"
@@ -285,16 +286,16 @@ max_page_size = 50
 params = {{ sysparm_fields = "{fields}" }}
 [tables.p.columns]
 number = "TEXT"
-state = {{ type = "TEXT", param = "state" }}
-priority = {{ type = "INTEGER", param = "priority", in = "{in_style}" }}
+state = {{ type = "TEXT", param = "state"{fo} }}
+priority = {{ type = "INTEGER", param = "priority", in = "{in_style}"{fo} }}
 """
 
 
 def test_a_filter_only_parameter_shows_the_value_the_query_gave(
     fresh_api: IncidentsAPI, open_conn: Callable[..., remotetables.Connection]
 ) -> None:
-    """Many APIs filter on a parameter their rows do not carry: such rows take the pushed
-    value instead of being dropped by the local re-check (which left an empty result)."""
+    """Many APIs filter on a parameter their rows do not carry: a column declared
+    ``filter_only`` echoes the pushed value instead of being dropped by the local re-check."""
     rows = fresh_api.dataset("incidents").snapshot.rows
     conn = open_conn(_projected_table(fresh_api.base_url, "number", "separate"))
     closed = sorted(r["number"] for r in rows if r["state"] == "closed")
@@ -321,7 +322,9 @@ def test_a_filter_only_parameter_shows_the_value_the_query_gave(
     with pytest.raises(remotetables.ProgrammingError, match='set in = "separate"'):
         conn2.execute("SELECT number FROM p WHERE priority IN (1, 2)").fetchall()
     # rows that carry the field are re-checked as before
-    conn3 = open_conn(_projected_table(fresh_api.base_url, "number,state,priority", "repeat"))
+    conn3 = open_conn(
+        _projected_table(fresh_api.base_url, "number,state,priority", "repeat", False)
+    )
     got = conn3.execute("SELECT count(*) FROM p WHERE priority IN (1, 2)").fetchone()
     assert got == (want[1] + want[2],)
 

@@ -144,7 +144,10 @@ def test_link_header_and_build_url() -> None:
 
 def test_paginators_by_hand() -> None:
     off = make_paginator(
-        PaginationSpec(style="offset", total_path=("total",)), "https://a/x", [("limit", "2")]
+        PaginationSpec(style="offset", total_path=("total",)),
+        "https://a/x",
+        [("limit", "2")],
+        page_size=2,
     )
     assert off.first().url == "https://a/x?limit=2&offset=0"
     rest = off.parallel_rest({"total": 7}, {}, 2)
@@ -172,7 +175,10 @@ def test_paginators_by_hand() -> None:
     link.first()
     step = link.next([], {"link": '</x?after=9>; rel="next"'}, 3)
     assert step is not None and step.url == "https://a/x?after=9"
-    assert link.next([], {"link": '</x?after=9>; rel="next"'}, 0) is None  # empty page stops
+    # an empty page with a next link is not the end (ServiceNow applies ACLs after paging)
+    step = link.next([], {"link": '</x?after=12>; rel="next"'}, 0)
+    assert step is not None and step.url == "https://a/x?after=12"
+    assert link.next([], {}, 0) is None  # no next link: the end
 
 
 def test_cache_keys_include_principal_and_expire() -> None:

@@ -16,6 +16,14 @@ claiming ``total_pages = 10**12`` costs nothing before ``max_pages`` refuses it)
 
 Relative next links are resolved against the URL that answered (after redirects), not the URL
 asked for.
+
+A page with fewer rows than asked for, or none, is not the end: ServiceNow applies ACLs after
+paging, Google Calendar and Slack return short or empty pages while more follow. A scan ends
+only when the style says so: no next link, no next URL, no cursor, ``has_more`` false, the
+offset or page past a known total, or (offset and page styles with neither a total nor a
+``has_more`` flag, where nothing else can tell) an empty page. Offsets advance by the page size
+asked for, unless ``offset_step = "returned"`` says the API counts the rows it returned. The
+scan's guards stop runaways: ``max_pages`` and a next request it has already made.
 """
 
 from __future__ import annotations
@@ -156,7 +164,7 @@ class LinkPaginator(Paginator):
         self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
     ) -> PageRequest | None:
         link = headers.get("link")
-        if not link or n_items == 0:
+        if not link or self._no_more(body):
             return None
         nxt = parse_link_header(link).get("next")
         if not nxt:
@@ -175,7 +183,7 @@ class NextUrlPaginator(Paginator):
             nxt = get_path(body, self.spec.next_path)
         else:
             nxt = headers.get(self.spec.next_header or "")
-        if not nxt or not isinstance(nxt, str) or n_items == 0 or self._no_more(body):
+        if not nxt or not isinstance(nxt, str) or self._no_more(body):
             return None
         self.current = PageRequest(urljoin(base or self.current.url, nxt))
         return self.current
@@ -189,7 +197,7 @@ class CursorPaginator(Paginator):
             cursor = get_path(body, self.spec.cursor_path)
         else:
             cursor = headers.get(self.spec.cursor_header or "")
-        if cursor is None or cursor == "" or cursor is False or n_items == 0 or self._no_more(body):
+        if cursor is None or cursor == "" or cursor is False or self._no_more(body):
             return None
         self.current = PageRequest(
             build_url(self.url, [*self.params, (self.spec.cursor_param, str(cursor))])
@@ -201,10 +209,21 @@ class OffsetPaginator(Paginator):
     supports_parallel = True
 
     def __init__(
-        self, spec: PaginationSpec, url: str, params: Sequence[tuple[str, str]], start: int = 0
+        self,
+        spec: PaginationSpec,
+        url: str,
+        params: Sequence[tuple[str, str]],
+        start: int = 0,
+        page_size: int | None = None,
     ) -> None:
         super().__init__(spec, url, params)
         self.offset = start
+        self.page_size = page_size  # what each request asks for (None: the API's default)
+
+    def _step(self, n_items: int) -> int:
+        if self.spec.offset_step == "returned" or self.page_size is None:
+            return n_items
+        return self.page_size
 
     def _at(self, offset: int) -> PageRequest:
         return PageRequest(
@@ -218,10 +237,15 @@ class OffsetPaginator(Paginator):
     def next(
         self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
     ) -> PageRequest | None:
-        if n_items == 0 or self._no_more(body):
+        if self._no_more(body):
             return None
-        self.offset += n_items
         total = self._total(body, headers)
+        if n_items == 0 and total is None and self.spec.has_more_path is None:
+            return None  # nothing else can say where the rows end
+        step = self._step(n_items)
+        if step == 0:
+            return None  # the API counts returned rows and returned none: no way forward
+        self.offset += step
         if total is not None and self.offset >= total:
             return None
         self.current = self._at(self.offset)
@@ -231,18 +255,24 @@ class OffsetPaginator(Paginator):
         self, body: Any, headers: Mapping[str, str], n_items: int
     ) -> PageRange | None:
         total = self._total(body, headers)
-        if total is None or n_items == 0:
-            return None
-        return PageRange(self.offset + n_items, total, n_items, self._at)
+        if total is None or self.page_size is None or self.spec.offset_step == "returned":
+            return None  # only a known page size says where each page starts
+        return PageRange(self.offset + self.page_size, total, self.page_size, self._at)
 
 
 class PagePaginator(Paginator):
     supports_parallel = True
 
-    def __init__(self, spec: PaginationSpec, url: str, params: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        spec: PaginationSpec,
+        url: str,
+        params: Sequence[tuple[str, str]],
+        page_size: int | None = None,
+    ) -> None:
         super().__init__(spec, url, params)
         self.page = spec.first_page
-        self.rows_seen = 0
+        self.page_size = page_size
 
     def _at(self, page: int) -> PageRequest:
         return PageRequest(build_url(self.url, [*self.params, (self.spec.page_param, str(page))]))
@@ -257,19 +287,21 @@ class PagePaginator(Paginator):
             if pages is not None:
                 return self.spec.first_page + pages - 1
         total = self._total(body, headers)
-        if total is not None and n_items > 0:
-            # integer ceiling: total / n_items overflows a float for a hostile total
-            return self.spec.first_page + -(-total // n_items) - 1
+        if total is not None and self.page_size:
+            # integer ceiling: total / page_size overflows a float for a hostile total
+            return self.spec.first_page + -(-total // self.page_size) - 1
         return None
 
     def next(
         self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
     ) -> PageRequest | None:
-        if n_items == 0 or self._no_more(body):
+        if self._no_more(body):
             return None
         last = self._last_page(body, headers, n_items)
         if last is not None and self.page >= last:
             return None
+        if last is None and n_items == 0 and self.spec.has_more_path is None:
+            return None  # nothing else can say where the rows end
         self.page += 1
         self.current = self._at(self.page)
         return self.current
@@ -289,7 +321,9 @@ def make_paginator(
     params: Sequence[tuple[str, str]],
     *,
     start_offset: int = 0,
+    page_size: int | None = None,
 ) -> Paginator:
+    """``page_size``: the rows each request asks for (None: the API's own default)."""
     style = spec.style
     if style == "link":
         return LinkPaginator(spec, url, params)
@@ -298,7 +332,7 @@ def make_paginator(
     if style == "cursor":
         return CursorPaginator(spec, url, params)
     if style == "offset":
-        return OffsetPaginator(spec, url, params, start_offset)
+        return OffsetPaginator(spec, url, params, start_offset, page_size)
     if style == "page":
-        return PagePaginator(spec, url, params)
+        return PagePaginator(spec, url, params, page_size)
     return Paginator(spec, url, params)

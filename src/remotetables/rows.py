@@ -10,12 +10,15 @@ costs one call per row, not one per value.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
+import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import apsw
 import orjson
 
 from remotetables.errors import CoercionError
@@ -27,8 +30,10 @@ __all__ = [
     "apply_affinity",
     "coerce",
     "get_path",
+    "is_sql_number",
     "parse_path",
     "sql_equal",
+    "sqlite_real_text",
 ]
 
 JsonPath = tuple[str | int, ...]
@@ -102,8 +107,19 @@ def _to_json(v: Any) -> str:
         raise _Bad("a JSON value nested too deep (more than 254 levels) to store") from None
 
 
-_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+# SQLite's text-to-number rules are ASCII-only: digits 0-9 and its own whitespace set (space,
+# \t \n \v \f \r; sqlite3Isspace), never Python's Unicode \d and \s (fullwidth or Arabic-Indic digits are texts)
+SQL_SPACE = " \t\n\v\f\r"
+_INT_RE = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+[ \t\n\v\f\r]*", re.ASCII)
+_NUM_RE = re.compile(
+    r"[ \t\n\v\f\r]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\v\f\r]*", re.ASCII
+)
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # SQLite's INTEGER range
+
+
+def is_sql_number(text: str) -> bool:
+    """Whether SQLite reads ``text`` as a number (a well-formed ASCII numeric literal)."""
+    return _NUM_RE.fullmatch(text) is not None
 
 
 def _in_range(n: int, v: Any) -> int:
@@ -125,20 +141,19 @@ def _integer(v: Any) -> Any:
             return int(v)
         return v  # SQLite keeps a non-integral (or too large) REAL in an INTEGER column as REAL
     if isinstance(v, str):
-        s = v.strip()
+        s = v.strip(SQL_SPACE)
         if s == "":
             return None
-        if _INT_RE.match(s):
+        if _INT_RE.fullmatch(s):
             if len(s.lstrip("+-").lstrip("0")) > 19:  # past int64, and int() refuses 4300+ digits
                 raise _Bad(
                     f"{_short(v)} is outside SQLite's 64-bit integer range (declare the column "
                     "TEXT to keep every digit)"
                 )
             return _in_range(int(s), v)
-        try:
-            f = float(s)
-        except ValueError:
-            raise _Bad(f"{_short(v)} is not an integer") from None
+        if not _NUM_RE.fullmatch(s):
+            raise _Bad(f"{_short(v)} is not an integer")
+        f = float(s)
         if not math.isfinite(f):
             raise _Bad(f"{v!r} is not an integer")
         return int(f) if f.is_integer() and _I64_MIN <= f <= _I64_MAX else f
@@ -149,13 +164,12 @@ def _real(v: Any) -> Any:
     if isinstance(v, (int, float)):
         return float(v)
     if isinstance(v, str):
-        s = v.strip()
+        s = v.strip(SQL_SPACE)
         if s == "":
             return None
-        try:
-            f = float(s)
-        except ValueError:
-            raise _Bad(f"{v!r} is not a number") from None
+        if not _NUM_RE.fullmatch(s):
+            raise _Bad(f"{v!r} is not a number")
+        f = float(s)
         if not math.isfinite(f):
             raise _Bad(f"{v!r} is not a finite number")
         return f
@@ -172,7 +186,7 @@ def _boolean(v: Any) -> Any:
     if isinstance(v, (int, float)) and v in (0, 1):
         return int(v)
     if isinstance(v, str):
-        s = v.strip().lower()
+        s = v.strip(SQL_SPACE).lower()
         if s == "":
             return None
         if s in _TRUE:
@@ -189,8 +203,10 @@ def _text(v: Any) -> Any:
         return "true"
     if v is False:
         return "false"
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return sqlite_real_text(v)
     return _to_json(v)
 
 
@@ -249,17 +265,24 @@ class RowBuilder:
         table: str,
         columns: Sequence[tuple[str, str, JsonPath, bool]],
         used: Collection[int] | None = None,
+        *,
+        carry: bool = False,
     ) -> None:
         """``columns``: (name, sql type, path, null_on_error) for each column, in order.
 
         ``used``: the column positions the query reads (SQLite's colUsed); the others are
         NULL in the tuples, and nothing is extracted or converted for them. None: all.
+        ``carry``: each tuple ends with its JSON item, after the columns (a keyless table's
+        rowid is the identity of the whole row, worked out from the item only when asked).
         """
         self.table = table
         self.columns = list(columns)
         self.used = frozenset(range(len(self.columns)) if used is None else used)
+        self.carry = carry
         # a query that reads no column (count(*)): every row is the same tuple
-        self._const: tuple[Any, ...] | None = (None,) * len(self.columns) if not self.used else None
+        self._const: tuple[Any, ...] | None = (
+            (None,) * len(self.columns) if not self.used and not carry else None
+        )
         tolerant = self._compile(fast=False)
         assert tolerant is not None
         self._build: Callable[[Any], tuple[Any, ...]] = tolerant
@@ -276,12 +299,13 @@ class RowBuilder:
                     continue
                 if path and all(isinstance(step, str) for step in path) and path[0] not in tops:
                     tops.append(str(path[0]))
-            if not tops:
+            if not tops and self.used:
                 return None
-            env["_ig"] = operator.itemgetter(*tops)
-            names = ", ".join(f"k{j}" for j in range(len(tops)))
-            # itemgetter with one key returns the value itself, not a 1-tuple
-            lines.append(f"    {names} = _ig(item)")
+            if tops:
+                env["_ig"] = operator.itemgetter(*tops)
+                names = ", ".join(f"k{j}" for j in range(len(tops)))
+                # itemgetter with one key returns the value itself, not a 1-tuple
+                lines.append(f"    {names} = _ig(item)")
         else:
             lines.append("    g = item.get")
         outs: list[str] = []
@@ -321,6 +345,8 @@ class RowBuilder:
                 )
             else:
                 outs.append(f"(None if {var} is None else c{i}({var}))")
+        if self.carry:
+            outs.append("item")
         lines.append("    return (" + ", ".join(outs) + ("," if len(outs) == 1 else "") + ")")
         exec("\n".join(lines), env)
         build: Callable[[Any], tuple[Any, ...]] = env["build"]
@@ -345,6 +371,22 @@ class RowBuilder:
             return list(map(self._build, items))
         except (_Bad, AttributeError, TypeError):
             return [self._slow(item, first_row + n) for n, item in enumerate(items)]
+
+    def identity(self, item: Any) -> tuple[Any, ...]:
+        """The whole row ``item`` makes (what a whole-row build gives), for rowids; a value that
+        cannot be converted stands for itself instead of failing."""
+        try:
+            return self._build(item)[: len(self.columns)]
+        except (_Bad, AttributeError, TypeError):
+            pass
+        out: list[Any] = []
+        for _name, typ, path, null_on_error in self.columns:
+            raw = get_path(item, path)
+            try:
+                out.append(coerce(raw, typ))
+            except ValueError:
+                out.append(None if null_on_error else ("\x00unconvertible", _to_json(raw)))
+        return tuple(out)
 
     def _slow(self, item: Any, row: int) -> tuple[Any, ...]:
         if not isinstance(item, dict):
@@ -373,6 +415,8 @@ class RowBuilder:
                     column=name,
                     row=row + 1,
                 ) from None
+        if self.carry:
+            out.append(item)
         return tuple(out)
 
 
@@ -386,9 +430,6 @@ def affinity_of(sql_type: str) -> str:
     )
 
 
-_NUM_RE = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
-
-
 def apply_affinity(value: Any, affinity: str) -> Any:
     """What SQLite does to a constant compared with a column of ``affinity``."""
     if value is None or isinstance(value, bytes):
@@ -399,14 +440,14 @@ def apply_affinity(value: Any, affinity: str) -> Any:
         if isinstance(value, int):
             return str(value)
         if isinstance(value, float):
-            return _sqlite_real_text(value)
+            return sqlite_real_text(value)
         return value
     # NUMERIC, INTEGER, REAL
     if isinstance(value, str):
-        if not _NUM_RE.match(value):
+        if not _NUM_RE.fullmatch(value):
             return value
-        s = value.strip()
-        if re.match(r"^[+-]?\d+$", s):
+        s = value.strip(SQL_SPACE)
+        if _INT_RE.fullmatch(s):
             n = int(s)
             if -(2**63) <= n < 2**63:
                 return float(n) if affinity == "REAL" else n
@@ -423,11 +464,21 @@ def apply_affinity(value: Any, affinity: str) -> Any:
     return value
 
 
-def _sqlite_real_text(value: float) -> str:
-    text = f"{value:.15g}"
-    if "." not in text and "e" not in text and "inf" not in text and "nan" not in text:
-        text += ".0"
-    return text
+_local = threading.local()
+
+
+@functools.lru_cache(maxsize=4096)
+def sqlite_real_text(value: float) -> str:
+    """A REAL as SQLite writes it as text (``1.0e+20``, ``100.0``, ``0.30000000000000004``).
+
+    SQLite's own digit generation is not Python's (it is not always the shortest or the
+    correctly rounded form), so SQLite itself renders it: an in-memory connection per thread.
+    """
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = apsw.Connection(":memory:")
+    row = conn.execute("SELECT CAST(? AS TEXT)", (value,)).fetchone()
+    return str(row[0]) if row is not None else ""
 
 
 def sql_equal(a: Any, b: Any) -> bool:

@@ -197,7 +197,7 @@ class Runtime:
         self._token_store = token_store
         self._key_file = key_file
         self._creds: dict[str, Credentials] = {}
-        self._builders: dict[tuple[str, tuple[int, ...] | None], RowBuilder] = {}
+        self._builders: dict[tuple[str, tuple[int, ...] | None, bool], RowBuilder] = {}
         self._decoders: dict[tuple[str, tuple[int, ...] | None], PageDecoder | None] = {}
         # REMOTETABLES_FAST_PATH=off: every page the general way (the tests run both ways)
         self.fast_path = fast_path_enabled(self.environ)
@@ -211,15 +211,19 @@ class Runtime:
     def table(self, name: str) -> TableSpec:
         return self.config.table(name)
 
-    def row_builder(self, spec: TableSpec, used: Sequence[int] | None = None) -> RowBuilder:
-        """The table's compiled row builder (for ``used`` columns only, when given)."""
-        key = (spec.name, None if used is None else tuple(used))
+    def row_builder(
+        self, spec: TableSpec, used: Sequence[int] | None = None, *, carry: bool = False
+    ) -> RowBuilder:
+        """The table's compiled row builder (for ``used`` columns only, when given; ``carry``:
+        each tuple ends with its JSON item, see :class:`~remotetables.rows.RowBuilder`)."""
+        key = (spec.name, None if used is None else tuple(used), carry)
         builder = self._builders.get(key)
         if builder is None:
             builder = RowBuilder(
                 spec.name,
                 [(c.name, c.type, c.path, c.on_error == "null") for c in spec.columns],
                 used,
+                carry=carry,
             )
             self._builders[key] = builder
         return builder

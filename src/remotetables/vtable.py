@@ -110,6 +110,33 @@ class Table:
         self._plans: dict[str, Plan] = {}
         # INSERT/UPDATE/DELETE (remotetables.writes); the connection says if a transaction is open
         self.writer = TableWriter(session, spec, connection)
+        self.ncols = len(spec.columns)
+        # keyless rowids: whole row -> the rowids handed out for its 1st, 2nd ... copy in a scan,
+        # the same in every scan of one statement (SQLite merges OR scans and joins by rowid)
+        self._rowids: dict[Row, list[int]] = {}
+        self._rowids_for: object = None  # the statement they belong to
+        self._next_rowid = 1
+
+    def keyless_rowid(self, row: Row, copy: int) -> int:
+        """The rowid of the ``copy``-th (0-based) occurrence of ``row`` in a scan."""
+        stats = self.session.stats
+        if self._rowids_for is not stats:  # a new statement: start again
+            self._rowids_for = stats
+            self._rowids = {}
+            self._next_rowid = 1
+        ids = self._rowids.get(row)
+        if ids is None:
+            ids = self._rowids[row] = []
+        while len(ids) <= copy:
+            ids.append(self._next_rowid)
+            self._next_rowid += 1
+        return ids[copy]
+
+    def identity(self, row: Row) -> Row:
+        """The whole row a tuple stands for (built from the JSON item it carries)."""
+        if len(row) == self.ncols:
+            return row
+        return self.session.runtime.row_builder(self.spec).identity(row[-1])
 
     def BestIndexObject(self, ii: apsw.IndexInfo) -> bool:
         constraints = []
@@ -209,7 +236,7 @@ class Cursor:
         self._it: Iterator[Row] = iter(())
         self._row: Row = ()
         self._eof = True
-        self._occurrences: dict[int, int] | None = None
+        self._occurrences: dict[Row, int] | None = None
         self._last_row: Row | None = None  # the row whose rowid is _last_rowid
         self._last_rowid = 0
 
@@ -251,16 +278,17 @@ class Cursor:
         row = self._row
         if spec.key:
             return key_rowid(row[spec.column_index(spec.key)])  # the writer finds rows by it too
-        h = hash(row)
         if self._last_row is row:  # asked again for the same row (a held reference: no reuse)
             return self._last_rowid
-        # identical rows get distinct rowids, the same in every scan that sees them
+        # the whole row, whatever columns the query reads; identical rows get distinct rowids
+        # (by copy number), the same in every scan of the statement that sees them
+        table = self._table
+        whole = table.identity(row)
         if self._occurrences is None:
             self._occurrences = {}
-        h &= 0x3FFFFFFFFFF
-        n = self._occurrences.get(h, 0)
-        self._occurrences[h] = n + 1
-        rowid = (h << 16) | (n & 0xFFFF)
+        n = self._occurrences.get(whole, 0)
+        self._occurrences[whole] = n + 1
+        rowid = table.keyless_rowid(whole, n)
         self._last_row = row
         self._last_rowid = rowid
         return rowid

@@ -44,7 +44,7 @@ _TABLE_KEYS = {
 }  # fmt: skip
 _COLUMN_KEYS = {
     "type", "path", "param", "required", "exact", "in", "on_error", "writable", "filters",
-    "sort", "sort_exact", "query",
+    "sort", "sort_exact", "query", "filter_only",
 }  # fmt: skip
 _QUERY_KEYS = {
     "param", "terms", "joiner", "quote", "escapes", "local_if", "quote_numbers", "list_separator",
@@ -321,7 +321,7 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
     allowed = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param",
         "first_page", "total_path", "total_pages_path", "total_header", "next_header",
-        "cursor_header", "has_more_path",
+        "cursor_header", "has_more_path", "offset_step",
     }  # fmt: skip
     _only(ctx, key, raw, allowed)
     style = _get(ctx, raw, key, "style", str, "none")
@@ -349,7 +349,14 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
         next_header=_get(ctx, raw, key, "next_header", str),
         cursor_header=_get(ctx, raw, key, "cursor_header", str),
         has_more_path=opt_path("has_more_path"),
+        offset_step=_get(ctx, raw, key, "offset_step", str, "requested"),
     )
+    if spec.offset_step not in ("requested", "returned"):
+        raise ctx.err(
+            f"{key}.offset_step",
+            "must be 'requested' (the offset advances by the page size asked for) or "
+            "'returned' (by the rows the API returned)",
+        )
     if style == "next_url" and spec.next_path is None and spec.next_header is None:
         raise ctx.err(
             f"{key}.next_path",
@@ -462,15 +469,25 @@ def _columns(
                 f"{ck}.exact",
                 "only a column mapped to an API parameter (param or filters) can be exact",
             )
+        filter_only = _get(ctx, value, ck, "filter_only", bool, False)
+        path_text = _get(ctx, value, ck, "path", str, name)
+        path = _path(ctx, f"{ck}.path", path_text)
+        if filter_only and (not param or not path or not all(isinstance(p, str) for p in path)):
+            raise ctx.err(
+                f"{ck}.filter_only",
+                "only a column mapped to an API parameter (param), with a path of plain names "
+                "(no [n] index), can be filter_only",
+            )
         out.append(
             ColumnSpec(
                 name=name,
                 type=typ,
-                path=_path(ctx, f"{ck}.path", _get(ctx, value, ck, "path", str, name)),
+                path=path,
                 param=param,
                 required=required,
                 exact=exact,
                 in_style=in_style,
+                filter_only=filter_only,
                 on_error=on_error,
                 writable=_get(ctx, value, ck, "writable", bool, True),
                 filters=filters,

@@ -78,6 +78,7 @@ class ColumnSpec:
     required: bool = False  # the API needs this parameter: queries must give it
     exact: bool = False  # the API's filter is trusted: rows are not re-checked locally
     in_style: str = "separate"  # IN (...) as one request per value, comma list, or repeated param
+    filter_only: bool = False  # the API filters on it, its rows never carry it: echo the value sent
     on_error: Literal["error", "null"] = "error"
     writable: bool = True
     filters: tuple[FilterSpec, ...] = ()  # other operators pushed to API parameters
@@ -153,6 +154,7 @@ class PaginationSpec:
     next_header: str | None = None  # next_url: a response header holding the next URL
     cursor_header: str | None = None  # cursor: a response header holding the cursor
     has_more_path: JsonPath | None = None  # a body flag that is false on the last page
+    offset_step: str = "requested"  # offset: advance by the page size asked for, or "returned"
 
 
 @dataclass(frozen=True)

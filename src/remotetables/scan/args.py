@@ -41,14 +41,18 @@ class ScanArgs:
     covered: bool = True  # every pushed parameter is re-checked locally
     local: bool = False  # some WHERE term is applied only here (the API returns more rows)
     used: list[int] | None = None  # columns to build (None: all)
-    # pushed columns with one value: a row without the field gets it (the API filtered on it)
+    # filter_only columns with their one value: every row echoes it (the API filtered on it)
     fills: list[tuple[int, Any]] = field(default_factory=list)
-    multi: list[int] = field(default_factory=list)  # pushed columns with several values at once
+    multi: list[int] = field(default_factory=list)  # filter_only columns sent several values
     # other operators applied locally: (column, operator, value with the column's affinity)
     op_checks: list[tuple[int, str, Any]] = field(default_factory=list)
     query_terms: list[str] = field(default_factory=list)  # terms of the table's query language
     path: dict[str, str] = field(default_factory=dict)  # {placeholder} -> value (the URL's path)
     echo: list[tuple[int, Any]] = field(default_factory=list)  # path columns take the value sent
+
+
+def _is_blob(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview))
 
 
 def _format_param(value: Any, sql_type: str) -> str:
@@ -152,11 +156,9 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
         }
         if spec.key is not None:
             used.add(spec.column_index(spec.key))  # rowids come from the key
-            out.used = sorted(used)
-        elif not any(kind in ("eq", "in", "local") or kind in _OPERATORS for kind, _ in plan.args):
-            out.used = sorted(used)
-        # else: a keyless table's rowid hashes the whole row, and SQLite merges the scans of
-        # `a = 1 OR b = 2` by rowid: such scans build whole rows
+        # a keyless table's rowid is the identity of the whole row: its tuples carry their JSON
+        # item, and the cursor builds the whole row from it only when SQLite asks for a rowid
+        out.used = sorted(used)
     for pos, ((kind, col_index), arg) in enumerate(zip(plan.args, args, strict=True)):
         if kind == "limit":
             out.limit = None if arg is None or int(arg) < 0 else int(arg)
@@ -170,7 +172,10 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
             continue
         affinity = affinity_of(col.type)
         raw_values = sorted(arg, key=repr) if kind == "in" else [arg]
-        values = [apply_affinity(v, affinity) for v in raw_values if v is not None]
+        # a BLOB never equals a number or a text (and no column holds BLOBs): it matches nothing
+        values = [
+            apply_affinity(v, affinity) for v in raw_values if v is not None and not _is_blob(v)
+        ]
         if affinity != "TEXT":
             # a text that is not a number never equals a numeric column's value
             values = [v for v in values if not isinstance(v, str)]
@@ -207,16 +212,31 @@ def prepare(spec: TableSpec, plan: Plan, args: Sequence[Any]) -> ScanArgs:
         else:
             assert col.param is not None
             texts = [_format_param(v, col.type) for v in values]
+            if col.in_style == "comma" and any("," in t for t in texts):
+                # the API would split the value on its comma: never send it; SQLite's own
+                # comparison decides (here when SQLite omitted the term, else SQLite re-checks it)
+                if col.filter_only or col.required:
+                    raise MissingParameterError(
+                        f"table {spec.name}: column {col.name} sends its values as one "
+                        f'comma-separated list (in = "comma"), and a value holds a comma that the '
+                        "API would split; the API needs this parameter, so the query cannot be "
+                        'answered (set in = "separate" or "repeat" on the column)'
+                    )
+                if pos not in plan.kept:
+                    out.checks.append((col_index, values))
+                    out.local = True
+                continue
             if kind == "in" and col.in_style == "comma":
                 out.pushed.append((col.param, ",".join(texts)))
             else:
                 out.pushed.extend((col.param, t) for t in texts)
-        if pos not in plan.recheck:
+        if pos not in plan.recheck or col.filter_only:
             out.covered = False  # the API's own filter is trusted: a wider scan cannot answer it
-        if len(values) == 1:
-            out.fills.append((col_index, values[0]))
-        else:
-            out.multi.append(col_index)
+        if col.filter_only:
+            if len(values) == 1:
+                out.fills.append((col_index, values[0]))
+            else:
+                out.multi.append(col_index)
         if pos in plan.recheck:
             out.checks.append((col_index, values))
     _order_and_fields(spec, plan, out)

@@ -31,12 +31,10 @@ from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.pushdown import fill_path
-from remotetables.rows import get_path
+from remotetables.rows import RowBuilder, get_path
 from remotetables.scan.args import Row, ScanArgs, prepare
 from remotetables.scan.checks import (
     _build_passing,
-    _fill_absent,
-    _has_path,
     _set_field,
     apply_checks,
     apply_op_checks,
@@ -135,7 +133,13 @@ class _Scan:
         if spec.page_size_param and page_size:
             params.append((spec.page_size_param, str(page_size)))
         url = fill_path(spec.url, sargs.path) if sargs.path else spec.url
-        pager = make_paginator(spec.pagination, url, params, start_offset=start_offset)
+        pager = make_paginator(
+            spec.pagination,
+            url,
+            params,
+            start_offset=start_offset,
+            page_size=page_size if spec.page_size_param else None,
+        )
         auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
         allowed = self.rt.allowed_origins(spec.provider)
         policy = self.rt.retry_policy(spec.provider)
@@ -162,7 +166,7 @@ class _Scan:
         # a scan that starts past the first row is not the whole table: never cache it
         collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
         # rows that go into the cache are whole; others need only the columns the query reads
-        builder = self.builder if collect is not None else self.rt.row_builder(spec, sargs.used)
+        builder = self.builder if collect is not None else self._partial_builder()
         # a filtered scan that keeps nothing builds the checked columns first, then whole rows
         # only for the items that pass (a selective WHERE then converts a fraction of the values)
         checked = {index for index, _ in sargs.checks}
@@ -171,15 +175,11 @@ class _Scan:
             if checked and len(checked) < len(builder.used)
             else None
         )
-        # A pushed column whose field no row of the first page carries is a filter-only
-        # parameter (the API filters on it but does not return it): its rows take the value
-        # sent. A field that some rows carry is only sparse: rows without it stay NULL.
-        filter_only: dict[int, bool] = {}  # column -> decided on the first non-empty page
+        # A filter_only column (the API filters on it; its rows never carry it) echoes the value
+        # sent. Any other missing field is NULL, always: nothing depends on a guess.
         fills = [(i, spec.columns[i].path, v) for i, v in sargs.fills if spec.columns[i].path]
-        # several values in one request, re-checked here: a filter-only row would vanish
-        multi = [i for i in sargs.multi if spec.columns[i].path and i in checked]
-        # a whole-table entry answers narrower queries only if its rows carry every param field
-        unseen = set() if sargs.pushed else {c.path for c in spec.columns if c.param and c.path}
+        if sargs.multi:
+            raise self._no_field_for_in(spec.columns[sargs.multi[0]])
         collected_bytes = 0
         cache_budget = self.rt.cache.entry_budget()
         emitted = 0
@@ -197,17 +197,17 @@ class _Scan:
                 if exc.column in {spec.columns[i].name for i in read}:
                     raise
             collect = None
-            builder = self.rt.row_builder(spec, sargs.used)
+            builder = self._partial_builder()
             return builder.build_page(items, rows_seen)
 
         def decoder() -> PageDecoder | None:
             """The fast decoder for the next request, when nothing needs the page's items."""
             if sargs.echo:
                 return None  # values are set into the items
-            if any(filter_only.get(i) is not False for i in (*(f[0] for f in fills), *multi)):
-                return None  # a filter-only field is still to be looked for, or filled in
-            if collect is not None and unseen:
-                return None
+            if fills:
+                return None  # a filter_only value is set into the items
+            if collect is None and builder.carry:
+                return None  # keyless rowids need the items (see RowBuilder carry)
             return self.rt.page_decoder(spec, None if collect is not None else sargs.used)
 
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
@@ -221,21 +221,8 @@ class _Scan:
             else:
                 for index, value in sargs.echo:
                     _set_field(items, spec.columns[index].path, value)
-                if items:
-                    for index in (*(f[0] for f in fills), *multi):
-                        if index not in filter_only:
-                            path = spec.columns[index].path
-                            filter_only[index] = not any(_has_path(item, path) for item in items)
-                    for index in multi:
-                        if filter_only[index]:
-                            raise self._no_field_for_in(spec.columns[index])
-                    for index, path, value in fills:
-                        if filter_only[index]:
-                            _fill_absent(items, path, value)
-                    if unseen and collect is not None:
-                        unseen.difference_update(
-                            [p for p in unseen if any(_has_path(item, p) for item in items)]
-                        )
+                for _index, path, value in fills:
+                    _set_field(items, path, value)
                 if collect is None and prefilter is not None:
                     out = _build_passing(builder, prefilter, items, rows_seen, sargs.checks)
                 elif collect is not None:
@@ -338,15 +325,21 @@ class _Scan:
                 collect,
                 collected_bytes,
                 spec.cache_ttl,
-                covering=not unseen,
                 epoch=self.epoch,
             )
 
+    def _partial_builder(self) -> RowBuilder:
+        """Only the columns the query reads; a keyless table's tuples carry their item too."""
+        return self.rt.row_builder(
+            self.spec, self.sargs.used, carry=self.spec.key is None and self.sargs.used is not None
+        )
+
     def _no_field_for_in(self, col: ColumnSpec) -> ConfigError:
         return ConfigError(
-            f"table {self.spec.name}: the API's rows have no field for column {col.name}, so a "
-            f'query with several values at once (in = "{col.in_style}") cannot tell which value '
-            f'a row matched; set in = "separate" on the column (one request per value)',
+            f"table {self.spec.name}: column {col.name} is filter_only (the API's rows do not "
+            f'carry it), so a query with several values at once (in = "{col.in_style}") cannot '
+            'tell which value a row matched; set in = "separate" on the column (one request '
+            "per value)",
             key=f"tables.{self.spec.name}.columns.{col.name}.in",
         )
 

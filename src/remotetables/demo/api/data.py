@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +29,8 @@ __all__ = [
     "generate_bulk",
     "generate_incidents",
     "generate_issues",
+    "loose_match",
+    "strict_match",
     "value_key",
 ]
 
@@ -65,6 +67,44 @@ def value_key(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+Matcher = Callable[[str, Any, frozenset[str]], bool]
+"""``(field, the row's value, the accepted texts) -> bool``: how the API filters."""
+
+
+def strict_match(field: str, value: Any, accepted: frozenset[str]) -> bool:
+    """The default: the value's string form (:func:`value_key`) is one of the texts sent."""
+    return value_key(value) in accepted
+
+
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
+def _loose_forms(value: Any) -> tuple[str, float | None, bool | None]:
+    text = value_key(value).strip().casefold()
+    try:
+        number: float | None = float(text)  # Python's lenient parse: wider than SQLite's
+    except ValueError:
+        number = None
+    truth = True if text in _TRUE_WORDS else False if text in _FALSE_WORDS else None
+    return text, number, truth
+
+
+def loose_match(field: str, value: Any, accepted: frozenset[str]) -> bool:
+    """A loose API (``_match=loose``): case-insensitive, trimmed, numbers equal as numbers,
+    boolean words alike; it returns more rows than asked for, never fewer."""
+    if value is None:
+        return "null" in accepted
+    text, number, truth = _loose_forms(value)
+    for want in accepted:
+        w_text, w_number, w_truth = _loose_forms(want)
+        if text == w_text or (number is not None and number == w_number):
+            return True
+        if truth is not None and truth == w_truth:
+            return True
+    return False
 
 
 def _iso(ts: int) -> str:
@@ -173,7 +213,7 @@ Filters = tuple[tuple[str, frozenset[str]], ...]
 class View:
     """The rows one caller may see, in dataset order; ``key`` identifies it for caching."""
 
-    key: tuple[str, int, str | None, Filters]
+    key: tuple[str, int, str | None, Filters, str]
     rows: Sequence[Row]
 
 
@@ -202,7 +242,7 @@ class Dataset:
     def __init__(self, name: str, rows: Iterable[Row], *, view_cache_size: int = 128) -> None:
         self.name = name
         self._lock = threading.RLock()
-        self._views: OrderedDict[tuple[str, int, str | None, Filters], View] = OrderedDict()
+        self._views: OrderedDict[tuple[str, int, str | None, Filters, str], View] = OrderedDict()
         self._view_cache_size = view_cache_size
         self._snap = self._build(0, list(rows))
         self._next_number = len(self._snap.rows) + 1
@@ -226,14 +266,23 @@ class Dataset:
     def snapshot(self) -> Snapshot:
         return self._snap
 
-    def view(self, user: str | None, filters: Filters, *, per_user: bool) -> View:
+    def view(
+        self,
+        user: str | None,
+        filters: Filters,
+        *,
+        per_user: bool,
+        match: Matcher = strict_match,
+        match_name: str = "strict",
+    ) -> View:
         """Rows visible to ``user`` (all when not ``per_user``) matching every filter.
 
-        ``filters`` pairs a field with the accepted string forms (see :func:`value_key`).
+        ``filters`` pairs a field with the accepted string forms; ``match`` decides whether a
+        row's value is one of them (default :func:`strict_match`: :func:`value_key`).
         """
         snap = self._snap
         per_user = per_user and not snap.all_shared
-        key = (self.name, snap.version, user if per_user else None, filters)
+        key = (self.name, snap.version, user if per_user else None, filters, match_name)
         if not per_user and not filters:
             return View(key, snap.rows)
         with self._lock:
@@ -245,7 +294,7 @@ class Dataset:
             i
             for i, row in enumerate(snap.rows)
             if (not per_user or snap.owners[i] in (user, SHARED))
-            and all(value_key(row.get(f)) in accepted for f, accepted in filters)
+            and all(match(f, row.get(f), accepted) for f, accepted in filters)
         ]
         view = View(key, [snap.rows[i] for i in picked])
         with self._lock:

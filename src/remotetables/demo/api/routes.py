@@ -7,6 +7,13 @@ field's string form (:func:`~remotetables.demo.api.data.value_key`); a repeated 
 OR. Under the ``/list`` prefix (``/list/styles/link/incidents?state=new,open``) a value is also
 split on commas. ``_ignore_filters=1`` makes the server ignore every filter. Other parameters are
 ignored, as real APIs do.
+
+Shapes of real APIs, chosen per request (so one server serves many table configs):
+``_match=loose`` filters loosely (case-insensitive, numbers as numbers: more rows than asked
+for, never fewer; :func:`~remotetables.demo.api.data.loose_match`), or any name registered in
+:attr:`Router.matchers`; ``_acl=1`` hides rows marked ``"_acl": "deny"`` *after* paging, as
+ServiceNow applies ACLs: pages come back short or empty while the links, cursors and totals
+still count every row.
 """
 
 from __future__ import annotations
@@ -25,7 +32,16 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from remotetables.demo.api.data import SHARED, Dataset, Filters, Row, View
+from remotetables.demo.api.data import (
+    SHARED,
+    Dataset,
+    Filters,
+    Matcher,
+    Row,
+    View,
+    loose_match,
+    strict_match,
+)
 from remotetables.demo.api.faults import Fault
 
 
@@ -178,6 +194,8 @@ class Router:
 
     def __init__(self, api: ApiState) -> None:
         self.api = api
+        #: how ``_match=NAME`` filters (``strict``, the default, and ``loose`` built in)
+        self.matchers: dict[str, Matcher] = {"strict": strict_match, "loose": loose_match}
         self._write_lock = threading.Lock()
         self._idempotent: dict[tuple[str | None, str, str, str], tuple[str, Response]] = {}
 
@@ -290,18 +308,30 @@ class Router:
     def _page(self, req: Request, style: str, name: str, fault: Fault | None) -> Response:
         ds = self._dataset(name)
         win = self._window(req, style, name)
-        view = ds.view(req.user, self._filters(req, style, ds), per_user=self.api.auth_required)
+        match_name = req.param("_match") or "strict"
+        match = self.matchers.get(match_name)
+        if match is None:
+            raise HTTPFailure(400, "invalid_parameter", f"no matcher {match_name!r}")
+        view = ds.view(
+            req.user,
+            self._filters(req, style, ds),
+            per_user=self.api.auth_required,
+            match=match,
+            match_name=match_name,
+        )
         since = req.param("since") if style == "github" else None
         if since:  # GitHub: rows updated at or after an ISO 8601 time (text compares in order)
             view = View(
-                (*view.key[:3], (*view.key[3], ("updated_at>=", frozenset({since})))),
+                (*view.key[:3], (*view.key[3], ("updated_at>=", frozenset({since}))), view.key[4]),
                 [r for r in view.rows if str(r.get("updated_at") or "") >= since],
             )
         fields: tuple[str, ...] | None = None
         if style == "servicenow" and req.param("sysparm_fields"):
             fields = tuple(f for f in (req.param("sysparm_fields") or "").split(",") if f)
+        acl = _truthy(req.param("_acl"))
         arr = self.api.page_cache.get(
-            (view.key, win.offset, win.limit, fields), lambda: _serialize(view, win, fields)
+            (view.key, win.offset, win.limit, fields, acl),
+            lambda: _serialize(view, win, fields, acl),
         )
         total = len(view.rows)
         next_offset: int | None = win.offset + win.limit if win.offset + win.limit < total else None
@@ -368,9 +398,9 @@ class Router:
         offsets = range(0, len(view.rows), limit)
         for offset in offsets:
             build = functools.partial(
-                _serialize, view, Window("link", ds.name, offset, limit), None
+                _serialize, view, Window("link", ds.name, offset, limit), None, False
             )
-            self.api.page_cache.get((view.key, offset, limit, None), build)
+            self.api.page_cache.get((view.key, offset, limit, None, False), build)
         return len(offsets)
 
     def _visible(self, req: Request, ds: Dataset, sys_id: str) -> Row:
@@ -460,8 +490,10 @@ def _sysparm_query(query: str) -> list[tuple[str, frozenset[str]]]:
     return out
 
 
-def _serialize(view: View, win: Window, fields: tuple[str, ...] | None) -> bytes:
+def _serialize(view: View, win: Window, fields: tuple[str, ...] | None, acl: bool) -> bytes:
     rows: Sequence[Mapping[str, Any]] = view.rows[win.offset : win.offset + win.limit]
+    if acl:  # ServiceNow: ACLs apply after paging, so a page can come back short or empty
+        rows = [row for row in rows if row.get("_acl") != "deny"]
     if fields is not None:
         rows = [{f: row[f] for f in fields if f in row} for row in rows]
     return orjson.dumps(rows)

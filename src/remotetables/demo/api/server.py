@@ -178,7 +178,7 @@ class IncidentsAPI:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.page_cache = _PageCache(page_cache_bytes)
-        self.router = Router(self)
+        self.router = Router(self)  # router.matchers: more ways to filter, chosen by _match=NAME
 
     def __repr__(self) -> str:  # never shows tokens
         where = self.base_url if self._server is not None else "stopped"
