@@ -104,3 +104,27 @@ def dot() -> Iterator[Any]:
 
     with DotServer(access_token_ttl=300) as server:
         yield server
+
+
+# Hypothesis profiles: "ci" (the default: reproducible, bounded) and "long" (many more random
+# examples, run with `pytest --hypothesis-profile=long tests/oracle`).
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=3000,
+    derandomize=False,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", parent=settings.get_profile("ci"), max_examples=12)
+settings.load_profile("ci")

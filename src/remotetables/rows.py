@@ -161,8 +161,9 @@ def _integer(v: Any) -> Any:
 
 
 def _real(v: Any) -> Any:
+    # + 0.0: a REAL column holds 0.0 for -0.0 (SQLite stores an integral REAL as an integer)
     if isinstance(v, (int, float)):
-        return float(v)
+        return float(v) + 0.0
     if isinstance(v, str):
         s = v.strip(SQL_SPACE)
         if s == "":
@@ -172,7 +173,7 @@ def _real(v: Any) -> Any:
         f = float(s)
         if not math.isfinite(f):
             raise _Bad(f"{v!r} is not a finite number")
-        return f
+        return f + 0.0
     raise _Bad(f"a JSON {_kind(v)} is not a number")
 
 
@@ -333,6 +334,12 @@ class RowBuilder:
                 env["_MAX"] = _I64_MAX
                 outs.append(
                     f"({var} if {var}.__class__ is int and {var} <= _MAX or {var} is None "
+                    f"else c{i}({var}))"
+                )
+            elif typ == "REAL":
+                env[f"t{i}"] = float  # 0.0 and -0.0 go through the converter (-0.0 -> 0.0)
+                outs.append(
+                    f"({var} if {var}.__class__ is t{i} and {var} or {var} is None "
                     f"else c{i}({var}))"
                 )
             elif fast_type is not None:
