@@ -120,7 +120,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=3000,
+    max_examples=1500,
     derandomize=False,
     database=None,
     deadline=None,

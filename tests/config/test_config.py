@@ -196,6 +196,7 @@ def test_every_config_key_is_in_the_readme() -> None:
     pagination = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param", "first_page",
         "total_path", "total_pages_path", "total_header", "next_header", "cursor_header", "has_more_path",
+        "offset_step",
     }  # fmt: skip
     write = {"insert", "update", "delete", "body_path", "idempotency_header", "method", "url"}
     keys = (

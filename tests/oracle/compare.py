@@ -35,9 +35,7 @@ def sub_bag(part: Sequence[tuple[Any, ...]], whole: Sequence[tuple[Any, ...]]) -
 _LIMIT = re.compile(r"\s+LIMIT\s+(-?\d+)(?:\s+OFFSET\s+(\d+))?\s*$")
 
 
-def check(
-    run: Callable[[str, tuple[Any, ...]], Rows], q: Query, remote: str, native: str
-) -> None:
+def check(run: Callable[[str, tuple[Any, ...]], Rows], q: Query, remote: str, native: str) -> None:
     """Run ``q`` on both tables; ``q.mode``: bag, ordered, or window (LIMIT, no ORDER BY)."""
     sql_r = q.template.replace("{t}", remote)
     sql_n = q.template.replace("{t}", native)

@@ -34,7 +34,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 PARAM_COLUMNS = ("id", "num", "state", "score", "flag")
 
 _NUMS: list[Any] = [
-    0, 1, 2, 3, -1, 2.0, 2.5, "2", " 3", "2e0", "+4", "02", "٣", "３", "\xa02", "", None,
+    0, 1, 2, 3, -1, 2.0, 2.5, "2", " 3", "2e0", "+4", "02", "٣", "\uff13", "\xa02", "", None,
     MISSING, True, 2**63 + 5, 9007199254740993, "1_0", "0x10", "1e999", "-0", 1e20, {"v": 1},
 ]  # fmt: skip
 _STATES: list[Any] = [
@@ -189,7 +189,13 @@ class Reference:
         return tuple(self.value(get(row, path), typ) for typ, path in COLUMNS.values())
 
 
-NATIVE_DECL = {"INTEGER": "INTEGER", "REAL": "REAL", "TEXT": "TEXT", "BOOLEAN": "BOOLEAN", "JSON": "TEXT"}
+NATIVE_DECL = {
+    "INTEGER": "INTEGER",
+    "REAL": "REAL",
+    "TEXT": "TEXT",
+    "BOOLEAN": "BOOLEAN",
+    "JSON": "TEXT",
+}
 
 
 def native_schema(name: str) -> str:

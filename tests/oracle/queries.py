@@ -24,7 +24,7 @@ LITERALS: list[tuple[str, Any]] = [
     ("1", 1), ("2", 2), ("3", 3), ("0", 0), ("-1", -1), ("2.0", 2.0), ("2.5", 2.5),
     ("1000", 1000), ("1005", 1005), ("1003", 1003), ("1e20", 1e20), ("0.5", 0.5),
     ("'1'", "1"), ("'2'", "2"), ("'01'", "01"), ("' 2'", " 2"), ("'2e0'", "2e0"),
-    ("'2.0'", "2.0"), ("'３'", "３"), ("'٣'", "٣"), ("'٤٢'", "٤٢"),
+    ("'2.0'", "2.0"), ("'\uff13'", "\uff13"), ("'٣'", "٣"), ("'٤٢'", "٤٢"),
     ("char(160) || '2'", "\xa02"), ("x'33'", b"3"), ("x''", b""), ("''", ""),
     ("'open'", "open"), ("'Open'", "Open"), ("'new'", "new"), ("'closed'", "closed"),
     ("'new,open'", "new,open"), ("'1.0e+20'", "1.0e+20"), ("'true'", "true"),
@@ -41,9 +41,27 @@ def term(draw: st.DrawFn, alias: str = "") -> tuple[str, list[Any]]:
     col = alias + draw(st.sampled_from(COLS))
     kind = draw(
         st.sampled_from(
-            ["eq", "eq", "eq", "bound", "in", "in", "in_bound", "not_in", "ne", "lt", "ge",
-             "between", "null", "not_null", "like", "is", "in_sub", "rowid_sub"]
-        )  # fmt: skip
+            [
+                "eq",
+                "eq",
+                "eq",
+                "bound",
+                "in",
+                "in",
+                "in_bound",
+                "not_in",
+                "ne",
+                "lt",
+                "ge",
+                "between",
+                "null",
+                "not_null",
+                "like",
+                "is",
+                "in_sub",
+                "rowid_sub",
+            ]
+        )
     )
     text, value = draw(lit)
     if kind == "eq":
@@ -109,9 +127,19 @@ def queries(draw: st.DrawFn) -> Query:
     w, params = draw(where())
     shape = draw(
         st.sampled_from(
-            ["rows", "rows", "rows", "count", "group", "distinct", "self_rowid", "self_value",
-             "exists", "rowid_count"]
-        )  # fmt: skip
+            [
+                "rows",
+                "rows",
+                "rows",
+                "count",
+                "group",
+                "distinct",
+                "self_rowid",
+                "self_value",
+                "exists",
+                "rowid_count",
+            ]
+        )
     )
     if shape == "count":
         sql = (
@@ -132,7 +160,9 @@ def queries(draw: st.DrawFn) -> Query:
         )
     if shape == "distinct":
         cols = draw(st.lists(st.sampled_from(COLS), min_size=1, max_size=3, unique=True))
-        return Query(f"SELECT DISTINCT {', '.join(cols)} FROM {{t}} WHERE {w}", tuple(params), "bag")
+        return Query(
+            f"SELECT DISTINCT {', '.join(cols)} FROM {{t}} WHERE {w}", tuple(params), "bag"
+        )
     if shape == "self_rowid":
         a, b = draw(st.sampled_from(COLS)), draw(st.sampled_from(COLS))
         w1, p1 = draw(where("a."))

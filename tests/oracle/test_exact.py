@@ -151,8 +151,14 @@ def test_unicode_digits_and_spaces_are_not_numbers(open_conn: Open) -> None:
                 extra="cache_ttl = 0\n",
             )
         )
-        for where in ("priority = '３'", "id = '٤٢'", "priority = char(160) || '2'",
-                      "priority IN ('٣', '３')", "priority = '2' || char(133)"):  # fmt: skip
+        traps = (
+            "priority = '\uff13'",  # fullwidth 3
+            "id = '\u0664\u0662'",  # Arabic-Indic 42
+            "priority = char(160) || '2'",
+            "priority IN ('\u0663', '\uff13')",
+            "priority = '2' || char(133)",
+        )
+        for where in traps:
             assert conn.execute(f"SELECT id FROM t WHERE {where}").fetchall() == [], where
         got = conn.execute("SELECT id FROM t WHERE priority = ' 2' ORDER BY id").fetchall()
         assert got == [(2,), (5,)]
@@ -249,7 +255,9 @@ ACL_STYLES = {
 
 @pytest.mark.parametrize("style", sorted(ACL_STYLES))
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_short_and_empty_pages_are_not_the_end(open_conn: Open, style: str, concurrency: int) -> None:
+def test_short_and_empty_pages_are_not_the_end(
+    open_conn: Open, style: str, concurrency: int
+) -> None:
     """ServiceNow applies ACLs after paging: pages 3 and 4 come back empty, others short."""
     rows = _acl_rows()
     visible = sorted(r["number"] for r in rows if "_acl" not in r)
@@ -289,8 +297,12 @@ def test_empty_pages_still_stop_at_max_pages(open_conn: Open) -> None:
     rows = [{**r, "_acl": "deny"} for r in _acl_rows(50)]
     with IncidentsAPI(datasets={"incidents": rows}) as srv:
         conn = open_conn(
-            _table(srv.base_url, 'number = "TEXT"\n', url="/styles/link/incidents?_acl=1",
-                   extra="cache_ttl = 0\nmax_pages = 3\n")  # fmt: skip
+            _table(
+                srv.base_url,
+                'number = "TEXT"\n',
+                url="/styles/link/incidents?_acl=1",
+                extra="cache_ttl = 0\nmax_pages = 3\n",
+            )
         )
         with pytest.raises(remotetables.OperationalError, match="more than 3 pages"):
             conn.execute("SELECT * FROM t").fetchall()
