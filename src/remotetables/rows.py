@@ -16,6 +16,7 @@ import operator
 import re
 import threading
 from collections.abc import Callable, Collection, Sequence
+from itertools import repeat
 from typing import Any
 
 import apsw
@@ -363,6 +364,10 @@ class RowBuilder:
         """Tuples for a page; ``first_row`` (0-based) is used in error messages."""
         if self._const is not None:
             return [self._const] * len(items)
+        if not self.used:
+            # count(*) on a keyless table: NULLs and the item, tuples made in C (repeat is endless)
+            nulls = [repeat(None)] * len(self.columns)
+            return list(zip(*nulls, items, strict=False))
         fast = self._fast
         if fast is not None:
             if self._skip_fast:

@@ -198,6 +198,8 @@ class Session:
         self.conn.close()
 
 
+# the run is bounded by the profile's examples (ci: about 80 s here), not by pytest-timeout's 300 s
+@pytest.mark.timeout(settings.default.max_examples * 3)
 def test_generated_configs_and_queries(
     trap_api: IncidentsAPI, reference: Reference, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
