@@ -85,6 +85,26 @@ def test_keyless_rowids_of_identical_rows(incidents_api: IncidentsAPI, open_conn
     assert got == (n,)
 
 
+def test_a_plain_self_join_on_rowid(open_conn: Open) -> None:
+    """SQLite rescans the inner table per outer row: every scan gives a row the same rowid."""
+    data = [{"state": ["new", "open"][i % 2], "priority": i % 3} for i in range(40)]
+    with IncidentsAPI(datasets={"incidents": data}) as srv:
+        conn = open_conn(
+            _table(
+                srv.base_url,
+                'state = "TEXT"\npriority = "INTEGER"\n',
+                extra="cache_ttl = 0\n",
+                page_size=50,
+            )
+        )
+        got = conn.execute(
+            "SELECT count(*), count(DISTINCT a.rowid) FROM t a JOIN t b ON a.rowid = b.rowid "
+            "WHERE b.priority = 1"
+        ).fetchone()
+        n = sum(1 for r in data if r["priority"] == 1)
+        assert got == (n, n)
+
+
 # ---------------------------------------------------------------- 2. no filter-only guess
 
 
