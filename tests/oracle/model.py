@@ -179,7 +179,10 @@ class Reference:
         if hit is not None:
             return hit
         stored = self.value(raw, typ)
-        want = self._stored(text, typ)
+        # a BOOLEAN goes to the API as true/false (remotetables' format), the rest as SQLite text
+        want = {"true": 1, "false": 0}.get(text) if typ == "BOOLEAN" else None
+        if want is None:
+            want = self._stored(text, typ)
         rows = self._conn.execute("SELECT ? = ?", (stored, want)).fetchall()
         result = bool(rows[0][0])
         self._memo[key] = result
