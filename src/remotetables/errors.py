@@ -21,6 +21,7 @@
         │   │   └── ProviderUnavailable    the authorization server is down or answering garbage
         │   └── TokenStoreError            the token store cannot be read or written
         │       ├── CorruptTokenError      a stored ciphertext does not decrypt (tampered, wrong key)
+        │       ├── KeyMismatchError       the store was created with another encryption key
         │       └── LeaseLostError         another worker took over a refresh lease we held
         ├── IntegrityError
         ├── InternalError
@@ -63,6 +64,7 @@ __all__ = [
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "KeyMismatchError",
     "LeaseLostError",
     "MissingParameterError",
     "NoSessionUser",
@@ -321,6 +323,10 @@ class UnknownKeyError(CorruptTokenError):
     def __init__(self, message: str, *, key_id: str) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class KeyMismatchError(TokenStoreError):
+    """The store's metadata records another key's fingerprint: nothing is written with this key."""
 
 
 class LeaseLostError(TokenStoreError):

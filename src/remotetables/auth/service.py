@@ -159,13 +159,21 @@ class OAuthService:
             clock=self.rt.clock,
             key_file=self._key_file or settings.key_file,
             config_path=self.rt.config.path,
+            timeout=settings.token_store_timeout,
         )
 
     @property
     def manager(self) -> TokenManager:
         with self._lock:
             if self._manager is None:
-                self._manager = TokenManager(self.store, clock=self.rt.clock, sleep=self.rt.sleep)
+                settings = self.rt.config.settings
+                self._manager = TokenManager(
+                    self.store,
+                    clock=self.rt.clock,
+                    sleep=self.rt.sleep,
+                    lease_seconds=settings.refresh_lease,
+                    flush_interval=0.25,
+                )
             return self._manager
 
     def _provider(self, name: str) -> ProviderConfig:
@@ -346,11 +354,11 @@ class OAuthService:
         key = self.key(provider, subject)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
             tokens = self.obtain(provider, subject, consent)  # no person to ask
-            self.store.put(key, tokens, now=self.rt.clock())
+            self.save_grant(key, tokens)
             return tokens
         mode = consent if consent is not None else self.rt.config.settings.consent
         tell = mode in ("browser", "prompt", "device", "auto")  # a person waits: say why
-        return consent_once(
+        tokens = consent_once(
             self.store,
             key,
             lambda: self.obtain(provider, subject, consent, web_session=web_session),
@@ -361,6 +369,18 @@ class OAuthService:
             lease_seconds=self.rt.config.settings.consent_timeout + 60,
             notify=(lambda text: print(text, file=sys.stderr, flush=True)) if tell else None,
         )
+        self.forget(key)  # a new grant (ours or another process's): no old token in memory
+        return tokens
+
+    def save_grant(self, key: TokenKey, tokens: TokenSet) -> None:
+        """Store a new grant; the access token kept in memory for ``key`` is dropped."""
+        self.store.put(key, tokens, now=self.rt.clock())
+        self.forget(key)
+
+    def forget(self, key: TokenKey) -> None:
+        """Drop the access token the manager keeps in memory for ``key``."""
+        if self._manager is not None:
+            self._manager.forget(key)
 
     def complete(
         self, callback_url: str, *, web_session: str | None = None, user: str | None = None
@@ -410,7 +430,7 @@ class OAuthService:
                 web_session=web_session,
                 clock=self.rt.clock,
             )
-        self.store.put(self.key(provider, taken.subject), tokens, now=self.rt.clock())
+        self.save_grant(self.key(provider, taken.subject), tokens)
         return provider.name, taken.subject
 
     def logout(self, provider: ProviderConfig, subject: str) -> bool:
@@ -426,6 +446,7 @@ class OAuthService:
         still valid at the provider. A later logout of the same grant tries again.
         """
         key = self.key(provider, subject)
+        self.forget(key)
         self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False
@@ -530,6 +551,8 @@ class OAuthService:
         return self.store.list()
 
     def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
         if self._owns_store and self._store is not None:
             self._store.close()
 

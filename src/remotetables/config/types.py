@@ -253,6 +253,11 @@ class ProviderConfig:
         return self.auth == "oauth" and self.integration == "personal"
 
     @property
+    def refresh_deadline(self) -> float:
+        """How long one refresh at this provider may take: connect plus read timeout."""
+        return self.connect_timeout + self.read_timeout
+
+    @property
     def token_key_issuer(self) -> str:
         """What identifies this authorization server in the token store."""
         return self.issuer or self.token_endpoint or self.name
@@ -269,6 +274,8 @@ class Settings:
     # connection's temp schema, so the file stays openable by tools without the module)
     persist_tables: bool = False
     writes_in_transaction: bool = False  # allow remote writes inside BEGIN ... / SAVEPOINT
+    token_store_timeout: float = 10.0  # bounds every token store call (lock, statement, total)
+    refresh_lease: float = 120.0  # a refresh holds the grant this long at most (store clock)
 
 
 @dataclass(frozen=True)
