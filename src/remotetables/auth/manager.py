@@ -53,7 +53,8 @@ __all__ = ["Refresher", "TokenManager", "leeway_for"]
 
 Refresher = Callable[[str], TokenSet]
 
-_RETRY = object()  # sentinel: the lease was lost, read the store again
+_RETRY = object()  # sentinel: no lease now; wait, then read the store again
+_REREAD = object()  # sentinel: the grant changed under us; read the store again at once
 
 log = logging.getLogger("remotetables.auth")
 
@@ -137,7 +138,20 @@ class TokenManager:
         hit = self._from_memory(key)
         if hit is not None:
             return hit
-        return self._obtain(key, refresher, failed=None)
+        try:
+            return self._obtain(key, refresher, failed=None)
+        except TokenStoreError as exc:
+            still = self._from_memory(key, usable=True)
+            if still is None:
+                raise
+            log.warning(
+                "provider %r, user %r: the token is due for refresh but the token store "
+                "failed (%s); the current access token still works and is used meanwhile",
+                key.provider,
+                key.subject,
+                exc,
+            )
+            return still
 
     def refresh_if_current(
         self, key: TokenKey, failed_access_token: str, refresher: Refresher
@@ -288,6 +302,9 @@ class TokenManager:
                 result = self._lease_and_refresh(key, record, refresher, proactive=failed is None)
                 if isinstance(result, str):
                     return result
+                if result is _REREAD and attempt < 20:
+                    attempt += 1
+                    continue
             if self._clock() >= deadline:
                 raise ProviderUnavailable(
                     f"gave up after {self._wait_deadline:g}s waiting for another worker "
@@ -379,7 +396,7 @@ class TokenManager:
         ):
             current = self._get(key)
             if current is not None and current.version != record.version:
-                return _RETRY  # another worker saved a newer grant meanwhile: that one counts
+                return _REREAD  # another worker saved a newer grant meanwhile: that one counts
             with self._waiting_for(key, "store"):
                 self._store.mark_needs_consent(key, reason="invalid_grant", now=self._clock())
             self.forget(key)
@@ -417,7 +434,7 @@ class TokenManager:
                     )
             except LeaseLostError:
                 self._superseded(key)
-                return _RETRY
+                return _REREAD
             except TokenStoreError as exc:
                 last = exc
                 if attempt + 1 < self._commit_attempts:
