@@ -236,6 +236,7 @@ class TokenManager:
             self._doing.pop(key, None)
 
     def _obtain(self, key: TokenKey, refresher: Refresher, failed: str | None) -> str:
+        deadline = self._clock() + self._wait_deadline  # for this call, lock wait included
         lock = self._lock_for(key)
         if not lock.acquire(blocking=False):
             # another thread is refreshing: a token that still works is used meanwhile
@@ -243,11 +244,12 @@ class TokenManager:
                 still = self._from_memory(key, usable=True)
                 if still is not None:
                     return still
-            if not lock.acquire(timeout=self._wait_deadline):
+            # the holder gives up at its own deadline, plus at most one refresh and commit
+            if not lock.acquire(timeout=self._wait_deadline * 1.5):
                 raise self._lock_timeout(key)
         try:
             self._flush_unsaved(key)
-            return self._obtain_locked(key, refresher, failed)
+            return self._obtain_locked(key, refresher, failed, deadline)
         finally:
             lock.release()
 
@@ -256,11 +258,11 @@ class TokenManager:
         who = f"provider {key.provider!r}, user {key.subject!r}"
         if doing == "store":
             return TokenStoreError(
-                f"token store {self._store_name} did not answer: after {self._wait_deadline:g} s "
+                f"token store {self._store_name} did not answer: after {self._wait_deadline * 1.5:g} s "
                 f"another thread of this process was still waiting for it (token of {who})"
             )
         return ProviderUnavailable(
-            f"timed out after {self._wait_deadline:g} s waiting for another thread refreshing "
+            f"timed out after {self._wait_deadline * 1.5:g} s waiting for another thread refreshing "
             f"the token of {who}" + (f" (it is waiting for the {doing})" if doing else ""),
             provider=key.provider,
             user=key.subject,
@@ -271,8 +273,9 @@ class TokenManager:
         with self._waiting_for(key, "store"):
             return self._store.get(key)
 
-    def _obtain_locked(self, key: TokenKey, refresher: Refresher, failed: str | None) -> str:
-        deadline = self._clock() + self._wait_deadline
+    def _obtain_locked(
+        self, key: TokenKey, refresher: Refresher, failed: str | None, deadline: float
+    ) -> str:
         attempt = 0
         while True:
             record = self._get(key)
@@ -363,7 +366,7 @@ class TokenManager:
         )
 
     def _backoff(self, attempt: int, deadline: float) -> float:
-        cap = min(1.0, 0.05 * 2.0 ** min(attempt, 10))
+        cap = min(0.25, 0.05 * 2.0 ** min(attempt, 10))
         delay = cap * (0.5 + self._rng.random() / 2)
         return max(0.0, min(delay, deadline - self._clock()))
 

@@ -248,7 +248,8 @@ class PostgresTokenStore(EncryptedRows):
             timeout=timeout if pool_timeout is None else pool_timeout,
             connect_timeout=max(2, int(timeout)) if connect_timeout is None else connect_timeout,
             options={
-                "options": f"-c lock_timeout={ms} -c statement_timeout={ms}"
+                # a lock wait ends first, so that it is named as such
+                "options": f"-c lock_timeout={max(1, ms * 4 // 5)} -c statement_timeout={ms}"
                 f" -c idle_in_transaction_session_timeout={max(ms, 1000) * 2}",
                 # a server that stops answering mid-call: give up when TCP does
                 "keepalives": 1,

@@ -149,6 +149,11 @@ class SQLiteTokenStore(EncryptedRows):
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except apsw.BusyError as exc:
+            raise TokenStoreError(
+                f"token store {self.path}: another connection kept it locked longer than the "
+                f"store timeout ({self._busy_timeout_ms / 1000:g} s)"
+            ) from exc
         except apsw.Error as exc:
             raise TokenStoreError(f"token store {self.path}: {exc}") from exc
 
