@@ -188,7 +188,9 @@ def test_token_expiry_is_shown_with_its_time_zone(write_config: Callable[..., Pa
         store.put(key, TokenSet("at", None, expires_at=conn.runtime.clock() + 600), now=0)
         headers, rows = token_rows(conn.runtime)
     (expiry,) = [r[headers.index("access token expires")] for r in rows]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry
+    )
 
 
 def test_module_registered_after_open(conn: remotetables.Connection, tmp_path: Path) -> None:

@@ -134,9 +134,10 @@ def test_demo_serve_serves_the_examples_api_and_the_shell_runs_them(tmp_path: Pa
 def test_demo_serve_says_when_the_examples_port_is_taken(tmp_path: Path) -> None:
     from remotetables.demo.run import Demo
 
-    with IncidentsAPI(n_rows=1) as squatter, Demo(
-        tmp_path, n_rows=5, examples_port=squatter.port
-    ) as demo:
+    with (
+        IncidentsAPI(n_rows=1) as squatter,
+        Demo(tmp_path, n_rows=5, examples_port=squatter.port) as demo,
+    ):
         assert demo.examples_api is None
         assert demo.examples_problem is not None
         assert f"cannot listen on 127.0.0.1:{squatter.port}" in demo.examples_problem

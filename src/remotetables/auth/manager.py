@@ -330,17 +330,7 @@ class TokenManager:
         if usable:
             return False
         seen = self._interrupted.setdefault((key, record.lease_owner, record.version), now)
-        if now - seen < self._grace:
-            return False
-        log.warning(
-            "provider %r, user %r: the refresh by %s was interrupted (its lease ran out); "
-            "refreshing again with the stored refresh token, which the server may have "
-            "rotated already (then the user must consent again)",
-            key.provider,
-            key.subject,
-            record.lease_owner,
-        )
-        return True
+        return now - seen >= self._grace
 
     def _lease_and_refresh(
         self, key: TokenKey, record: TokenRecord, refresher: Refresher, *, proactive: bool
@@ -355,6 +345,15 @@ class TokenManager:
             if not self._store.begin_refresh(key, owner=owner, min_left=self._min_left):
                 self._release(key, owner, "lease_too_short")
                 return _RETRY
+        if record.refreshing:
+            log.warning(
+                "provider %r, user %r: the refresh by %s was interrupted (its lease ran out); "
+                "refreshing again with the stored refresh token, which the server may have "
+                "rotated already (then the user must consent again)",
+                key.provider,
+                key.subject,
+                record.lease_owner,
+            )
         return self._refresh(key, record, owner, refresher, proactive=proactive)
 
     def _is_fresh(self, tokens: TokenSet, record: TokenRecord, now: float) -> bool:

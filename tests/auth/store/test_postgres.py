@@ -504,3 +504,34 @@ def test_migrate_back_from_postgres_to_a_sqlite_file(
     again = _migrate_cli(cfg, "--from", pg_url, "--to", str(other))
     assert again.exit_code == 0, again.output
     assert "moved 2 grant(s)" in again.output
+
+
+def test_store_timeouts_keep_the_urls_own_options(pg_url: str, cipher: TokenCipher) -> None:
+    """Every connection gets the store's lock and statement timeouts, and the URL's own
+    ``options`` (the README's search_path) still apply."""
+    raw(pg_url, "CREATE SCHEMA rt")
+    url = pg_url + "?options=-csearch_path%3Drt"
+    store = PostgresTokenStore(url, cipher, timeout=3.0)
+    store.put(ALICE, tokens(1), now=1.0)
+    got = store._run(
+        lambda c: c.execute(
+            "SELECT current_setting('search_path'), current_setting('lock_timeout'),"
+            " current_setting('statement_timeout')"
+        ).fetchone()
+    )
+    store.close()
+    assert got == ("rt", "2400ms", "3s")
+    assert raw(pg_url, "SELECT subject FROM rt.oauth_token") == [("alice",)]
+
+
+def test_a_table_made_before_the_in_flight_mark_gets_its_column(
+    pg_url: str, cipher: TokenCipher
+) -> None:
+    store = PostgresTokenStore(pg_url, cipher)
+    store.put(ALICE, tokens(1), now=1.0)
+    store.close()
+    raw(pg_url, "ALTER TABLE oauth_token DROP COLUMN refreshing_since")
+    again = PostgresTokenStore(pg_url, cipher)
+    rec = again.get(ALICE)
+    assert rec is not None and rec.tokens == tokens(1) and not rec.refreshing
+    again.close()

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from remotetables.auth.store.base import (
@@ -67,7 +68,6 @@ CREATE TABLE IF NOT EXISTS oauth_token (
   refreshing_since DOUBLE PRECISION,
   PRIMARY KEY (provider, client_id, subject)
 );
-ALTER TABLE oauth_token ADD COLUMN IF NOT EXISTS refreshing_since DOUBLE PRECISION;
 CREATE TABLE IF NOT EXISTS oauth_pending (
   state_hash BYTEA PRIMARY KEY, provider TEXT NOT NULL, client_id TEXT NOT NULL,
   subject TEXT NOT NULL, redirect_uri TEXT NOT NULL, code_verifier BYTEA NOT NULL,
@@ -215,6 +215,32 @@ class _Pool:
             self._cond.notify_all()
 
 
+def _bounded(url: str, ms: int) -> dict[str, Any]:
+    """Connection parameters that bound every call to ``ms`` milliseconds; what the URL sets
+    itself wins (its own ``options`` are kept, after ours)."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}
+    # a lock wait ends first, so that it is named as such
+    ours = (
+        f"-c lock_timeout={max(1, ms * 4 // 5)} -c statement_timeout={ms}"
+        f" -c idle_in_transaction_session_timeout={max(ms, 1000) * 2}"
+    )
+    params: dict[str, Any] = {"options": f"{ours} {given.get('options') or ''}".strip()}
+    # a server that stops answering mid-call: give up when TCP does
+    for name, value in (
+        ("keepalives", 1),
+        ("keepalives_idle", max(1, ms // 1000)),
+        ("keepalives_interval", 1),
+        ("keepalives_count", 3),
+        ("tcp_user_timeout", ms),
+    ):
+        if name not in given:
+            params[name] = value
+    return params
+
+
 class PostgresTokenStore(EncryptedRows):
     """:class:`~remotetables.auth.store.TokenStore` in PostgreSQL; safe across threads, processes
     and hosts. ``url`` is a libpq URL or conninfo string (passwords may also come from
@@ -247,17 +273,7 @@ class PostgresTokenStore(EncryptedRows):
             max_size=pool_size,
             timeout=timeout if pool_timeout is None else pool_timeout,
             connect_timeout=max(2, int(timeout)) if connect_timeout is None else connect_timeout,
-            options={
-                # a lock wait ends first, so that it is named as such
-                "options": f"-c lock_timeout={max(1, ms * 4 // 5)} -c statement_timeout={ms}"
-                f" -c idle_in_transaction_session_timeout={max(ms, 1000) * 2}",
-                # a server that stops answering mid-call: give up when TCP does
-                "keepalives": 1,
-                "keepalives_idle": max(1, int(timeout)),
-                "keepalives_interval": 1,
-                "keepalives_count": 3,
-                "tcp_user_timeout": ms,
-            },
+            options=_bounded(url, ms),
         )
         try:
             self._create_schema()
@@ -311,6 +327,12 @@ class PostgresTokenStore(EncryptedRows):
         def create(c: Conn) -> Any:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             c.execute(_SCHEMA)
+            has_column = c.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = 'oauth_token'::regclass"
+                " AND attname = 'refreshing_since' AND NOT attisdropped"
+            ).fetchone()
+            if has_column is None:  # a table made before the column (needs the table's owner)
+                c.execute("ALTER TABLE oauth_token ADD COLUMN refreshing_since DOUBLE PRECISION")
             row = c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
             if row is not None and str(row[0]) == "1":  # 1 -> 2: the grant's account
                 c.execute("ALTER TABLE oauth_token ADD COLUMN IF NOT EXISTS account BYTEA")
