@@ -80,8 +80,9 @@ class TokenManager:
     per-key lock waits at most ``wait_deadline`` real seconds. ``lease_seconds``: how long a
     refresh may hold the grant (by the store's clock); the holder calls the token endpoint only
     with at least ``min_lease_left`` (default half the lease) still to go. ``takeover_grace``:
-    how long a successor whose token has expired waits before it replays the refresh token of a
-    holder whose refresh was in flight when its lease ran out (it may still save its result).
+    how long a successor whose token has expired waits, once it has the lease, before it replays
+    the refresh token of a holder whose refresh was in flight when its lease ran out (that holder
+    may still save its result, which voids the successor's lease).
     ``flush_interval``: retry saving unsaved refreshed tokens in the background this often
     (None: only on the next call).
     """
@@ -120,8 +121,6 @@ class TokenManager:
         # Refreshed tokens whose commit failed: (lease owner, tokens, version refreshed from).
         self._unsaved: dict[TokenKey, tuple[str, TokenSet, int]] = {}
         self._flushers: set[TokenKey] = set()
-        # interrupted refreshes seen: (key, owner, version) -> when first seen (our clock)
-        self._interrupted: dict[tuple[TokenKey, str, int], float] = {}
         self._doing: dict[TokenKey, str] = {}  # what the key's lock holder is waiting for
         self._closed = threading.Event()
 
@@ -323,14 +322,8 @@ class TokenManager:
     def _may_take_over(self, key: TokenKey, record: TokenRecord, now: float, usable: bool) -> bool:
         """Whether to try for the lease now. A lease that ran out while its holder's refresh was
         in flight: the holder may have rotated the refresh token and may still save the result,
-        so a token that still works is used instead, and otherwise the successor waits
-        ``takeover_grace`` (its own clock, from when it first saw that) before replaying."""
-        if not record.refreshing or record.lease_owner is None:
-            return True
-        if usable:
-            return False
-        seen = self._interrupted.setdefault((key, record.lease_owner, record.version), now)
-        return now - seen >= self._grace
+        so a token that still works is used instead (the successor's grace: _lease_and_refresh)."""
+        return not (record.refreshing and record.lease_owner is not None and usable)
 
     def _lease_and_refresh(
         self, key: TokenKey, record: TokenRecord, refresher: Refresher, *, proactive: bool
@@ -341,6 +334,13 @@ class TokenManager:
                 key, version=record.version, owner=owner, lease_seconds=self._lease_seconds
             ):
                 return _RETRY
+        if record.refreshing:
+            # The last holder's refresh was in flight when its lease ran out: it may have rotated
+            # the refresh token and still be trying to save the result (its compare-and-set needs
+            # no lease). The grace starts now that the store took a write, so a stall or outage
+            # does not use it up; if the holder saves meanwhile, our lease is void.
+            self._sleep(self._grace)
+        with self._waiting_for(key, "store"):
             # the last check before the token endpoint: still ours, with time to spare
             if not self._store.begin_refresh(key, owner=owner, min_left=self._min_left):
                 self._release(key, owner, "lease_too_short")
@@ -442,7 +442,6 @@ class TokenManager:
                 if attempt + 1 < self._commit_attempts:
                     self._sleep(0.05 * 2**attempt)
                 continue
-            self._saved(key)
             return self._remember(key, new, now)
         self._unsaved[key] = (owner, new, from_version)
         self._start_flusher(key)
@@ -452,10 +451,6 @@ class TokenManager:
             "attempts; they are kept in memory and saving will be retried (losing them means "
             "re-consent)"
         ) from last
-
-    def _saved(self, key: TokenKey) -> None:
-        for seen in [s for s in self._interrupted if s[0] == key]:
-            self._interrupted.pop(seen, None)
 
     def _flush_unsaved(self, key: TokenKey) -> None:
         """Save refreshed tokens whose commit failed earlier (call with the key's lock held)."""
@@ -479,7 +474,6 @@ class TokenManager:
             ) from exc
         else:
             del self._unsaved[key]
-            self._saved(key)
             self._remember(key, tokens, now)
 
     def _start_flusher(self, key: TokenKey) -> None:
