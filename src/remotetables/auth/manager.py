@@ -162,6 +162,11 @@ class TokenManager:
         self._forget_token(key, failed_access_token)
         return self._obtain(key, refresher, failed=failed_access_token)
 
+    def save_grant(self, key: TokenKey, tokens: TokenSet, *, now: float) -> None:
+        """Store a new grant (login, consent); the access token kept for ``key`` is dropped."""
+        self._store.put(key, tokens, now=now)
+        self.forget(key)
+
     def forget(self, key: TokenKey) -> None:
         """Drop the access token kept in memory for ``key`` (after login, logout, consent)."""
         with self._locks_guard:

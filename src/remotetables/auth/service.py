@@ -354,7 +354,7 @@ class OAuthService:
         key = self.key(provider, subject)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
             tokens = self.obtain(provider, subject, consent)  # no person to ask
-            self.save_grant(key, tokens)
+            self.manager.save_grant(key, tokens, now=self.rt.clock())
             return tokens
         mode = consent if consent is not None else self.rt.config.settings.consent
         tell = mode in ("browser", "prompt", "device", "auto")  # a person waits: say why
@@ -369,18 +369,8 @@ class OAuthService:
             lease_seconds=self.rt.config.settings.consent_timeout + 60,
             notify=(lambda text: print(text, file=sys.stderr, flush=True)) if tell else None,
         )
-        self.forget(key)  # a new grant (ours or another process's): no old token in memory
+        self.manager.forget(key)  # a new grant (ours or another process's): no old token in memory
         return tokens
-
-    def save_grant(self, key: TokenKey, tokens: TokenSet) -> None:
-        """Store a new grant; the access token kept in memory for ``key`` is dropped."""
-        self.store.put(key, tokens, now=self.rt.clock())
-        self.forget(key)
-
-    def forget(self, key: TokenKey) -> None:
-        """Drop the access token the manager keeps in memory for ``key``."""
-        if self._manager is not None:
-            self._manager.forget(key)
 
     def complete(
         self, callback_url: str, *, web_session: str | None = None, user: str | None = None
@@ -430,7 +420,7 @@ class OAuthService:
                 web_session=web_session,
                 clock=self.rt.clock,
             )
-        self.save_grant(self.key(provider, taken.subject), tokens)
+        self.manager.save_grant(self.key(provider, taken.subject), tokens, now=self.rt.clock())
         return provider.name, taken.subject
 
     def logout(self, provider: ProviderConfig, subject: str) -> bool:
@@ -446,7 +436,7 @@ class OAuthService:
         still valid at the provider. A later logout of the same grant tries again.
         """
         key = self.key(provider, subject)
-        self.forget(key)
+        self.manager.forget(key)
         self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False
