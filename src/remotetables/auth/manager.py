@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from remotetables.auth.store import TokenKey, TokenRecord, TokenSet, TokenStore
 from remotetables.errors import (
@@ -124,6 +125,15 @@ class TokenManager:
         self._doing: dict[TokenKey, str] = {}  # what the key's lock holder is waiting for
         self._closed = threading.Event()
 
+    @classmethod
+    def for_host(cls, store: TokenStore, host: Any) -> TokenManager:
+        """The manager of a runtime (``host.clock``, ``host.sleep``, ``host.config.settings``):
+        its configured ``refresh_lease``, unsaved tokens retried in the background."""
+        lease = host.config.settings.refresh_lease
+        return cls(
+            store, clock=host.clock, sleep=host.sleep, lease_seconds=lease, flush_interval=0.25
+        )
+
     def __repr__(self) -> str:
         return f"TokenManager(store={self._store!r}, leeway={self._leeway})"
 
@@ -173,7 +183,7 @@ class TokenManager:
             self._cache.pop(key, None)
 
     def close(self) -> None:
-        """Stop background saving (unsaved tokens stay in memory until the process ends)."""
+        """Stop background saving now (unsaved tokens stay in memory for the next call)."""
         self._closed.set()
 
     # -- memory
@@ -220,6 +230,7 @@ class TokenManager:
         return f"{prefix}:{threading.get_ident()}:{secrets.token_hex(6)}"
 
     def _consent(self, key: TokenKey, why: str) -> ConsentRequired:
+        self.forget(key)  # no usable grant: nothing of it is kept either
         return ConsentRequired(
             f"consent required for provider {key.provider!r}, user {key.subject!r}: {why}",
             provider=key.provider,
@@ -487,9 +498,12 @@ class TokenManager:
             return
         self._flushers.add(key)
 
-        def run() -> None:
+        def run() -> None:  # for at most 10 minutes; then the next call saves them
+            stop = time.monotonic() + 600
             try:
-                while key in self._unsaved and not self._closed.wait(interval):
+                while key in self._unsaved and time.monotonic() < stop:
+                    if self._closed.wait(interval):
+                        break
                     lock = self._lock_for(key)
                     if not lock.acquire(timeout=interval):
                         continue

@@ -166,14 +166,7 @@ class OAuthService:
     def manager(self) -> TokenManager:
         with self._lock:
             if self._manager is None:
-                settings = self.rt.config.settings
-                self._manager = TokenManager(
-                    self.store,
-                    clock=self.rt.clock,
-                    sleep=self.rt.sleep,
-                    lease_seconds=settings.refresh_lease,
-                    flush_interval=0.25,
-                )
+                self._manager = TokenManager.for_host(self.store, self.rt)
             return self._manager
 
     def _provider(self, name: str) -> ProviderConfig:
@@ -358,7 +351,7 @@ class OAuthService:
             return tokens
         mode = consent if consent is not None else self.rt.config.settings.consent
         tell = mode in ("browser", "prompt", "device", "auto")  # a person waits: say why
-        tokens = consent_once(
+        return consent_once(
             self.store,
             key,
             lambda: self.obtain(provider, subject, consent, web_session=web_session),
@@ -369,8 +362,6 @@ class OAuthService:
             lease_seconds=self.rt.config.settings.consent_timeout + 60,
             notify=(lambda text: print(text, file=sys.stderr, flush=True)) if tell else None,
         )
-        self.manager.forget(key)  # a new grant (ours or another process's): no old token in memory
-        return tokens
 
     def complete(
         self, callback_url: str, *, web_session: str | None = None, user: str | None = None
@@ -541,8 +532,6 @@ class OAuthService:
         return self.store.list()
 
     def close(self) -> None:
-        if self._manager is not None:
-            self._manager.close()
         if self._owns_store and self._store is not None:
             self._store.close()
 
