@@ -38,6 +38,12 @@ class _Family:
     revoked: bool = False
 
 
+class _Server(ThreadingHTTPServer):
+    # many clients connect at once (a connection per request): the default backlog of 5 drops
+    # SYNs, which costs a client a 1 s retransmission (a ConnectTimeout with short timeouts)
+    request_queue_size = 128
+
+
 class RotatingAS:
     """The server; use as a context manager. Counters are safe to read after requests finish."""
 
@@ -64,7 +70,7 @@ class RotatingAS:
         self._lock = threading.Lock()
         self._families: dict[str, _Family] = {}  # family id -> family
         self._by_rt: dict[str, str] = {}  # any RT ever issued -> family id
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
