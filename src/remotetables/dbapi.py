@@ -394,16 +394,6 @@ class Connection:
 Description = tuple[tuple[str, str | None, None, None, None, None, None], ...]
 
 
-def _weak_trace(ref: weakref.ReferenceType[Cursor]) -> Callable[[apsw.Cursor, str, Any], bool]:
-    """The exec trace of a :class:`Cursor`, holding it only weakly (see ``Cursor.__init__``)."""
-
-    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-        owner = ref()
-        return True if owner is None else owner._trace(cursor, sql, bindings)
-
-    return trace
-
-
 class Cursor:
     """A PEP 249 cursor."""
 
@@ -412,11 +402,9 @@ class Cursor:
         self.arraysize = 1
         self.rowcount = -1
         self._cursor: apsw.Cursor | None = connection.apsw.cursor()
-        # Through a weak reference: a bound method here would make a cycle (apsw cursor ->
-        # trace -> this cursor -> apsw cursor), so an unclosed cursor would be freed by the
-        # cyclic garbage collector in whatever thread runs it, finalizing its statement on a
-        # connection another thread is using ("Connection is busy in another thread").
-        self._cursor.exec_trace = _weak_trace(weakref.ref(self))
+        # weakly held: a cycle would leave an unclosed cursor to the collector of another thread
+        ref = weakref.ref(self)  # (which then finalizes it on a connection in use: "busy")
+        self._cursor.exec_trace = lambda c, sql, b: (o := ref()) is None or o._trace(c, sql, b)
         self._rows: Iterator[tuple[Any, ...]] = iter(())
         self._description: Description | None = None
         self._origins: tuple[tuple[str | None, str | None], ...] | None = None
