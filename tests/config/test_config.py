@@ -237,17 +237,18 @@ def test_refresh_lease_must_outlast_a_refresh(write_config: Callable[..., Path])
     cfg = load_config(write_config(GOOD))
     assert (cfg.settings.refresh_lease, cfg.settings.token_store_timeout) == (120.0, 10.0)
     slow = GOOD.replace(
-        'client_id = "remotetables"', 'client_id = "remotetables"\nread_timeout = 60'
+        'client_id = "remotetables"',
+        'client_id = "remotetables"\noauth_timeout = 60\nread_timeout = 60',
     )
     with pytest.raises(ConfigError) as info:
         load_config(write_config(slow))
     text = str(info.value)
-    assert "settings.refresh_lease" in text and "provider demo" in text and "160 s" in text
-    ok = "[settings]\nrefresh_lease = 160\n" + slow
-    assert load_config(write_config(ok)).settings.refresh_lease == 160.0
+    assert "settings.refresh_lease" in text and "provider demo" in text and "140 s" in text
+    ok = "[settings]\nrefresh_lease = 140\n" + slow
+    assert load_config(write_config(ok)).settings.refresh_lease == 140.0
     short = "[settings]\nrefresh_lease = 20\ntoken_store_timeout = 1\n" + GOOD.replace(
         'client_id = "remotetables"',
-        'client_id = "remotetables"\nconnect_timeout = 2\nread_timeout = 5',
+        'client_id = "remotetables"\noauth_timeout = 5',
     )
     assert load_config(write_config(short)).settings.refresh_lease == 20.0
     with pytest.raises(ConfigError, match="token_store_timeout"):

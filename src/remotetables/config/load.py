@@ -115,7 +115,7 @@ def _check_refresh_lease(
             raise ctx.err(
                 "settings.refresh_lease",
                 f"{settings.refresh_lease:g} s is too short for provider {name}: a refresh "
-                f"there may take {p.refresh_deadline:g} s (connect_timeout + read_timeout) plus "
+                f"there may take {p.refresh_deadline:g} s (oauth_timeout) plus "
                 f"{settings.token_store_timeout:g} s (token_store_timeout) to commit; the lease "
                 f"must be at least twice that ({2 * worst:g} s): raise refresh_lease or lower "
                 "those timeouts",

@@ -254,8 +254,9 @@ class ProviderConfig:
 
     @property
     def refresh_deadline(self) -> float:
-        """How long one refresh at this provider may take: connect plus read timeout."""
-        return self.connect_timeout + self.read_timeout
+        """How long one refresh at this provider may take: its oauth_timeout (the total of each
+        call to the authorization server), or connect plus read timeout if that is less."""
+        return min(self.oauth_timeout, self.connect_timeout + self.read_timeout)
 
     @property
     def token_key_issuer(self) -> str:
