@@ -177,10 +177,11 @@ class TokenManager:
         self._store.put(key, tokens, now=now)
         self.forget(key)
 
-    def forget(self, key: TokenKey) -> None:
+    def forget(self, key: TokenKey) -> TokenKey:
         """Drop the access token kept in memory for ``key`` (after login, logout, consent)."""
         with self._locks_guard:
             self._cache.pop(key, None)
+        return key
 
     def close(self) -> None:
         """Stop background saving now (unsaved tokens stay in memory for the next call)."""

@@ -165,8 +165,7 @@ class OAuthService:
     @property
     def manager(self) -> TokenManager:
         with self._lock:
-            if self._manager is None:
-                self._manager = TokenManager.for_host(self.store, self.rt)
+            self._manager = self._manager or TokenManager.for_host(self.store, self.rt)
             return self._manager
 
     def _provider(self, name: str) -> ProviderConfig:
@@ -426,8 +425,7 @@ class OAuthService:
         it is not retried in the background, and :class:`ProviderError` says that the token is
         still valid at the provider. A later logout of the same grant tries again.
         """
-        key = self.key(provider, subject)
-        self.manager.forget(key)
+        key = self.manager.forget(self.key(provider, subject))  # its kept token too
         self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False
