@@ -273,3 +273,20 @@ def test_remotetables_columns_shows_query_language_terms(sn: Any) -> None:
         ("caller", "IS NULL", "sysparm_query: caller_idISEMPTY"),
         ("opened_at", "ORDER BY", "sysparm_query: ORDERBYopened_at (consumed)"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "sent"),
+    [
+        # JQL reads a date as its midnight: '> 2024-02-08' would drop the row updated at 00:00
+        # that SQLite keeps ('2024-02-08T00:00:00.000+0000' > '2024-02-08'), so >= goes
+        ("updated > '2024-02-08'", "updated >= 2024-02-08"),
+        ("updated <= '2024-02-08'", "updated <= 2024-02-08"),
+        ("updated >= '2024-02-08'", "updated >= 2024-02-08"),
+        ("updated < '2024-02-09'", "updated <= 2024-02-09"),
+    ],
+)
+def test_jql_date_literal_is_midnight(jira: Any, where: str, sent: str) -> None:
+    conn, api, _ = jira
+    _remote_native(conn, "jira_issues", f"SELECT id, updated FROM {{t}} WHERE {where} ORDER BY id")
+    assert _query(api.targets[0])["jql"] == f"project = ACME AND {sent}"

@@ -15,6 +15,7 @@ test asserts that a value arrived as one value, never as syntax.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -399,6 +400,22 @@ def parse_jql(text: str) -> tuple[list[tuple[str, str, Any]], tuple[str, bool] |
     return terms, None
 
 
+def _jql_date(text: str) -> dt.datetime:
+    """A JQL date literal: ``yyyy/MM/dd HH:mm``, ``yyyy-MM-dd HH:mm``, ``yyyy/MM/dd`` or
+    ``yyyy-MM-dd``; without a time, midnight (Atlassian, "JQL fields" / "__JQL Date Time Formats",
+    https://confluence.atlassian.com/spaces/JIRA052/pages/314448708/__JQL+Date+Time+Formats and
+    https://support.atlassian.com/jira-software-cloud/docs/jql-fields/ "if a time-component is
+    not specified, midnight will be assumed"). Jira reads it in the searching user's time zone;
+    this mock's user is on UTC. Anything else is refused as JQL would (relative "-1w" and
+    functions are not modelled)."""
+    for form in ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            return dt.datetime.strptime(text, form).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"Date value '{text}' for field 'updated' is invalid")
+
+
 def jira_rows() -> list[dict[str, Any]]:
     summaries = ['Login "fails"', "Backslash \\ in path", 'x" OR project = OTHER OR summary ~ "y',
                  "Slow search", "ORDER BY trick"]  # fmt: skip
@@ -413,7 +430,9 @@ def jira_rows() -> list[dict[str, Any]]:
                     "status": {"name": ["To Do", "In Progress", "Done"][i % 3]},
                     "project": {"key": "ACME" if i % 6 else "OTHER"},
                     "assignee": None if i % 4 == 0 else {"displayName": ["Ann", "Bo"][i % 2]},
-                    "updated": f"2024-{1 + i % 6:02d}-{1 + i % 27:02d}T{i % 24:02d}:30:00.000+0000",
+                    "updated": f"2024-{1 + i % 6:02d}-{1 + i % 27:02d}T{i % 24:02d}:30:00.000+0000"
+                    if i != 7
+                    else "2024-02-08T00:00:00.000+0000",  # at midnight: a date literal's instant
                 },
             }
         )
@@ -425,7 +444,9 @@ class JiraSearch:
     real-api-facts.md section 4): ``jql``, ``fields`` (comma list), ``maxResults``,
     ``nextPageToken`` (absent on the last page; ``isLast``), rows in ``issues``; bad JQL is a
     400 ``{"errorMessages": [...], "errors": {}}``. ``=`` on status compares names ignoring case;
-    dates compare by day (``updated >= "2024-03-01"``)."""
+    ``updated`` compares instants: a date literal means its midnight (:func:`_jql_date`), so
+    ``updated > "2024-02-08"`` keeps 00:30 that day and drops 00:00 (it compared by day before,
+    which JQL does not)."""
 
     def __init__(self) -> None:
         self.rows = jira_rows()
@@ -451,7 +472,10 @@ class JiraSearch:
         if op == "in":
             return str(have).lower() in [w.lower() for w in want]
         if field == "updated":
-            have = have[:10]
+            have, want = dt.datetime.strptime(have, "%Y-%m-%dT%H:%M:%S.%f%z"), _jql_date(want)
+            have = have.replace(second=0, microsecond=0)  # JQL dates have minutes at most
+            return {"=": have == want, "!=": have != want, ">": have > want, ">=": have >= want,
+                    "<": have < want, "<=": have <= want}[op]  # fmt: skip
         if op in ("=", "!="):
             return (str(have).lower() == want.lower()) == (op == "=")
         return {">": have > want, ">=": have >= want, "<": have < want, "<=": have <= want}[op]
