@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx2
 import pytest
 
 import remotetables
@@ -103,10 +104,25 @@ def test_servicenow_values_never_change_the_query(sn: Any, where: str, value: st
         conn, f"SELECT number FROM {{t}} WHERE {where} ORDER BY number", (value,)
     )
     assert remote == native
+    assert mock.dropped == []  # an invalid part is dropped silently by ServiceNow: none here
     for conditions in mock.parsed:  # every condition the API saw is one the statement has
         for field, _op, sent in conditions:
             assert "^" not in sent and field in ("number", "short_description", "caller_id")
             assert value not in sent or "," not in value
+
+
+def test_servicenow_mock_drops_an_invalid_condition_as_documented() -> None:
+    """ServiceNow runs the rest of an encoded query without a part it cannot read (an unknown
+    field): more rows, not an error and not fewer rows; unless the instance is set to answer
+    none (glide.invalid_query.returns_no_rows)."""
+    for strict, count in ((False, 8), (True, 0)):
+        mock = ServiceNowTable(invalid_returns_no_rows=strict)
+        with LoopbackAPI(mock) as api, httpx2.Client() as client:
+            url = f"{api.base_url}/api/now/table/incident"
+            got = client.get(url, params={"sysparm_query": "no_such_field=1^state=1"})
+            assert got.status_code == 200
+            assert len(got.json()["result"]) == count
+            assert mock.dropped == ["no_such_field=1"]
 
 
 # ---------------------------------------------------------------- OData

@@ -77,19 +77,41 @@ def _split_query(query: str) -> list[str]:
 
 
 class ServiceNowTable:
-    def __init__(self) -> None:
-        self.rows = servicenow_rows()
-        self.parsed: list[list[tuple[str, str, str]]] = []  # per request: (field, op, value)
+    """The Table API over :func:`servicenow_rows`.
 
-    def _condition(self, text: str) -> tuple[str, str, str]:
-        m = re.match(r"^([a-z_][a-z0-9_.]*)", text)
+    An invalid condition (an unknown field, no operator) is **dropped** and the rest of the
+    query runs, returning more rows: the documented default unless the instance sets
+    ``glide.invalid_query.returns_no_rows=true`` (``invalid_returns_no_rows=True`` here);
+    dropped parts are kept in ``dropped`` (shared/reference/real-api-facts.md section 1,
+    "Filter"). ``^OR``/``^NQ`` parts are recognised and recorded in
+    ``parsed`` with the op prefixed by ``OR``/``NQ`` (not evaluated: remotetables never sends
+    them; a test that finds one has found an injection). The Table API page:
+    https://www.servicenow.com/docs/r/yokohama/api-reference/rest-apis/c_TableAPI.html ;
+    operators: https://www.servicenow.com/docs/r/platform-user-interface/r_OpAvailableFiltersQueries.html
+
+    Left open by the docs, chosen here: ``=`` compares text exactly (instances on a
+    case-insensitive database collation match ``inc0000001`` too; remotetables re-checks);
+    ``^^`` is a literal caret (documented for GlideStringUtil, not for sysparm_query);
+    no escape for a comma inside an IN value.
+    """
+
+    def __init__(self, invalid_returns_no_rows: bool = False) -> None:
+        self.rows = servicenow_rows()
+        self.invalid_returns_no_rows = invalid_returns_no_rows
+        self.parsed: list[list[tuple[str, str, str]]] = []  # per request: (field, op, value)
+        self.dropped: list[str] = []
+
+    def _condition(self, text: str) -> tuple[str, str, str] | None:
+        m = re.match(r"^(NQ|OR)?([a-z_][a-z0-9_.]*)", text)
         if not m:
-            raise ValueError(text)
-        field, rest = m.group(1), text[m.end() :]
+            return None
+        joiner, field, rest = m.group(1) or "", m.group(2), text[m.end() :]
+        if field.split(".")[0] not in self.rows[0]:
+            return None
         for op in _SN_OPS:
             if rest.startswith(op):
-                return field, op, rest[len(op) :]
-        raise ValueError(text)
+                return field, joiner + op, rest[len(op) :]
+        return None
 
     @staticmethod
     def _value(row: dict[str, Any], field: str) -> str:
@@ -134,11 +156,16 @@ class ServiceNowTable:
                 order.append((part[11:], True))
             elif part.startswith("ORDERBY"):
                 order.append((part[7:], False))
+            elif (cond := self._condition(part)) is not None:
+                conditions.append(cond)
             else:
-                conditions.append(self._condition(part))
+                self.dropped.append(part)
+                if self.invalid_returns_no_rows:
+                    rows = []
         self.parsed.append(conditions)
         for field, op, value in conditions:
-            rows = [r for r in rows if self._keep(r, field, op, value)]
+            if not op.startswith(("OR", "NQ")):
+                rows = [r for r in rows if self._keep(r, field, op, value)]
         for field, desc in reversed(order):
             rows.sort(key=lambda r: self._value(r, field), reverse=desc)
         total = len(rows)
