@@ -212,6 +212,21 @@ def test_odata_values_never_change_the_filter(od: Any, value: str) -> None:
             assert all(v == value or value in v or v == "open" for _, _, v in terms)
 
 
+def test_odata_mock_null_semantics_and_error_shape() -> None:
+    """OData: ``null ne 'x'`` is true (a row without an assignee is not 'adele'); Graph's
+    error body carries ``innerError``."""
+    mock = ODataTickets()
+    with LoopbackAPI(mock) as api, httpx2.Client() as client:
+        url = f"{api.base_url}/v1.0/tickets"
+        got = client.get(url, params={"$filter": "assignedTo ne 'adele'", "$top": "999"})
+        want = [r["id"] for r in mock.rows if r["assignedTo"] != "adele"]
+        assert [r["id"] for r in got.json()["value"]] == want
+        assert any(r["assignedTo"] is None for r in got.json()["value"])
+        bad = client.get(url, params={"$filter": "status eq 'a' or status eq 'b'"})
+        assert bad.status_code == 400
+        assert set(bad.json()["error"]) == {"code", "message", "innerError"}
+
+
 # ---------------------------------------------------------------- JQL
 
 

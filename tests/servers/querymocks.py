@@ -271,8 +271,8 @@ def _odata_keep(row: dict[str, Any], field: str, op: str, want: Any) -> bool:
         return {"contains": w in h, "startswith": h.startswith(w), "endswith": h.endswith(w)}[op]
     if want is None:
         return (have is None) == (op == "eq")
-    if have is None:
-        return False
+    if have is None:  # OData: null ne 'x' is true; null eq/gt/ge/lt/le 'x' false
+        return op == "ne"
     if isinstance(have, str) and isinstance(want, str) and op in ("eq", "ne"):
         have, want = have.lower(), want.lower()  # Graph's eq ignores case on many properties
     return {"eq": have == want, "ne": have != want, "gt": have > want, "ge": have >= want,
@@ -295,12 +295,43 @@ def odata_rows() -> list[dict[str, Any]]:
     ]
 
 
+def _graph_error(code: str, message: str) -> dict[str, Any]:
+    """Graph's error body (https://learn.microsoft.com/graph/errors): ``code`` and
+    ``message`` plus ``innerError`` with the date and request ids."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "2024-06-01T00:00:00",
+                "request-id": "00000000-0000-4000-8000-000000000000",
+                "client-request-id": "00000000-0000-4000-8000-000000000000",
+            },
+        }
+    }
+
+
 class ODataTickets:
-    """A Graph-shaped OData collection ``GET /v1.0/tickets`` (learn.microsoft.com/graph:
-    query-parameters, filter-query-parameter, paging): rows in ``value``, ``$filter``,
+    """A Graph-shaped OData collection ``GET /v1.0/tickets``: rows in ``value``, ``$filter``,
     ``$select``, ``$orderby=p [asc|desc]``, ``$top`` (page size), the whole next request in
-    ``@odata.nextLink`` (with a ``$skiptoken``); an unsupported filter is a 400
-    ``{"error": {"code", "message"}}``."""
+    ``@odata.nextLink`` (with a ``$skiptoken``); an unsupported filter is a 400 Graph error
+    (:func:`_graph_error`).
+
+    Sources: https://learn.microsoft.com/graph/query-parameters (``$select``, ``$top``,
+    ``$orderby``), https://learn.microsoft.com/graph/filter-query-parameter (operators eq, ne,
+    gt, ge, lt, le, in, and; functions startswith, endswith, contains; string literals in
+    single quotes, a quote inside doubled ``''``; date-times unquoted), https://learn.microsoft.com/graph/paging
+    (request the whole ``@odata.nextLink``; end = none), OData v4.01 URL conventions 5.1.1.1
+    (``null ne 'x'`` is true, ``null eq 'x'``/``gt``/``lt`` false).
+
+    Left open by the docs, chosen here: which operators a property supports is per resource
+    (directory objects need ``ConsistencyLevel: eventual`` and ``$count=true`` for ``ne``,
+    ``endswith``, ``eq null``; ``contains`` is unsupported on most): this made-up resource
+    supports all of them; ``eq`` on text ignores case (as directory properties do) and
+    ``contains``/``startswith``/``endswith`` ignore case; ``or``/``not`` are answered 400
+    (Graph supports them; remotetables never sends them, so one arriving is an injection);
+    ``$top`` above 999 is clamped (Graph may clamp, ignore or refuse).
+    """
 
     def __init__(self) -> None:
         self.rows = odata_rows()
@@ -315,7 +346,7 @@ class ODataTickets:
             try:
                 terms = parse_odata_filter(q["$filter"])
             except ODataError as exc:
-                return Reply(400, {"error": {"code": "BadRequest", "message": str(exc)}})
+                return Reply(400, _graph_error("BadRequest", str(exc)))
             self.parsed.append(terms)
             for field, op, value in terms:
                 rows = [r for r in rows if _odata_keep(r, field, op, value)]
