@@ -504,7 +504,25 @@ class JiraSearch:
     400 ``{"errorMessages": [...], "errors": {}}``. ``=`` on status compares names ignoring case;
     ``updated`` compares instants: a date literal means its midnight (:func:`_jql_date`), so
     ``updated > "2024-02-08"`` keeps 00:30 that day and drops 00:00 (it compared by day before,
-    which JQL does not)."""
+    which JQL does not).
+
+    Sources: https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/
+    ("Search for issues using JQL enhanced search (GET)": ``jql``, ``nextPageToken``,
+    ``maxResults``, ``fields``; the old ``/rest/api/3/search`` with ``startAt`` is removed; the
+    token "will be null" on the last or only page), as quoted by clients generated from
+    Atlassian's OpenAPI (jira.js ``SearchForIssuesUsingJqlEnhancedSearch``,
+    ``SearchAndReconcileResults``); JQL syntax, quoting and backslash escapes:
+    https://support.atlassian.com/jira-software-cloud/docs/use-advanced-search-with-jira-query-language-jql/ ;
+    text fields take ``~`` (a word search), not ``=``: Jira answers "The operator '=' is not
+    supported by the 'summary' field" (its error text as recorded in a published adapter's
+    fixtures), so the example pushes nothing on summary.
+
+    Left open by the docs, chosen here: the last page omits ``nextPageToken`` (the docs say
+    null; remotetables ends on either); ``fields`` absent returns every field (the enhanced
+    search returns fewer by default; remotetables always sends ``fields``); a value that names
+    nothing (``key = "NOPE-1"``, an unknown status) gives no rows here, where Jira may answer
+    400 "does not exist for the field"; the user's time zone for date literals is UTC; an
+    empty page with a token is not produced (the docs do not promise full pages)."""
 
     def __init__(self) -> None:
         self.rows = jira_rows()
