@@ -6,7 +6,8 @@
     ├── InterfaceError                     misuse of the DB-API objects (closed cursor ...)
     └── DatabaseError
         ├── DataError
-        │   └── CoercionError              a JSON value does not fit the declared SQL type
+        │   ├── CoercionError              a JSON value does not fit the declared SQL type
+        │   └── ValueNotTaken              the API accepted a write but answered another value
         ├── OperationalError
         │   ├── RemoteError                the API answered with an error status
         │   │   └── RemoteProtocolError    ... or with a body that is not what was promised
@@ -82,6 +83,7 @@ __all__ = [
     "TransportError",
     "UnknownKeyError",
     "UnknownTableError",
+    "ValueNotTaken",
     "Warning",
     "redact_secrets",
     "redact_url",
@@ -184,6 +186,18 @@ class CoercionError(DataError):
     """A JSON value could not be converted to the column's declared SQL type."""
 
     def __init__(self, message: str, *, table: str, column: str, row: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
+        self.row = row
+
+
+class ValueNotTaken(DataError):
+    """The API accepted a written row (2xx) but its answer holds another value for a column
+    than the one sent: it ignored the field (a read-only or access-controlled field) or changed
+    it. The row counts as applied (``applied``); ``row`` names it, ``column`` the column."""
+
+    def __init__(self, message: str, *, table: str, column: str, row: str) -> None:
         super().__init__(message)
         self.table = table
         self.column = column
