@@ -514,6 +514,11 @@ def test_an_update_the_api_ignored_is_an_error_naming_row_and_column(
         assert sent(wapi) == [("PATCH", f"{SN}/a1")]
         got = conn.execute("SELECT sys_id, state, sys_class_name FROM sn_sys ORDER BY 1")
         assert got.fetchall()[:2] == [("a1", "closed", "incident"), ("a2", "open", "incident")]
+        # taken values raise nothing; ServiceNow holds a NULL as "" (no false alarm)
+        sql = "UPDATE sn_sys SET state = ? WHERE sys_id = 'a2'"
+        assert cur.execute(sql, ("closed",)).rowcount == 1
+        assert cur.execute(sql, (None,)).rowcount == 1
+        assert wapi.rows[SN]["a2"]["state"] is None
 
 
 def test_labels_dropped_without_push_access_are_reported(

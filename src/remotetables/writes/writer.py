@@ -529,9 +529,10 @@ def _has_path(doc: Any, path: Sequence[str | int]) -> bool:
 
 
 def _same_value(kind: str, sent: Any, held: Any) -> bool:
-    """Whether the API holds the value sent (JSON compared as parsed: key order aside)."""
+    """Whether the API holds the value sent (JSON compared as parsed: key order aside; an
+    empty text is how some APIs, ServiceNow's among them, hold a NULL)."""
     if sent is None or held is None:
-        return sent is None and held is None
+        return sent is None and held in (None, "")
     if kind == "JSON":
         return bool(orjson.loads(sent) == orjson.loads(held))
     return sql_equal(sent, held)
