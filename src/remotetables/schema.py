@@ -146,7 +146,14 @@ def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:
         # connected through ours is dropped (never an FTS5 or other virtual table)
         for name in stored:
             _prepares(db, f"SELECT 1 FROM main.{_quote(name)}")
-        stored = [n for n in stored if ("main", n.lower()) in dropper.connected]
+        kept = [n for n in stored if ("main", n.lower()) not in dropper.connected]
+        if kept:
+            _log.warning(
+                "tables %s look like remote tables but SQLite does not open them through the "
+                "module: they stay in the database file",
+                ", ".join(kept),
+            )
+        stored = [n for n in stored if n not in kept]
         if not stored:
             return
         with db:
