@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -479,7 +480,13 @@ def test_token_endpoint_and_revocation_requests_are_logged_at_debug_without_secr
     assert any("(token request, authorization_code)" in m for m in asked), asked
     for message in asked:
         assert re.fullmatch(line, message), message
-    result = run("-vv", "logout", "demo", "-u", "alice", "-c", str(oauth_config))
+    logger = logging.getLogger("remotetables")  # -vv sets it up for the whole process
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        result = run("-vv", "logout", "demo", "-u", "alice", "-c", str(oauth_config))
+    finally:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
     assert result.exit_code == 0, result.output
     logged = re.findall(r"remotetables\.auth DEBUG (provider demo: POST .*)", result.stderr)
     assert any("(revocation of the refresh token) -> 200" in m for m in logged), result.stderr
