@@ -312,7 +312,8 @@ def test_stats_are_per_statement(conn: remotetables.Connection) -> None:
     )
     assert err == ""
     lines = out.splitlines()
-    stats = dict(line.split(None, 1) for line in lines[lines.index("statistic   value") + 2 :])
+    head = next(i for i, line in enumerate(lines) if line.split() == ["statistic", "value"])
+    stats = dict(line.split(None, 1) for line in lines[head + 2 :])
     # the second statement only (one request or a cache hit), not 5 + that
     assert int(stats["requests"]) + int(stats["cache_hits"]) == 1
     assert int(stats["rows"]) < 250

@@ -309,7 +309,7 @@ class Connection:
         return self.session.lock_user
 
     @property
-    def last_stats(self) -> dict[str, float | int]:
+    def last_stats(self) -> dict[str, float | int | str]:
         """Statistics of the most recent statement that read a remote table."""
         last = self.session.last_stats
         return last.as_dict() if last is not None else {}

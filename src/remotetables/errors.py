@@ -10,7 +10,8 @@
         │   └── ValueNotTaken              the API accepted a write but answered another value
         ├── OperationalError
         │   ├── RemoteError                the API answered with an error status
-        │   │   └── RemoteProtocolError    ... or with a body that is not what was promised
+        │   │   ├── RemoteProtocolError    ... or with a body that is not what was promised
+        │   │   └── RateLimited            ... or said its rate limit is spent (until reset_at)
         │   ├── TransportError             connection refused, reset, timeout
         │   ├── PaginationError            a next link loops or pages never end
         │   ├── AuthError                  anything about tokens
@@ -76,6 +77,7 @@ __all__ = [
     "ProgrammingError",
     "ProviderError",
     "ProviderUnavailable",
+    "RateLimited",
     "ReadOnlyError",
     "RemoteError",
     "RemoteProtocolError",
@@ -232,6 +234,11 @@ class RemoteError(OperationalError):
 
 class RemoteProtocolError(RemoteError):
     """The body was not what the table promised: not JSON, truncated, rows not where configured."""
+
+
+class RateLimited(RemoteError):
+    """The API's rate limit for this principal is spent for longer than ``max_retry_wait``
+    (a 429, a 403 with ``Retry-After`` or nothing remaining); the message names the reset."""
 
 
 class TransportError(RemoteError):

@@ -22,6 +22,7 @@ import orjson
 
 from remotetables.config import is_loopback_host, origin_of
 from remotetables.errors import (
+    RateLimited,
     RemoteError,
     RemoteProtocolError,
     TransportError,
@@ -34,6 +35,15 @@ from remotetables.http.limits import (
     deadline_passed,
     deadline_transport,
     read_limited,
+)
+from remotetables.http.ratelimit import (
+    Budget,
+    RateLimits,
+    describe_reset,
+    is_rate_limit,
+    limit_wait,
+    newer,
+    read_budget,
 )
 from remotetables.http.text import body_message, describe_transport, error_reason, shorten
 
@@ -133,6 +143,8 @@ class Counters:
     requests: int = 0
     retries: int = 0
     bytes: int = 0
+    revalidated: int = 0  # conditional requests answered 304 (cached rows reused)
+    budget: Budget | None = None  # the rate limit the last answer announced
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, *, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
@@ -271,6 +283,7 @@ class HttpClient:
         self.rng = rng
         self.monotonic = monotonic
         self.poll_interval = poll_interval
+        self.limits = RateLimits()
 
     @property
     def raw(self) -> httpx2.Client:
@@ -302,6 +315,7 @@ class HttpClient:
         history: list[int | None] | None = None,
         retry_conflict: bool = False,
         decode: Callable[[bytes | bytearray], Any] | None = None,
+        principal: str = "public",
     ) -> JsonResponse:
         """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise.
 
@@ -313,8 +327,11 @@ class HttpClient:
         ``decode``: a fast decoder tried first on a successful body (its result is the
         response's ``fast`` and must carry the paginator's view as ``.body``); when it returns
         None the body is decoded the general way.
+        ``principal`` names whose rate limit the request spends (http/ratelimit.py): a
+        request never waits for another principal's budget.
         """
         check_url_allowed(url, ctx)
+        key = (principal, origin_of(url))
         attempt = 0
         garbled = False
         unanswered = False  # an earlier attempt got no answer or a 5xx: it may be in progress
@@ -322,8 +339,16 @@ class HttpClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = self._send_once(
-                    method, url, ctx, policy, auth, headers, json_body, counters
+                response = self._send_paced(
+                    key,
+                    interrupted,
+                    lambda: self._send_once(
+                        method, url, ctx, policy, auth, headers, json_body, counters
+                    ),
+                    url=url,
+                    ctx=ctx,
+                    policy=policy,
+                    counters=counters,
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
@@ -359,6 +384,14 @@ class HttpClient:
                             raise
                         garbled = True
                         failure = exc
+                elif response.status >= 400 and is_rate_limit(
+                    response.status, response.headers, self.clock()
+                ):
+                    # not processed: safe to send again, whatever the method
+                    retry_after = self._rate_limit_wait(response, ctx, auth, policy)
+                    failure = self._error_for(response, ctx, auth)
+                    if attempt > policy.max_retries:
+                        raise _gave_up(failure, attempt)
                 elif (
                     response.status < 400
                     or not retry_status
@@ -377,6 +410,68 @@ class HttpClient:
             delay = self.retry_delay(policy, attempt, retry_after)
             log.info("%s; retry %d in %.1f s", failure, attempt, delay)
             self._wait(delay, interrupted, failure)
+
+    def _send_paced(
+        self,
+        key: tuple[str, str],
+        interrupted: Callable[[], bool] | None,
+        send: Callable[[], _Raw],
+        *,
+        url: str,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        counters: Counters | None,
+    ) -> _Raw:
+        """``send()`` within the principal's rate limit (http/ratelimit.py): one at a time
+        while the budget is low, after the reset when it is spent, or a :class:`RateLimited`
+        error without sending when the reset is further than ``max_retry_wait``."""
+        with self.limits.turn(key, self.poll_interval, interrupted) as ours:
+            if not ours:
+                raise ctx.error(
+                    RemoteError,
+                    "query interrupted while waiting for the API's "
+                    "rate limit (requests go one at a time)",
+                    url=url,
+                )
+            now = self.clock()
+            wait = self.limits.reserve(key, now)
+            if wait > policy.max_retry_wait:
+                whose = "user" if key[0].startswith("user:") else "token"
+                raise ctx.error(
+                    RateLimited,
+                    f"not sending {redact_url(url)}: the API's rate limit for this {whose} is "
+                    f"spent until {describe_reset(now + wait, now)}, longer than "
+                    f"max_retry_wait ({policy.max_retry_wait:g} s); try again then",
+                    url=url,
+                )
+            if wait > 0:
+                self._wait(wait, interrupted, ctx.error(RateLimited, "rate limited", url=url))
+            raw = send()
+            budget = read_budget(raw.headers, self.clock())
+            self.limits.note(key, budget, self.clock())
+            if budget is not None and counters is not None:
+                with counters.lock:
+                    counters.budget = newer(counters.budget, budget)
+            return raw
+
+    def _rate_limit_wait(
+        self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None, policy: RetryPolicy
+    ) -> float | None:
+        """Seconds to wait before sending a rate-limited request again (None: back off as
+        usual); a :class:`RateLimited` error when that is longer than ``max_retry_wait``."""
+        now = self.clock()
+        retry_after = parse_retry_after(raw.headers.get("retry-after"), now)
+        wait = limit_wait(raw.headers, now, retry_after)
+        if wait is not None and wait > policy.max_retry_wait:
+            raise ctx.error(
+                RateLimited,
+                f"{raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{error_reason(raw.content, raw.headers)} "
+                f"(rate limited until {describe_reset(now + wait, now)}, longer than "
+                f"max_retry_wait ({policy.max_retry_wait:g} s); try again then)",
+                status_code=raw.status,
+                url=raw.url,
+            )
+        return wait
 
     def retry_delay(self, policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry number ``attempt`` (1-based).
@@ -570,6 +665,9 @@ class HttpClient:
         hint = ""
         if raw.status == 401:
             hint = f" ({_unauthorized_hint(auth, ctx)})"
+        elif raw.status == 403 and is_rate_limit(403, raw.headers, self.clock()):
+            ra = raw.headers.get("retry-after")
+            hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
         elif raw.status == 403:
             hint = " (the user is not allowed to do this, or the token lacks a scope)"
         elif raw.status == 429:

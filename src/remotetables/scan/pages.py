@@ -157,6 +157,7 @@ class _Scan:
                 counters=self.stats.net,
                 interrupted=interrupted,
                 decode=decode,
+                principal=self.principal,
             )
 
         # a scan that starts past the first row is not the whole table: never cache it

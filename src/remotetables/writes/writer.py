@@ -396,7 +396,8 @@ class TableWriter:
         rt = self.session.runtime
         spec = self.spec
         creds = rt.credentials(spec.provider)
-        creds.principal(self.session)  # a personal table needs a session user: fail before sending
+        # a personal table needs a session user: fail before sending
+        principal = creds.principal(self.session)
         provider = None if spec.provider == "__none__" else spec.provider
         ctx = RequestContext(table=spec.name, provider=provider, user=self.session.user)
         history: list[int | None] = []  # each attempt's status (None: no answer)
@@ -416,6 +417,7 @@ class TableWriter:
                 interrupted=self.session.interrupted,
                 history=history,
                 retry_conflict=keyed,  # 409: the API is still carrying out an earlier attempt
+                principal=principal,
             )
         except Error as exc:
             status = getattr(exc, "status_code", None)
