@@ -147,11 +147,14 @@ class Counters:
     budget: Budget | None = None  # the rate limit the last answer announced
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, *, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
+    def add(
+        self, *, requests: int = 0, retries: int = 0, nbytes: int = 0, revalidated: int = 0
+    ) -> None:
         with self.lock:
             self.requests += requests
             self.retries += retries
             self.bytes += nbytes
+            self.revalidated += revalidated
 
 
 def _transport_allowed(scheme: str, host: str | None) -> bool:

@@ -17,7 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-from remotetables.cache import CacheKey
+import httpx2
+import orjson
+
+from remotetables.cache import CacheKey, PageCopies, PageCopy
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.decoders import PageDecoder
 from remotetables.errors import (
@@ -146,19 +149,70 @@ class _Scan:
         def interrupted() -> bool:
             return stop.is_set() or self.session.interrupted()
 
+        copies = self.rt.cache.pages if spec.cache_ttl > 0 else None
+
         def get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
-            return self.rt.http.request_json(
+            copy = copies.get(self.principal, spec.name, req.url) if copies is not None else None
+            response = self.rt.http.request_json(
                 "GET",
                 req.url,
                 ctx=self.ctx,
                 policy=policy,
                 auth=auth,
-                headers=headers,
+                headers=headers + copy.conditions() if copy is not None else headers,
                 counters=self.stats.net,
                 interrupted=interrupted,
-                decode=decode,
+                # a page kept for revalidation is kept whole: no fast partial decoding
+                decode=decode if copies is None else None,
                 principal=self.principal,
             )
+            if copies is not None:
+                return revalidated(response, copy, copies, req.url)
+            return response
+
+        def revalidated(
+            response: JsonResponse, copy: PageCopy | None, copies: PageCopies, url: str
+        ) -> JsonResponse:
+            """A 304 answers with the kept page; a page with a validator is kept (as its
+            JSON: the scan may fill fields into the decoded rows)."""
+            if response.status == 304:
+                if copy is None:
+                    raise RemoteProtocolError(
+                        f"table {spec.name}: GET {redact_url(url)} answered 304 Not Modified "
+                        "to a request that was not conditional",
+                        status_code=304,
+                        url=url,
+                        table=spec.name,
+                        provider=self.ctx.provider,
+                        user=self.ctx.user,
+                    )
+                self.stats.net.add(revalidated=1)
+                # the kept headers, updated with the 304's (RFC 9111 4.3.4)
+                merged = httpx2.Headers(list(copy.headers))
+                for name in {k.lower() for k in response.headers}:
+                    if name not in ("content-length", "content-type", "content-encoding"):
+                        merged[name] = response.headers[name]
+                body = orjson.loads(copy.content)
+                return JsonResponse(body, merged, response.url, 200, len(copy.content))
+            etag = response.headers.get("etag")
+            modified = response.headers.get("last-modified")
+            if etag or modified:
+                copies.put(
+                    self.principal,
+                    spec.name,
+                    url,
+                    PageCopy(
+                        etag,
+                        modified,
+                        orjson.dumps(response.body),
+                        tuple(
+                            (k, v)
+                            for k, v in response.headers.multi_items()
+                            if k.lower() not in ("set-cookie", "content-encoding", "content-length")
+                        ),
+                    ),
+                )
+            return response
 
         # a scan that starts past the first row is not the whole table: never cache it
         collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
