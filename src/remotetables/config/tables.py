@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from remotetables.config.listing import LISTING_KEYS, listing
 from remotetables.config.parse import (
     _Ctx,
     _get,
@@ -81,7 +82,7 @@ def _table_spec(
     ctx: _Ctx, name: str, raw: Mapping[str, Any], providers: Mapping[str, ProviderConfig]
 ) -> TableSpec:
     p = f"tables.{name}"
-    _only(ctx, p, raw, _TABLE_KEYS)
+    _only(ctx, p, raw, _TABLE_KEYS | LISTING_KEYS)
     provider = _get(ctx, raw, p, "provider", str)
     if provider is None:
         if len(providers) == 1:
@@ -152,6 +153,7 @@ def _table_spec(
         raise ctx.err(
             f"{p}.write", "writes to a table with {placeholders} in its URL are not supported yet"
         )
+    method, body = listing(ctx, p, raw, pagination)
     return TableSpec(
         name=name,
         provider=provider,
@@ -173,6 +175,8 @@ def _table_spec(
         fields_param=_get(ctx, raw, p, "fields_param", str),
         fields_separator=_get(ctx, raw, p, "fields_separator", str, ","),
         query=query,
+        method=method,
+        body=body,
     )
 
 

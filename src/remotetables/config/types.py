@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from remotetables.rows import JsonPath
@@ -24,6 +24,7 @@ __all__ = [
     "PAGINATION_STYLES",
     "PROVIDER_NAME",
     "SQL_TYPES",
+    "BodySpec",
     "ColumnSpec",
     "Config",
     "FilterSpec",
@@ -170,6 +171,23 @@ class WriteSpec:
 
 
 @dataclass(frozen=True)
+class BodySpec:
+    """A listing asked with POST and a JSON body (config/listing.py).
+
+    ``template`` is the JSON body; a string that is exactly ``"{name}"`` takes the value of the
+    parameter ``name`` (a pushed column's ``param``, a static ``params`` entry, the page size,
+    cursor, offset or page parameter), and is left out when it has none. Parameters the
+    template does not place go into the object at ``params_at`` (the top level; GraphQL's
+    ``variables``).
+    """
+
+    template: Any
+    params_at: tuple[str, ...] = ()
+    graphql: bool = False  # a GraphQL document: `errors` in the answer fail the query
+    idempotent: bool = False  # safe to send again after a failure (a search, a GraphQL query)
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     provider: str
@@ -193,6 +211,8 @@ class TableSpec:
     fields_param: str | None = None  # the API's column-list parameter (sysparm_fields, $select)
     fields_separator: str = ","
     query: QuerySpec | None = None  # a query language parameter (sysparm_query, $filter, jql)
+    method: str = "GET"  # POST: a listing asked with a JSON body (body below)
+    body: BodySpec | None = None
 
     @property
     def origin(self) -> str:

@@ -17,9 +17,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-import orjson
-
 from remotetables.cache import CacheKey, PageCopies, PageCopy
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.decoders import PageDecoder
@@ -27,10 +24,12 @@ from remotetables.errors import (
     CoercionError,
     ConfigError,
     PaginationError,
+    RemoteError,
     RemoteProtocolError,
     redact_url,
 )
 from remotetables.http.client import JsonResponse, RequestContext
+from remotetables.http.conditional import graphql_errors, kept_page, reuse
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.pushdown import fill_path
@@ -49,6 +48,22 @@ if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
 
 __all__ = ["scan"]
+
+
+def _param_kinds(spec: TableSpec) -> dict[str, str]:
+    """JSON types of the parameters a POST body carries: numbers for the page size, offset
+    and page; a pushed column's own type."""
+    kinds = {}
+    for col in spec.columns:
+        if col.param:
+            kind = {"INTEGER": "int", "REAL": "float", "BOOLEAN": "bool"}.get(col.type)
+            if kind:
+                kinds[col.param] = kind
+    p = spec.pagination
+    for name in (spec.page_size_param, p.offset_param, p.page_param):
+        if name:
+            kinds[name] = "int"
+    return kinds
 
 
 MAX_URL_LENGTH = 64 * 1024  # a next link longer than this is not followed
@@ -138,7 +153,14 @@ class _Scan:
         if spec.page_size_param and page_size:
             params.append((spec.page_size_param, str(page_size)))
         url = fill_path(spec.url, sargs.path) if sargs.path else spec.url
-        pager = make_paginator(spec.pagination, url, params, start_offset=start_offset)
+        pager = make_paginator(
+            spec.pagination,
+            url,
+            params,
+            start_offset=start_offset,
+            body=spec.body,
+            kinds=_param_kinds(spec),
+        )
         auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
         allowed = self.rt.allowed_origins(spec.provider)
         policy = self.rt.retry_policy(spec.provider)
@@ -149,23 +171,28 @@ class _Scan:
         def interrupted() -> bool:
             return stop.is_set() or self.session.interrupted()
 
-        copies = self.rt.cache.pages if spec.cache_ttl > 0 else None
+        # conditional requests are for GET (GitHub: not on POST unless an endpoint says so)
+        copies = self.rt.cache.pages if spec.cache_ttl > 0 and spec.body is None else None
 
         def get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
             copy = copies.get(self.principal, spec.name, req.url) if copies is not None else None
             response = self.rt.http.request_json(
-                "GET",
+                spec.method,
                 req.url,
                 ctx=self.ctx,
                 policy=policy,
                 auth=auth,
                 headers=headers + copy.conditions() if copy is not None else headers,
+                json_body=req.body,
+                idempotent=spec.body is None or spec.body.idempotent,
                 counters=self.stats.net,
                 interrupted=interrupted,
-                # a page kept for revalidation is kept whole: no fast partial decoding
-                decode=decode if copies is None else None,
+                # a page kept for revalidation, or checked for GraphQL errors, is decoded whole
+                decode=decode if copies is None and spec.body is None else None,
                 principal=self.principal,
             )
+            if spec.body is not None and spec.body.graphql:
+                self._graphql_errors(response)
             if copies is not None:
                 return revalidated(response, copy, copies, req.url)
             return response
@@ -173,8 +200,7 @@ class _Scan:
         def revalidated(
             response: JsonResponse, copy: PageCopy | None, copies: PageCopies, url: str
         ) -> JsonResponse:
-            """A 304 answers with the kept page; a page with a validator is kept (as its
-            JSON: the scan may fill fields into the decoded rows)."""
+            """A 304 hands on the kept page; a page with a validator is kept."""
             if response.status == 304:
                 if copy is None:
                     raise RemoteProtocolError(
@@ -187,31 +213,10 @@ class _Scan:
                         user=self.ctx.user,
                     )
                 self.stats.net.add(revalidated=1)
-                # the kept headers, updated with the 304's (RFC 9111 4.3.4)
-                merged = httpx2.Headers(list(copy.headers))
-                for name in {k.lower() for k in response.headers}:
-                    if name not in ("content-length", "content-type", "content-encoding"):
-                        merged[name] = response.headers[name]
-                body = orjson.loads(copy.content)
-                return JsonResponse(body, merged, response.url, 200, len(copy.content))
-            etag = response.headers.get("etag")
-            modified = response.headers.get("last-modified")
-            if etag or modified:
-                copies.put(
-                    self.principal,
-                    spec.name,
-                    url,
-                    PageCopy(
-                        etag,
-                        modified,
-                        orjson.dumps(response.body),
-                        tuple(
-                            (k, v)
-                            for k, v in response.headers.multi_items()
-                            if k.lower() not in ("set-cookie", "content-encoding", "content-length")
-                        ),
-                    ),
-                )
+                return reuse(response, copy)
+            page = kept_page(response)
+            if page is not None:
+                copies.put(self.principal, spec.name, url, page)
             return response
 
         # a scan that starts past the first row is not the whole table: never cache it
@@ -324,12 +329,12 @@ class _Scan:
         request: PageRequest | None = pager.first()
         if request is not None:  # what went to the API, for remotetables_stats()
             self.stats.add_url(redact_url(request.url))
-        seen_urls: set[bytes] = set()  # digests: a hostile API's long unique links cost 16 bytes
+        seen_urls: set[bytes] = set()  # digests of request identities (a POST's body included)
         n_pages = 0
         ahead: Future[JsonResponse] | None = None  # the next page, fetched while SQLite reads
         try:
             while request is not None:
-                seen_urls.add(_digest(request.url))
+                seen_urls.add(_digest(request.identity))
                 if ahead is not None:
                     response, ahead = ahead.result(), None
                 else:
@@ -397,6 +402,16 @@ class _Scan:
                 epoch=self.epoch,
             )
 
+    def _graphql_errors(self, response: JsonResponse) -> None:
+        said = graphql_errors(response.body)
+        if said is not None:
+            raise self.ctx.error(
+                RemoteError,
+                f"the GraphQL API at {redact_url(response.url)} answered with errors: {said}",
+                url=response.url,
+                status_code=response.status,
+            )
+
     def _no_field_for_in(self, col: ColumnSpec) -> ConfigError:
         return ConfigError(
             f"table {self.spec.name}: the API's rows have no field for column {col.name}, so a "
@@ -462,7 +477,7 @@ class _Scan:
                 provider=self.ctx.provider,
                 user=self.ctx.user,
             )
-        if _digest(request.url) in seen:
+        if _digest(request.identity) in seen:
             raise PaginationError(
                 f"table {spec.name}: pagination loops: the API gave the same next page twice",
                 url=request.url,
