@@ -263,7 +263,9 @@ class CursorPaginator(Paginator):
             cursor = get_path(body, self.spec.cursor_path)
         else:
             cursor = headers.get(self.spec.cursor_header or "")
-        if cursor is None or cursor == "" or cursor is False or n_items == 0 or self._no_more(body):
+        # an empty page with a cursor is not the end (Google Calendar, Slack: only the missing
+        # cursor is); the scan's loop check stops a cursor that comes back unchanged
+        if cursor is None or cursor == "" or cursor is False or self._no_more(body):
             return None
         self.current = self._request([*self.params, (self.spec.cursor_param, str(cursor))])
         return self.current
@@ -277,6 +279,7 @@ class OffsetPaginator(Paginator):
     ) -> None:
         super().__init__(spec, url, params)
         self.offset = start
+        self.page_size: int | None = None  # the size asked, for offset_by = "page_size"
 
     def _at(self, offset: int) -> PageRequest:
         return self._request([*self.params, (self.spec.offset_param, str(offset))])
@@ -285,13 +288,21 @@ class OffsetPaginator(Paginator):
         self.current = self._at(self.offset)
         return self.current
 
+    def _step(self, n_items: int) -> int:
+        if self.spec.offset_by == "page_size" and self.page_size:
+            return self.page_size
+        return n_items
+
     def next(
         self, body: Any, headers: Mapping[str, str], n_items: int, base: str | None = None
     ) -> PageRequest | None:
-        if n_items == 0 or self._no_more(body):
-            return None
-        self.offset += n_items
         total = self._total(body, headers)
+        by_size = self.spec.offset_by == "page_size" and self.page_size
+        # an empty page ends the scan, unless rows are dropped after paging and a total says
+        # more remain
+        if (n_items == 0 and not (by_size and total is not None)) or self._no_more(body):
+            return None
+        self.offset += self._step(n_items)
         if total is not None and self.offset >= total:
             return None
         self.current = self._at(self.offset)
@@ -301,9 +312,10 @@ class OffsetPaginator(Paginator):
         self, body: Any, headers: Mapping[str, str], n_items: int
     ) -> PageRange | None:
         total = self._total(body, headers)
-        if total is None or n_items == 0:
+        step = self._step(n_items)
+        if total is None or step == 0:
             return None
-        return PageRange(self.offset + n_items, total, n_items, self._at)
+        return PageRange(self.offset + step, total, step, self._at)
 
 
 class PagePaginator(Paginator):
@@ -361,9 +373,12 @@ def make_paginator(
     start_offset: int = 0,
     body: BodySpec | None = None,
     kinds: Mapping[str, str] | None = None,
+    page_size: int | None = None,
 ) -> Paginator:
     """``body``: a POST listing, its parameters put into that body (typed by ``kinds``)."""
     pager = _make(spec, url, params, start_offset)
+    if isinstance(pager, OffsetPaginator):
+        pager.page_size = page_size
     pager.body = body
     pager.kinds = kinds or {}
     return pager

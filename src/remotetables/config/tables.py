@@ -325,7 +325,7 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
     allowed = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param",
         "first_page", "total_path", "total_pages_path", "total_header", "next_header",
-        "cursor_header", "has_more_path",
+        "cursor_header", "has_more_path", "offset_by",
     }  # fmt: skip
     _only(ctx, key, raw, allowed)
     style = _get(ctx, raw, key, "style", str, "none")
@@ -353,7 +353,10 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
         next_header=_get(ctx, raw, key, "next_header", str),
         cursor_header=_get(ctx, raw, key, "cursor_header", str),
         has_more_path=opt_path("has_more_path"),
+        offset_by=_get(ctx, raw, key, "offset_by", str, "rows"),
     )
+    if spec.offset_by not in ("rows", "page_size"):
+        raise ctx.err(f"{key}.offset_by", 'must be "rows" or "page_size"')
     if style == "next_url" and spec.next_path is None and spec.next_header is None:
         raise ctx.err(
             f"{key}.next_path",

@@ -154,6 +154,9 @@ class PaginationSpec:
     next_header: str | None = None  # next_url: a response header holding the next URL
     cursor_header: str | None = None  # cursor: a response header holding the cursor
     has_more_path: JsonPath | None = None  # a body flag that is false on the last page
+    # offset: "rows" advances by the rows received; "page_size" by the page size asked (for
+    # APIs that drop rows after paging, as ServiceNow's ACLs: a short page is not the end)
+    offset_by: str = "rows"
 
 
 @dataclass(frozen=True)

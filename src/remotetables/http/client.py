@@ -6,7 +6,6 @@ This module is the boundary where httpx2's exceptions become remotetables errors
 
 from __future__ import annotations
 
-import email.utils
 import http.cookiejar
 import logging
 import random
@@ -40,9 +39,11 @@ from remotetables.http.ratelimit import (
     Budget,
     RateLimits,
     describe_reset,
+    error_json,
     is_rate_limit,
     limit_wait,
     newer,
+    parse_retry_after,
     read_budget,
 )
 from remotetables.http.text import body_message, describe_transport, error_reason, shorten
@@ -214,20 +215,6 @@ def strip_off_origin_headers(request: httpx2.Request) -> None:
                 request.headers.pop(name, None)
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
-        return float(value)  # a huge value is inf: retry_delay caps it
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
 class HttpClient:
     """One pooled ``httpx2.Client`` shared by every table, user and thread of a runtime.
 
@@ -388,7 +375,10 @@ class HttpClient:
                         garbled = True
                         failure = exc
                 elif response.status >= 400 and is_rate_limit(
-                    response.status, response.headers, self.clock()
+                    response.status,
+                    response.headers,
+                    self.clock(),
+                    error_json(response.status, response.content),
                 ):
                     # not processed: safe to send again, whatever the method
                     retry_after = self._rate_limit_wait(response, ctx, auth, policy)
@@ -668,7 +658,9 @@ class HttpClient:
         hint = ""
         if raw.status == 401:
             hint = f" ({_unauthorized_hint(auth, ctx)})"
-        elif raw.status == 403 and is_rate_limit(403, raw.headers, self.clock()):
+        elif raw.status == 403 and is_rate_limit(
+            403, raw.headers, self.clock(), error_json(raw.status, raw.content)
+        ):
             ra = raw.headers.get("retry-after")
             hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
         elif raw.status == 403:

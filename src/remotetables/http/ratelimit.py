@@ -20,19 +20,25 @@ budget: alice's exhausted limit does not slow bob (a system token is one princip
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 __all__ = [
     "Budget",
     "RateLimits",
     "describe_reset",
+    "error_json",
     "is_rate_limit",
     "limit_wait",
     "newer",
+    "parse_retry_after",
     "read_budget",
 ]
 
@@ -149,10 +155,39 @@ def read_budget(headers: Mapping[str, str], now: float) -> Budget | None:
     return Budget(remaining, limit, reset_at, resource.strip() if resource else None)
 
 
-def is_rate_limit(status: int, headers: Mapping[str, str], now: float) -> bool:
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
+        return float(value)  # a huge value is inf: retry_delay caps it
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def error_json(status: int, content: bytes | bytearray) -> Any:
+    """A 403's small body decoded (for its reason), or None."""
+    if status != 403 or not content or len(content) > 65536:
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+# Google's 403 reasons for a rate limit (sent without Retry-After: back off)
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def is_rate_limit(status: int, headers: Mapping[str, str], now: float, body: Any = None) -> bool:
     """Whether an error answer is a rate limit: any 429; a 403 with ``Retry-After`` (GitHub's
-    secondary limits) or with nothing remaining (GitHub's primary limit, which is a 403 or
-    429). Any other 403 is a permission problem."""
+    secondary limits), with nothing remaining (GitHub's primary limit, which is a 403 or 429)
+    or with Google's ``rateLimitExceeded`` / ``userRateLimitExceeded`` reason in the decoded
+    ``body``. Any other 403 is a permission problem."""
     if status == 429:
         return True
     if status != 403:
@@ -160,7 +195,13 @@ def is_rate_limit(status: int, headers: Mapping[str, str], now: float) -> bool:
     if headers.get("retry-after"):
         return True
     budget = read_budget(headers, now)
-    return budget is not None and budget.remaining == 0
+    if budget is not None and budget.remaining == 0:
+        return True
+    error = body.get("error") if isinstance(body, dict) else None
+    errors = error.get("errors") if isinstance(error, dict) else None
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("reason") in RATE_REASONS for e in errors
+    )
 
 
 def limit_wait(headers: Mapping[str, str], now: float, retry_after: float | None) -> float | None:

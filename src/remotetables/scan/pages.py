@@ -160,6 +160,7 @@ class _Scan:
             start_offset=start_offset,
             body=spec.body,
             kinds=_param_kinds(spec),
+            page_size=page_size if spec.page_size_param else None,
         )
         auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
         allowed = self.rt.allowed_origins(spec.provider)
