@@ -32,6 +32,7 @@ from remotetables.cli.common import (
     consent_option,
 )
 from remotetables.cli.export import export, sync
+from remotetables.cli.init import init
 from remotetables.cli.tokens import login, logout, tokens
 from remotetables.config import Config, TableSpec
 from remotetables.dbapi import Connection, connect
@@ -107,6 +108,7 @@ main.add_command(tokens)
 main.add_command(export)
 main.add_command(sync)
 main.add_command(check)
+main.add_command(init)
 
 
 # ---------------------------------------------------------------- demo
