@@ -198,3 +198,26 @@ def test_listing_config_errors(
     with pytest.raises(remotetables.ConfigError) as info:
         remotetables.connect(":memory:", cfg)
     assert info.value.key == key and said in str(info.value)
+
+
+def test_check_probes_a_post_listing_with_its_body(
+    jira: tuple[JiraSearch, str],
+    graphql: tuple[GitHubGraphQL, str],
+    write_config: Callable[..., Path],
+) -> None:
+    """`remotetables check` asks a POST listing with POST and its body (a page of one row),
+    not with a GET its API would refuse."""
+    from remotetables.cli.check import check_table
+
+    for name, (mock, base) in (("jira_search", jira), ("github_graphql", graphql)):
+        with remotetables.connect(":memory:", example(name, base, write_config)) as conn:
+            (spec,) = conn.runtime.config.tables.values()
+            ok, line = check_table(conn.runtime, spec)
+        assert ok, line
+        if name == "jira_search":  # JQL is required: its 400 shows the API is there
+            assert "400 without the required jql" in line, line
+        else:
+            assert line.startswith("POST ") and "answered 200" in line, line
+        sent = mock.bodies[-1]
+        size = sent["variables"]["first"] if name == "github_graphql" else sent["maxResults"]
+        assert size == 1
