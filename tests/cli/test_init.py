@@ -180,3 +180,35 @@ def test_preset_runs_against_its_mock(name: str, tmp_path: Path) -> None:
         assert sum(slept) >= 1
     if name == "google_calendar":  # 403 rateLimitExceeded: backed off, not a permission error
         assert slept
+
+
+@pytest.mark.parametrize(
+    ("name", "query", "said"),
+    [
+        ("slack", "SELECT name FROM slack_users", 'says error: "invalid_auth"'),
+        ("stripe", "SELECT id FROM stripe_customers", "HTTP 401: Invalid API Key provided"),
+    ],
+)
+def test_preset_errors_quote_the_service(name: str, query: str, said: str, tmp_path: Path) -> None:
+    """A refused token fails the query with the service's own words (Slack's are a 200 with
+    ``ok: false``)."""
+    case = CASES[name]
+    out = tmp_path / f"{name}.toml"
+    assert CliRunner().invoke(main, ["init", name, "--out", str(out)]).exit_code == 0
+    mock = case.mock()
+    mock.once.update({"ratelimited", "429", "throttle", "rate"})  # no rate limit this time
+    with services.serve(mock) as base:
+        out.write_text(out.read_text(encoding="utf-8").replace(case.origin, base), encoding="utf-8")
+        store = MemoryTokenStore()
+        environ = {**SECRETS, "STRIPE_API_KEY": "sk_test_wrong"}
+        with remotetables.connect(":memory:", out, user="alice", token_store=store,
+                                  environ=environ) as conn:  # fmt: skip
+            for provider in conn.runtime.config.providers.values():
+                if provider.auth == "oauth":
+                    who = SYSTEM_SUBJECT if provider.integration == "system" else "alice"
+                    key = conn.runtime.oauth_service().key(provider, who)
+                    store.put(key, TokenSet("-", None, expires_at=conn.runtime.clock() + 3600),
+                              now=conn.runtime.clock())  # fmt: skip
+            with pytest.raises(remotetables.RemoteError) as info:
+                conn.execute(query).fetchall()
+    assert said in str(info.value), str(info.value)
