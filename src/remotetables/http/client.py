@@ -9,23 +9,29 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
 import orjson
 
-from remotetables.config import is_loopback_host, origin_of
+from remotetables.config import origin_of
 from remotetables.errors import (
     RateLimited,
     RemoteError,
     RemoteProtocolError,
     TransportError,
     redact_url,
+)
+from remotetables.http.hops import (
+    EXTRA_HEADERS,
+    SECRET_HEADER,
+    SECRET_PARAM,
+    strip_off_origin_headers,
+    transport_allowed,
 )
 from remotetables.http.limits import (
     MAX_RESPONSE_BYTES,
@@ -36,7 +42,6 @@ from remotetables.http.limits import (
     read_limited,
 )
 from remotetables.http.ratelimit import (
-    Budget,
     RateLimits,
     describe_reset,
     error_json,
@@ -46,9 +51,19 @@ from remotetables.http.ratelimit import (
     parse_retry_after,
     read_budget,
 )
-from remotetables.http.text import body_message, describe_transport, error_reason, shorten
+from remotetables.http.response import Counters, JsonResponse
+from remotetables.http.text import describe_transport, error_reason
 
-__all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
+__all__ = [
+    "SECRET_HEADER",
+    "SECRET_PARAM",
+    "Counters",
+    "HttpClient",
+    "JsonResponse",
+    "RequestContext",
+    "RetryPolicy",
+    "check_url_allowed",
+]
 
 log = logging.getLogger("remotetables.http")
 E = TypeVar("E", bound=RemoteError)
@@ -108,65 +123,10 @@ class RetryPolicy:
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded size of one answer
 
 
-@dataclass
-class JsonResponse:
-    body: Any
-    headers: httpx2.Headers
-    url: str
-    status: int
-    nbytes: int
-    # what a fast decoder made of the body (remotetables.decoders): then ``body`` holds only
-    # what the paginator reads
-    fast: Any = None
-
-    def outline(self) -> str:
-        """What the body holds, for an error that did not find the rows in it: its top-level
-        keys and the API's own message, if it has one (bounded, URLs redacted)."""
-        body = self.body
-        if not isinstance(body, Mapping):
-            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "empty"}
-            return f"the answer is {kind.get(type(body), 'a number')}"
-        if not body:
-            return "the answer is an empty object"
-        keys = [shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
-        more = f" and {len(body) - 10} more" if len(body) > 10 else ""
-        text = f"the answer has the top-level keys {', '.join(keys)}{more}"
-        said = body_message(body, limit=120)
-        if said is not None:
-            text += f' and says {said[0]}: "{said[1]}"'
-        return text
-
-
-@dataclass
-class Counters:
-    """What one statement did on the network (updated by the client)."""
-
-    requests: int = 0
-    retries: int = 0
-    bytes: int = 0
-    revalidated: int = 0  # conditional requests answered 304 (cached rows reused)
-    budget: Budget | None = None  # the rate limit the last answer announced
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(
-        self, *, requests: int = 0, retries: int = 0, nbytes: int = 0, revalidated: int = 0
-    ) -> None:
-        with self.lock:
-            self.requests += requests
-            self.retries += retries
-            self.bytes += nbytes
-            self.revalidated += revalidated
-
-
-def _transport_allowed(scheme: str, host: str | None) -> bool:
-    """https everywhere; plain http only to loopback addresses."""
-    return scheme == "https" or (scheme == "http" and is_loopback_host(host))
-
-
 def check_url_allowed(url: str, ctx: RequestContext) -> None:
     """https everywhere; plain http only to loopback addresses."""
     parts = urlsplit(url)
-    if _transport_allowed(parts.scheme, parts.hostname):
+    if transport_allowed(parts.scheme, parts.hostname):
         return
     raise ctx.error(
         RemoteError,
@@ -174,45 +134,6 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
         "only https (or http to a loopback address) is allowed",
         url=url,
     )
-
-
-# request extensions, kept by redirects: (header name, allowed origins) of the token header
-# and (header names, origin of the first URL) of the caller's extra headers
-SECRET_HEADER = "remotetables.secret_header"
-SECRET_PARAM = "remotetables.secret_param"
-EXTRA_HEADERS = "remotetables.extra_headers"
-
-
-def strip_off_origin_headers(request: httpx2.Request) -> None:
-    """Every hop of a request (redirects included): credentials go only where they belong.
-
-    The token header the auth flow set goes only to the provider's origins: httpx strips
-    ``Authorization`` on cross-origin redirects by itself, but not an API-key header such as
-    ``X-API-Key``. The caller's extra headers (the provider's ``headers``, which may carry
-    credentials too) go where the token may go, or, on a request without a token, only to the
-    origin of the URL first asked for. A hop to plain http off loopback is refused: the answer
-    would come back unencrypted (the configured URLs are checked the same way).
-    """
-    url = request.url
-    if not _transport_allowed(url.scheme, url.host):
-        raise RemoteError(
-            f"refusing to follow a redirect to {redact_url(str(url))}: only https (or http to a "
-            "loopback address) is allowed",
-            url=str(url),
-        )
-    origin = origin_of(str(url))
-    secret = request.extensions.get(SECRET_HEADER)  # (header, allowed origins)
-    param = request.extensions.get(SECRET_PARAM)  # (query parameter, allowed origins)
-    token_origins: frozenset[str] = (secret or param or ("", frozenset()))[1]
-    if origin not in token_origins:  # no token goes here
-        if secret is not None:
-            request.headers.pop(secret[0], None)
-        if param is not None and param[0] in url.params:
-            request.url = url.copy_remove_param(param[0])
-        extra = request.extensions.get(EXTRA_HEADERS)  # (header names, origin first asked)
-        if extra is not None and origin != extra[1]:
-            for name in extra[0]:
-                request.headers.pop(name, None)
 
 
 class HttpClient:
