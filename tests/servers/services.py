@@ -170,9 +170,9 @@ class GitHub(Service):
             data = [r for r in self.repos if q.get("visibility", "all") in ("all", r["visibility"])]
         elif path == "/issues":
             data = [i for i in self.issues if q.get("state", "open") in ("all", i["state"])]
-        elif path.endswith("/pulls"):
+        elif path == "/repos/acme/widgets/pulls":
             data = [p for p in self.pulls if q.get("state", "open") in ("all", p["state"])]
-        elif path.endswith("/commits"):
+        elif path == "/repos/acme/widgets/commits":
             data = self.commits
         else:
             return 404, headers, {"message": "Not Found",
