@@ -16,7 +16,7 @@ import click
 import httpx2
 
 from remotetables import errors
-from remotetables.cli.common import _config, _runtime, config_option
+from remotetables.cli.common import _config, _plural, _runtime, config_option
 from remotetables.config import ProviderConfig, TableSpec
 from remotetables.errors import redact_url
 from remotetables.http import RequestContext
@@ -25,9 +25,6 @@ from remotetables.session import Runtime, StaticBearer
 
 __all__ = ["check", "check_provider", "check_table"]
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @click.command()
