@@ -71,7 +71,9 @@ def ensure_binaries() -> Path:
 class PostgresServer:
     """initdb + pg_ctl start on a random loopback port; ``stop()`` removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: commits survive :meth:`crash` (``synchronous_commit`` stays on)."""
+        self.durable = durable
         self.bin = ensure_binaries()
         self.password = secrets.token_urlsafe(16)
         self.port = 0
@@ -116,10 +118,7 @@ class PostgresServer:
         last = ""
         for _ in range(3):  # the free port may be taken between probing and binding
             self.port = free_port()
-            opts = (
-                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off"
-                " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
+            opts = self._options()
             proc = self._run(
                 str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
                 "-t", "60", "start", "-o", opts,
@@ -129,6 +128,26 @@ class PostgresServer:
                 return self
             last = proc.stderr.strip() or self._log_tail()
         raise PostgresUnavailable(f"pg_ctl start failed: {last[-500:]}")
+
+    def _options(self) -> str:
+        return (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off"
+            f" -c synchronous_commit={'on' if self.durable else 'off'}"
+            " -c full_page_writes=off -c max_connections=200"
+        )
+
+    def crash(self) -> None:
+        """Stop at once (``-m immediate``: connections drop, as in an outage)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        """Start again on the same port after :meth:`crash`."""
+        proc = self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+            "-t", "60", "start", "-o", self._options(),
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl start failed: {proc.stderr.strip()[-500:]}")
 
     def _log_tail(self) -> str:
         try:

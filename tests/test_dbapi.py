@@ -189,3 +189,26 @@ def test_set_user_validation(write_config: Callable[..., Path]) -> None:
             conn.execute("SELECT set_user('   ')")
         assert conn.execute("SELECT set_user(NULL), current_user()").fetchone() == (None, None)
         assert "alice" not in repr(conn)
+
+
+def test_an_unclosed_cursor_is_freed_in_its_own_thread() -> None:
+    """An unclosed cursor goes away when its last reference does, not later in the cyclic
+    garbage collector, which may run in another thread while this connection is in use there
+    (the web app's intermittent "Connection is busy in another thread", issue 23)."""
+    import gc
+    import weakref
+
+    conn = remotetables.connect(":memory:")
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        cur = conn.execute("SELECT 1 UNION SELECT 2")
+        assert cur.fetchone() == (1,)  # left mid-statement, never closed
+        assert cur.description is not None  # the trace ran
+        alive = weakref.ref(cur)
+        del cur
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
+        conn.close()

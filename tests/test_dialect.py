@@ -229,3 +229,29 @@ def test_pandas_with_a_per_user_engine(
     finally:
         eng.dispose()
     assert {r.user for r in api.requests} == {"bob"}
+
+
+def test_a_user_in_the_url_with_an_absolute_path(
+    api_config: tuple[IncidentsAPI, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: ``remotetables://alice@//abs/path.db`` (two slashes after the ``@``) is the
+    absolute path; one slash is relative to the working directory, as in SQLite's URLs."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the process's working directory, not our code
+    config = api_config[1]
+    db = tmp_path / "abs.db"
+    assert db.is_absolute()
+    for url, where in [
+        (f"remotetables://alice@/{db}?config={config}", db),
+        (f"remotetables://alice@/rel.db?config={config}", elsewhere / "rel.db"),
+    ]:
+        eng = sa.create_engine(url)
+        try:
+            with eng.connect() as c:
+                assert c.execute(sa.text("SELECT current_user()")).scalar() == "alice"
+                c.execute(sa.text("CREATE TABLE IF NOT EXISTS native(x)"))
+                c.commit()
+        finally:
+            eng.dispose()
+        assert where.exists(), url

@@ -290,3 +290,78 @@ def test_datasette_row_links_use_the_key(
     assert out.returncode == 0, out.stderr[-2000:]
     status, rows = json.loads(out.stdout)
     assert status == 200 and [(r["sys_id"], r["seq"]) for r in rows] == [("r007", 7)]
+
+
+def _native(target: Path, create: str, *more: str) -> str:
+    """A file another program wrote (stdlib sqlite3, no module); its digest."""
+    import sqlite3
+
+    con = sqlite3.connect(target)
+    for sql in (create, *more):
+        con.execute(sql)
+    con.commit()
+    con.close()
+    return _digest(target)
+
+
+@pytest.mark.parametrize("command", ["export", "sync"])
+@pytest.mark.parametrize("name", ["items", "ITEMS"])
+def test_a_native_table_of_the_same_name_is_never_replaced(
+    items_api: IncidentsAPI, items_config: Path, tmp_path: Path, command: str, name: str
+) -> None:
+    """README: "Other tables of the target stay". A table that no copy wrote (it is not in
+    _remotetables_export) keeps its rows: the command fails naming the table and the file, the
+    file is unchanged and the API is not even asked."""
+    target = tmp_path / "plain.db"
+    before = _native(
+        target,
+        f"CREATE TABLE {name}(precious TEXT, n INT)",
+        f"INSERT INTO {name} VALUES ('MY DATA', 1)",
+    )
+    items_api.clear_requests()
+    args = [command, str(tmp_path / "w.db"), "--to", str(target), "-c", str(items_config)]
+    if command == "sync":
+        args += ["--every", "0", "--cycles", "3"]
+    result = click.testing.CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"{target} already has a table {name} that export or sync did not write" in (
+        result.output
+    )
+    assert "--replace" in result.output and "nothing was changed" in result.output
+    assert result.output.count("already has a table") == 1  # sync stops: no cycle can fix it
+    assert _digest(target) == before
+    assert _read(target, f"SELECT precious FROM {name}") == [("MY DATA",)]
+    assert items_api.requests == []
+
+
+def test_replace_replaces_a_native_table_on_purpose(items_config: Path, tmp_path: Path) -> None:
+    target = tmp_path / "plain.db"
+    _native(target, "CREATE TABLE items(precious TEXT)", "INSERT INTO items VALUES ('old')")
+    _native(target, "CREATE TABLE mine(x)", "INSERT INTO mine VALUES (1)")
+    args = ["export", str(tmp_path / "w.db"), "--to", str(target), "-c", str(items_config)]
+    result = click.testing.CliRunner().invoke(main, [*args, "--replace"])
+    assert result.exit_code == 0, result.output
+    assert _read(target, "SELECT count(*) FROM items") == [(25,)]
+    assert _read(target, "SELECT x FROM mine") == [(1,)]  # other tables stay
+    # recorded now: the next export replaces it without --replace
+    result = click.testing.CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "create",
+    [
+        "CREATE VIEW items AS SELECT 1 AS one",
+        "CREATE TABLE t(a); CREATE INDEX Items ON t(a)",
+    ],
+)
+def test_a_view_or_index_of_the_name_is_refused_even_with_replace(
+    items_config: Path, tmp_path: Path, create: str
+) -> None:
+    target = tmp_path / "plain.db"
+    before = _native(target, *create.split("; "))
+    with remotetables.connect(":memory:", items_config, sleep=lambda s: None) as conn:
+        specs = list(conn.runtime.config.tables.values())
+        with pytest.raises(remotetables.ProgrammingError, match=r"already has a (view|index)"):
+            write_plain(conn, specs, target, _owner, replace=True)
+    assert _digest(target) == before

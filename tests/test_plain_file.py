@@ -245,3 +245,70 @@ def test_duckdb_reads_a_used_file(
     finally:
         con.close()
     assert tables == [("notes",)] and rows == (3,)
+
+
+@pytest.mark.parametrize(
+    "create",
+    [
+        "CREATE VIRTUAL TABLE notes_fts USING /* was: USING remotetables(notes) */ fts5(body)",
+        'CREATE VIRTUAL TABLE "archive USING remotetables" USING fts5(body)',
+        "CREATE VIRTUAL TABLE [x USING remotetables(y)] USING fts5(body)",
+        "CREATE VIRTUAL TABLE c -- USING remotetables\n USING fts5(body, 'remotetables')",
+        "CREATE VIRTUAL TABLE 'using remotetables' USING fts5(body)",
+    ],
+)
+def test_migration_never_drops_another_modules_table(
+    api: IncidentsAPI, write_config: Callable[..., Path], tmp_path: Path, create: str
+) -> None:
+    """Only a table whose module (the name after the table name's USING, comments and quoted
+    names aside) is remotetables is moved out of an old file; an FTS5 table whose comment or
+    name says "USING remotetables" keeps its rows."""
+    import sqlite3
+
+    db = tmp_path / "fts.db"
+    con = sqlite3.connect(db)
+    con.execute(create)
+    name = con.execute("SELECT name FROM sqlite_schema WHERE sql LIKE 'CREATE VIRTUAL%'").fetchone()
+    con.execute(f"INSERT INTO \"{name[0]}\"(body) VALUES ('precious words')")
+    con.commit()
+    con.close()
+    before = _stored(db)
+    toml = incidents_table("remote_incidents", "link", api.base_url)
+    with remotetables.connect(db, write_config(toml)) as conn:
+        assert conn.execute("SELECT count(*) FROM remote_incidents").fetchone() == (250,)
+    assert _stored(db) == before
+    rows = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+            "sys.argv[2]).fetchall())",
+            str(db),
+            f'SELECT body FROM "{name[0]}" WHERE "{name[0]}" MATCH \'precious\'',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert rows.strip() == "[('precious words',)]"
+
+
+@pytest.mark.parametrize(
+    ("sql", "ours"),
+    [
+        ('CREATE VIRTUAL TABLE "t" USING remotetables(t)', True),
+        ("create virtual table t using RemoteTables", True),
+        ("CREATE VIRTUAL TABLE IF NOT EXISTS main.t USING remotetables", True),
+        ('CREATE VIRTUAL TABLE [a b] /* x */ USING -- y\n "remotetables"(a)', True),
+        ("CREATE VIRTUAL TABLE t USING fts5(x) /* USING remotetables */", False),
+        ('CREATE VIRTUAL TABLE "t USING remotetables" USING fts5(x)', False),
+        ("CREATE VIRTUAL TABLE t USING remotetables2(x)", False),
+        ("CREATE TABLE t(USING remotetables)", False),
+        ('CREATE VIRTUAL TABLE "using" USING fts5(remotetables)', False),
+        ("CREATE VIEW v AS SELECT 'CREATE VIRTUAL TABLE t USING remotetables'", False),
+    ],
+)
+def test_is_remote_table_sql_reads_the_module_name_only(sql: str, ours: bool) -> None:
+    from remotetables.vtable import is_remote_table_sql
+
+    assert is_remote_table_sql(sql) is ours

@@ -188,7 +188,9 @@ def test_token_expiry_is_shown_with_its_time_zone(write_config: Callable[..., Pa
         store.put(key, TokenSet("at", None, expires_at=conn.runtime.clock() + 600), now=0)
         headers, rows = token_rows(conn.runtime)
     (expiry,) = [r[headers.index("access token expires")] for r in rows]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d (?:[A-Za-z]+|UTC[+-]\d\d:\d\d) \(in 10 min\)", expiry
+    )
 
 
 def test_module_registered_after_open(conn: remotetables.Connection, tmp_path: Path) -> None:
@@ -310,7 +312,8 @@ def test_stats_are_per_statement(conn: remotetables.Connection) -> None:
     )
     assert err == ""
     lines = out.splitlines()
-    stats = dict(line.split(None, 1) for line in lines[lines.index("statistic   value") + 2 :])
+    head = next(i for i, line in enumerate(lines) if line.split() == ["statistic", "value"])
+    stats = dict(line.split(None, 1) for line in lines[head + 2 :])
     # the second statement only (one request or a cache hit), not 5 + that
     assert int(stats["requests"]) + int(stats["cache_hits"]) == 1
     assert int(stats["rows"]) < 250

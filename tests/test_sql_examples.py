@@ -1,7 +1,8 @@
 """Every file in sql_examples/ runs against the project's loopback test API, and the way the
 README runs them works: `remotetables demo --serve` serves that API, `remotetables shell` runs
 each script and fails when a statement fails. A config shaped for a real service runs against
-a loopback mock of that service (tests/servers/mockapi.py) instead."""
+a loopback mock of that service (tests/servers/mockapi.py; POST search and GraphQL listings:
+tests/servers/listings.py) instead."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import remotetables
 from remotetables.demo.api.server import IncidentsAPI
 from remotetables.demo.run import EXAMPLES_PORT
 from tests.conftest import ROOT
+from tests.servers import listings
 from tests.servers.mockapi import GitHubIssues, LoopbackAPI
 from tests.servers.querymocks import JiraSearch, ODataTickets, ServiceNowTable
 
@@ -33,7 +35,11 @@ MOCKS: dict[str, Any] = {
     "graph_odata": ODataTickets,
     "jira_jql": JiraSearch,
 }
-DEMO_EXAMPLES = [p for p in EXAMPLES if p.stem not in MOCKS]
+OWN_MOCKS: dict[str, Any] = {
+    "jira_search": listings.JiraSearch,
+    "github_graphql": listings.GitHubGraphQL,
+}
+DEMO_EXAMPLES = [p for p in EXAMPLES if p.stem not in MOCKS and p.stem not in OWN_MOCKS]
 
 
 def statements(script: str) -> list[str]:
@@ -58,6 +64,10 @@ def test_there_are_examples() -> None:
 def test_example_runs(sql_file: Path, api: IncidentsAPI, write_config: Callable[..., Path]) -> None:
     toml = sql_file.with_suffix(".toml").read_text(encoding="utf-8")
     assert PLACEHOLDER in toml
+    if sql_file.stem in OWN_MOCKS:  # POST and GraphQL listings: mocks with their own server
+        with listings.serve(OWN_MOCKS[sql_file.stem]()) as base:
+            _run_example(sql_file, write_config(toml.replace(PLACEHOLDER, base)))
+        return
     mock = LoopbackAPI(MOCKS[sql_file.stem]()) if sql_file.stem in MOCKS else None
     base = api.base_url if mock is None else mock.base_url
     config = write_config(toml.replace(PLACEHOLDER, base))
@@ -134,9 +144,10 @@ def test_demo_serve_serves_the_examples_api_and_the_shell_runs_them(tmp_path: Pa
 def test_demo_serve_says_when_the_examples_port_is_taken(tmp_path: Path) -> None:
     from remotetables.demo.run import Demo
 
-    with IncidentsAPI(n_rows=1) as squatter, Demo(
-        tmp_path, n_rows=5, examples_port=squatter.port
-    ) as demo:
+    with (
+        IncidentsAPI(n_rows=1) as squatter,
+        Demo(tmp_path, n_rows=5, examples_port=squatter.port) as demo,
+    ):
         assert demo.examples_api is None
         assert demo.examples_problem is not None
         assert f"cannot listen on 127.0.0.1:{squatter.port}" in demo.examples_problem

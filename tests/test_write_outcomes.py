@@ -444,3 +444,98 @@ def test_a_write_drops_the_cached_rows_of_other_tables_over_the_same_resource(
         assert conn.execute("SELECT priority FROM sn_active WHERE sys_id = 'a1'").fetchall() == [
             (4,)
         ]
+
+
+# ---------------------------------------------------------------- a value the API did not take
+
+NOT_TAKEN_TOML = """
+[providers.demo]
+token_env = "API_TOKEN"
+
+[tables.sn_sys]
+provider = "demo"
+url = "{base}/api/now/table/incident"
+rows = "result"
+pagination = "link"
+page_size_param = "sysparm_limit"
+max_page_size = 2
+key = "sys_id"
+[tables.sn_sys.write]
+update = true
+[tables.sn_sys.columns]
+sys_id = { type = "TEXT", writable = false }
+state = "TEXT"
+sys_class_name = "TEXT"
+
+[tables.gh_labels]
+provider = "demo"
+url = "{base}/repos/acme/widgets/issues"
+rows = ""
+pagination = "link"
+page_size_param = "per_page"
+max_page_size = 2
+key = "id"
+[tables.gh_labels.write]
+update = true
+[tables.gh_labels.columns]
+id = { type = "INTEGER", writable = false }
+title = "TEXT"
+labels = "JSON"
+"""
+
+
+def test_an_update_the_api_ignored_is_an_error_naming_row_and_column(
+    wapi: WriteAPI, write_config: Callable[..., Path]
+) -> None:
+    """ServiceNow answers 200 to a PATCH of a read-only field and keeps its value: rowcount 1
+    alone would say the row holds the new value. The error names the row and the column; the
+    row counts as applied (its other columns changed), later rows are not attempted."""
+    for key in ("a1", "a2"):
+        wapi.rows[SN][key]["sys_class_name"] = "incident"
+    config = write_config(NOT_TAKEN_TOML, base=wapi.base_url)
+    with connect(config) as conn:
+        cur = conn.cursor()
+        with pytest.raises(remotetables.ValueNotTaken) as info:
+            cur.execute(
+                "UPDATE sn_sys SET state = 'closed', sys_class_name = 'problem' "
+                "WHERE sys_id IN ('a1', 'a2')"
+            )
+        err = info.value
+        assert (err.table, err.column, err.row) == ("sn_sys", "sys_class_name", "sys_id=a1")
+        assert err.applied == ("sys_id=a1",)  # type: ignore[attr-defined]
+        msg = str(err)
+        assert "PATCH of sys_id=a1 was applied, but the API did not take column sys_class_name" in (
+            msg
+        )
+        assert "holds 'incident', not the 'problem' sent" in msg
+        assert "later rows were not attempted" in msg
+        assert isinstance(err, remotetables.DataError)
+        assert cur.rowcount == 1
+        assert sent(wapi) == [("PATCH", f"{SN}/a1")]
+        got = conn.execute("SELECT sys_id, state, sys_class_name FROM sn_sys ORDER BY 1")
+        assert got.fetchall()[:2] == [("a1", "closed", "incident"), ("a2", "open", "incident")]
+        # taken values raise nothing; ServiceNow holds a NULL as "" (no false alarm)
+        sql = "UPDATE sn_sys SET state = ? WHERE sys_id = 'a2'"
+        assert cur.execute(sql, ("closed",)).rowcount == 1
+        assert cur.execute(sql, (None,)).rowcount == 1
+        assert wapi.rows[SN]["a2"]["state"] is None
+
+
+def test_labels_dropped_without_push_access_are_reported(
+    wapi: WriteAPI, write_config: Callable[..., Path]
+) -> None:
+    """GitHub: "Without push access to the repository, label changes are silently dropped"."""
+    wapi.rows[GH][-1]["labels"] = []
+    config = write_config(NOT_TAKEN_TOML, base=wapi.base_url)
+    update = "UPDATE gh_labels SET labels = ? WHERE id = -1"
+    with connect(config) as conn:
+        with pytest.raises(
+            remotetables.ValueNotTaken, match=r"holds '\[\]', not the '\[\"bug\"\]'"
+        ):
+            conn.execute(update, ('["bug"]',))
+        wapi.pushers.add("alice")
+        # taken: no error (JSON compared parsed, so the API's spacing or key order is no change)
+        assert conn.execute(update, ('[ "bug" ]',)).rowcount == 1
+        assert wapi.rows[GH][-1]["labels"] == ["bug"]
+        got = conn.execute("SELECT labels FROM gh_labels WHERE id = -1").fetchall()
+        assert got == [('["bug"]',)]

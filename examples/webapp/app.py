@@ -176,8 +176,11 @@ class WebApp:
         # a consent started here belongs to this browser session: only it can finish it
         conn.session.web_session = self.web_session_of(request)
         try:
-            cur = conn.execute(f'SELECT * FROM "{name}"')
-            rows = cur.fetchall()
+            # closed here, in this thread: a cursor left to the garbage collector would be
+            # finalized in whatever thread collects it (remotetables frees an unclosed one at once too)
+            with contextlib.closing(conn.execute(f'SELECT * FROM "{name}"')) as cur:
+                rows = cur.fetchall()
+                columns = [d[0] for d in cur.description or ()]
         except ConsentRequired as exc:
             if not exc.authorization_url:
                 return JSONResponse({"error": str(exc)}, status_code=403)
@@ -186,7 +189,6 @@ class WebApp:
             return resp
         except Error as exc:
             return JSONResponse({"error": str(exc)}, status_code=502)
-        columns = [d[0] for d in cur.description or ()]
         return JSONResponse({"user": user, "columns": columns, "rows": [list(r) for r in rows]})
 
     def callback(self, request: Request) -> Response:

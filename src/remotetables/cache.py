@@ -1,5 +1,9 @@
 """The row cache: complete scans kept briefly, bounded in bytes, keyed by principal.
 
+Beside it, :class:`PageCopies`: the pages an API answered with a validator (``ETag`` /
+``Last-Modified``), kept after the rows expire so that the next scan can revalidate them with a
+conditional request; keyed by (principal, table, URL), so a validator never crosses users.
+
 No I/O here. A key is ``(principal, table, params)``: the principal is always part of it, so a
 personal table's rows filled for alice can never be found for bob. Only complete scans are put
 in the cache; a failed or partial fetch never is, and neither is a scan that started before a
@@ -15,9 +19,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import TLRUCache
+from cachetools import LRUCache, TLRUCache
 
-__all__ = ["CacheEntry", "CacheKey", "RowCache"]
+__all__ = ["CacheEntry", "CacheKey", "PageCopies", "PageCopy", "RowCache"]
 
 Params = tuple[tuple[str, str], ...]
 
@@ -42,6 +46,55 @@ class CacheEntry:
     covering: bool = True  # a whole-table entry that may answer narrower queries
 
 
+@dataclass(frozen=True)
+class PageCopy:
+    """One page as the API sent it (JSON bytes), with its validators."""
+
+    etag: str | None
+    last_modified: str | None
+    content: bytes
+    headers: tuple[tuple[str, str], ...] = ()  # the 200's (a 304 need not repeat Link ...)
+
+    def conditions(self) -> list[tuple[str, str]]:
+        """The headers that ask the API whether the page changed."""
+        out = []
+        if self.etag:
+            out.append(("If-None-Match", self.etag))
+        if self.last_modified:
+            out.append(("If-Modified-Since", self.last_modified))
+        return out
+
+
+class PageCopies:
+    """Pages kept for revalidation, LRU-bounded in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._pages: LRUCache[tuple[str, str, str], PageCopy] = LRUCache(
+            maxsize=max(1, max_bytes),
+            getsizeof=lambda v: max(1, len(v.content) + sum(len(a) + len(b) for a, b in v.headers)),
+        )
+
+    def get(self, principal: str, table: str, url: str) -> PageCopy | None:
+        with self._lock:
+            return self._pages.get((principal, table.lower(), url))
+
+    def put(self, principal: str, table: str, url: str, page: PageCopy) -> None:
+        if len(page.content) > self.max_bytes // 4:
+            return
+        with self._lock:
+            self._pages[(principal, table.lower(), url)] = page
+
+    def clear(self, table: str | None, principals: Collection[str] | None) -> None:
+        with self._lock:
+            for key in list(self._pages.keys()):
+                if (table is None or key[1] == table.lower()) and (
+                    principals is None or key[0] in principals
+                ):
+                    self._pages.pop(key, None)
+
+
 class RowCache:
     """A thread-safe TLRU cache of complete scans."""
 
@@ -59,6 +112,7 @@ class RowCache:
         )
         self.hits = 0
         self.misses = 0
+        self.pages = PageCopies(max_bytes)
         self._epochs: dict[str, int] = {}  # table -> writes seen (see invalidate)
 
     def epoch(self, table: str) -> int:
@@ -70,6 +124,8 @@ class RowCache:
         """After a write: drop every principal's entries of ``tables`` and move their epochs,
         so that a scan still running since before the write cannot store what it read."""
         names = {t.lower() for t in tables}
+        for name in names:  # the server would say so, but nothing stale is kept either
+            self.pages.clear(name, None)
         with self._lock:
             for name in names:
                 self._epochs[name] = self._epochs.get(name, 0) + 1
@@ -128,8 +184,10 @@ class RowCache:
         *,
         principals: Collection[str] | None = None,
     ) -> int:
-        """Drop entries (all, one table's, one principal's or those of ``principals``);
-        returns how many."""
+        """Drop entries (all, one table's, one principal's or those of ``principals``), and
+        their pages kept for revalidation; returns how many entries."""
+        who = principals if principal is None else {principal}
+        self.pages.clear(table, who if who is not None else None)
         with self._lock:
             doomed = [
                 k

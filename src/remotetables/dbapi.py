@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
 from types import TracebackType
@@ -308,7 +309,7 @@ class Connection:
         return self.session.lock_user
 
     @property
-    def last_stats(self) -> dict[str, float | int]:
+    def last_stats(self) -> dict[str, float | int | str]:
         """Statistics of the most recent statement that read a remote table."""
         last = self.session.last_stats
         return last.as_dict() if last is not None else {}
@@ -401,7 +402,9 @@ class Cursor:
         self.arraysize = 1
         self.rowcount = -1
         self._cursor: apsw.Cursor | None = connection.apsw.cursor()
-        self._cursor.exec_trace = self._trace
+        # weakly held: a cycle would leave an unclosed cursor to the collector of another thread
+        ref = weakref.ref(self)  # (which then finalizes it on a connection in use: "busy")
+        self._cursor.exec_trace = lambda c, sql, b: (o := ref()) is None or o._trace(c, sql, b)
         self._rows: Iterator[tuple[Any, ...]] = iter(())
         self._description: Description | None = None
         self._origins: tuple[tuple[str | None, str | None], ...] | None = None

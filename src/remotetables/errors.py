@@ -6,10 +6,12 @@
     ├── InterfaceError                     misuse of the DB-API objects (closed cursor ...)
     └── DatabaseError
         ├── DataError
-        │   └── CoercionError              a JSON value does not fit the declared SQL type
+        │   ├── CoercionError              a JSON value does not fit the declared SQL type
+        │   └── ValueNotTaken              the API accepted a write but answered another value
         ├── OperationalError
         │   ├── RemoteError                the API answered with an error status
-        │   │   └── RemoteProtocolError    ... or with a body that is not what was promised
+        │   │   ├── RemoteProtocolError    ... or with a body that is not what was promised
+        │   │   └── RateLimited            ... or said its rate limit is spent (until reset_at)
         │   ├── TransportError             connection refused, reset, timeout
         │   ├── PaginationError            a next link loops or pages never end
         │   ├── AuthError                  anything about tokens
@@ -21,6 +23,7 @@
         │   │   └── ProviderUnavailable    the authorization server is down or answering garbage
         │   └── TokenStoreError            the token store cannot be read or written
         │       ├── CorruptTokenError      a stored ciphertext does not decrypt (tampered, wrong key)
+        │       ├── KeyMismatchError       the store was created with another encryption key
         │       └── LeaseLostError         another worker took over a refresh lease we held
         ├── IntegrityError
         ├── InternalError
@@ -63,6 +66,7 @@ __all__ = [
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "KeyMismatchError",
     "LeaseLostError",
     "MissingParameterError",
     "NoSessionUser",
@@ -73,6 +77,7 @@ __all__ = [
     "ProgrammingError",
     "ProviderError",
     "ProviderUnavailable",
+    "RateLimited",
     "ReadOnlyError",
     "RemoteError",
     "RemoteProtocolError",
@@ -80,6 +85,7 @@ __all__ = [
     "TransportError",
     "UnknownKeyError",
     "UnknownTableError",
+    "ValueNotTaken",
     "Warning",
     "redact_secrets",
     "redact_url",
@@ -188,6 +194,18 @@ class CoercionError(DataError):
         self.row = row
 
 
+class ValueNotTaken(DataError):
+    """The API accepted a written row (2xx) but its answer holds another value for a column
+    than the one sent: it ignored the field (a read-only or access-controlled field) or changed
+    it. The row counts as applied (``applied``); ``row`` names it, ``column`` the column."""
+
+    def __init__(self, message: str, *, table: str, column: str, row: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
+        self.row = row
+
+
 class RemoteError(OperationalError):
     """The remote API answered with an error status.
 
@@ -216,6 +234,11 @@ class RemoteError(OperationalError):
 
 class RemoteProtocolError(RemoteError):
     """The body was not what the table promised: not JSON, truncated, rows not where configured."""
+
+
+class RateLimited(RemoteError):
+    """The API's rate limit for this principal is spent for longer than ``max_retry_wait``
+    (a 429, a 403 with ``Retry-After`` or nothing remaining); the message names the reset."""
 
 
 class TransportError(RemoteError):
@@ -321,6 +344,10 @@ class UnknownKeyError(CorruptTokenError):
     def __init__(self, message: str, *, key_id: str) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class KeyMismatchError(TokenStoreError):
+    """The store's metadata records another key's fingerprint: nothing is written with this key."""
 
 
 class LeaseLostError(TokenStoreError):

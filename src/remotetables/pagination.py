@@ -22,7 +22,7 @@ paging, Google Calendar and Slack return short or empty pages while more follow.
 only when the style says so: no next link, no next URL, no cursor, ``has_more`` false, the
 offset or page past a known total, or (offset and page styles with neither a total nor a
 ``has_more`` flag, where nothing else can tell) an empty page. Offsets advance by the page size
-asked for, unless ``offset_step = "returned"`` says the API counts the rows it returned. The
+asked for, unless ``offset_by = "rows"`` says the API counts the rows it returned. The
 scan's guards stop runaways: ``max_pages`` and a next request it has already made.
 """
 
@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from remotetables.config import PaginationSpec
+import orjson
+
+from remotetables.config import BodySpec, PaginationSpec
 from remotetables.rows import get_path
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "PageRequest",
     "Paginator",
     "build_url",
+    "fill_body",
     "make_paginator",
     "parse_link_header",
 ]
@@ -50,9 +53,73 @@ __all__ = [
 @dataclass(frozen=True)
 class PageRequest:
     url: str  # full URL, query included
+    body: Any = field(default=None, compare=False)  # the JSON body of a POST listing
 
     def __str__(self) -> str:
         return self.url
+
+    @property
+    def identity(self) -> str:
+        """What makes two requests the same (a POST listing asks one URL for every page)."""
+        if self.body is None:
+            return self.url
+        return self.url + " " + orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS).decode()
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.$-]*)\}")
+_MISSING = object()
+
+
+def fill_body(spec: BodySpec, params: Sequence[tuple[str, str]], kinds: Mapping[str, str]) -> Any:
+    """The JSON body of a POST listing: ``spec.template`` with each ``"{name}"`` replaced by the
+    parameter's value (typed by ``kinds``: ``int``, ``float``, ``bool``; several values: a
+    list), and left out when the parameter has none; parameters the template does not place go
+    into the object at ``spec.params_at``."""
+    values: dict[str, Any] = {}
+    for name, text in params:
+        value = _typed(text, kinds.get(name))
+        if name in values:
+            old = values[name]
+            values[name] = [*old, value] if isinstance(old, list) else [old, value]
+        else:
+            values[name] = value
+    used: set[str] = set()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            m = _PLACEHOLDER.fullmatch(node)
+            if m is None:
+                return node
+            used.add(m.group(1))
+            return values.get(m.group(1), _MISSING)
+        if isinstance(node, Mapping):
+            out = {k: walk(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not _MISSING}
+        if isinstance(node, list):
+            return [x for x in (walk(v) for v in node) if x is not _MISSING]
+        return node
+
+    body = walk(spec.template)
+    target = body
+    for step in spec.params_at:
+        target = target.setdefault(step, {})
+    for name, value in values.items():
+        if name not in used:
+            target[name] = value
+    return body
+
+
+def _typed(text: str, kind: str | None) -> Any:
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "bool":
+        return text.lower() in ("true", "1")
+    return text
 
 
 class PageRange:
@@ -122,9 +189,16 @@ class Paginator:
         self.url = url
         self.params = list(params)
         self.current: PageRequest | None = None
+        self.body: BodySpec | None = None  # a POST listing: parameters go into its body
+        self.kinds: Mapping[str, str] = {}
+
+    def _request(self, params: Sequence[tuple[str, str]]) -> PageRequest:
+        if self.body is not None:
+            return PageRequest(self.url, fill_body(self.body, params, self.kinds))
+        return PageRequest(build_url(self.url, params))
 
     def first(self) -> PageRequest:
-        self.current = PageRequest(build_url(self.url, self.params))
+        self.current = self._request(self.params)
         return self.current
 
     def next(
@@ -197,11 +271,11 @@ class CursorPaginator(Paginator):
             cursor = get_path(body, self.spec.cursor_path)
         else:
             cursor = headers.get(self.spec.cursor_header or "")
+        # an empty page with a cursor is not the end (Google Calendar, Slack: only the missing
+        # cursor is); the scan's loop check stops a cursor that comes back unchanged
         if cursor is None or cursor == "" or cursor is False or self._no_more(body):
             return None
-        self.current = PageRequest(
-            build_url(self.url, [*self.params, (self.spec.cursor_param, str(cursor))])
-        )
+        self.current = self._request([*self.params, (self.spec.cursor_param, str(cursor))])
         return self.current
 
 
@@ -221,14 +295,12 @@ class OffsetPaginator(Paginator):
         self.page_size = page_size  # what each request asks for (None: the API's default)
 
     def _step(self, n_items: int) -> int:
-        if self.spec.offset_step == "returned" or self.page_size is None:
+        if self.spec.offset_by == "rows" or self.page_size is None:
             return n_items
         return self.page_size
 
     def _at(self, offset: int) -> PageRequest:
-        return PageRequest(
-            build_url(self.url, [*self.params, (self.spec.offset_param, str(offset))])
-        )
+        return self._request([*self.params, (self.spec.offset_param, str(offset))])
 
     def first(self) -> PageRequest:
         self.current = self._at(self.offset)
@@ -255,7 +327,7 @@ class OffsetPaginator(Paginator):
         self, body: Any, headers: Mapping[str, str], n_items: int
     ) -> PageRange | None:
         total = self._total(body, headers)
-        if total is None or self.page_size is None or self.spec.offset_step == "returned":
+        if total is None or self.page_size is None or self.spec.offset_by == "rows":
             return None  # only a known page size says where each page starts
         return PageRange(self.offset + self.page_size, total, self.page_size, self._at)
 
@@ -275,7 +347,7 @@ class PagePaginator(Paginator):
         self.page_size = page_size
 
     def _at(self, page: int) -> PageRequest:
-        return PageRequest(build_url(self.url, [*self.params, (self.spec.page_param, str(page))]))
+        return self._request([*self.params, (self.spec.page_param, str(page))])
 
     def first(self) -> PageRequest:
         self.current = self._at(self.page)
@@ -321,9 +393,25 @@ def make_paginator(
     params: Sequence[tuple[str, str]],
     *,
     start_offset: int = 0,
+    body: BodySpec | None = None,
+    kinds: Mapping[str, str] | None = None,
     page_size: int | None = None,
 ) -> Paginator:
-    """``page_size``: the rows each request asks for (None: the API's own default)."""
+    """``page_size``: the rows each request asks for (None: the API's own default); ``body``: a
+    POST listing, its parameters put into that body (typed by ``kinds``)."""
+    pager = _make(spec, url, params, start_offset, page_size)
+    pager.body = body
+    pager.kinds = kinds or {}
+    return pager
+
+
+def _make(
+    spec: PaginationSpec,
+    url: str,
+    params: Sequence[tuple[str, str]],
+    start_offset: int,
+    page_size: int | None,
+) -> Paginator:
     style = spec.style
     if style == "link":
         return LinkPaginator(spec, url, params)

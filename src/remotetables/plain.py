@@ -101,6 +101,44 @@ def check_plain_target(target: Path) -> None:
         )
 
 
+def check_names(
+    out: apsw.Connection, specs: Sequence[TableSpec], target: Path, replace: bool = False
+) -> None:
+    """Refuse to replace what an export did not write: a native table (unless ``replace``),
+    view, index or trigger of the target that has a copied table's name (SQLite's names are
+    case-insensitive). A table ``_remotetables_export`` records was written by a copy."""
+    have_meta = out.execute(
+        "SELECT 1 FROM main.sqlite_schema WHERE name = ? AND type = 'table'", (META,)
+    ).fetchall()
+    for spec in specs:
+        found = out.execute(
+            "SELECT type, name FROM main.sqlite_schema WHERE name = ? COLLATE NOCASE",
+            (spec.name,),
+        ).fetchall()
+        if not found:
+            continue
+        kind, name = str(found[0][0]), str(found[0][1])
+        if kind == "table":
+            copied = bool(have_meta) and bool(
+                out.execute(
+                    f"SELECT 1 FROM main.{META} WHERE table_name = ? COLLATE NOCASE", (name,)
+                ).fetchall()
+            )
+            if copied or replace:
+                continue
+            raise ProgrammingError(
+                f"{target} already has a table {name} that export or sync did not write (it is "
+                f"not in {META}): copying remote table {spec.name} would replace it and its rows; "
+                "nothing was changed. Copy to another file, rename that table, or pass --replace "
+                "to replace it on purpose"
+            )
+        raise ProgrammingError(
+            f"{target} already has a {kind} {name}: remote table {spec.name} cannot be copied "
+            "there under that name; nothing was changed. Copy to another file, or drop or "
+            f"rename that {kind}"
+        )
+
+
 def write_plain(
     conn: Connection,
     specs: Sequence[TableSpec],
@@ -108,6 +146,7 @@ def write_plain(
     owner: Callable[[TableSpec], str | None],
     *,
     incremental: bool = False,
+    replace: bool = False,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> list[TableCopy]:
     """Copy the rows ``conn``'s session user may read of ``specs`` into ``target``, atomically.
@@ -117,6 +156,9 @@ def write_plain(
     reading the file meanwhile (Datasette) sees the previous copy, then the new one. A new
     target is built under a temporary name and renamed, so a failure leaves no file at all.
     ``owner(spec)`` is whose rows a table holds (recorded in ``_remotetables_export``).
+    A table of the target that a copy did not write is never replaced (``ProgrammingError``,
+    nothing changed), unless ``replace``; a view, index or trigger of a copied table's name
+    never is.
     """
     path = Path(os.path.realpath(target))  # through a symlink: the file is updated, not the link
     if path.exists():
@@ -124,14 +166,15 @@ def write_plain(
         out = apsw.Connection(str(path))
         try:
             out.set_busy_timeout(30_000)
-            return _write(conn, out, specs, owner, incremental, now)
+            check_names(out, specs, path, replace)  # before asking the API for anything
+            return _write(conn, out, specs, owner, incremental, now, path, replace)
         finally:
             out.close()
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         out = apsw.Connection(str(tmp))
         try:
-            copies = _write(conn, out, specs, owner, incremental, now)
+            copies = _write(conn, out, specs, owner, incremental, now, path, replace)
         finally:
             out.close()
         with open(tmp, "rb") as fh:
@@ -151,6 +194,8 @@ def _write(
     owner: Callable[[TableSpec], str | None],
     incremental: bool,
     now: Callable[[], dt.datetime],
+    target: Path,
+    replace: bool,
 ) -> list[TableCopy]:
     staged = []
     try:
@@ -164,6 +209,7 @@ def _write(
             staged.append((spec, user, since, n, stage))
         stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ")
         with out:  # 2. apply: one transaction, every table or none
+            check_names(out, specs, target, replace)  # again: the file may have changed since
             _meta_table(out)
             copies = [_apply(out, *item, stamp) for item in staged]
         return copies

@@ -139,8 +139,23 @@ def _unstore_remote_tables(db: apsw.Connection, session: Session) -> None:
         r"(?<![\w$])(?:" + "|".join(re.escape(n) for n in stored) + r")(?![\w$])", re.IGNORECASE
     )
     reading = [t for t, sql in triggers if names.search(sql)]
-    db.create_module(MODULE_NAME, cast(Any, Dropper()))
+    dropper = Dropper()
+    db.create_module(MODULE_NAME, cast(Any, dropper))
     try:
+        # SQLite connects each table through the module its own parser finds: only a table it
+        # connected through ours is dropped (never an FTS5 or other virtual table)
+        for name in stored:
+            _prepares(db, f"SELECT 1 FROM main.{_quote(name)}")
+        kept = [n for n in stored if ("main", n.lower()) not in dropper.connected]
+        if kept:
+            _log.warning(
+                "tables %s look like remote tables but SQLite does not open them through the "
+                "module: they stay in the database file",
+                ", ".join(kept),
+            )
+        stored = [n for n in stored if n not in kept]
+        if not stored:
+            return
         with db:
             for name in stored:
                 db.execute(f"DROP TABLE main.{_quote(name)}")

@@ -34,6 +34,7 @@ from remotetables.errors import (
     register_secret,
 )
 from remotetables.http.client import Counters, HttpClient, RequestContext, RetryPolicy
+from remotetables.http.ratelimit import describe_reset
 from remotetables.rows import RowBuilder
 
 if TYPE_CHECKING:
@@ -82,16 +83,28 @@ class StatementStats:
         end = self.finished if self.finished is not None else time.perf_counter()
         return end - self.started - self.paused
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
+    def as_dict(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {
             "requests": self.requests,
             "pages": self.pages,
             "rows": self.rows,
             "cache_hits": self.cache_hits,
+            "revalidated": self.net.revalidated,
             "bytes": self.bytes,
             "retries": self.retries,
             "wall_time": round(self.wall_time, 6),
         }
+        budget = self.net.budget
+        if budget is not None:  # the rate limit, as the API's last answer told it
+            if budget.remaining is not None:
+                out["rate_limit_remaining"] = budget.remaining
+            if budget.limit is not None:
+                out["rate_limit"] = budget.limit
+            if budget.reset_at is not None:
+                out["rate_limit_reset"] = describe_reset(budget.reset_at, time.time())
+            if budget.resource:
+                out["rate_limit_resource"] = budget.resource
+        return out
 
 
 _HANDED_KEY = secrets.token_bytes(32)  # keys the tags of handed-in tokens (cache principals)

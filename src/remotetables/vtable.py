@@ -7,7 +7,6 @@ SQL holds no secret. Filter delegates to :func:`remotetables.scan.scan`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,22 +47,88 @@ def schema_sql(spec: TableSpec) -> str:
 
 
 def is_remote_table_sql(sql: str | None) -> bool:
-    """Whether a stored ``CREATE`` statement is one of this module's virtual tables."""
-    return bool(sql) and _USING.match(sql or "") is not None
+    """Whether a stored ``CREATE`` statement is one of this module's virtual tables.
+
+    The statement is tokenized as SQLite does: comments are skipped and quoted names are
+    names, so only the module name after the table name's ``USING`` counts (``USING
+    remotetables`` in a comment or inside a quoted table name does not)."""
+    if not sql:
+        return False
+    words = _tokens(sql, 12)
+    if [w.upper() for w in words[:3]] != ["CREATE", "VIRTUAL", "TABLE"]:
+        return False
+    rest = words[3:]
+    if [w.upper() for w in rest[:3]] == ["IF", "NOT", "EXISTS"]:
+        rest = rest[3:]
+    if len(rest) >= 3 and rest[1] == ".":  # schema.table
+        rest = rest[2:]
+    # rest: table name, USING, module name (each token already unquoted if it was quoted)
+    return (
+        len(rest) >= 3
+        and rest[1].upper() == "USING"
+        and not rest[1].startswith(_QUOTED)
+        and rest[2].removeprefix(_QUOTED).lower() == MODULE_NAME
+    )
 
 
-_USING = re.compile(
-    rf"\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+{MODULE_NAME}\b", re.IGNORECASE | re.DOTALL
-)
+_QUOTED = "\x00"  # marks a token that was quoted (a name, never a keyword)
+_CLOSE = {'"': '"', "'": "'", "`": "`", "[": "]"}
+
+
+def _tokens(sql: str, limit: int) -> list[str]:
+    """The first ``limit`` tokens of ``sql``: comments skipped, quoted names unquoted (and
+    marked with ``_QUOTED``), a single punctuation character its own token."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n and len(out) < limit:
+        c = sql[i]
+        if c.isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif c in _CLOSE:
+            close = _CLOSE[c]
+            j, text = i + 1, []
+            while j < n:
+                if sql[j] == close:
+                    if close != "]" and sql.startswith(close * 2, j):
+                        text.append(close)
+                        j += 2
+                        continue
+                    break
+                text.append(sql[j])
+                j += 1
+            out.append(_QUOTED + "".join(text))
+            i = j + 1
+        elif c.isalnum() or c in "_$" or ord(c) > 127:
+            j = i
+            while j < n and (sql[j].isalnum() or sql[j] in "_$" or ord(sql[j]) > 127):
+                j += 1
+            out.append(sql[i:j])
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return out
 
 
 class Dropper:
     """A stand-in module that lets SQLite drop a stored remote table whatever its arguments
     (a table no longer in the config included): used to move old files to the temp schema."""
 
+    def __init__(self) -> None:
+        #: (schema, table) of every table SQLite connected through this module: SQLite's own
+        #: parser says these are this module's tables
+        self.connected: set[tuple[str, str]] = set()
+
     def Create(
         self, connection: apsw.Connection, modulename: str, dbname: str, tablename: str, *args: str
     ) -> tuple[str, _DropTable]:
+        self.connected.add((dbname.lower(), tablename.lower()))
         return "CREATE TABLE x(unused)", _DropTable()
 
     Connect = Create

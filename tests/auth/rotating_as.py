@@ -3,7 +3,10 @@
 ``POST /token`` (grant_type=refresh_token) rotates the RT; replaying an old RT revokes the
 whole family (RFC 9700 §4.14.2). ``GET /api`` answers 200 for a live access token, else 401.
 Modes: ``ok``, ``500``, ``invalid_client``, ``hang`` (block until released, then 503
-without rotating). Also :func:`make_refresher`, a minimal httpx2 refresher for the tests.
+without rotating). Hooks for fault injection: ``before_refresh(headers)`` runs when a refresh
+arrives (return True to answer 503 without rotating), ``after_rotation(headers)`` once the
+refresh token has rotated, before the answer is sent. Also :func:`make_refresher`, a minimal
+httpx2 refresher for the tests.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class _Family:
     revoked: bool = False
 
 
+class _Server(ThreadingHTTPServer):
+    # many clients connect at once (a connection per request): the default backlog of 5 drops
+    # SYNs, which costs a client a 1 s retransmission (a ConnectTimeout with short timeouts)
+    request_queue_size = 128
+
+
 class RotatingAS:
     """The server; use as a context manager. Counters are safe to read after requests finish."""
 
@@ -54,12 +63,14 @@ class RotatingAS:
         self.refresh_calls = 0  # every POST /token
         self.rotations = 0  # successful refreshes
         self.reuse_detected = 0
+        self.before_refresh: Callable[[Any], bool] | None = None
+        self.after_rotation: Callable[[Any], None] | None = None
         self.hang_arrived = threading.Event()
         self.hang_release = threading.Event()
         self._lock = threading.Lock()
         self._families: dict[str, _Family] = {}  # family id -> family
         self._by_rt: dict[str, str] = {}  # any RT ever issued -> family id
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -181,9 +192,17 @@ class RotatingAS:
                     server.hang_release.wait(timeout=60)
                     self._send(503, {"error": "temporarily_unavailable"})
                     return
+                hook = server.before_refresh
+                if hook is not None and hook(self.headers):
+                    self._send(503, {"error": "temporarily_unavailable"})
+                    return
                 if server.refresh_delay:
                     time.sleep(server.refresh_delay)
-                self._send(*server._refresh(form))
+                status, body = server._refresh(form)
+                after = server.after_rotation
+                if after is not None and status == 200:
+                    after(self.headers)
+                self._send(status, body)
 
             def do_GET(self) -> None:
                 if self.path.split("?")[0] != "/api":
@@ -204,6 +223,7 @@ def make_refresher(
     *,
     clock: Callable[[], float] = time.time,
     timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> Callable[[str], TokenSet]:
     """A minimal refresh-token grant over httpx2, mapping errors to remotetables types."""
 
@@ -212,6 +232,7 @@ def make_refresher(
             with httpx2.Client(timeout=timeout) as client:
                 response = client.post(
                     token_url,
+                    headers=headers,
                     data={
                         "grant_type": "refresh_token",
                         "refresh_token": refresh_token,

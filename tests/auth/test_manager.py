@@ -74,8 +74,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store() -> MemoryTokenStore:
-    return MemoryTokenStore()
+def store(clock: FakeClock) -> MemoryTokenStore:
+    return MemoryTokenStore(clock=clock)
 
 
 def manager(store: object, clock: FakeClock, **kw: float) -> TokenManager:
@@ -83,8 +83,10 @@ def manager(store: object, clock: FakeClock, **kw: float) -> TokenManager:
 
 
 def seed(store: MemoryTokenStore, *, expires_in: float | None, rt: str | None = "rt-0") -> int:
+    """A grant whose access token was issued for an hour (``expires_in`` of it left)."""
     expires_at = None if expires_in is None else T0 + expires_in
-    return store.put(KEY, TokenSet("at-0", rt, scope="read", expires_at=expires_at), now=T0)
+    issued = T0 if expires_in is None else T0 + expires_in - 3600
+    return store.put(KEY, TokenSet("at-0", rt, scope="read", expires_at=expires_at), now=issued)
 
 
 def new_tokens(n: int = 1, *, rt: bool = True) -> TokenSet:
@@ -294,11 +296,21 @@ class FlakyStore(MemoryTokenStore):
         super().__init__()
         self.failures = failures
 
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+    def commit_refresh(
+        self,
+        key: TokenKey,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
+    ) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise TokenStoreError("disk I/O error")
-        return super().commit_refresh(key, owner=owner, tokens=tokens, now=now)
+        return super().commit_refresh(
+            key, owner=owner, tokens=tokens, now=now, from_version=from_version
+        )
 
 
 def test_commit_failure_is_retried(clock: FakeClock) -> None:
@@ -523,16 +535,28 @@ def test_sigkilled_lease_holder_neither_blocks_forever_nor_loses_the_rt(
     auth_server.hang_release.set()  # the orphaned request ends without rotating
 
     refresher = make_refresher(auth_server.token_url, auth_server.client_id)
-    # While the dead holder's lease is still live, others wait, and give up at the deadline.
+    assert held.refreshing  # the holder recorded that its refresh was in flight
+    # While the dead holder's lease is still live (by the store's clock), others wait, and
+    # give up at the deadline.
     clock = FakeClock(held.lease_until - 20)
-    waiting = TokenManager(store, clock=clock, sleep=clock.sleep, wait_deadline=5.0)
+    waiting = TokenManager(
+        SQLiteTokenStore(db, cipher, clock=clock), clock=clock, sleep=clock.sleep, wait_deadline=5.0
+    )
     with pytest.raises(ProviderUnavailable, match="waiting for another worker"):
         waiting.access_token(KEY, refresher)
     assert auth_server.refresh_calls == 1  # only the orphaned request
-    # Once the lease has expired, the next caller refreshes with the stored RT.
+    # Once the lease has expired, the next caller whose token has expired waits the takeover
+    # grace (the holder might still save a rotated token), then refreshes with the stored RT.
     clock = FakeClock(held.lease_until + 1)
-    later = TokenManager(store, clock=clock, sleep=clock.sleep, wait_deadline=5.0)
+    later = TokenManager(
+        SQLiteTokenStore(db, cipher, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+        wait_deadline=30.0,
+        takeover_grace=5.0,
+    )
     at = later.access_token(KEY, refresher)
+    assert 5.0 <= sum(clock.sleeps) < 7.0
     family = auth_server.family_of(rt0)
     assert (auth_server.rotations, auth_server.reuse_detected, family.revoked) == (1, 0, False)
     assert at == family.access_token

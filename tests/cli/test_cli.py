@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -458,6 +459,39 @@ def test_tokens_and_logout(
     assert "no tokens stored" in run("tokens", "-c", str(oauth_config)).output
     result = run("logout", "demo", "-u", "alice", "-c", str(oauth_config))
     assert "nothing to do" in result.output
+
+
+def test_token_endpoint_and_revocation_requests_are_logged_at_debug_without_secrets(
+    run: Callable[..., click.testing.Result],
+    oauth_config: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`login -vv` / `logout -vv` show each request to the authorization server: method,
+    redacted URL, what it was, status, size; never the form (code, verifier, tokens, secret)."""
+    url = r"http://127\.0\.0\.1:\d+/[\w./-]+"  # no query string
+    line = (
+        rf"provider demo: (GET|POST) {url} \((token request, (authorization_code|refresh_token)"
+        rf"|revocation of the (refresh|access) token|introspection|metadata discovery at {url})\)"
+        r" -> 200 \(\d+ bytes\)"
+    )
+    with caplog.at_level("DEBUG", logger="remotetables.auth"):
+        consent_as("alice", oauth_config)  # what `login` runs
+    asked = [r.getMessage() for r in caplog.records if r.getMessage().startswith("provider")]
+    assert any("(token request, authorization_code)" in m for m in asked), asked
+    for message in asked:
+        assert re.fullmatch(line, message), message
+    logger = logging.getLogger("remotetables")  # -vv sets it up for the whole process
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        result = run("-vv", "logout", "demo", "-u", "alice", "-c", str(oauth_config))
+    finally:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+    assert result.exit_code == 0, result.output
+    logged = re.findall(r"remotetables\.auth DEBUG (provider demo: POST .*)", result.stderr)
+    assert any("(revocation of the refresh token) -> 200" in m for m in logged), result.stderr
+    for message in logged:
+        assert re.fullmatch(line, message), message
 
 
 @pytest.mark.parametrize(

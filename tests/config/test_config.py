@@ -196,7 +196,7 @@ def test_every_config_key_is_in_the_readme() -> None:
     pagination = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param", "first_page",
         "total_path", "total_pages_path", "total_header", "next_header", "cursor_header", "has_more_path",
-        "offset_step",
+        "offset_by",
     }  # fmt: skip
     write = {"insert", "update", "delete", "body_path", "idempotency_header", "method", "url"}
     keys = (
@@ -230,3 +230,27 @@ def test_writes_in_transaction_is_a_boolean_setting(write_config: Callable[..., 
     with pytest.raises(ConfigError, match="must be true or false") as info:
         load_config(write_config('[settings]\nwrites_in_transaction = "yes"\n' + GOOD))
     assert info.value.key == "settings.writes_in_transaction"
+
+
+def test_refresh_lease_must_outlast_a_refresh(write_config: Callable[..., Path]) -> None:
+    """Issue 16 #5: a refresh that can outlive its lease lets a second worker replay the same
+    refresh token; the config says so when it loads."""
+    cfg = load_config(write_config(GOOD))
+    assert (cfg.settings.refresh_lease, cfg.settings.token_store_timeout) == (120.0, 10.0)
+    slow = GOOD.replace(
+        'client_id = "remotetables"',
+        'client_id = "remotetables"\noauth_timeout = 60\nread_timeout = 60',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(slow))
+    text = str(info.value)
+    assert "settings.refresh_lease" in text and "provider demo" in text and "140 s" in text
+    ok = "[settings]\nrefresh_lease = 140\n" + slow
+    assert load_config(write_config(ok)).settings.refresh_lease == 140.0
+    short = "[settings]\nrefresh_lease = 20\ntoken_store_timeout = 1\n" + GOOD.replace(
+        'client_id = "remotetables"',
+        'client_id = "remotetables"\noauth_timeout = 5',
+    )
+    assert load_config(write_config(short)).settings.refresh_lease == 20.0
+    with pytest.raises(ConfigError, match="token_store_timeout"):
+        load_config(write_config("[settings]\ntoken_store_timeout = 0\n" + GOOD))

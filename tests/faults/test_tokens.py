@@ -276,8 +276,9 @@ def test_f07_token_endpoint_outage_keeps_tokens(rot: RotatingEnv, mode: str) -> 
     store = conn.runtime.oauth_service().store
     from remotetables.auth.store import TokenSet
 
-    # still valid but inside the refresh leeway: the outage is absorbed, the AT keeps working
-    store.put(key, TokenSet(at, rt, expires_at=time.time() + 30), now=time.time())
+    # still valid but inside the refresh leeway (an hour-long token with 30 s left): the outage
+    # is absorbed, the AT keeps working
+    store.put(key, TokenSet(at, rt, expires_at=time.time() + 30), now=time.time() - 3570)
     assert rows_of(conn)
     # expired: a retryable error, not a consent problem; the tokens stay
     store.put(key, TokenSet(at, rt, expires_at=time.time() - 1), now=time.time())
@@ -394,7 +395,11 @@ def test_f15_flipped_byte_is_needs_consent_through_sql(env: DemoEnv) -> None:
     flipped = bytearray(blob)
     flipped[len(flipped) // 2] ^= 0x01
     _tamper(db, "UPDATE oauth_token SET access_token=? WHERE subject='alice'", bytes(flipped))
-    assert rows_of(conn) == expected  # no crash: the row is treated as needing consent
+    # this process keeps alice's own access token in memory until it is due: no store read
+    assert rows_of(conn) == expected and env.consent.calls == ["alice"]
+    # a process that reads the store: no crash, the row is treated as needing consent
+    again = env.connect("alice")
+    assert rows_of(again) == expected
     assert env.consent.calls == ["alice", "alice"]
     conn.close()
 
@@ -413,10 +418,12 @@ def test_f15_row_copied_from_another_user_is_not_used(env: DemoEnv) -> None:
         "WHERE subject='bob'",
     )
     env.api.clear_requests()
-    assert rows_of(conn) == bob_rows  # bob consents again; never alice's rows
+    # this process keeps bob's own access token in memory until it is due: no store read
+    assert rows_of(conn) == bob_rows and env.consent.calls == ["alice", "bob"]
+    fresh = env.connect("bob")  # a process that reads the store
+    assert rows_of(fresh) == bob_rows  # bob consents again; never alice's rows
     assert env.consent.calls == ["alice", "bob", "bob"]
     assert {r.user for r in env.api.requests} == {"bob"}
-    conn.session.consent = "raise"
     _tamper(
         db,
         "UPDATE oauth_token SET refresh_token = "
@@ -424,7 +431,7 @@ def test_f15_row_copied_from_another_user_is_not_used(env: DemoEnv) -> None:
         "WHERE subject='bob'",
     )
     with pytest.raises(ConsentRequired):
-        rows_of(conn)
+        rows_of(env.connect("bob", consent="raise"))
     conn.close()
 
 

@@ -306,7 +306,7 @@ def test_offset_advances_by_the_page_size_asked_for_unless_told_otherwise() -> N
     empty = pager.next({}, {}, 0)  # no total, no has_more: an empty page is the only end
     assert empty is None
     returned = make_paginator(
-        PaginationSpec(style="offset", offset_step="returned"), "https://a/x", [], page_size=10
+        PaginationSpec(style="offset", offset_by="rows"), "https://a/x", [], page_size=10
     )
     returned.first()
     step = returned.next({}, {}, 4)

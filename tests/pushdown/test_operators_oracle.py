@@ -9,7 +9,9 @@ The loopback API answers from its own SQLite copy, in one of three meanings:
   rewritten (a date rounded, a strict bound sent as an inclusive one);
 * ``loose``: a looser meaning (``>`` as ``>=``, ``!=`` and IS NULL ignored, contains ignoring
   every case, Unicode too): the local re-check must fix the answer;
-* ``ignore``: every filter ignored.
+* ``ignore``: every filter ignored;
+* ``midnight``: ``strict``, with ``ts`` a ``date`` parameter that the API reads as that day's
+  midnight against its date-times (as Jira's JQL does), on exact columns.
 
 The requests are checked too: a term is sent only in a form whose strict meaning keeps every
 row SQLite keeps (else the ``strict`` table would lose rows and the oracle would see it).
@@ -17,6 +19,7 @@ row SQLite keeps (else the ``strict`` table would lose rows and the oracle would
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -98,6 +101,9 @@ class OperatorAPI:
                 continue
             if op in SUFFIX:
                 sql_op = SUFFIX[op]
+                if meaning == "midnight" and re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+                    value += "T00:00:00Z"  # JQL: "if a time-component is not specified,
+                    # midnight will be assumed", then the term's own operator, exactly
                 if meaning == "loose":
                     if sql_op == "!=":
                         continue
@@ -105,10 +111,10 @@ class OperatorAPI:
                 where.append(f"{col} {sql_op} ?")
                 args.append(value)
             elif op == "null":
-                if meaning == "strict":
+                if meaning in ("strict", "midnight"):
                     where.append(f"{col} IS NULL" if value == "true" else f"{col} IS NOT NULL")
             elif op == "has":  # contains, ASCII case-insensitive (strict) or any case (loose)
-                if meaning == "strict":
+                if meaning in ("strict", "midnight"):
                     where.append(f"instr(lower({col}), lower(?)) > 0")
                 else:
                     where.append(f"instr(py_fold({col}), py_fold(?)) > 0")
@@ -116,7 +122,7 @@ class OperatorAPI:
             elif op == "glob":  # contains, case-sensitive (strict) or not (loose)
                 where.append(
                     f"instr({col}, ?) > 0"
-                    if meaning == "strict"
+                    if meaning in ("strict", "midnight")
                     else f"instr(py_fold({col}), py_fold(?)) > 0"
                 )
                 args.append(value)
@@ -126,7 +132,7 @@ class OperatorAPI:
         order = "id"
         if q.get("sort") in COLS and meaning != "ignore":
             direction = "DESC" if q.get("order") == "desc" else "ASC"
-            if meaning == "strict":  # SQLite's own order (NULLs first ascending)
+            if meaning in ("strict", "midnight"):  # SQLite's own order (NULLs first ascending)
                 order = f"{q['sort']} {direction}, id"
             else:  # another order: case-insensitive, NULLs last
                 order = f"{q['sort']} IS NULL, {q['sort']} COLLATE NOCASE {direction}, id"
@@ -140,9 +146,9 @@ class OperatorAPI:
         return Reply(200, {"items": items, "next": nxt})
 
 
-def _table(name: str, meaning: str, exact: bool, cache: bool) -> str:
+def _table(name: str, meaning: str, exact: bool, cache: bool, ts_format: str = "datetime") -> str:
     ex = ", exact = true" if exact else ""
-    ex += ", sort_exact = true" if meaning == "strict" else ""
+    ex += ", sort_exact = true" if meaning in ("strict", "midnight") else ""
 
     def ops(col: str, fmt: str = "") -> str:
         f = f', format = "{fmt}"' if fmt else ""
@@ -168,13 +174,16 @@ id = "INTEGER"
 name = {{ sort = "name", type = "TEXT"{ex}, filters = {{ {ops("name")}, "LIKE" = {{ param = "name_has", case = "insensitive" }}, "GLOB" = {{ param = "name_glob" }} }} }}
 n = {{ sort = "n", type = "INTEGER"{ex}, filters = {{ {ops("n")} }} }}
 x = {{ sort = "x", type = "REAL"{ex}, filters = {{ {ops("x")} }} }}
-ts = {{ sort = "ts", type = "TEXT"{ex}, filters = {{ {ops("ts", "datetime")} }} }}
+ts = {{ sort = "ts", type = "TEXT"{ex}, filters = {{ {ops("ts", ts_format)} }} }}
 """
 
 
 TABLES = {
     "t_strict": ("strict", True, False),
     "t_strict_text": ("strict", False, False),
+    # ts as a date parameter of an API that reads a date as midnight against its date-times
+    # (Jira's JQL), every operator applied exactly, exact columns
+    "t_strict_day": ("midnight", True, False, "date"),
     "t_loose": ("loose", False, False),
     "t_loose_cached": ("loose", False, True),
     "t_ignore": ("ignore", False, False),
@@ -271,7 +280,7 @@ def _every_term() -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("table", ["t_strict", "t_loose"])
+@pytest.mark.parametrize("table", ["t_strict", "t_strict_day", "t_loose"])
 def test_every_single_term(oracle: tuple[Any, OperatorAPI], table: str) -> None:
     """Each operator with each value of the pools alone, so no case is left to chance."""
     conn, _ = oracle

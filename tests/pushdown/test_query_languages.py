@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx2
 import pytest
 
 import remotetables
@@ -103,10 +104,25 @@ def test_servicenow_values_never_change_the_query(sn: Any, where: str, value: st
         conn, f"SELECT number FROM {{t}} WHERE {where} ORDER BY number", (value,)
     )
     assert remote == native
+    assert mock.dropped == []  # an invalid part is dropped silently by ServiceNow: none here
     for conditions in mock.parsed:  # every condition the API saw is one the statement has
         for field, _op, sent in conditions:
             assert "^" not in sent and field in ("number", "short_description", "caller_id")
             assert value not in sent or "," not in value
+
+
+def test_servicenow_mock_drops_an_invalid_condition_as_documented() -> None:
+    """ServiceNow runs the rest of an encoded query without a part it cannot read (an unknown
+    field): more rows, not an error and not fewer rows; unless the instance is set to answer
+    none (glide.invalid_query.returns_no_rows)."""
+    for strict, count in ((False, 8), (True, 0)):
+        mock = ServiceNowTable(invalid_returns_no_rows=strict)
+        with LoopbackAPI(mock) as api, httpx2.Client() as client:
+            url = f"{api.base_url}/api/now/table/incident"
+            got = client.get(url, params={"sysparm_query": "no_such_field=1^state=1"})
+            assert got.status_code == 200
+            assert len(got.json()["result"]) == count
+            assert mock.dropped == ["no_such_field=1"]
 
 
 # ---------------------------------------------------------------- OData
@@ -196,6 +212,21 @@ def test_odata_values_never_change_the_filter(od: Any, value: str) -> None:
             assert all(v == value or value in v or v == "open" for _, _, v in terms)
 
 
+def test_odata_mock_null_semantics_and_error_shape() -> None:
+    """OData: ``null ne 'x'`` is true (a row without an assignee is not 'adele'); Graph's
+    error body carries ``innerError``."""
+    mock = ODataTickets()
+    with LoopbackAPI(mock) as api, httpx2.Client() as client:
+        url = f"{api.base_url}/v1.0/tickets"
+        got = client.get(url, params={"$filter": "assignedTo ne 'adele'", "$top": "999"})
+        want = [r["id"] for r in mock.rows if r["assignedTo"] != "adele"]
+        assert [r["id"] for r in got.json()["value"]] == want
+        assert any(r["assignedTo"] is None for r in got.json()["value"])
+        bad = client.get(url, params={"$filter": "status eq 'a' or status eq 'b'"})
+        assert bad.status_code == 400
+        assert set(bad.json()["error"]) == {"code", "message", "innerError"}
+
+
 # ---------------------------------------------------------------- JQL
 
 
@@ -273,3 +304,20 @@ def test_remotetables_columns_shows_query_language_terms(sn: Any) -> None:
         ("caller", "IS NULL", "sysparm_query: caller_idISEMPTY"),
         ("opened_at", "ORDER BY", "sysparm_query: ORDERBYopened_at (consumed)"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "sent"),
+    [
+        # JQL reads a date as its midnight: '> 2024-02-08' would drop the row updated at 00:00
+        # that SQLite keeps ('2024-02-08T00:00:00.000+0000' > '2024-02-08'), so >= goes
+        ("updated > '2024-02-08'", "updated >= 2024-02-08"),
+        ("updated <= '2024-02-08'", "updated <= 2024-02-08"),
+        ("updated >= '2024-02-08'", "updated >= 2024-02-08"),
+        ("updated < '2024-02-09'", "updated <= 2024-02-09"),
+    ],
+)
+def test_jql_date_literal_is_midnight(jira: Any, where: str, sent: str) -> None:
+    conn, api, _ = jira
+    _remote_native(conn, "jira_issues", f"SELECT id, updated FROM {{t}} WHERE {where} ORDER BY id")
+    assert _query(api.targets[0])["jql"] == f"project = ACME AND {sent}"

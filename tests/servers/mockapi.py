@@ -16,6 +16,24 @@ desc), ``per_page`` (default 30, max 100) and ``page``; the ``link`` header carr
 ``rel="next"`` while more pages follow; an unknown repository is a 404 ``{"message": "Not
 Found", "documentation_url": ...}``. ``GET /orgs/{org}/repos`` lists repositories
 (``name``, ``full_name``, ``owner.login``).
+
+Sources: GitHub's published OpenAPI description (github/rest-api-description,
+descriptions/api.github.com/api.github.com.yaml, operations ``issues/list-for-repo`` and
+``repos/list-for-org``; read through the parameter texts that clients generated from it quote,
+the description itself being too large to fetch here) and https://docs.github.com/en/rest/issues/issues#list-repository-issues:
+``state`` enum open/closed/all default open; ``sort`` created/updated/comments default created;
+``direction`` asc/desc default desc; ``since`` "Only show results that were last updated after
+the given time" (``YYYY-MM-DDTHH:MM:SSZ``); ``per_page`` max 100 default 30; ``page`` default 1.
+The ``link`` header (https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api)
+is one comma-separated header with ``rel="prev"``, ``"next"``, ``"last"``, ``"first"`` where
+they apply, absent when one page holds everything.
+
+Left open by the docs, chosen here: whether ``since`` is inclusive ("after"): this mock keeps
+``updated_at >= since`` (remotetables maps ``>=`` to it; a strictly-after API would drop rows
+updated at exactly that second); ``/orgs/{org}/repos`` ``sort``/``direction``/``type`` are not
+modelled (rows in a fixed order; docs: sort default created, direction asc for full_name else
+desc, type default all); an invalid ``state`` is answered 422 here (GitHub documents 422
+"Validation failed" for the operation but not for which inputs).
 """
 
 from __future__ import annotations
@@ -173,8 +191,10 @@ class GitHubIssues:
         per_page = min(100, int(q.get("per_page", "30")))
         page = int(q.get("page", "1"))
         chunk = rows[(page - 1) * per_page : page * per_page]
-        headers: tuple[tuple[str, str], ...] = ()
-        if page * per_page < len(rows):
-            nxt = urlencode({**q, "page": str(page + 1)})
-            headers = (("Link", f'<{base}{path}?{nxt}>; rel="next"'),)
-        return Reply(200, chunk, headers)
+        last = max(1, -(-len(rows) // per_page))
+        links = []
+        for rel, n in (("prev", page - 1), ("next", page + 1), ("last", last), ("first", 1)):
+            if (rel in ("prev", "first") and page > 1) or (rel in ("next", "last") and page < last):
+                links.append(f'<{base}{path}?{urlencode({**q, "page": str(n)})}>; rel="{rel}"')
+        # one header, comma-separated, in GitHub's order (prev, next, last, first)
+        return Reply(200, chunk, (("Link", ", ".join(links)),) if links else ())

@@ -15,6 +15,7 @@ test asserts that a value arrived as one value, never as syntax.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -76,19 +77,41 @@ def _split_query(query: str) -> list[str]:
 
 
 class ServiceNowTable:
-    def __init__(self) -> None:
-        self.rows = servicenow_rows()
-        self.parsed: list[list[tuple[str, str, str]]] = []  # per request: (field, op, value)
+    """The Table API over :func:`servicenow_rows`.
 
-    def _condition(self, text: str) -> tuple[str, str, str]:
-        m = re.match(r"^([a-z_][a-z0-9_.]*)", text)
+    An invalid condition (an unknown field, no operator) is **dropped** and the rest of the
+    query runs, returning more rows: the documented default unless the instance sets
+    ``glide.invalid_query.returns_no_rows=true`` (``invalid_returns_no_rows=True`` here);
+    dropped parts are kept in ``dropped`` (shared/reference/real-api-facts.md section 1,
+    "Filter"). ``^OR``/``^NQ`` parts are recognised and recorded in
+    ``parsed`` with the op prefixed by ``OR``/``NQ`` (not evaluated: remotetables never sends
+    them; a test that finds one has found an injection). The Table API page:
+    https://www.servicenow.com/docs/r/yokohama/api-reference/rest-apis/c_TableAPI.html ;
+    operators: https://www.servicenow.com/docs/r/platform-user-interface/r_OpAvailableFiltersQueries.html
+
+    Left open by the docs, chosen here: ``=`` compares text exactly (instances on a
+    case-insensitive database collation match ``inc0000001`` too; remotetables re-checks);
+    ``^^`` is a literal caret (documented for GlideStringUtil, not for sysparm_query);
+    no escape for a comma inside an IN value.
+    """
+
+    def __init__(self, invalid_returns_no_rows: bool = False) -> None:
+        self.rows = servicenow_rows()
+        self.invalid_returns_no_rows = invalid_returns_no_rows
+        self.parsed: list[list[tuple[str, str, str]]] = []  # per request: (field, op, value)
+        self.dropped: list[str] = []
+
+    def _condition(self, text: str) -> tuple[str, str, str] | None:
+        m = re.match(r"^(NQ|OR)?([a-z_][a-z0-9_.]*)", text)
         if not m:
-            raise ValueError(text)
-        field, rest = m.group(1), text[m.end() :]
+            return None
+        joiner, field, rest = m.group(1) or "", m.group(2), text[m.end() :]
+        if field.split(".")[0] not in self.rows[0]:
+            return None
         for op in _SN_OPS:
             if rest.startswith(op):
-                return field, op, rest[len(op) :]
-        raise ValueError(text)
+                return field, joiner + op, rest[len(op) :]
+        return None
 
     @staticmethod
     def _value(row: dict[str, Any], field: str) -> str:
@@ -133,11 +156,16 @@ class ServiceNowTable:
                 order.append((part[11:], True))
             elif part.startswith("ORDERBY"):
                 order.append((part[7:], False))
+            elif (cond := self._condition(part)) is not None:
+                conditions.append(cond)
             else:
-                conditions.append(self._condition(part))
+                self.dropped.append(part)
+                if self.invalid_returns_no_rows:
+                    rows = []
         self.parsed.append(conditions)
         for field, op, value in conditions:
-            rows = [r for r in rows if self._keep(r, field, op, value)]
+            if not op.startswith(("OR", "NQ")):
+                rows = [r for r in rows if self._keep(r, field, op, value)]
         for field, desc in reversed(order):
             rows.sort(key=lambda r: self._value(r, field), reverse=desc)
         total = len(rows)
@@ -243,8 +271,8 @@ def _odata_keep(row: dict[str, Any], field: str, op: str, want: Any) -> bool:
         return {"contains": w in h, "startswith": h.startswith(w), "endswith": h.endswith(w)}[op]
     if want is None:
         return (have is None) == (op == "eq")
-    if have is None:
-        return False
+    if have is None:  # OData: null ne 'x' is true; null eq/gt/ge/lt/le 'x' false
+        return op == "ne"
     if isinstance(have, str) and isinstance(want, str) and op in ("eq", "ne"):
         have, want = have.lower(), want.lower()  # Graph's eq ignores case on many properties
     return {"eq": have == want, "ne": have != want, "gt": have > want, "ge": have >= want,
@@ -267,12 +295,43 @@ def odata_rows() -> list[dict[str, Any]]:
     ]
 
 
+def _graph_error(code: str, message: str) -> dict[str, Any]:
+    """Graph's error body (https://learn.microsoft.com/graph/errors): ``code`` and
+    ``message`` plus ``innerError`` with the date and request ids."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "2024-06-01T00:00:00",
+                "request-id": "00000000-0000-4000-8000-000000000000",
+                "client-request-id": "00000000-0000-4000-8000-000000000000",
+            },
+        }
+    }
+
+
 class ODataTickets:
-    """A Graph-shaped OData collection ``GET /v1.0/tickets`` (learn.microsoft.com/graph:
-    query-parameters, filter-query-parameter, paging): rows in ``value``, ``$filter``,
+    """A Graph-shaped OData collection ``GET /v1.0/tickets``: rows in ``value``, ``$filter``,
     ``$select``, ``$orderby=p [asc|desc]``, ``$top`` (page size), the whole next request in
-    ``@odata.nextLink`` (with a ``$skiptoken``); an unsupported filter is a 400
-    ``{"error": {"code", "message"}}``."""
+    ``@odata.nextLink`` (with a ``$skiptoken``); an unsupported filter is a 400 Graph error
+    (:func:`_graph_error`).
+
+    Sources: https://learn.microsoft.com/graph/query-parameters (``$select``, ``$top``,
+    ``$orderby``), https://learn.microsoft.com/graph/filter-query-parameter (operators eq, ne,
+    gt, ge, lt, le, in, and; functions startswith, endswith, contains; string literals in
+    single quotes, a quote inside doubled ``''``; date-times unquoted), https://learn.microsoft.com/graph/paging
+    (request the whole ``@odata.nextLink``; end = none), OData v4.01 URL conventions 5.1.1.1
+    (``null ne 'x'`` is true, ``null eq 'x'``/``gt``/``lt`` false).
+
+    Left open by the docs, chosen here: which operators a property supports is per resource
+    (directory objects need ``ConsistencyLevel: eventual`` and ``$count=true`` for ``ne``,
+    ``endswith``, ``eq null``; ``contains`` is unsupported on most): this made-up resource
+    supports all of them; ``eq`` on text ignores case (as directory properties do) and
+    ``contains``/``startswith``/``endswith`` ignore case; ``or``/``not`` are answered 400
+    (Graph supports them; remotetables never sends them, so one arriving is an injection);
+    ``$top`` above 999 is clamped (Graph may clamp, ignore or refuse).
+    """
 
     def __init__(self) -> None:
         self.rows = odata_rows()
@@ -287,7 +346,7 @@ class ODataTickets:
             try:
                 terms = parse_odata_filter(q["$filter"])
             except ODataError as exc:
-                return Reply(400, {"error": {"code": "BadRequest", "message": str(exc)}})
+                return Reply(400, _graph_error("BadRequest", str(exc)))
             self.parsed.append(terms)
             for field, op, value in terms:
                 rows = [r for r in rows if _odata_keep(r, field, op, value)]
@@ -399,6 +458,22 @@ def parse_jql(text: str) -> tuple[list[tuple[str, str, Any]], tuple[str, bool] |
     return terms, None
 
 
+def _jql_date(text: str) -> dt.datetime:
+    """A JQL date literal: ``yyyy/MM/dd HH:mm``, ``yyyy-MM-dd HH:mm``, ``yyyy/MM/dd`` or
+    ``yyyy-MM-dd``; without a time, midnight (Atlassian, "JQL fields" / "__JQL Date Time Formats",
+    https://confluence.atlassian.com/spaces/JIRA052/pages/314448708/__JQL+Date+Time+Formats and
+    https://support.atlassian.com/jira-software-cloud/docs/jql-fields/ "if a time-component is
+    not specified, midnight will be assumed"). Jira reads it in the searching user's time zone;
+    this mock's user is on UTC. Anything else is refused as JQL would (relative "-1w" and
+    functions are not modelled)."""
+    for form in ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            return dt.datetime.strptime(text, form).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"Date value '{text}' for field 'updated' is invalid")
+
+
 def jira_rows() -> list[dict[str, Any]]:
     summaries = ['Login "fails"', "Backslash \\ in path", 'x" OR project = OTHER OR summary ~ "y',
                  "Slow search", "ORDER BY trick"]  # fmt: skip
@@ -413,7 +488,9 @@ def jira_rows() -> list[dict[str, Any]]:
                     "status": {"name": ["To Do", "In Progress", "Done"][i % 3]},
                     "project": {"key": "ACME" if i % 6 else "OTHER"},
                     "assignee": None if i % 4 == 0 else {"displayName": ["Ann", "Bo"][i % 2]},
-                    "updated": f"2024-{1 + i % 6:02d}-{1 + i % 27:02d}T{i % 24:02d}:30:00.000+0000",
+                    "updated": f"2024-{1 + i % 6:02d}-{1 + i % 27:02d}T{i % 24:02d}:30:00.000+0000"
+                    if i != 7
+                    else "2024-02-08T00:00:00.000+0000",  # at midnight: a date literal's instant
                 },
             }
         )
@@ -425,7 +502,27 @@ class JiraSearch:
     real-api-facts.md section 4): ``jql``, ``fields`` (comma list), ``maxResults``,
     ``nextPageToken`` (absent on the last page; ``isLast``), rows in ``issues``; bad JQL is a
     400 ``{"errorMessages": [...], "errors": {}}``. ``=`` on status compares names ignoring case;
-    dates compare by day (``updated >= "2024-03-01"``)."""
+    ``updated`` compares instants: a date literal means its midnight (:func:`_jql_date`), so
+    ``updated > "2024-02-08"`` keeps 00:30 that day and drops 00:00 (it compared by day before,
+    which JQL does not).
+
+    Sources: https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/
+    ("Search for issues using JQL enhanced search (GET)": ``jql``, ``nextPageToken``,
+    ``maxResults``, ``fields``; the old ``/rest/api/3/search`` with ``startAt`` is removed; the
+    token "will be null" on the last or only page), as quoted by clients generated from
+    Atlassian's OpenAPI (jira.js ``SearchForIssuesUsingJqlEnhancedSearch``,
+    ``SearchAndReconcileResults``); JQL syntax, quoting and backslash escapes:
+    https://support.atlassian.com/jira-software-cloud/docs/use-advanced-search-with-jira-query-language-jql/ ;
+    text fields take ``~`` (a word search), not ``=``: Jira answers "The operator '=' is not
+    supported by the 'summary' field" (its error text as recorded in a published adapter's
+    fixtures), so the example pushes nothing on summary.
+
+    Left open by the docs, chosen here: the last page omits ``nextPageToken`` (the docs say
+    null; remotetables ends on either); ``fields`` absent returns every field (the enhanced
+    search returns fewer by default; remotetables always sends ``fields``); a value that names
+    nothing (``key = "NOPE-1"``, an unknown status) gives no rows here, where Jira may answer
+    400 "does not exist for the field"; the user's time zone for date literals is UTC; an
+    empty page with a token is not produced (the docs do not promise full pages)."""
 
     def __init__(self) -> None:
         self.rows = jira_rows()
@@ -451,7 +548,10 @@ class JiraSearch:
         if op == "in":
             return str(have).lower() in [w.lower() for w in want]
         if field == "updated":
-            have = have[:10]
+            have, want = dt.datetime.strptime(have, "%Y-%m-%dT%H:%M:%S.%f%z"), _jql_date(want)
+            have = have.replace(second=0, microsecond=0)  # JQL dates have minutes at most
+            return {"=": have == want, "!=": have != want, ">": have > want, ">=": have >= want,
+                    "<": have < want, "<=": have <= want}[op]  # fmt: skip
         if op in ("=", "!="):
             return (str(have).lower() == want.lower()) == (op == "=")
         return {">": have > want, ">=": have >= want, "<": have < want, "<=": have <= want}[op]

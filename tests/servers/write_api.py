@@ -7,12 +7,14 @@
   read-only); a change to a shared row is refused with 403 ("ACL Exception Update
   Failed due to security constraints"), a DELETE of it with 404 ("No Record found: Record doesn't
   exist or ACL restricts the record retrieval"): ServiceNow documents 404 as "can be caused by an
-  ACL constraint".
+  ACL constraint". A PATCH of a system field (``sys_*``, read-only) is ignored, answered 200
+  with the row as it is.
 * ``/repos/acme/widgets/issues``: GitHub's REST API. A bare array, ``per_page``/``page`` with a
   ``Link`` header; integer ids (64-bit, snowflake-like); POST 201 with ``Location``; PATCH 200;
   there is no DELETE route (404 ``Not Found``, as for issues on GitHub); another user's private
   row is 404 ("we don't want to provide any information about private repositories"), a
-  shared row 403; a missing ``title`` is 422 ``Validation Failed`` with ``errors``.
+  shared row 403; a missing ``title`` is 422 ``Validation Failed`` with ``errors``; ``labels``
+  from a user without push access (:attr:`WriteAPI.pushers`) are silently dropped (200).
 * ``/v1/customers``: Stripe. ``{"object": "list", "data": [...], "has_more": ...}`` with
   ``limit``/``starting_after``; create and update are POSTs (200), DELETE answers
   ``{"deleted": true}``. ``Idempotency-Key`` on POST: the status and body of the first request
@@ -94,6 +96,9 @@ class WriteAPI:
         self._server: ThreadingHTTPServer | None = None
         self.bugs: list[str] = []  # exceptions in this server (a test checks there are none)
         self.github_delete = False  # issues cannot be deleted; comments (say) can
+        # GitHub: "Only users with push access can set labels for issues. Without push access
+        # to the repository, label changes are silently dropped" (answer 200 all the same)
+        self.pushers: set[str] = set()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -442,7 +447,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return 204, None, []
             if method not in ("PATCH", "PUT", "POST") or (method == "POST") != (resource == ST):
                 return 405, {"message": "Method not allowed"}, []
-            row.update({f: v for f, v in (body or {}).items() if f not in ("id", "sys_id")})
+            ignored = {"id", "sys_id"}
+            if resource == SN:  # system fields (sys_*) are read-only: ignored, answered 200
+                ignored |= {f for f in body or {} if f.startswith("sys_")}
+            if resource == GH and user not in api.pushers:
+                ignored.add("labels")  # silently dropped without push access
+            row.update({f: v for f, v in (body or {}).items() if f not in ignored})
             api.changes.append(Change(user, method, resource, key, "update"))
             shaped = self._shape(resource, key, row)
             return 200, ({"result": shaped} if resource == SN else shaped), []

@@ -395,7 +395,7 @@ class AccountResolver:
     def _introspect(self, url: str, access_token: str) -> dict[str, Any] | None:
         try:
             response = self.client._post(
-                url, {"token": access_token, "token_type_hint": "access_token"}
+                url, {"token": access_token, "token_type_hint": "access_token"}, "introspection"
             )
         except ProviderUnavailable:
             return None

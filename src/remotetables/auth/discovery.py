@@ -9,6 +9,7 @@ Error messages carry the provider name, never a client secret.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from remotetables.http.limits import (
     deadline_passed,
     read_limited,
 )
+
+log = logging.getLogger("remotetables.auth")
 
 __all__ = [
     "AUTH_METHODS",
@@ -164,6 +167,16 @@ def call_server(
             f"{type(exc).__name__})",
             provider=name,
         ) from exc
+    if log.isEnabledFor(logging.DEBUG):  # never the form: it holds codes, tokens, secrets
+        log.debug(
+            "provider %s: %s %s (%s) -> %d (%d bytes)",
+            name,
+            method,
+            redact_url(url),
+            what,
+            response.status_code,
+            len(content),
+        )
     return Answer(response.status_code, response.headers, content)
 
 

@@ -334,7 +334,7 @@ class OAuthClient(TokenEndpointClient):
             return False
         data = {"token": token, "token_type_hint": hint}
         try:
-            response = self._post(endpoint, data)
+            response = self._post(endpoint, data, f"revocation of the {hint.replace('_', ' ')}")
         except ProviderUnavailable:
             return False
         if response.status_code == 200:
@@ -369,7 +369,7 @@ class OAuthClient(TokenEndpointClient):
         if s.scopes:
             data["scope"] = " ".join(s.scopes)
         now = self._clock()
-        response = self._post(endpoint, data)
+        response = self._post(endpoint, data, "device authorization request")
         if response.status_code != 200:
             error = self._error_of(response)
             if error is None:

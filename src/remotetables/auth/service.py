@@ -159,13 +159,13 @@ class OAuthService:
             clock=self.rt.clock,
             key_file=self._key_file or settings.key_file,
             config_path=self.rt.config.path,
+            timeout=settings.token_store_timeout,
         )
 
     @property
     def manager(self) -> TokenManager:
         with self._lock:
-            if self._manager is None:
-                self._manager = TokenManager(self.store, clock=self.rt.clock, sleep=self.rt.sleep)
+            self._manager = self._manager or TokenManager.for_host(self.store, self.rt)
             return self._manager
 
     def _provider(self, name: str) -> ProviderConfig:
@@ -346,7 +346,7 @@ class OAuthService:
         key = self.key(provider, subject)
         if subject == SYSTEM_SUBJECT and provider.system_grant == "client_credentials":
             tokens = self.obtain(provider, subject, consent)  # no person to ask
-            self.store.put(key, tokens, now=self.rt.clock())
+            self.manager.save_grant(key, tokens, now=self.rt.clock())
             return tokens
         mode = consent if consent is not None else self.rt.config.settings.consent
         tell = mode in ("browser", "prompt", "device", "auto")  # a person waits: say why
@@ -410,7 +410,7 @@ class OAuthService:
                 web_session=web_session,
                 clock=self.rt.clock,
             )
-        self.store.put(self.key(provider, taken.subject), tokens, now=self.rt.clock())
+        self.manager.save_grant(self.key(provider, taken.subject), tokens, now=self.rt.clock())
         return provider.name, taken.subject
 
     def logout(self, provider: ProviderConfig, subject: str) -> bool:
@@ -425,7 +425,7 @@ class OAuthService:
         it is not retried in the background, and :class:`ProviderError` says that the token is
         still valid at the provider. A later logout of the same grant tries again.
         """
-        key = self.key(provider, subject)
+        key = self.manager.forget(self.key(provider, subject))  # its kept token too
         self.retry_revocations(provider)
         record = self.store.get(key)
         revoked = False

@@ -119,7 +119,7 @@ class TokenEndpointClient:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _post(self, url: str, data: dict[str, str]) -> Answer:
+    def _post(self, url: str, data: dict[str, str], what: str = "token endpoint call") -> Answer:
         """POST a form with client authentication; transport failures -> ProviderUnavailable."""
         s = self.settings
         form = dict(data)
@@ -133,9 +133,7 @@ class TokenEndpointClient:
             if s.token_endpoint_auth_method == "client_secret_post":
                 assert s.client_secret is not None
                 form["client_secret"] = s.client_secret
-        return call_server(
-            self._http, s, "POST", url, "token endpoint call", data=form, headers=headers
-        )
+        return call_server(self._http, s, "POST", url, what, data=form, headers=headers)
 
     def _grant(self, data: dict[str, str], *, default_scope: str | None) -> TokenSet:
         """One token request; returns the validated token set or raises _ErrorResponse."""
@@ -146,7 +144,8 @@ class TokenEndpointClient:
         """One token request; the token response (a JSON object) and when it was asked for."""
         now = self._clock()
         data = {**self.settings.extra_token_params, **data}
-        response = self._post(self.metadata().token_endpoint, data)
+        grant = data.get("grant_type", "?")
+        response = self._post(self.metadata().token_endpoint, data, f"token request, {grant}")
         error = self._error_of(response)
         if error is not None:
             raise error

@@ -16,18 +16,15 @@ import click
 import httpx2
 
 from remotetables import errors
-from remotetables.cli.common import _config, _runtime, config_option
+from remotetables.cli.common import _config, _plural, _runtime, config_option
 from remotetables.config import ProviderConfig, TableSpec
 from remotetables.errors import redact_url
 from remotetables.http import RequestContext
-from remotetables.pagination import build_url
+from remotetables.pagination import build_url, fill_body
 from remotetables.session import Runtime, StaticBearer
 
 __all__ = ["check", "check_provider", "check_table"]
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @click.command()
@@ -93,7 +90,8 @@ def _probe_url(spec: TableSpec) -> str:
 
 
 def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
-    """One GET of the table's first row: whether its API answers, and how."""
+    """One GET of the table's first row (a POST listing: its body with a page of one row):
+    whether its API answers, and how."""
     path_values = [c.name for c in spec.columns if c.path_param]
     if path_values:  # a URL with {placeholders} names no resource until a query fills them
         return True, (
@@ -103,7 +101,11 @@ def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
         )
     provider = None if spec.provider == "__none__" else rt.provider(spec.provider)
     kind = "none" if provider is None else provider.auth
-    url = _probe_url(spec)
+    body = None
+    if spec.body is not None:
+        sized = [*spec.params, *([(spec.page_size_param, "1")] if spec.page_size_param else [])]
+        body = fill_body(spec.body, sized, {spec.page_size_param or "": "int"})
+    url = _probe_url(spec) if body is None else spec.url
     where = redact_url(url)
     policy = dataclasses.replace(rt.retry_policy(spec.provider), max_retries=0)
     policy = dataclasses.replace(
@@ -123,7 +125,7 @@ def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
     headers = rt.extra_headers(spec.provider)
     try:
         answer = rt.http.request_json(
-            "GET", url, ctx=ctx, policy=policy, auth=auth, headers=headers
+            spec.method, url, ctx=ctx, policy=policy, auth=auth, headers=headers, json_body=body
         )
     except errors.TransportError as exc:
         return False, f"cannot reach the API: {exc}"
@@ -131,7 +133,7 @@ def check_table(rt: Runtime, spec: TableSpec) -> tuple[bool, str]:
         return _judge(exc.status_code, str(exc), kind, token, spec)
     except errors.Error as exc:  # refused before sending (a URL the token may not go to ...)
         return False, str(exc)
-    return True, f"GET {where}{token} answered {answer.status}"
+    return True, f"{spec.method} {where}{token} answered {answer.status}"
 
 
 def _judge(

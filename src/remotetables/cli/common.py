@@ -15,7 +15,7 @@ from remotetables import errors
 from remotetables.config import Config, load_config
 from remotetables.session import Runtime
 
-__all__ = ["CONSENT_MODES", "config_option", "consent_option"]
+__all__ = ["CONSENT_MODES", "config_option", "consent_option", "lock_user_option", "user_option"]
 
 CONSENT_MODES = ("browser", "prompt", "device", "auto")
 
@@ -94,4 +94,17 @@ consent_option = click.option(
     "--consent",
     type=click.Choice(CONSENT_MODES),
     help="How a user without a token consents [default: the config's, else auto].",
+)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+user_option = click.option("--user", "-u", help="Query as this user (whose token and rows).")
+lock_user_option = click.option(
+    "--lock-user",
+    is_flag=True,
+    help="SQL may not change the user (set_user, .user) nor ATTACH files, load extensions or "
+    "use file PRAGMAs; the shell then offers only dot-commands that reach no other file.",
 )

@@ -81,6 +81,12 @@ tables_option = click.option(
 user_option = click.option(
     "--user", "-u", help="Whose rows to copy (needed when a table uses personal tokens)."
 )
+replace_option = click.option(
+    "--replace",
+    is_flag=True,
+    help="Also replace a table of the target that export or sync did not write (its rows are "
+    "lost); without it such a table is refused.",
+)
 
 
 @click.command()
@@ -90,6 +96,7 @@ user_option = click.option(
 @config_option
 @user_option
 @consent_option
+@replace_option
 def export(
     database: str,
     target: str,
@@ -97,13 +104,15 @@ def export(
     config_path: str | None,
     user: str | None,
     consent: str | None,
+    replace: bool,
 ) -> None:
     """Copy a user's rows into native tables of a plain SQLite file.
 
     For BI tools and the stock sqlite3 CLI, which cannot load the module. Each table gets its
-    declared types and its key as PRIMARY KEY. Tables of the same name in the target are
-    replaced atomically (on failure the target stays as it was); the table
-    _remotetables_export records what was copied when, and for whom.
+    declared types and its key as PRIMARY KEY. Tables an earlier copy wrote are replaced
+    atomically (on failure the target stays as it was); the table _remotetables_export
+    records what was copied when, and for whom. Any other table of the same name in the
+    target is refused (nothing changes) unless --replace.
     """
     cfg = _config(config_path)
     specs = _specs(cfg, names, database, target)
@@ -111,7 +120,7 @@ def export(
     with _errors():
         conn = _open(database, cfg, user, consent)
         try:
-            copies = write_plain(conn, specs, target, _owner(conn, user))
+            copies = write_plain(conn, specs, target, _owner(conn, user), replace=replace)
         finally:
             conn.close()
     for c in copies:
@@ -137,6 +146,7 @@ def export(
     "--cycles", type=click.IntRange(min=1), help="Stop after this many cycles (default: never)."
 )
 @click.option("--full", is_flag=True, help="Copy every table whole (no incremental updated_since).")
+@replace_option
 def sync(
     database: str,
     target: str,
@@ -147,6 +157,7 @@ def sync(
     every: str,
     cycles: int | None,
     full: bool,
+    replace: bool,
 ) -> None:
     """Keep a plain SQLite copy of a user's rows fresh, one cycle every --every.
 
@@ -166,7 +177,7 @@ def sync(
     try:
         while True:
             started = time.monotonic()
-            ok = _cycle(conn, specs, target, user, incremental=not full)
+            ok = _cycle(conn, specs, target, user, incremental=not full, replace=replace)
             done += 1
             if cycles is not None and done >= cycles:
                 break
@@ -180,11 +191,25 @@ def sync(
 
 
 def _cycle(
-    conn: Connection, specs: list[TableSpec], target: str, user: str | None, *, incremental: bool
+    conn: Connection,
+    specs: list[TableSpec],
+    target: str,
+    user: str | None,
+    *,
+    incremental: bool,
+    replace: bool = False,
 ) -> bool:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        copies = write_plain(conn, specs, target, _owner(conn, user), incremental=incremental)
+        copies = write_plain(
+            conn, specs, target, _owner(conn, user), incremental=incremental, replace=replace
+        )
+    except errors.ProgrammingError as exc:
+        # a mistake no later cycle can fix (a table of the target that a copy did not write,
+        # a target holding remote tables): stop
+        raise click.ClickException(
+            f"{stamp} sync stopped, {target} was not changed: {exc}"
+        ) from None
     except (errors.Error, apsw.Error, OSError) as exc:  # a locked or full target too
         click.echo(f"{stamp} sync failed, {target} keeps its previous copy: {exc}", err=True)
         return False

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from remotetables import errors
-from remotetables.auth.store import SQLiteTokenStore, TokenStore
+from remotetables.auth.store import TokenStore
 from remotetables.auth.store.migrate import MigrationResult, migrate_tokens
 from remotetables.cli.common import (
     _config,
@@ -99,10 +99,17 @@ def check_token_store(rt: Runtime) -> tuple[str, bool, str] | None:
         if not path.exists():  # opening it would create it (and maybe a key): not in a check
             return name, True, "not created yet (the first login creates it)"
     try:
-        grants = rt.oauth_service().store.list()
+        store = rt.oauth_service().store
+        grants = store.list()
+        check_key = getattr(store, "check_key", None)
+        problem = check_key() if check_key is not None else None
     except (errors.Error, OSError) as exc:
         text = str(exc) or type(exc).__name__
         return name, False, text.removeprefix(f"token store {name}: ")
+    if problem is not None:
+        return name, False, problem
+    if any(g.status == "active" for g in grants):
+        return name, True, f"readable, {len(grants)} grant(s); the key decrypts them"
     return name, True, f"readable, {len(grants)} grant(s)"
 
 
@@ -190,15 +197,16 @@ def tokens(ctx: click.Context, config_path: str | None) -> None:
     "url",
     required=True,
     envvar="REMOTETABLES_MIGRATE_TO",
-    metavar="postgresql://USER@HOST/DB",
-    help="Destination PostgreSQL store; keep the password in PGPASSWORD or ~/.pgpass, "
-    "not on the command line [env REMOTETABLES_MIGRATE_TO].",
+    metavar="postgresql://USER@HOST/DB|FILE",
+    help="Destination store: a PostgreSQL URL (keep the password in PGPASSWORD or ~/.pgpass, "
+    "not on the command line) or a SQLite token store file, created if missing "
+    "[env REMOTETABLES_MIGRATE_TO].",
 )
 @click.option(
     "--from",
     "source",
-    type=click.Path(dir_okay=False, exists=True),
-    help="SQLite token store to read [default: the config's token_store].",
+    metavar="FILE|postgresql://...",
+    help="Store to read: a SQLite file or a PostgreSQL URL [default: the config's token_store].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace grants the destination already has.")
 @_sub_config_option
@@ -206,17 +214,22 @@ def tokens(ctx: click.Context, config_path: str | None) -> None:
 def tokens_migrate(
     ctx: click.Context, url: str, source: str | None, overwrite: bool, config_path: str | None
 ) -> None:
-    """Copy the stored grants into a PostgreSQL token store (re-encrypted; never clear text)."""
-    from remotetables.auth.store.postgres import redact_url
+    """Copy the stored grants into another token store: PostgreSQL, or back to a SQLite file
+    (re-encrypted; never clear text)."""
+    from remotetables.auth.store.factory import is_postgres_url
 
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise click.UsageError("--to must be a postgresql:// URL")
+    if not url.strip():
+        raise click.UsageError("--to must be a postgresql:// URL or a token store file")
     cfg = _config(config_path or ctx.obj)
     with _errors(), _runtime(cfg) as rt:
-        n, result = migrate_to_url(
-            rt, url, source=Path(source) if source else None, overwrite=overwrite
-        )
-    click.echo(f"moved {n} grant(s) to {redact_url(url)}")
+        n, result = migrate_to_url(rt, url, source=source, overwrite=overwrite)
+    if is_postgres_url(url):
+        from remotetables.auth.store.postgres import redact_url
+
+        shown = redact_url(url)
+    else:
+        shown = str(Path(os.path.expanduser(url)))
+    click.echo(f"moved {n} grant(s) to {shown}")
     if result.kept_newer:
         names = ", ".join(f"{k.subject}@{k.provider}" for k in result.kept_newer)
         click.echo(
@@ -228,25 +241,47 @@ def tokens_migrate(
         click.echo(f"kept {len(result.skipped_existing)} already there (use --overwrite): {names}")
     if result.skipped_inactive:
         click.echo(f"skipped {len(result.skipped_inactive)} needing consent again")
-    click.echo("now set settings.token_store to that URL on every host (same key file)")
+    click.echo(
+        f"now set settings.token_store to {'that URL' if is_postgres_url(url) else 'that file'} "
+        "on every host (same key file)"
+    )
 
 
 def migrate_to_url(
-    runtime: Runtime, url: str, *, source: Path | None = None, overwrite: bool = False
+    runtime: Runtime, url: str, *, source: Path | str | None = None, overwrite: bool = False
 ) -> tuple[int, MigrationResult]:
-    """``remotetables tokens migrate --to URL [--from FILE]``: from the SQLite store ``source``
-    (default: the runtime's configured store) to the PostgreSQL store at ``url``, both keyed
-    from the runtime's key sources."""
-    from remotetables.auth.store.factory import load_cipher, open_token_store
+    """``remotetables tokens migrate --to WHERE [--from WHERE]``: from ``source`` (a SQLite
+    file or a PostgreSQL URL; default: the runtime's configured store) to the store at ``url``:
+    a PostgreSQL URL, or a SQLite file (created if missing), so grants can also go back from
+    PostgreSQL to a file. Both are keyed from the runtime's key sources."""
+    from remotetables.auth.store.factory import is_postgres_url, load_cipher, open_token_store
 
-    cipher = load_cipher(runtime.environ, runtime.config.settings.key_file)
+    settings = runtime.config.settings
+    cipher = load_cipher(runtime.environ, settings.key_file)
+
+    def open_at(where: str) -> TokenStore:
+        return open_token_store(
+            where,
+            environ=runtime.environ,
+            clock=runtime.clock,
+            cipher=cipher,
+            config_path=runtime.config.path,
+            timeout=settings.token_store_timeout,
+        )
+
     if source is not None:
-        if not source.exists():
-            raise errors.TokenStoreError(f"token store {source} does not exist")
-        src: TokenStore = SQLiteTokenStore(source, cipher, clock=runtime.clock)
+        where = str(source)
+        if not is_postgres_url(where) and not Path(os.path.expanduser(where)).exists():
+            raise errors.TokenStoreError(f"token store {where} does not exist")
+        src: TokenStore = open_at(where)
     else:
         src = runtime.oauth_service().store
-    dst = open_token_store(url, environ=runtime.environ, clock=runtime.clock, cipher=cipher)
+    try:
+        dst = open_at(url)
+    except BaseException:
+        if source is not None:
+            src.close()
+        raise
     result = MigrationResult()
     try:
         n = migrate_tokens(src, dst, overwrite=overwrite, result=result)

@@ -90,6 +90,7 @@ def parse_config(
             )
         providers[name] = _provider(ctx, name, _table(ctx, f"providers.{name}", raw))
     _check_token_slots(ctx, providers)
+    _check_refresh_lease(ctx, settings, providers)
     tables: dict[str, TableSpec] = {}
     for name, raw in _table(ctx, "tables", data.get("tables", {})).items():
         key = f"tables.{name}"
@@ -99,6 +100,26 @@ def parse_config(
             raise ctx.err(key, "duplicate table name (names are case-insensitive in SQL)")
         tables[name] = _table_spec(ctx, name, _table(ctx, key, raw), providers)
     return Config(providers=providers, tables=tables, settings=settings, path=file)
+
+
+def _check_refresh_lease(
+    ctx: _Ctx, settings: Settings, providers: Mapping[str, ProviderConfig]
+) -> None:
+    """A refresh must end well inside its lease: else a second worker may take the expired
+    lease and replay the same refresh token (the server then revokes the grant)."""
+    for name, p in providers.items():
+        if p.auth != "oauth":
+            continue
+        worst = p.refresh_deadline + settings.token_store_timeout
+        if 2 * worst > settings.refresh_lease:
+            raise ctx.err(
+                "settings.refresh_lease",
+                f"{settings.refresh_lease:g} s is too short for provider {name}: a refresh "
+                f"there may take {p.refresh_deadline:g} s (oauth_timeout) plus "
+                f"{settings.token_store_timeout:g} s (token_store_timeout) to commit; the lease "
+                f"must be at least twice that ({2 * worst:g} s): raise refresh_lease or lower "
+                "those timeouts",
+            )
 
 
 def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
@@ -115,6 +136,8 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
             "consent_timeout",
             "persist_tables",
             "writes_in_transaction",
+            "token_store_timeout",
+            "refresh_lease",
         },
     )
     consent = _get(ctx, raw, p, "consent", str, "auto")
@@ -123,7 +146,14 @@ def _settings(ctx: _Ctx, raw: Mapping[str, Any]) -> Settings:
     max_bytes = _get(ctx, raw, p, "cache_max_bytes", int, 256 * 1024 * 1024)
     if max_bytes < 0:
         raise ctx.err(f"{p}.cache_max_bytes", "must be >= 0")
+    store_timeout = _get(ctx, raw, p, "token_store_timeout", float, 10.0)
+    lease = _get(ctx, raw, p, "refresh_lease", float, 120.0)
+    for k, v in (("token_store_timeout", store_timeout), ("refresh_lease", lease)):
+        if not v > 0:
+            raise ctx.err(f"{p}.{k}", "must be a number of seconds > 0")
     return Settings(
+        token_store_timeout=store_timeout,
+        refresh_lease=lease,
         token_store=_get(ctx, raw, p, "token_store", str),
         key_file=_get(ctx, raw, p, "key_file", str),
         cache_max_bytes=max_bytes,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from remotetables.config.listing import LISTING_KEYS, listing
 from remotetables.config.parse import (
     _Ctx,
     _get,
@@ -81,7 +82,7 @@ def _table_spec(
     ctx: _Ctx, name: str, raw: Mapping[str, Any], providers: Mapping[str, ProviderConfig]
 ) -> TableSpec:
     p = f"tables.{name}"
-    _only(ctx, p, raw, _TABLE_KEYS)
+    _only(ctx, p, raw, _TABLE_KEYS | LISTING_KEYS)
     provider = _get(ctx, raw, p, "provider", str)
     if provider is None:
         if len(providers) == 1:
@@ -152,6 +153,7 @@ def _table_spec(
         raise ctx.err(
             f"{p}.write", "writes to a table with {placeholders} in its URL are not supported yet"
         )
+    method, body = listing(ctx, p, raw, pagination)
     return TableSpec(
         name=name,
         provider=provider,
@@ -173,6 +175,8 @@ def _table_spec(
         fields_param=_get(ctx, raw, p, "fields_param", str),
         fields_separator=_get(ctx, raw, p, "fields_separator", str, ","),
         query=query,
+        method=method,
+        body=body,
     )
 
 
@@ -321,7 +325,7 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
     allowed = {
         "style", "next_path", "cursor_path", "cursor_param", "offset_param", "page_param",
         "first_page", "total_path", "total_pages_path", "total_header", "next_header",
-        "cursor_header", "has_more_path", "offset_step",
+        "cursor_header", "has_more_path", "offset_by",
     }  # fmt: skip
     _only(ctx, key, raw, allowed)
     style = _get(ctx, raw, key, "style", str, "none")
@@ -349,13 +353,13 @@ def _pagination(ctx: _Ctx, p: str, raw: Any) -> PaginationSpec:
         next_header=_get(ctx, raw, key, "next_header", str),
         cursor_header=_get(ctx, raw, key, "cursor_header", str),
         has_more_path=opt_path("has_more_path"),
-        offset_step=_get(ctx, raw, key, "offset_step", str, "requested"),
+        offset_by=_get(ctx, raw, key, "offset_by", str, "page_size"),
     )
-    if spec.offset_step not in ("requested", "returned"):
+    if spec.offset_by not in ("page_size", "rows"):
         raise ctx.err(
-            f"{key}.offset_step",
-            "must be 'requested' (the offset advances by the page size asked for) or "
-            "'returned' (by the rows the API returned)",
+            f"{key}.offset_by",
+            "must be 'page_size' (the offset advances by the page size asked for) or "
+            "'rows' (by the rows the API returned)",
         )
     if style == "next_url" and spec.next_path is None and spec.next_header is None:
         raise ctx.err(

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from remotetables.rows import JsonPath
@@ -24,6 +24,7 @@ __all__ = [
     "PAGINATION_STYLES",
     "PROVIDER_NAME",
     "SQL_TYPES",
+    "BodySpec",
     "ColumnSpec",
     "Config",
     "FilterSpec",
@@ -154,7 +155,7 @@ class PaginationSpec:
     next_header: str | None = None  # next_url: a response header holding the next URL
     cursor_header: str | None = None  # cursor: a response header holding the cursor
     has_more_path: JsonPath | None = None  # a body flag that is false on the last page
-    offset_step: str = "requested"  # offset: advance by the page size asked for, or "returned"
+    offset_by: str = "page_size"  # offset: advance by the page size asked for, or "rows" returned
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,23 @@ class WriteSpec:
         None  # where the row is in the answer (default: rows path's parent)
     )
     idempotency_header: str | None = None
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """A listing asked with POST and a JSON body (config/listing.py).
+
+    ``template`` is the JSON body; a string that is exactly ``"{name}"`` takes the value of the
+    parameter ``name`` (a pushed column's ``param``, a static ``params`` entry, the page size,
+    cursor, offset or page parameter), and is left out when it has none. Parameters the
+    template does not place go into the object at ``params_at`` (the top level; GraphQL's
+    ``variables``).
+    """
+
+    template: Any
+    params_at: tuple[str, ...] = ()
+    graphql: bool = False  # a GraphQL document: `errors` in the answer fail the query
+    idempotent: bool = False  # safe to send again after a failure (a search, a GraphQL query)
 
 
 @dataclass(frozen=True)
@@ -195,6 +213,8 @@ class TableSpec:
     fields_param: str | None = None  # the API's column-list parameter (sysparm_fields, $select)
     fields_separator: str = ","
     query: QuerySpec | None = None  # a query language parameter (sysparm_query, $filter, jql)
+    method: str = "GET"  # POST: a listing asked with a JSON body (body below)
+    body: BodySpec | None = None
 
     @property
     def origin(self) -> str:
@@ -255,6 +275,12 @@ class ProviderConfig:
         return self.auth == "oauth" and self.integration == "personal"
 
     @property
+    def refresh_deadline(self) -> float:
+        """How long one refresh at this provider may take: its oauth_timeout (the total of each
+        call to the authorization server), or connect plus read timeout if that is less."""
+        return min(self.oauth_timeout, self.connect_timeout + self.read_timeout)
+
+    @property
     def token_key_issuer(self) -> str:
         """What identifies this authorization server in the token store."""
         return self.issuer or self.token_endpoint or self.name
@@ -271,6 +297,8 @@ class Settings:
     # connection's temp schema, so the file stays openable by tools without the module)
     persist_tables: bool = False
     writes_in_transaction: bool = False  # allow remote writes inside BEGIN ... / SAVEPOINT
+    token_store_timeout: float = 10.0  # bounds every token store call (lock, statement, total)
+    refresh_lease: float = 120.0  # a refresh holds the grant this long at most (store clock)
 
 
 @dataclass(frozen=True)

@@ -381,11 +381,11 @@ def _plural(n: int | float, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _stats_line(stats: dict[str, float | int]) -> str:
+def _stats_line(stats: dict[str, float | int | str]) -> str:
     """``2 HTTP requests, 0 from cache, 0.08 s`` (what the last statement did)."""
     return (
-        f"{_plural(stats.get('requests', 0), 'HTTP request')}, "
-        f"{stats.get('cache_hits', 0)} from cache, {stats.get('wall_time', 0):.2f} s"
+        f"{_plural(int(stats.get('requests', 0)), 'HTTP request')}, "
+        f"{stats.get('cache_hits', 0)} from cache, {float(stats.get('wall_time', 0)):.2f} s"
     )
 
 

@@ -6,26 +6,32 @@ This module is the boundary where httpx2's exceptions become remotetables errors
 
 from __future__ import annotations
 
-import email.utils
 import http.cookiejar
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
 import orjson
 
-from remotetables.config import is_loopback_host, origin_of
+from remotetables.config import origin_of
 from remotetables.errors import (
+    RateLimited,
     RemoteError,
     RemoteProtocolError,
     TransportError,
     redact_url,
+)
+from remotetables.http.hops import (
+    EXTRA_HEADERS,
+    SECRET_HEADER,
+    SECRET_PARAM,
+    strip_off_origin_headers,
+    transport_allowed,
 )
 from remotetables.http.limits import (
     MAX_RESPONSE_BYTES,
@@ -35,9 +41,29 @@ from remotetables.http.limits import (
     deadline_transport,
     read_limited,
 )
-from remotetables.http.text import body_message, describe_transport, error_reason, shorten
+from remotetables.http.ratelimit import (
+    RateLimits,
+    describe_reset,
+    error_json,
+    is_rate_limit,
+    limit_wait,
+    newer,
+    parse_retry_after,
+    read_budget,
+)
+from remotetables.http.response import Counters, JsonResponse
+from remotetables.http.text import describe_transport, error_reason
 
-__all__ = ["HttpClient", "JsonResponse", "RequestContext", "RetryPolicy", "check_url_allowed"]
+__all__ = [
+    "SECRET_HEADER",
+    "SECRET_PARAM",
+    "Counters",
+    "HttpClient",
+    "JsonResponse",
+    "RequestContext",
+    "RetryPolicy",
+    "check_url_allowed",
+]
 
 log = logging.getLogger("remotetables.http")
 E = TypeVar("E", bound=RemoteError)
@@ -97,60 +123,10 @@ class RetryPolicy:
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded size of one answer
 
 
-@dataclass
-class JsonResponse:
-    body: Any
-    headers: httpx2.Headers
-    url: str
-    status: int
-    nbytes: int
-    # what a fast decoder made of the body (remotetables.decoders): then ``body`` holds only
-    # what the paginator reads
-    fast: Any = None
-
-    def outline(self) -> str:
-        """What the body holds, for an error that did not find the rows in it: its top-level
-        keys and the API's own message, if it has one (bounded, URLs redacted)."""
-        body = self.body
-        if not isinstance(body, Mapping):
-            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "empty"}
-            return f"the answer is {kind.get(type(body), 'a number')}"
-        if not body:
-            return "the answer is an empty object"
-        keys = [shorten(" ".join(str(k).split()), 40) for k in list(body)[:10]]
-        more = f" and {len(body) - 10} more" if len(body) > 10 else ""
-        text = f"the answer has the top-level keys {', '.join(keys)}{more}"
-        said = body_message(body, limit=120)
-        if said is not None:
-            text += f' and says {said[0]}: "{said[1]}"'
-        return text
-
-
-@dataclass
-class Counters:
-    """What one statement did on the network (updated by the client)."""
-
-    requests: int = 0
-    retries: int = 0
-    bytes: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, *, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
-        with self.lock:
-            self.requests += requests
-            self.retries += retries
-            self.bytes += nbytes
-
-
-def _transport_allowed(scheme: str, host: str | None) -> bool:
-    """https everywhere; plain http only to loopback addresses."""
-    return scheme == "https" or (scheme == "http" and is_loopback_host(host))
-
-
 def check_url_allowed(url: str, ctx: RequestContext) -> None:
     """https everywhere; plain http only to loopback addresses."""
     parts = urlsplit(url)
-    if _transport_allowed(parts.scheme, parts.hostname):
+    if transport_allowed(parts.scheme, parts.hostname):
         return
     raise ctx.error(
         RemoteError,
@@ -158,59 +134,6 @@ def check_url_allowed(url: str, ctx: RequestContext) -> None:
         "only https (or http to a loopback address) is allowed",
         url=url,
     )
-
-
-# request extensions, kept by redirects: (header name, allowed origins) of the token header
-# and (header names, origin of the first URL) of the caller's extra headers
-SECRET_HEADER = "remotetables.secret_header"
-SECRET_PARAM = "remotetables.secret_param"
-EXTRA_HEADERS = "remotetables.extra_headers"
-
-
-def strip_off_origin_headers(request: httpx2.Request) -> None:
-    """Every hop of a request (redirects included): credentials go only where they belong.
-
-    The token header the auth flow set goes only to the provider's origins: httpx strips
-    ``Authorization`` on cross-origin redirects by itself, but not an API-key header such as
-    ``X-API-Key``. The caller's extra headers (the provider's ``headers``, which may carry
-    credentials too) go where the token may go, or, on a request without a token, only to the
-    origin of the URL first asked for. A hop to plain http off loopback is refused: the answer
-    would come back unencrypted (the configured URLs are checked the same way).
-    """
-    url = request.url
-    if not _transport_allowed(url.scheme, url.host):
-        raise RemoteError(
-            f"refusing to follow a redirect to {redact_url(str(url))}: only https (or http to a "
-            "loopback address) is allowed",
-            url=str(url),
-        )
-    origin = origin_of(str(url))
-    secret = request.extensions.get(SECRET_HEADER)  # (header, allowed origins)
-    param = request.extensions.get(SECRET_PARAM)  # (query parameter, allowed origins)
-    token_origins: frozenset[str] = (secret or param or ("", frozenset()))[1]
-    if origin not in token_origins:  # no token goes here
-        if secret is not None:
-            request.headers.pop(secret[0], None)
-        if param is not None and param[0] in url.params:
-            request.url = url.copy_remove_param(param[0])
-        extra = request.extensions.get(EXTRA_HEADERS)  # (header names, origin first asked)
-        if extra is not None and origin != extra[1]:
-            for name in extra[0]:
-                request.headers.pop(name, None)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
-        return float(value)  # a huge value is inf: retry_delay caps it
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 class HttpClient:
@@ -271,6 +194,7 @@ class HttpClient:
         self.rng = rng
         self.monotonic = monotonic
         self.poll_interval = poll_interval
+        self.limits = RateLimits()
 
     @property
     def raw(self) -> httpx2.Client:
@@ -302,6 +226,7 @@ class HttpClient:
         history: list[int | None] | None = None,
         retry_conflict: bool = False,
         decode: Callable[[bytes | bytearray], Any] | None = None,
+        principal: str = "public",
     ) -> JsonResponse:
         """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise.
 
@@ -313,8 +238,11 @@ class HttpClient:
         ``decode``: a fast decoder tried first on a successful body (its result is the
         response's ``fast`` and must carry the paginator's view as ``.body``); when it returns
         None the body is decoded the general way.
+        ``principal`` names whose rate limit the request spends (http/ratelimit.py): a
+        request never waits for another principal's budget.
         """
         check_url_allowed(url, ctx)
+        key = (principal, origin_of(url))
         attempt = 0
         garbled = False
         unanswered = False  # an earlier attempt got no answer or a 5xx: it may be in progress
@@ -322,8 +250,16 @@ class HttpClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = self._send_once(
-                    method, url, ctx, policy, auth, headers, json_body, counters
+                response = self._send_paced(
+                    key,
+                    interrupted,
+                    lambda: self._send_once(
+                        method, url, ctx, policy, auth, headers, json_body, counters
+                    ),
+                    url=url,
+                    ctx=ctx,
+                    policy=policy,
+                    counters=counters,
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
@@ -359,6 +295,17 @@ class HttpClient:
                             raise
                         garbled = True
                         failure = exc
+                elif response.status >= 400 and is_rate_limit(
+                    response.status,
+                    response.headers,
+                    self.clock(),
+                    error_json(response.status, response.content),
+                ):
+                    # not processed: safe to send again, whatever the method
+                    retry_after = self._rate_limit_wait(response, ctx, auth, policy)
+                    failure = self._error_for(response, ctx, auth)
+                    if attempt > policy.max_retries:
+                        raise _gave_up(failure, attempt)
                 elif (
                     response.status < 400
                     or not retry_status
@@ -377,6 +324,68 @@ class HttpClient:
             delay = self.retry_delay(policy, attempt, retry_after)
             log.info("%s; retry %d in %.1f s", failure, attempt, delay)
             self._wait(delay, interrupted, failure)
+
+    def _send_paced(
+        self,
+        key: tuple[str, str],
+        interrupted: Callable[[], bool] | None,
+        send: Callable[[], _Raw],
+        *,
+        url: str,
+        ctx: RequestContext,
+        policy: RetryPolicy,
+        counters: Counters | None,
+    ) -> _Raw:
+        """``send()`` within the principal's rate limit (http/ratelimit.py): one at a time
+        while the budget is low, after the reset when it is spent, or a :class:`RateLimited`
+        error without sending when the reset is further than ``max_retry_wait``."""
+        with self.limits.turn(key, self.poll_interval, interrupted) as ours:
+            if not ours:
+                raise ctx.error(
+                    RemoteError,
+                    "query interrupted while waiting for the API's "
+                    "rate limit (requests go one at a time)",
+                    url=url,
+                )
+            now = self.clock()
+            wait = self.limits.reserve(key, now)
+            if wait > policy.max_retry_wait:
+                whose = "user" if key[0].startswith("user:") else "token"
+                raise ctx.error(
+                    RateLimited,
+                    f"not sending {redact_url(url)}: the API's rate limit for this {whose} is "
+                    f"spent until {describe_reset(now + wait, now)}, longer than "
+                    f"max_retry_wait ({policy.max_retry_wait:g} s); try again then",
+                    url=url,
+                )
+            if wait > 0:
+                self._wait(wait, interrupted, ctx.error(RateLimited, "rate limited", url=url))
+            raw = send()
+            budget = read_budget(raw.headers, self.clock())
+            self.limits.note(key, budget, self.clock())
+            if budget is not None and counters is not None:
+                with counters.lock:
+                    counters.budget = newer(counters.budget, budget)
+            return raw
+
+    def _rate_limit_wait(
+        self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None, policy: RetryPolicy
+    ) -> float | None:
+        """Seconds to wait before sending a rate-limited request again (None: back off as
+        usual); a :class:`RateLimited` error when that is longer than ``max_retry_wait``."""
+        now = self.clock()
+        retry_after = parse_retry_after(raw.headers.get("retry-after"), now)
+        wait = limit_wait(raw.headers, now, retry_after)
+        if wait is not None and wait > policy.max_retry_wait:
+            raise ctx.error(
+                RateLimited,
+                f"{raw.method} {redact_url(raw.url)} answered HTTP {raw.status}{error_reason(raw.content, raw.headers)} "
+                f"(rate limited until {describe_reset(now + wait, now)}, longer than "
+                f"max_retry_wait ({policy.max_retry_wait:g} s); try again then)",
+                status_code=raw.status,
+                url=raw.url,
+            )
+        return wait
 
     def retry_delay(self, policy: RetryPolicy, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry number ``attempt`` (1-based).
@@ -570,6 +579,11 @@ class HttpClient:
         hint = ""
         if raw.status == 401:
             hint = f" ({_unauthorized_hint(auth, ctx)})"
+        elif raw.status == 403 and is_rate_limit(
+            403, raw.headers, self.clock(), error_json(raw.status, raw.content)
+        ):
+            ra = raw.headers.get("retry-after")
+            hint = f" (rate limited; retry after {ra})" if ra else " (rate limited)"
         elif raw.status == 403:
             hint = " (the user is not allowed to do this, or the token lacks a scope)"
         elif raw.status == 429:

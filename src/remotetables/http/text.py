@@ -76,7 +76,8 @@ def body_message(body: Any, limit: int = 200) -> tuple[str, str] | None:
 
     The common shapes, first found wins: OAuth's ``error_description``, ``message``, ``error``
     (a string, or an object with a message), JSON:API's and GraphQL's ``errors[0]`` (title and
-    detail, or message), RFC 9457's ``title`` and ``detail``. Whitespace is collapsed, URLs
+    detail, or message), Jira's ``errorMessages[0]`` (or the first of its ``errors`` object),
+    RFC 9457's ``title`` and ``detail``. Whitespace is collapsed, URLs
     redacted, and the text cut at ``limit`` characters.
 
     >>> body_message({"errors": [{"title": "Forbidden", "detail": "not yours"}]})
@@ -86,12 +87,17 @@ def body_message(body: Any, limit: int = 200) -> tuple[str, str] | None:
     """
     if not isinstance(body, Mapping):
         return None
-    for key in ("error_description", "message", "error", "errors", "detail", "title"):
+    for key in (
+        "error_description", "message", "error", "errors", "errorMessages", "detail", "title"
+    ):  # fmt: skip
         value = body.get(key)
-        if key == "errors":
+        if key == "errors" and isinstance(value, Mapping) and value:  # Jira: {"field": "msg"}
+            field, said = next(iter(value.items()))
+            key, value = f"errors.{field}", f"{field}: {said}" if isinstance(said, str) else ""
+        elif key in ("errors", "errorMessages"):
             if not (isinstance(value, list) and value):
                 continue
-            key, value = "errors[0]", value[0]
+            key, value = f"{key}[0]", value[0]
         elif key in ("detail", "title"):  # RFC 9457 problem details: "title: detail"
             value = {"title": body.get("title"), "detail": body.get("detail")}
             if not _message_of(body.get("detail")):

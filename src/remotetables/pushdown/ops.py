@@ -130,7 +130,10 @@ def format_value(value: Any, col: ColumnSpec, fmt: str, lower: bool) -> tuple[st
         return None
     if fmt == "date":
         if _DATE.match(value) and _as_date(value):
-            return (value, True)
+            # an API that takes a date may compare it with date-times (Jira's JQL: "if a
+            # time-component is not specified, midnight will be assumed"), where SQLite's text
+            # '2024-06-01T00:00..' is > '2024-06-01': so '>' goes to '>=', and '<=' is re-checked
+            return (value, False)
         if _DATETIME_Z.match(value):
             day = _as_date(value[:10])
             if day is None:

@@ -17,17 +17,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-from remotetables.cache import CacheKey
+from remotetables.cache import CacheKey, PageCopies, PageCopy
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.decoders import PageDecoder
 from remotetables.errors import (
     CoercionError,
     ConfigError,
     PaginationError,
+    RemoteError,
     RemoteProtocolError,
     redact_url,
 )
 from remotetables.http.client import JsonResponse, RequestContext
+from remotetables.http.conditional import graphql_errors, kept_page, reuse
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.pushdown import fill_path
@@ -44,6 +46,22 @@ if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
 
 __all__ = ["scan"]
+
+
+def _param_kinds(spec: TableSpec) -> dict[str, str]:
+    """JSON types of the parameters a POST body carries: numbers for the page size, offset
+    and page; a pushed column's own type."""
+    kinds = {}
+    for col in spec.columns:
+        if col.param:
+            kind = {"INTEGER": "int", "REAL": "float", "BOOLEAN": "bool"}.get(col.type)
+            if kind:
+                kinds[col.param] = kind
+    p = spec.pagination
+    for name in (spec.page_size_param, p.offset_param, p.page_param):
+        if name:
+            kinds[name] = "int"
+    return kinds
 
 
 MAX_URL_LENGTH = 64 * 1024  # a next link longer than this is not followed
@@ -138,6 +156,8 @@ class _Scan:
             url,
             params,
             start_offset=start_offset,
+            body=spec.body,
+            kinds=_param_kinds(spec),
             page_size=page_size if spec.page_size_param else None,
         )
         auth = self.rt.credentials(spec.provider).auth(self.session, self.ctx)
@@ -150,18 +170,53 @@ class _Scan:
         def interrupted() -> bool:
             return stop.is_set() or self.session.interrupted()
 
+        # conditional requests are for GET (GitHub: not on POST unless an endpoint says so)
+        copies = self.rt.cache.pages if spec.cache_ttl > 0 and spec.body is None else None
+
         def get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
-            return self.rt.http.request_json(
-                "GET",
+            copy = copies.get(self.principal, spec.name, req.url) if copies is not None else None
+            response = self.rt.http.request_json(
+                spec.method,
                 req.url,
                 ctx=self.ctx,
                 policy=policy,
                 auth=auth,
-                headers=headers,
+                headers=headers + copy.conditions() if copy is not None else headers,
+                json_body=req.body,
+                idempotent=spec.body is None or spec.body.idempotent,
                 counters=self.stats.net,
                 interrupted=interrupted,
-                decode=decode,
+                # a page kept for revalidation, or checked for GraphQL errors, is decoded whole
+                decode=decode if copies is None and spec.body is None else None,
+                principal=self.principal,
             )
+            if spec.body is not None and spec.body.graphql:
+                self._graphql_errors(response)
+            if copies is not None:
+                return revalidated(response, copy, copies, req.url)
+            return response
+
+        def revalidated(
+            response: JsonResponse, copy: PageCopy | None, copies: PageCopies, url: str
+        ) -> JsonResponse:
+            """A 304 hands on the kept page; a page with a validator is kept."""
+            if response.status == 304:
+                if copy is None:
+                    raise RemoteProtocolError(
+                        f"table {spec.name}: GET {redact_url(url)} answered 304 Not Modified "
+                        "to a request that was not conditional",
+                        status_code=304,
+                        url=url,
+                        table=spec.name,
+                        provider=self.ctx.provider,
+                        user=self.ctx.user,
+                    )
+                self.stats.net.add(revalidated=1)
+                return reuse(response, copy)
+            page = kept_page(response)
+            if page is not None:
+                copies.put(self.principal, spec.name, url, page)
+            return response
 
         # a scan that starts past the first row is not the whole table: never cache it
         collect: list[Row] | None = [] if spec.cache_ttl > 0 and start_offset == 0 else None
@@ -206,9 +261,11 @@ class _Scan:
                 return None  # values are set into the items
             if fills:
                 return None  # a filter_only value is set into the items
-            if collect is None and builder.carry:
-                return None  # keyless rowids need the items (see RowBuilder carry)
-            return self.rt.page_decoder(spec, None if collect is not None else sargs.used)
+            if collect is not None or builder.carry:
+                # a cache fill keeps whole rows; a keyless table's rowid is the whole row's
+                # identity, so its fast tuples hold every column (no JSON item to carry)
+                return self.rt.page_decoder(spec, None)
+            return self.rt.page_decoder(spec, sargs.used)
 
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
@@ -256,12 +313,12 @@ class _Scan:
         request: PageRequest | None = pager.first()
         if request is not None:  # what went to the API, for remotetables_stats()
             self.stats.add_url(redact_url(request.url))
-        seen_urls: set[bytes] = set()  # digests: a hostile API's long unique links cost 16 bytes
+        seen_urls: set[bytes] = set()  # digests of request identities (a POST's body included)
         n_pages = 0
         ahead: Future[JsonResponse] | None = None  # the next page, fetched while SQLite reads
         try:
             while request is not None:
-                seen_urls.add(_digest(request.url))
+                seen_urls.add(_digest(request.identity))
                 if ahead is not None:
                     response, ahead = ahead.result(), None
                 else:
@@ -330,9 +387,19 @@ class _Scan:
 
     def _partial_builder(self) -> RowBuilder:
         """Only the columns the query reads; a keyless table's tuples carry their item too."""
-        return self.rt.row_builder(
-            self.spec, self.sargs.used, carry=self.spec.key is None and self.sargs.used is not None
-        )
+        used = self.sargs.used
+        partial = used is not None and len(used) < len(self.spec.columns)
+        return self.rt.row_builder(self.spec, used, carry=self.spec.key is None and partial)
+
+    def _graphql_errors(self, response: JsonResponse) -> None:
+        said = graphql_errors(response.body)
+        if said is not None:
+            raise self.ctx.error(
+                RemoteError,
+                f"the GraphQL API at {redact_url(response.url)} answered with errors: {said}",
+                url=response.url,
+                status_code=response.status,
+            )
 
     def _no_field_for_in(self, col: ColumnSpec) -> ConfigError:
         return ConfigError(
@@ -400,7 +467,7 @@ class _Scan:
                 provider=self.ctx.provider,
                 user=self.ctx.user,
             )
-        if _digest(request.url) in seen:
+        if _digest(request.identity) in seen:
             raise PaginationError(
                 f"table {spec.name}: pagination loops: the API gave the same next page twice",
                 url=request.url,

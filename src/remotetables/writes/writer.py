@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import apsw
+import orjson
 
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.errors import (
@@ -17,6 +19,7 @@ from remotetables.errors import (
     ReadOnlyError,
     RemoteProtocolError,
     TransportError,
+    ValueNotTaken,
 )
 from remotetables.http.client import JsonResponse, RequestContext, check_url_allowed
 from remotetables.rows import get_path, sql_equal
@@ -55,6 +58,8 @@ class TableWriter:
         self._applied: list[str] = []  # rows of the current statement already applied
         self._row_no = 0  # the row of the current statement being written (1-based)
         self.last_row: Row | None = None  # the API's answer to the last write
+        self._last_answer: dict[str, Any] | None = None  # ... as the JSON object it was
+        self._sent: list[tuple[int, Any]] = []  # (column index, SQL value) the last body holds
         self._urls_checked = False
 
     # ------------------------------------------------------------ scan side
@@ -179,8 +184,10 @@ class TableWriter:
         response = self._send(
             op[0], self._url(op[1], key), body, label, idempotent=True, headers=headers
         )
-        self._answer_row(response, op[0], label, label)
+        row = self._answer_row(response, op[0], label, label)
         self._done(label)
+        if row is not None:
+            self._check_taken(row, op[0], label)
 
     def delete(self, rowid: int) -> None:
         op = self._op("delete", "DELETE")
@@ -303,6 +310,7 @@ class TableWriter:
         """The JSON object to send: all given values (INSERT) or the changed ones (UPDATE),
         each converted to its column's type first (nothing is sent if one does not fit)."""
         body: dict[str, Any] = {}
+        self._sent = []
         for i, col in enumerate(self.spec.columns):
             value = fields[i]
             if value is apsw.no_change:
@@ -325,7 +333,34 @@ class TableWriter:
             if old is not None and i == self._key_index:
                 continue
             put_path(body, col, json_value(col, value))
+            self._sent.append((i, value))
         return body
+
+    def _check_taken(self, row: Row, method: str, label: str) -> None:
+        """Every column sent must hold the value sent in the API's answer (when the answer
+        carries that column's field): an API that ignores a field (read-only, or one this user
+        may not change) or changes the value answers 2xx all the same. The row is applied."""
+        answer = self._last_answer
+        if answer is None:
+            return
+        for i, sent in self._sent:
+            col = self.spec.columns[i]
+            if not _has_path(answer, col.path) or _same_value(col.type, sent, row[i]):
+                continue
+            earlier = earlier_clause(self._applied[:-1])
+            message = (
+                f"table {self.spec.name}: {method} of {label} was applied, but the API did not "
+                f"take column {col.name}: it holds {_short(row[i])}, not the {_short(sent)} sent "
+                "(the API ignores or changes that field: it may be read-only, or not changeable "
+                "by this user). The row stays applied with the API's values"
+                + (f"; {earlier}" if earlier else "")
+                + "; later rows were not attempted."
+            )
+            raise with_message(
+                ValueNotTaken(message, table=self.spec.name, column=col.name, row=label),
+                message,
+                self._applied,
+            )
 
     def _unfit(self, col: ColumnSpec, label: str, why: str) -> CoercionError:
         """The error for a value that does not fit its column: nothing of this row was sent."""
@@ -361,7 +396,8 @@ class TableWriter:
         rt = self.session.runtime
         spec = self.spec
         creds = rt.credentials(spec.provider)
-        creds.principal(self.session)  # a personal table needs a session user: fail before sending
+        # a personal table needs a session user: fail before sending
+        principal = creds.principal(self.session)
         provider = None if spec.provider == "__none__" else spec.provider
         ctx = RequestContext(table=spec.name, provider=provider, user=self.session.user)
         history: list[int | None] = []  # each attempt's status (None: no answer)
@@ -381,6 +417,7 @@ class TableWriter:
                 interrupted=self.session.interrupted,
                 history=history,
                 retry_conflict=keyed,  # 409: the API is still carrying out an earlier attempt
+                principal=principal,
             )
         except Error as exc:
             status = getattr(exc, "status_code", None)
@@ -475,7 +512,37 @@ class TableWriter:
         except Error as exc:
             raise self._unreadable(exc, method, label, done) from exc
         self.last_row = row
+        self._last_answer = obj
         return row
+
+
+def _has_path(doc: Any, path: Sequence[str | int]) -> bool:
+    """Whether ``path`` leads to a field of ``doc`` (``null`` counts; an absent field not)."""
+    for step in path:
+        if isinstance(step, int):
+            if not (isinstance(doc, list) and -len(doc) <= step < len(doc)):
+                return False
+            doc = doc[step]
+        elif isinstance(doc, dict) and step in doc:
+            doc = doc[step]
+        else:
+            return False
+    return True
+
+
+def _same_value(kind: str, sent: Any, held: Any) -> bool:
+    """Whether the API holds the value sent (JSON compared as parsed: key order aside; an
+    empty text is how some APIs, ServiceNow's among them, hold a NULL)."""
+    if sent is None or held is None:
+        return sent is None and held in (None, "")
+    if kind == "JSON":
+        return bool(orjson.loads(sent) == orjson.loads(held))
+    return sql_equal(sent, held)
+
+
+def _short(value: Any) -> str:
+    text = "NULL" if value is None else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _same_key(a: Any, b: Any) -> bool:

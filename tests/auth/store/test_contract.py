@@ -292,3 +292,62 @@ def test_consent_lease_race_has_one_winner(opener: Opener, cipher: TokenCipher) 
     for t in threads:
         t.join(timeout=60)
     assert not errors and len(winners) == 1
+
+
+# ----------------------------------------------------------------------------- issue 23 #3
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"], indirect=True)
+def test_a_store_refuses_writes_under_another_key(
+    kind: str, opener: Opener, cipher: TokenCipher
+) -> None:
+    """The store records its key's fingerprint (a keyed hash) when created; a host with another
+    key reads nothing and writes nothing, and says which key the store wants."""
+    from remotetables.auth.store.crypto import key_fingerprint
+    from remotetables.auth.store.rows import EncryptedRows
+    from remotetables.errors import KeyMismatchError
+
+    right = opener(cipher)
+    v = right.put(ALICE, tokens(1), now=1.0)
+    wrong = opener(TokenCipher.from_key(os.urandom(32)))
+    for write in (
+        lambda: wrong.put(BOB, tokens(2), now=2.0),
+        lambda: wrong.save_pending(pending("s-1")),
+    ):
+        with pytest.raises(KeyMismatchError, match="created with another encryption key"):
+            write()
+    with pytest.raises(UnknownKeyError):
+        wrong.get(ALICE)
+    assert wrong.try_lease(ALICE, version=v, owner="w", lease_seconds=30)
+    with pytest.raises(KeyMismatchError):
+        wrong.commit_refresh(ALICE, owner="w", tokens=tokens(9), now=3.0)
+    assert isinstance(wrong, EncryptedRows) and isinstance(right, EncryptedRows)
+    assert "another encryption key" in (wrong.check_key() or "")
+    assert right.check_key() is None
+    assert [i.subject for i in right.list()] == ["alice"]
+    rec = right.get(ALICE)
+    assert rec is not None and rec.tokens == tokens(1)
+    # the fingerprint is a keyed hash: the key is not derivable from it
+    fp = key_fingerprint(bytes(32))
+    assert len(fp) == 32 and bytes(32).hex() not in fp
+
+
+def test_a_store_made_before_fingerprints_adopts_the_key_of_its_rows(
+    tmp_path: Path, cipher: TokenCipher
+) -> None:
+    import apsw
+
+    path = tmp_path / "state" / "tokens.db"
+    first = SQLiteTokenStore(path, cipher)
+    first.put(ALICE, tokens(1), now=1.0)
+    first.close()
+    conn = apsw.Connection(str(path))  # as an older version left it: no fingerprint
+    conn.execute("DELETE FROM meta WHERE k = 'key_fingerprint'")
+    conn.close()
+    other = SQLiteTokenStore(path, TokenCipher.from_key(os.urandom(32)))
+    assert "another encryption key" in (other.check_key() or "")
+    other.close()
+    again = SQLiteTokenStore(path, cipher)  # the key of its rows: recorded from now on
+    assert again.check_key() is None
+    again.put(BOB, tokens(2), now=2.0)
+    again.close()

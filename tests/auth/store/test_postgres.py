@@ -427,3 +427,111 @@ def test_check_opens_a_good_postgres_store(
     assert result.exit_code == 0, result.output  # check also asks the table's API (it answers)
     assert f"token store {redact_url(pg_url)}: ok: readable, 1 grant(s)" in result.output
     assert "all good" in result.output
+
+
+# ----------------------------------------------------------------------------- issue 23 #3, #5
+
+
+def _other_key(tmp_path: Path) -> tuple[Path, TokenCipher]:
+    key_file = tmp_path / "other" / "token.key"
+    key_file.parent.mkdir(mode=0o700)
+    key_id, key = load_key(key_file=key_file, use_keyring=False, default_key_file=key_file)
+    return key_file, TokenCipher({key_id: key}, key_id)
+
+
+def test_migrate_with_another_key_is_refused_and_check_says_so(
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """A host with the wrong key file migrates its grants into the shared store: nothing is
+    written under that key, and `check` on that host reports the key, not "ok: readable"."""
+    _, cipher = keyed
+    shared = PostgresTokenStore(pg_url, cipher)  # created by the hosts with the right key
+    shared.put(BOB, tokens(2), now=2.0)
+    shared.close()
+    wrong_file, wrong = _other_key(tmp_path)
+    db = tmp_path / "tokens.db"
+    src = SQLiteTokenStore(db, wrong)
+    src.put(ALICE, tokens(1), now=1.0)
+    src.close()
+    result = _migrate_cli(_config(write_config, str(db), wrong_file), "--to", pg_url)
+    assert result.exit_code == 1, result.output
+    assert "created with another encryption key" in result.output
+    assert "moved" not in result.output and "Traceback" not in result.output
+    assert raw(pg_url, "SELECT subject FROM oauth_token") == [("bob",)]
+    env = {"REMOTETABLES_NO_KEYRING": "1", "REMOTETABLES_CONFIG": ""}
+    with DemoAuthServer() as srv:
+        cfg = _config(write_config, pg_url, wrong_file)
+        cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", srv.issuer, 1))
+        check = CliRunner().invoke(main, ["check", "-c", str(cfg)], env=env)
+    assert check.exit_code == 1, check.output
+    assert "PROBLEM" in check.output and "another encryption key" in check.output
+    # the hosts with the right key still read and refresh bob's grant
+    right = PostgresTokenStore(pg_url, cipher)
+    rec = right.get(BOB)
+    assert rec is not None and rec.tokens == tokens(2)
+    right.close()
+
+
+def test_migrate_back_from_postgres_to_a_sqlite_file(
+    pg_url: str,
+    keyed: tuple[Path, TokenCipher],
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    key_file, cipher = keyed
+    src = PostgresTokenStore(pg_url, cipher)
+    src.put(ALICE, tokens(1), now=1.0)
+    src.put(BOB, tokens(2), now=2.0)
+    src.close()
+    back = tmp_path / "back" / "tokens.db"
+    result = _migrate_cli(_config(write_config, pg_url, key_file), "--to", str(back))
+    assert result.exit_code == 0, result.output
+    assert f"moved 2 grant(s) to {back}" in result.output
+    assert "that file" in result.output
+    assert oct(back.stat().st_mode & 0o777) == "0o600"
+    dst = SQLiteTokenStore(back, cipher)
+    assert {k: (r.tokens if (r := dst.get(k)) else None) for k in (ALICE, BOB)} == {
+        ALICE: tokens(1),
+        BOB: tokens(2),
+    }
+    dst.close()
+    # and with --from naming the PostgreSQL store while the config points elsewhere
+    other = tmp_path / "other.db"
+    cfg = _config(write_config, str(tmp_path / "unused.db"), key_file)
+    again = _migrate_cli(cfg, "--from", pg_url, "--to", str(other))
+    assert again.exit_code == 0, again.output
+    assert "moved 2 grant(s)" in again.output
+
+
+def test_store_timeouts_keep_the_urls_own_options(pg_url: str, cipher: TokenCipher) -> None:
+    """Every connection gets the store's lock and statement timeouts, and the URL's own
+    ``options`` (the README's search_path) still apply."""
+    raw(pg_url, "CREATE SCHEMA rt")
+    url = pg_url + "?options=-csearch_path%3Drt"
+    store = PostgresTokenStore(url, cipher, timeout=3.0)
+    store.put(ALICE, tokens(1), now=1.0)
+    got = store._run(
+        lambda c: c.execute(
+            "SELECT current_setting('search_path'), current_setting('lock_timeout'),"
+            " current_setting('statement_timeout')"
+        ).fetchone()
+    )
+    store.close()
+    assert got == ("rt", "2400ms", "3s")
+    assert raw(pg_url, "SELECT subject FROM rt.oauth_token") == [("alice",)]
+
+
+def test_a_table_made_before_the_in_flight_mark_gets_its_column(
+    pg_url: str, cipher: TokenCipher
+) -> None:
+    store = PostgresTokenStore(pg_url, cipher)
+    store.put(ALICE, tokens(1), now=1.0)
+    store.close()
+    raw(pg_url, "ALTER TABLE oauth_token DROP COLUMN refreshing_since")
+    again = PostgresTokenStore(pg_url, cipher)
+    rec = again.get(ALICE)
+    assert rec is not None and rec.tokens == tokens(1) and not rec.refreshing
+    again.close()

@@ -123,6 +123,11 @@ class TokenRecord:
     lease_until: float | None
     last_error: str | None
     updated_at: float
+    # a refresh was started under the current (or last) lease and has not ended: the holder
+    # may have rotated the refresh token at the server (see TokenStore.begin_refresh)
+    refreshing: bool = False
+    # the lease is held right now, by the store's own clock (not the reader's)
+    lease_live: bool = False
 
 
 @dataclass
@@ -169,14 +174,40 @@ class PendingAuth:
 
 
 class TokenStore(Protocol):
-    """Storage for tokens and pending consent transactions. See token-store-design.md."""
+    """Storage for tokens and pending consent transactions. See token-store-design.md.
+
+    Lease times come from the store's own clock, read when the store acts (after any lock
+    wait): ``try_lease`` grants ``lease_seconds`` from then (``now`` only replaces that clock
+    in tests), so a lease granted after a stall is never already over. ``begin_refresh`` is
+    the holder's last check before it calls the token endpoint: True only if it still holds
+    the lease with at least ``min_left`` seconds to go, and it then records that a refresh is
+    in flight (``TokenRecord.refreshing``) until the commit or release. ``commit_refresh``
+    needs the lease, or else ``from_version``: the refreshed tokens then go in only if the
+    grant is still the version they were refreshed from (compare-and-set after a lost lease);
+    otherwise ``LeaseLostError``.
+    """
 
     def get(self, key: TokenKey) -> TokenRecord | None: ...
     def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int: ...
     def try_lease(
-        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+        self,
+        key: TokenKey,
+        *,
+        version: int,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
     ) -> bool: ...
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int: ...
+    def begin_refresh(self, key: TokenKey, *, owner: str, min_left: float) -> bool: ...
+    def commit_refresh(
+        self,
+        key: TokenKey,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
+    ) -> int: ...
     def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None: ...
     def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None: ...
     def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None: ...

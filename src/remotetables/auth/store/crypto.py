@@ -18,6 +18,7 @@ Alice's refresh token copied into Bob's row therefore fails to decrypt.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping, Sequence
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from remotetables.errors import CorruptTokenError, TokenStoreError, UnknownKeyError
 
-__all__ = ["BLOB_VERSION", "TokenCipher", "key_id_for"]
+__all__ = ["BLOB_VERSION", "TokenCipher", "key_fingerprint", "key_id_for"]
 
 BLOB_VERSION = b"\x01"
 _NONCE_LEN = 12
@@ -37,6 +38,12 @@ _KEY_LEN = 32
 def key_id_for(key: bytes) -> str:
     """Return the key id of ``key``: the first 8 hex digits of its SHA-256."""
     return hashlib.sha256(key).hexdigest()[:8]
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A keyed hash that identifies ``key`` without revealing it (HMAC-SHA256 of a fixed
+    label under the key): a store records it to refuse writes under another key."""
+    return hmac.new(key, b"remotetables token store key v1", hashlib.sha256).hexdigest()[:32]
 
 
 def _encode_aad(parts: Sequence[str], key_id: str) -> bytes:
@@ -58,6 +65,7 @@ class TokenCipher:
         if current not in keys:
             raise TokenStoreError(f"current key id {current!r} is not among the keys")
         self._aeads: dict[str, AESGCM] = {}
+        self._fingerprints: dict[str, str] = {}
         for key_id, key in keys.items():
             raw_id = key_id.encode("ascii", errors="strict") if key_id.isascii() else b""
             if not raw_id or len(raw_id) > 255:
@@ -65,6 +73,7 @@ class TokenCipher:
             if len(key) != _KEY_LEN:
                 raise TokenStoreError(f"key {key_id!r} must be {_KEY_LEN} bytes, not {len(key)}")
             self._aeads[key_id] = AESGCM(bytes(key))
+            self._fingerprints[key_id] = key_fingerprint(bytes(key))
         self._current = current
 
     @classmethod
@@ -77,6 +86,16 @@ class TokenCipher:
     def current_key_id(self) -> str:
         """The key id used for new encryptions."""
         return self._current
+
+    @property
+    def fingerprint(self) -> str:
+        """The :func:`key_fingerprint` of the current key."""
+        return self._fingerprints[self._current]
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        """The fingerprints of every key this cipher holds."""
+        return frozenset(self._fingerprints.values())
 
     @property
     def key_ids(self) -> frozenset[str]:

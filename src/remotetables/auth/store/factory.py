@@ -57,8 +57,11 @@ def open_token_store(
     key_file: str | None = None,
     cipher: TokenCipher | None = None,
     config_path: str | None = None,
+    timeout: float = 10.0,
 ) -> TokenStore:
-    """The store at ``location`` (``settings.token_store``; None: the default SQLite file)."""
+    """The store at ``location`` (``settings.token_store``; None: the default SQLite file).
+    ``timeout`` (``settings.token_store_timeout``) bounds each store call: its lock waits,
+    statements and retries."""
     if is_postgres_url(location):
         assert location is not None
         try:
@@ -69,6 +72,13 @@ def open_token_store(
                 file=config_path,
                 key="settings.token_store",
             ) from exc
-        return PostgresTokenStore(location, cipher or load_cipher(environ, key_file), clock=clock)
+        return PostgresTokenStore(
+            location, cipher or load_cipher(environ, key_file), clock=clock, timeout=timeout
+        )
     path = Path(os.path.expanduser(location)) if location else default_paths(environ)[0]
-    return SQLiteTokenStore(path, cipher or load_cipher(environ, key_file), clock=clock)
+    return SQLiteTokenStore(
+        path,
+        cipher or load_cipher(environ, key_file),
+        clock=clock,
+        busy_timeout_ms=int(timeout * 1000),
+    )

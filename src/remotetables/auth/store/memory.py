@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from remotetables.auth.store.base import (
@@ -33,12 +35,17 @@ class _MemRow:
     lease_until: float | None
     last_error: str | None
     updated_at: float
+    refreshing: bool = False
 
 
 class MemoryTokenStore:
-    """In-memory, thread-safe :class:`TokenStore` with the SQLite store's semantics."""
+    """In-memory, thread-safe :class:`TokenStore` with the SQLite store's semantics.
 
-    def __init__(self) -> None:
+    ``clock`` is the store's own clock: lease times come from it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._rows: dict[TokenKey, _MemRow] = {}
         self._pending: dict[bytes, PendingAuth] = {}
@@ -62,6 +69,8 @@ class MemoryTokenStore:
                 lease_until=row.lease_until,
                 last_error=row.last_error,
                 updated_at=row.updated_at,
+                refreshing=row.refreshing,
+                lease_live=row.lease_until is not None and row.lease_until >= self._clock(),
             )
 
     def put(self, key: TokenKey, tokens: TokenSet, *, now: float) -> int:
@@ -72,27 +81,55 @@ class MemoryTokenStore:
             return version
 
     def try_lease(
-        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+        self,
+        key: TokenKey,
+        *,
+        version: int,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
     ) -> bool:
         with self._lock:
+            at = self._clock() if now is None else now
             row = self._rows.get(key)
             if row is None or row.version != version or row.status != "active":
                 return False
-            if row.lease_until is not None and row.lease_until >= now:
+            if row.lease_until is not None and row.lease_until >= at:
                 return False
-            row.lease_owner, row.lease_until = owner, now + lease_seconds
+            row.lease_owner, row.lease_until = owner, at + lease_seconds
             return True
 
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+    def begin_refresh(self, key: TokenKey, *, owner: str, min_left: float) -> bool:
         with self._lock:
             row = self._rows.get(key)
             if row is None or row.lease_owner != owner or row.status != "active":
+                return False
+            if row.lease_until is None or row.lease_until - self._clock() < min_left:
+                return False
+            row.refreshing = True
+            return True
+
+    def commit_refresh(
+        self,
+        key: TokenKey,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
+    ) -> int:
+        with self._lock:
+            row = self._rows.get(key)
+            held = row is not None and row.lease_owner == owner
+            unchanged = row is not None and from_version is not None and row.version == from_version
+            if row is None or row.status != "active" or not (held or unchanged):
                 raise LeaseLostError(
                     f"refresh lease for {_describe(key)} is not held by this worker"
                 )
             row.tokens = _merge(row.tokens, tokens)
             row.version += 1
             row.lease_owner = row.lease_until = row.last_error = None
+            row.refreshing = False
             row.updated_at = now
             return row.version
 
@@ -101,7 +138,7 @@ class MemoryTokenStore:
             row = self._rows.get(key)
             if row is not None and row.lease_owner == owner:
                 row.lease_owner = row.lease_until = None
-                row.last_error = error
+                row.last_error, row.refreshing = error, False
 
     def mark_needs_consent(self, key: TokenKey, *, reason: str, now: float) -> None:
         with self._lock:
@@ -109,6 +146,7 @@ class MemoryTokenStore:
             if row is not None:
                 row.tokens = row.lease_owner = row.lease_until = None
                 row.status, row.last_error, row.updated_at = "needs_consent", reason, now
+                row.refreshing = False
                 row.version += 1
 
     def mark_revoked(self, key: TokenKey, *, reason: str, now: float) -> None:
@@ -117,6 +155,7 @@ class MemoryTokenStore:
             if row is not None:
                 row.lease_owner = row.lease_until = None
                 row.status, row.last_error, row.updated_at = "revoked", reason, now
+                row.refreshing = False
                 row.version += 1
 
     def delete(self, key: TokenKey) -> None:

@@ -14,17 +14,13 @@ from the same sources as for SQLite (:func:`remotetables.auth.store.factory.load
 from __future__ import annotations
 
 import builtins
-import contextlib
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
 
 from remotetables.auth.store.base import (
     SCHEMA_VERSION,
@@ -39,13 +35,20 @@ from remotetables.auth.store.base import (
     state_hash,
 )
 from remotetables.auth.store.crypto import TokenCipher
-from remotetables.auth.store.rows import _COLUMNS, _INFO_COLUMNS, EncryptedRows, _pk
+from remotetables.auth.store.pool import Conn, _bounded, _Pool
+from remotetables.auth.store.rows import (
+    _COLUMNS,
+    _COMMIT_COLUMNS,
+    _INFO_COLUMNS,
+    FINGERPRINT,
+    EncryptedRows,
+    _pk,
+)
 from remotetables.errors import TokenStoreError
 
 __all__ = ["PostgresTokenStore", "redact_url"]
 
 T = TypeVar("T")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 _LOCK_ID = 0x52544B53  # advisory lock key for schema creation ("RTKS")
 
@@ -57,6 +60,7 @@ CREATE TABLE IF NOT EXISTS oauth_token (
   version BIGINT NOT NULL DEFAULT 0, lease_owner TEXT, lease_until DOUBLE PRECISION,
   status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
   last_error TEXT, updated_at DOUBLE PRECISION NOT NULL, account BYTEA,
+  refreshing_since DOUBLE PRECISION,
   PRIMARY KEY (provider, client_id, subject)
 );
 CREATE TABLE IF NOT EXISTS oauth_pending (
@@ -80,6 +84,8 @@ CREATE TABLE IF NOT EXISTS oauth_consent (
   PRIMARY KEY (provider, client_id, subject)
 );
 """
+# the server's clock when the statement runs (after any lock wait), not the transaction's start
+_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
@@ -98,100 +104,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-class _Pool:
-    """A small per-process pool of autocommit connections (LIFO, bounded, fork-aware)."""
-
-    def __init__(self, conninfo: str, *, max_size: int, timeout: float, connect_timeout: int):
-        self._conninfo = conninfo
-        self._max = max_size
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
-        self._cond = threading.Condition()
-        self._idle: list[Conn] = []
-        self._count = 0
-        self._pid = os.getpid()
-        self._inherited: list[Conn] = []  # kept referenced: closing them would end the parent's
-        self.closed = False
-
-    def _after_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._inherited.extend(self._idle)
-            self._idle, self._count, self._pid = [], 0, os.getpid()
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Conn]:
-        conn = self._checkout()
-        try:
-            yield conn
-        finally:
-            self._checkin(conn)
-
-    def _checkout(self) -> Conn:
-        deadline = time.monotonic() + self._timeout
-        with self._cond:
-            self._after_fork()
-            while True:
-                if self.closed:
-                    raise TokenStoreError("the token store is closed")
-                while self._idle:
-                    idle = self._idle.pop()
-                    if not idle.closed and not idle.broken:
-                        return idle
-                    self._count -= 1
-                if self._count < self._max:
-                    self._count += 1
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TokenStoreError(
-                        f"no free token store connection within {self._timeout:g} s "
-                        f"(pool size {self._max})"
-                    )
-                self._cond.wait(left)
-        try:
-            conn: Conn = psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=self._connect_timeout,
-                application_name="remotetables",
-            )
-        except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            raise
-        return conn
-
-    def _checkin(self, conn: Conn) -> None:
-        with self._cond:
-            if self._pid != os.getpid():  # forked while checked out: not ours to reuse
-                self._inherited.append(conn)
-                return
-            ok = not conn.closed and not conn.broken and not self.closed
-            if ok and conn.info.transaction_status != TransactionStatus.IDLE:
-                try:
-                    conn.rollback()
-                except psycopg.Error:
-                    ok = False
-            if ok:
-                self._idle.append(conn)
-            else:
-                self._count -= 1
-                with contextlib.suppress(psycopg.Error):
-                    conn.close()
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            idle, self._idle = self._idle, []
-            if self._pid == os.getpid():
-                for conn in idle:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.close()
-            self._cond.notify_all()
-
-
 class PostgresTokenStore(EncryptedRows):
     """:class:`~remotetables.auth.store.TokenStore` in PostgreSQL; safe across threads, processes
     and hosts. ``url`` is a libpq URL or conninfo string (passwords may also come from
@@ -203,16 +115,28 @@ class PostgresTokenStore(EncryptedRows):
         cipher: TokenCipher,
         *,
         pool_size: int = 8,
-        pool_timeout: float = 30.0,
-        connect_timeout: int = 10,
+        pool_timeout: float | None = None,
+        connect_timeout: int | None = None,
+        timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``timeout`` bounds every store call: the server's ``lock_timeout`` and
+        ``statement_timeout``, the wait for a pooled connection, connecting, and the call's
+        retries all together (a call ends within about ``timeout`` plus one statement's
+        ``timeout``). ``clock`` stamps ``updated_at``; lease times come from the server's
+        own clock."""
         self._url = url
         self._shown = redact_url(url)
         self._cipher = cipher
         self._clock = clock
+        self._timeout = timeout
+        ms = max(1, int(timeout * 1000))
         self._pool = _Pool(
-            url, max_size=pool_size, timeout=pool_timeout, connect_timeout=connect_timeout
+            url,
+            max_size=pool_size,
+            timeout=timeout if pool_timeout is None else pool_timeout,
+            connect_timeout=max(2, int(timeout)) if connect_timeout is None else connect_timeout,
+            options=_bounded(url, ms),
         )
         try:
             self._create_schema()
@@ -226,28 +150,52 @@ class PostgresTokenStore(EncryptedRows):
     # -- plumbing
 
     def _run(self, fn: Callable[[Conn], T], *, txn: bool = False) -> T:
-        """Run ``fn`` on a pooled connection (in a transaction if ``txn``); map errors."""
+        """Run ``fn`` on a pooled connection (in a transaction if ``txn``); map errors.
+
+        Bounded: the server cancels a statement (or a lock wait) after ``timeout``, and
+        retries stop at the call's deadline."""
+        deadline = time.monotonic() + self._timeout
         for attempt in range(5):
             try:
-                with self._pool.connection() as conn:
+                with self._pool.connection(deadline) as conn:
                     if not txn:
                         return fn(conn)
                     with conn.transaction():
                         return fn(conn)
             except _RETRYABLE:
-                if attempt == 4:
+                if attempt == 4 or time.monotonic() >= deadline:
                     raise TokenStoreError(
                         f"token store {self._shown}: too many serialization failures"
                     ) from None
                 time.sleep(0.01 * (attempt + 1))
+            except pg_errors.LockNotAvailable as exc:
+                raise TokenStoreError(
+                    f"token store {self._shown}: a grant's row stayed locked by another "
+                    f"session longer than the store timeout ({self._timeout:g} s)"
+                ) from exc
+            except pg_errors.QueryCanceled as exc:
+                raise TokenStoreError(
+                    f"token store {self._shown}: a statement ran longer than the store "
+                    f"timeout ({self._timeout:g} s)"
+                ) from exc
             except psycopg.Error as exc:
                 raise TokenStoreError(f"token store {self._shown}: {exc}") from exc
+            except TokenStoreError as exc:  # the pool's own (closed, no free connection)
+                if str(exc).startswith("token store "):
+                    raise
+                raise TokenStoreError(f"token store {self._shown}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_schema(self) -> None:
         def create(c: Conn) -> Any:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             c.execute(_SCHEMA)
+            has_column = c.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = 'oauth_token'::regclass"
+                " AND attname = 'refreshing_since' AND NOT attisdropped"
+            ).fetchone()
+            if has_column is None:  # a table made before the column (needs the table's owner)
+                c.execute("ALTER TABLE oauth_token ADD COLUMN refreshing_since DOUBLE PRECISION")
             row = c.execute("SELECT v FROM oauth_meta WHERE k = 'schema_version'").fetchone()
             if row is not None and str(row[0]) == "1":  # 1 -> 2: the grant's account
                 c.execute("ALTER TABLE oauth_token ADD COLUMN IF NOT EXISTS account BYTEA")
@@ -256,9 +204,16 @@ class PostgresTokenStore(EncryptedRows):
                     (str(SCHEMA_VERSION),),
                 )
                 row = (str(SCHEMA_VERSION),)
-            return row
+            self._check_schema(row)
+            recorded = c.execute("SELECT v FROM oauth_meta WHERE k = %s", (FINGERPRINT,)).fetchone()
+            ids = c.execute("SELECT DISTINCT key_id FROM oauth_token WHERE key_id IS NOT NULL")
+            mine = self._judge_key(
+                None if recorded is None else str(recorded[0]), {r[0] for r in ids.fetchall()}
+            )
+            if mine is not None:
+                c.execute("INSERT INTO oauth_meta (k, v) VALUES (%s, %s)", (FINGERPRINT, mine))
 
-        self._check_schema(self._run(create, txn=True))
+        self._run(create, txn=True)
 
     @property
     def _where(self) -> str:
@@ -267,9 +222,18 @@ class PostgresTokenStore(EncryptedRows):
     def _select(self, key: TokenKey) -> Any:
         return self._run(
             lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key)
+                f"SELECT {_COLUMNS}, lease_until >= {_NOW} FROM oauth_token WHERE {_PK}", _pk(key)
             ).fetchone()
         )
+
+    def _first_active(self) -> TokenKey | None:
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT provider, client_id, subject FROM oauth_token"
+                " WHERE status = 'active' AND access_token IS NOT NULL LIMIT 1"
+            ).fetchone()
+        )
+        return None if row is None else TokenKey(*row)
 
     # -- TokenStore
 
@@ -284,8 +248,8 @@ class PostgresTokenStore(EncryptedRows):
             lambda c: c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
                 " account = NULL, status = 'needs_consent', last_error = %s, lease_owner = NULL,"
-                " lease_until = NULL, version = version + 1, updated_at = %s"
-                f" WHERE {_PK} AND version = %s",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = %s WHERE {_PK} AND version = %s",
                 (f"corrupt: {reason}", self._clock(), *_pk(key), version),
             )
         )
@@ -304,8 +268,8 @@ class PostgresTokenStore(EncryptedRows):
                 " expires_at = excluded.expires_at,"
                 " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
                 " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
-                " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at,"
-                " account = excluded.account RETURNING version",
+                " lease_until = NULL, refreshing_since = NULL, last_error = NULL,"
+                " updated_at = excluded.updated_at, account = excluded.account RETURNING version",
                 values,
             ).fetchone()
         )
@@ -313,34 +277,66 @@ class PostgresTokenStore(EncryptedRows):
         return int(row[0])
 
     def try_lease(
-        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+        self,
+        key: TokenKey,
+        *,
+        version: int,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
     ) -> bool:
         # One statement: concurrent updaters of the row queue on its lock and re-check the
-        # WHERE clause against the winner's row version, so exactly one of them matches.
+        # WHERE clause against the winner's row version, so exactly one of them matches. The
+        # lease is timed by the server's clock as the row is updated (after any lock wait).
+        at = _NOW if now is None else "%s"
+        params: tuple[Any, ...] = () if now is None else (now,)
         changed = self._run(
             lambda c: (
                 c.execute(
-                    "UPDATE oauth_token SET lease_owner = %s, lease_until = %s"
+                    f"UPDATE oauth_token SET lease_owner = %s, lease_until = {at} + %s"
                     f" WHERE {_PK} AND version = %s AND status = 'active'"
-                    " AND (lease_until IS NULL OR lease_until < %s)",
-                    (owner, now + lease_seconds, *_pk(key), version, now),
+                    f" AND (lease_until IS NULL OR lease_until < {at})",
+                    (owner, *params, lease_seconds, *_pk(key), version, *params),
                 ).rowcount
             )
         )
         return changed == 1
 
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+    def begin_refresh(self, key: TokenKey, *, owner: str, min_left: float) -> bool:
+        changed = self._run(
+            lambda c: (
+                c.execute(
+                    f"UPDATE oauth_token SET refreshing_since = {_NOW}"
+                    f" WHERE {_PK} AND lease_owner = %s AND status = 'active'"
+                    f" AND lease_until >= {_NOW} + %s",
+                    (*_pk(key), owner, min_left),
+                ).rowcount
+            )
+        )
+        return changed == 1
+
+    def commit_refresh(
+        self,
+        key: TokenKey,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
+    ) -> int:
         def commit(c: Conn) -> int:
             row = c.execute(
-                "SELECT lease_owner, status, refresh_token, refresh_expires_at, granted_scope"
-                f" FROM oauth_token WHERE {_PK} FOR UPDATE",
+                f"SELECT {_COMMIT_COLUMNS} FROM oauth_token WHERE {_PK} FOR UPDATE",
                 _pk(key),
             ).fetchone()
-            values = self._refresh_values(key, row, owner=owner, tokens=tokens, now=now)
+            values = self._refresh_values(
+                key, row, owner=owner, tokens=tokens, now=now, from_version=from_version
+            )
             new = c.execute(
                 "UPDATE oauth_token SET access_token = %s, refresh_token = %s, token_type = %s,"
                 " granted_scope = %s, expires_at = %s, refresh_expires_at = %s, key_id = %s,"
                 " version = version + 1, lease_owner = NULL, lease_until = NULL,"
+                " refreshing_since = NULL,"
                 f" last_error = NULL, updated_at = %s WHERE {_PK} RETURNING version",
                 values,
             ).fetchone()
@@ -352,8 +348,8 @@ class PostgresTokenStore(EncryptedRows):
     def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None:
         self._run(
             lambda c: c.execute(
-                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = %s"
-                f" WHERE {_PK} AND lease_owner = %s",
+                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = %s,"
+                f" refreshing_since = NULL WHERE {_PK} AND lease_owner = %s",
                 (error, *_pk(key), owner),
             )
         )
@@ -363,7 +359,8 @@ class PostgresTokenStore(EncryptedRows):
             lambda c: c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
                 " status = 'needs_consent', last_error = %s, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = %s WHERE {_PK}",
                 (reason, now, *_pk(key)),
             )
         )
@@ -373,7 +370,8 @@ class PostgresTokenStore(EncryptedRows):
         self._run(
             lambda c: c.execute(
                 "UPDATE oauth_token SET status = 'revoked', last_error = %s, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = %s WHERE {_PK}",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = %s WHERE {_PK}",
                 (reason, now, *_pk(key)),
             )
         )

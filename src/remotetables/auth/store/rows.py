@@ -16,17 +16,28 @@ from remotetables.auth.store.base import (
     state_hash,
 )
 from remotetables.auth.store.crypto import TokenCipher
-from remotetables.errors import CorruptTokenError, LeaseLostError, TokenStoreError, UnknownKeyError
+from remotetables.errors import (
+    CorruptTokenError,
+    KeyMismatchError,
+    LeaseLostError,
+    TokenStoreError,
+    UnknownKeyError,
+)
 
+# a backend appends ", <lease_until compared with the store's clock now>" (lease_live)
 _COLUMNS = (
     "access_token, refresh_token, token_type, granted_scope, expires_at, refresh_expires_at, "
-    "version, status, lease_owner, lease_until, last_error, updated_at, account"
+    "version, status, lease_owner, lease_until, last_error, updated_at, account, "
+    "refreshing_since IS NOT NULL"
 )
 # what list() selects: no token material (the account is decrypted for display)
 _INFO_COLUMNS = (
     "provider, client_id, subject, status, expires_at, granted_scope,"
     " refresh_token IS NOT NULL, updated_at, last_error, account"
 )
+# what the refresh commit reads under its lock
+_COMMIT_COLUMNS = "lease_owner, status, refresh_token, refresh_expires_at, granted_scope, version"
+FINGERPRINT = "key_fingerprint"
 
 
 def _pk(key: TokenKey) -> tuple[str, str, str]:
@@ -44,6 +55,8 @@ class EncryptedRows:
     """
 
     _cipher: TokenCipher
+    # the key fingerprint recorded in the store's metadata, when it is not one of ours
+    _foreign_key: str | None = None
 
     @property
     def _where(self) -> str:  # pragma: no cover - provided by backends
@@ -63,6 +76,7 @@ class EncryptedRows:
 
     def _put_values(self, key: TokenKey, tokens: TokenSet, now: float) -> tuple[Any, ...]:
         """Parameters of the upsert, in the column order both backends use."""
+        self._check_key()
         account = None if tokens.account is None else tokens.account.to_json()
         return (
             *_pk(key),
@@ -93,6 +107,55 @@ class EncryptedRows:
             name = "?" if blob is not None else None
         return TokenInfo(p, c, s, st, e, sc, bool(h), u, r, name)
 
+    def _judge_key(self, recorded: str | None, row_key_ids: set[str]) -> str | None:
+        """The fingerprint to record when the store has none yet (None: nothing to record),
+        after noting in ``_foreign_key`` a store written under another key.
+
+        A store without a fingerprint (made before they were recorded) gets ours only if every
+        stored row was written by one of our keys (by key id)."""
+        if recorded is not None:
+            self._foreign_key = None if recorded in self._cipher.fingerprints else recorded
+            return None
+        if row_key_ids <= self._cipher.key_ids:
+            return self._cipher.fingerprint
+        self._foreign_key = (
+            "unrecorded (its rows were written under key ids "
+            + ", ".join(sorted(row_key_ids - self._cipher.key_ids))
+            + ")"
+        )
+        return None
+
+    def _check_key(self) -> None:
+        """Before every write: refuse to write under a key other than the store's own."""
+        if self._foreign_key is not None:
+            raise KeyMismatchError(
+                f"token store {self._where} was created with another encryption key "
+                f"(key fingerprint {self._foreign_key}); this process has key id "
+                f"{self._cipher.current_key_id}: nothing is written with it. Point "
+                "settings.key_file (or REMOTETABLES_KEY_FILE) at the key the store was created with"
+            )
+
+    def check_key(self) -> str | None:
+        """For ``remotetables check``: None if this key is the store's and decrypts a stored
+        grant (the first active one, if any), else what is wrong. Reads only."""
+        try:
+            self._check_key()
+        except KeyMismatchError as exc:
+            return str(exc).removeprefix(f"token store {self._where} ")
+        key = self._first_active()
+        if key is None:
+            return None
+        row = self._select(key)
+        if row is None:
+            return None
+        try:
+            self._record(key, row)
+        except CorruptTokenError as exc:
+            return f"the grant of {_describe(key)} cannot be decrypted with this key: {exc}"
+        return None
+
+    def _first_active(self) -> TokenKey | None: ...  # pragma: no cover - provided by backends
+
     def _check_schema(self, row: Any) -> None:
         """Refuse a store whose stored schema version (``row``, or None) is not this one's."""
         if row is None or str(row[0]) != str(SCHEMA_VERSION):
@@ -102,11 +165,21 @@ class EncryptedRows:
             )
 
     def _refresh_values(
-        self, key: TokenKey, row: Any, *, owner: str, tokens: TokenSet, now: float
+        self,
+        key: TokenKey,
+        row: Any,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
     ) -> tuple[Any, ...]:
-        """Parameters of the refresh commit's UPDATE, after checking that ``row`` (lease_owner,
-        status, refresh_token, refresh_expires_at, granted_scope) shows ``owner``'s lease."""
-        if row is None or row[0] != owner or row[1] != "active":
+        """Parameters of the refresh commit's UPDATE, after checking that ``row``
+        (``_COMMIT_COLUMNS``) shows ``owner``'s lease, or else the version ``from_version``."""
+        self._check_key()
+        held = row is not None and row[0] == owner
+        unchanged = row is not None and from_version is not None and int(row[5]) == from_version
+        if row is None or row[1] != "active" or not (held or unchanged):
             raise LeaseLostError(
                 f"token store {self._where}: refresh lease for {_describe(key)} "
                 "is not held by this worker"
@@ -146,7 +219,23 @@ class EncryptedRows:
         raise TokenStoreError(f"token store {self._where}: row for {_describe(key)} keeps changing")
 
     def _record(self, key: TokenKey, row: Any) -> TokenRecord:
-        at, rt, ttype, scope, exp, rexp, version, status, owner, until, err, upd, acct = row
+        (
+            at,
+            rt,
+            ttype,
+            scope,
+            exp,
+            rexp,
+            version,
+            status,
+            owner,
+            until,
+            err,
+            upd,
+            acct,
+            busy,
+            live,
+        ) = row
         tokens = None
         if at is not None:
             tokens = TokenSet(
@@ -160,7 +249,9 @@ class EncryptedRows:
                 refresh_expires_at=rexp,
                 account=self._account(key, acct),
             )
-        return TokenRecord(key, tokens, int(version), status, owner, until, err, upd)
+        return TokenRecord(
+            key, tokens, int(version), status, owner, until, err, upd, bool(busy), bool(live)
+        )
 
     def _pending_aad(
         self, provider: str, client_id: str, subject: str, h: bytes
@@ -169,6 +260,7 @@ class EncryptedRows:
 
     def _pending_values(self, pending: PendingAuth) -> tuple[Any, ...]:
         """Parameters of the pending-consent INSERT (verifier encrypted), in both backends' order."""
+        self._check_key()
         p, h = pending, state_hash(pending.state)
         verifier = self._cipher.encrypt(
             p.code_verifier, aad=self._pending_aad(p.provider, p.client_id, p.subject, h)

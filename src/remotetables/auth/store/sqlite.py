@@ -29,7 +29,14 @@ from remotetables.auth.store.base import (
 )
 from remotetables.auth.store.crypto import TokenCipher
 from remotetables.auth.store.keys import check_private, ensure_private_dir
-from remotetables.auth.store.rows import _COLUMNS, _INFO_COLUMNS, EncryptedRows, _pk
+from remotetables.auth.store.rows import (
+    _COLUMNS,
+    _COMMIT_COLUMNS,
+    _INFO_COLUMNS,
+    FINGERPRINT,
+    EncryptedRows,
+    _pk,
+)
 from remotetables.errors import TokenStoreError
 
 __all__ = ["SQLiteTokenStore"]
@@ -42,7 +49,7 @@ CREATE TABLE IF NOT EXISTS oauth_token (
   expires_at REAL, refresh_expires_at REAL, key_id TEXT,
   version INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
   status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','needs_consent','revoked')),
-  last_error TEXT, updated_at REAL NOT NULL, account BLOB,
+  last_error TEXT, updated_at REAL NOT NULL, account BLOB, refreshing_since REAL,
   PRIMARY KEY (provider, client_id, subject)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS oauth_pending (
@@ -70,7 +77,10 @@ class SQLiteTokenStore(EncryptedRows):
     """:class:`TokenStore` in a private SQLite file; safe across threads and processes.
 
     The directory is created 0700 and the file 0600 before SQLite opens it; an existing
-    file owned by someone else or readable by group/other is refused.
+    file owned by someone else or readable by group/other is refused. A call waits at most
+    ``busy_timeout_ms`` for another connection's write lock, then fails naming the file.
+    ``clock`` is the store's own clock: lease times are read from it inside the transaction,
+    after the lock is taken.
     """
 
     def __init__(
@@ -78,7 +88,7 @@ class SQLiteTokenStore(EncryptedRows):
         path: Path,
         cipher: TokenCipher,
         *,
-        busy_timeout_ms: int = 30000,
+        busy_timeout_ms: int = 10000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -95,6 +105,9 @@ class SQLiteTokenStore(EncryptedRows):
             list(conn.execute("PRAGMA journal_mode=WAL"))
             with self._txn(immediate=True) as c:
                 c.execute(_SCHEMA)
+                columns = {r[1] for r in c.execute("PRAGMA table_info(oauth_token)")}
+                if "refreshing_since" not in columns:  # a store made before the column
+                    c.execute("ALTER TABLE oauth_token ADD COLUMN refreshing_since REAL")
                 row = _first(c.execute("SELECT v FROM meta WHERE k = 'schema_version'"))
                 if row is not None and str(row[0]) == "1":  # 1 -> 2: the grant's account
                     columns = {r[1] for r in c.execute("PRAGMA table_info(oauth_token)")}
@@ -104,7 +117,12 @@ class SQLiteTokenStore(EncryptedRows):
                         "UPDATE meta SET v = ? WHERE k = 'schema_version'", (str(SCHEMA_VERSION),)
                     )
                     row = (str(SCHEMA_VERSION),)
-            self._check_schema(row)
+                self._check_schema(row)
+                recorded = _first(c.execute("SELECT v FROM meta WHERE k = ?", (FINGERPRINT,)))
+                ids = c.execute("SELECT DISTINCT key_id FROM oauth_token WHERE key_id NOT NULL")
+                mine = self._judge_key(recorded and recorded[0], {r[0] for r in ids})
+                if mine is not None:
+                    c.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (FINGERPRINT, mine))
 
     def __repr__(self) -> str:
         return f"SQLiteTokenStore({str(self.path)!r})"
@@ -131,6 +149,11 @@ class SQLiteTokenStore(EncryptedRows):
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except apsw.BusyError as exc:
+            raise TokenStoreError(
+                f"token store {self.path}: another connection kept it locked longer than the "
+                f"store timeout ({self._busy_timeout_ms / 1000:g} s)"
+            ) from exc
         except apsw.Error as exc:
             raise TokenStoreError(f"token store {self.path}: {exc}") from exc
 
@@ -154,8 +177,21 @@ class SQLiteTokenStore(EncryptedRows):
     def _select(self, key: TokenKey) -> Any:
         with self._errors():
             return _first(
-                self._conn().execute(f"SELECT {_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key))
+                self._conn().execute(
+                    f"SELECT {_COLUMNS}, lease_until >= ? FROM oauth_token WHERE {_PK}",
+                    (self._clock(), *_pk(key)),
+                )
             )
+
+    def _first_active(self) -> TokenKey | None:
+        with self._errors():
+            row = _first(
+                self._conn().execute(
+                    "SELECT provider, client_id, subject FROM oauth_token"
+                    " WHERE status = 'active' AND access_token NOT NULL LIMIT 1"
+                )
+            )
+        return None if row is None else TokenKey(*row)
 
     # -- TokenStore
 
@@ -171,8 +207,8 @@ class SQLiteTokenStore(EncryptedRows):
             c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
                 " account = NULL, status = 'needs_consent', last_error = ?, lease_owner = NULL,"
-                " lease_until = NULL, version = version + 1, updated_at = ?"
-                f" WHERE {_PK} AND version = ?",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = ? WHERE {_PK} AND version = ?",
                 (f"corrupt: {reason}", self._clock(), *_pk(key), version),
             )
 
@@ -191,40 +227,64 @@ class SQLiteTokenStore(EncryptedRows):
                     " expires_at = excluded.expires_at,"
                     " refresh_expires_at = excluded.refresh_expires_at, key_id = excluded.key_id,"
                     " version = oauth_token.version + 1, status = 'active', lease_owner = NULL,"
-                    " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at,"
-                    " account = excluded.account RETURNING version",
+                    " lease_until = NULL, refreshing_since = NULL, last_error = NULL,"
+                    " updated_at = excluded.updated_at, account = excluded.account RETURNING version",
                     values,
                 )
             )
         return int(row[0])
 
     def try_lease(
-        self, key: TokenKey, *, version: int, owner: str, now: float, lease_seconds: float
+        self,
+        key: TokenKey,
+        *,
+        version: int,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
     ) -> bool:
         with self._errors(), self._txn(immediate=True) as c:
+            at = self._clock() if now is None else now  # read after the write lock is ours
             c.execute(
                 "UPDATE oauth_token SET lease_owner = ?, lease_until = ?"
                 f" WHERE {_PK} AND version = ? AND status = 'active'"
                 " AND (lease_until IS NULL OR lease_until < ?)",
-                (owner, now + lease_seconds, *_pk(key), version, now),
+                (owner, at + lease_seconds, *_pk(key), version, at),
             )
             return bool(c.changes() == 1)
 
-    def commit_refresh(self, key: TokenKey, *, owner: str, tokens: TokenSet, now: float) -> int:
+    def begin_refresh(self, key: TokenKey, *, owner: str, min_left: float) -> bool:
+        with self._errors(), self._txn(immediate=True) as c:
+            at = self._clock()
+            c.execute(
+                "UPDATE oauth_token SET refreshing_since = ?"
+                f" WHERE {_PK} AND lease_owner = ? AND status = 'active' AND lease_until >= ?",
+                (at, *_pk(key), owner, at + min_left),
+            )
+            return bool(c.changes() == 1)
+
+    def commit_refresh(
+        self,
+        key: TokenKey,
+        *,
+        owner: str,
+        tokens: TokenSet,
+        now: float,
+        from_version: int | None = None,
+    ) -> int:
         with self._errors(), self._txn(immediate=True) as c:
             row = _first(
-                c.execute(
-                    f"SELECT lease_owner, status, refresh_token, refresh_expires_at, granted_scope"
-                    f" FROM oauth_token WHERE {_PK}",
-                    _pk(key),
-                )
+                c.execute(f"SELECT {_COMMIT_COLUMNS} FROM oauth_token WHERE {_PK}", _pk(key))
             )
-            values = self._refresh_values(key, row, owner=owner, tokens=tokens, now=now)
+            values = self._refresh_values(
+                key, row, owner=owner, tokens=tokens, now=now, from_version=from_version
+            )
             new = _first(
                 c.execute(
                     "UPDATE oauth_token SET access_token = ?, refresh_token = ?, token_type = ?,"
                     " granted_scope = ?, expires_at = ?, refresh_expires_at = ?, key_id = ?,"
                     " version = version + 1, lease_owner = NULL, lease_until = NULL,"
+                    " refreshing_since = NULL,"
                     f" last_error = NULL, updated_at = ? WHERE {_PK} RETURNING version",
                     values,
                 )
@@ -234,8 +294,8 @@ class SQLiteTokenStore(EncryptedRows):
     def release_lease(self, key: TokenKey, *, owner: str, error: str | None = None) -> None:
         with self._errors(), self._txn(immediate=True) as c:
             c.execute(
-                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = ?"
-                f" WHERE {_PK} AND lease_owner = ?",
+                "UPDATE oauth_token SET lease_owner = NULL, lease_until = NULL, last_error = ?,"
+                f" refreshing_since = NULL WHERE {_PK} AND lease_owner = ?",
                 (error, *_pk(key), owner),
             )
 
@@ -244,7 +304,8 @@ class SQLiteTokenStore(EncryptedRows):
             c.execute(
                 "UPDATE oauth_token SET access_token = NULL, refresh_token = NULL, key_id = NULL,"
                 " status = 'needs_consent', last_error = ?, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = ? WHERE {_PK}",
                 (reason, now, *_pk(key)),
             )
 
@@ -253,7 +314,8 @@ class SQLiteTokenStore(EncryptedRows):
         with self._errors(), self._txn(immediate=True) as c:
             c.execute(
                 "UPDATE oauth_token SET status = 'revoked', last_error = ?, lease_owner = NULL,"
-                f" lease_until = NULL, version = version + 1, updated_at = ? WHERE {_PK}",
+                " lease_until = NULL, refreshing_since = NULL, version = version + 1,"
+                f" updated_at = ? WHERE {_PK}",
                 (reason, now, *_pk(key)),
             )
 
