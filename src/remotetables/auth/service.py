@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2
 
@@ -39,14 +39,14 @@ from remotetables.auth.consent import (
     run_consent,
 )
 from remotetables.auth.flow import BearerAuth
+from remotetables.auth.host import ServiceHost, SessionView
 from remotetables.auth.loopback import is_redirect_url, state_of
 from remotetables.auth.manager import TokenManager
 from remotetables.auth.oauth import OAuthClient, OAuthSettings
 from remotetables.auth.singleflight import consent_once
 from remotetables.auth.store import PendingAuth, TokenInfo, TokenKey, TokenSet, TokenStore
 from remotetables.auth.store.factory import default_paths, open_token_store
-from remotetables.cache import RowCache
-from remotetables.config import Config, ProviderConfig
+from remotetables.config import ProviderConfig
 from remotetables.errors import (
     AuthError,
     ConfigError,
@@ -56,42 +56,7 @@ from remotetables.errors import (
     ProviderUnavailable,
     UnknownTableError,
 )
-from remotetables.http.client import HttpClient, RequestContext
-
-
-class ServiceHost(Protocol):
-    """What the service needs from the runtime above it (:class:`remotetables.session.Runtime`)."""
-
-    config: Config
-    environ: dict[str, str]
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    http: HttpClient
-    cache: RowCache
-
-    def allowed_origins(self, provider: str) -> frozenset[str]: ...
-
-
-class _Stats(Protocol):
-    paused: float
-
-
-class SessionView(Protocol):
-    """What the service needs from a connection's session (:class:`remotetables.session.Session`)."""
-
-    @property
-    def user(self) -> str | None: ...
-    @property
-    def consent(self) -> Any: ...
-    @property
-    def web_session(self) -> str | None: ...
-    @property
-    def stats(self) -> _Stats: ...
-
-    def require_user(self, provider: str) -> str: ...
-    def handed_token(self, provider: str, user: str) -> str | None: ...
-    def handed_principal(self, provider: str, user: str) -> str | None: ...
-
+from remotetables.http.client import RequestContext
 
 __all__ = [
     "SYSTEM_SUBJECT",

@@ -26,7 +26,6 @@ from remotetables.session import Runtime, StaticBearer
 __all__ = ["check", "check_provider", "check_table"]
 
 
-
 @click.command()
 @config_option
 def check(config_path: str | None) -> None:
