@@ -56,10 +56,15 @@ def fast_path_enabled(environ: Mapping[str, str]) -> bool:
 
 @dataclass
 class FastPage:
-    """One decoded page: its rows as tuples, and what the paginator reads of the body."""
+    """One decoded page: its rows as tuples, and what the paginator reads of the body.
+
+    ``content``: the answer's bytes, kept by a decoder made with ``keep=True`` (a keyless
+    table's partial rows: their whole rows, for rowids, are read from it only if asked for).
+    """
 
     rows: list[tuple[Any, ...]]
     body: Any
+    content: bytes | None = None
 
 
 # A tree of JSON object keys: a leaf is a type annotation, an inner node another tree.
@@ -106,8 +111,11 @@ def _struct(tree: _Tree, required: frozenset[str] = frozenset()) -> Any:
 class PageDecoder:
     """Decodes one answer's bytes into a :class:`FastPage`, or ``None`` if it does not fit."""
 
-    def __init__(self, spec: TableSpec, used: Sequence[int], body_paths: list[JsonPath]) -> None:
+    def __init__(
+        self, spec: TableSpec, used: Sequence[int], body_paths: list[JsonPath], keep: bool = False
+    ) -> None:
         columns = spec.columns
+        self._keep = keep
         used_set = frozenset(used)
         direct = len({columns[i].path for i in used_set}) == len(used_set) and all(
             len(columns[i].path) == 1 and columns[i].type in ("INTEGER", "REAL", "TEXT")
@@ -195,10 +203,14 @@ class PageDecoder:
                     items = getattr(items, _field(items, str(step)))
             else:
                 items = doc
+            content_kept = bytes(content) if self._keep else None
             if self._const is not None:
+                if self._keep:  # one tuple per row: the rows are told apart by identity
+                    nones = list(self._const)
+                    return FastPage([tuple(nones) for _ in items], body, content_kept)
                 return FastPage([self._const] * len(items), body)
             assert self._to_row is not None
-            return FastPage(list(map(self._to_row, items)), body)
+            return FastPage(list(map(self._to_row, items)), body, content_kept)
         except (msgspec.MsgspecError, orjson.JSONDecodeError):
             return None  # the general path decodes this page (and names what is wrong)
 
@@ -246,9 +258,11 @@ def _struct_required(tree: _Tree, rows_path: JsonPath) -> Any:
     return msgspec.defstruct(f"_Page{next(_counter)}", fields, rename=rename, gc=False)
 
 
-def page_decoder(spec: TableSpec, used: Sequence[int] | None) -> PageDecoder | None:
+def page_decoder(
+    spec: TableSpec, used: Sequence[int] | None, keep: bool = False
+) -> PageDecoder | None:
     """The fast decoder for ``spec`` reading ``used`` columns (None: all), or None if the
-    table's shape is not one it handles."""
+    table's shape is not one it handles. ``keep``: each page keeps its bytes (``content``)."""
     cols = range(len(spec.columns)) if used is None else used
     if not all(isinstance(step, str) for step in spec.rows_path):
         return None
@@ -275,4 +289,4 @@ def page_decoder(spec: TableSpec, used: Sequence[int] | None) -> PageDecoder | N
                 return None
             if not _insert(envelope, path, "body"):
                 return None  # a body path inside the rows, or the rows inside one
-    return PageDecoder(spec, sorted(cols), body_paths)
+    return PageDecoder(spec, sorted(cols), body_paths, keep)

@@ -211,7 +211,7 @@ class Runtime:
         self._key_file = key_file
         self._creds: dict[str, Credentials] = {}
         self._builders: dict[tuple[str, tuple[int, ...] | None, bool], RowBuilder] = {}
-        self._decoders: dict[tuple[str, tuple[int, ...] | None], PageDecoder | None] = {}
+        self._decoders: dict[tuple[str, tuple[int, ...] | None, bool], PageDecoder | None] = {}
         # REMOTETABLES_FAST_PATH=off: every page the general way (the tests run both ways)
         self.fast_path = fast_path_enabled(self.environ)
         self.prefetch = self.fast_path  # one page ahead once a scan asks for page 2
@@ -241,13 +241,16 @@ class Runtime:
             self._builders[key] = builder
         return builder
 
-    def page_decoder(self, spec: TableSpec, used: Sequence[int] | None) -> PageDecoder | None:
-        """The table's fast page decoder for ``used`` columns (None: all), if it has one."""
+    def page_decoder(
+        self, spec: TableSpec, used: Sequence[int] | None, *, keep: bool = False
+    ) -> PageDecoder | None:
+        """The table's fast page decoder for ``used`` columns (None: all), if it has one;
+        ``keep``: its pages keep their bytes (see :class:`~remotetables.decoders.FastPage`)."""
         if not self.fast_path:
             return None
-        key = (spec.name, None if used is None else tuple(used))
+        key = (spec.name, None if used is None else tuple(used), keep)
         if key not in self._decoders:
-            self._decoders[key] = page_decoder(spec, used)
+            self._decoders[key] = page_decoder(spec, used, keep)
         return self._decoders[key]
 
     def provider(self, name: str) -> ProviderConfig:

@@ -14,7 +14,7 @@ import apsw
 
 from remotetables.config import TableSpec
 from remotetables.plan import Constraint, Plan, make_plan
-from remotetables.scan import Row, scan
+from remotetables.scan import PartialPage, Row, scan
 from remotetables.session import Session
 from remotetables.writes import TableWriter, key_rowid
 
@@ -290,6 +290,7 @@ class Cursor:
         "_last_row",
         "_last_rowid",
         "_occurrences",
+        "_page",
         "_pages",
         "_row",
         "_table",
@@ -299,6 +300,7 @@ class Cursor:
         self._table = table
         self._pages: Iterator[list[Row]] = iter(())
         self._it: Iterator[Row] = iter(())
+        self._page: list[Row] = []
         self._row: Row = ()
         self._eof = True
         self._occurrences: dict[Row, int] | None = None
@@ -317,11 +319,13 @@ class Cursor:
     def _next_page(self) -> None:
         for page in self._pages:
             if page:
+                self._page = page
                 self._it = it = iter(page)
                 self._row = next(it)
                 self._eof = False
                 return
         self._it = iter(())
+        self._page = []
         self._eof = True
 
     def Eof(self) -> bool:
@@ -348,7 +352,8 @@ class Cursor:
         # the whole row, whatever columns the query reads; identical rows get distinct rowids
         # (by copy number), the same in every scan of the statement that sees them
         table = self._table
-        whole = table.identity(row)
+        page = self._page
+        whole = page.whole(row) if type(page) is PartialPage else table.identity(row)
         if self._occurrences is None:
             self._occurrences = {}
         n = self._occurrences.get(whole, 0)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from remotetables.scan.args import Row, ScanArgs, prepare
 from remotetables.scan.checks import _build_passing, apply_checks, apply_op_checks
-from remotetables.scan.pages import scan
+from remotetables.scan.pages import PartialPage, scan
 
 __all__ = [
+    "PartialPage",
     "Row",
     "ScanArgs",
     "_build_passing",

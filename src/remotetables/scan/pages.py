@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from remotetables.cache import CacheKey, PageCopies, PageCopy
 from remotetables.config import ColumnSpec, TableSpec, origin_of
 from remotetables.decoders import PageDecoder
@@ -33,7 +35,7 @@ from remotetables.http.conditional import graphql_errors, kept_page, reuse
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.pushdown import fill_path
-from remotetables.rows import RowBuilder, get_path
+from remotetables.rows import JsonPath, RowBuilder, get_path
 from remotetables.scan.args import Row, ScanArgs, prepare
 from remotetables.scan.checks import (
     _build_passing,
@@ -45,7 +47,46 @@ from remotetables.scan.checks import (
 if TYPE_CHECKING:
     from remotetables.session import Runtime, Session
 
-__all__ = ["scan"]
+__all__ = ["PartialPage", "scan"]
+
+
+class _WholeRows:
+    """A fast-decoded page's whole rows, read from its bytes at the first rowid asked."""
+
+    __slots__ = ("_builder", "_by_id", "_content", "_rows", "_rows_path")
+
+    def __init__(
+        self, rows: list[Row], content: bytes, rows_path: JsonPath, builder: RowBuilder
+    ) -> None:
+        self._rows = rows  # the page's partial tuples, one object each
+        self._content = content
+        self._rows_path = rows_path
+        self._builder = builder
+        self._by_id: dict[int, Row] | None = None
+
+    def of(self, row: Row) -> Row:
+        if self._by_id is None:
+            items = get_path(orjson.loads(self._content), self._rows_path)
+            build = self._builder.identity
+            # the same reading the general path gives (orjson, then the whole-row build)
+            self._by_id = {id(r): build(item) for r, item in zip(self._rows, items, strict=True)}
+            self._content = b""
+        return self._by_id[id(row)]
+
+
+class PartialPage(list[Row]):
+    """Rows of a keyless table holding only the columns a statement reads: :meth:`whole` gives
+    a row's whole row (its identity, for the rowid) when SQLite asks, not before."""
+
+    __slots__ = ("_whole",)
+
+    def __init__(self, rows: list[Row], whole: _WholeRows) -> None:
+        super().__init__(rows)
+        self._whole = whole
+
+    def whole(self, row: Row) -> Row:
+        """The whole row of ``row`` (a tuple of this page, by identity)."""
+        return self._whole.of(row)
 
 
 def _param_kinds(spec: TableSpec) -> dict[str, str]:
@@ -261,20 +302,23 @@ class _Scan:
                 return None  # values are set into the items
             if fills:
                 return None  # a filter_only value is set into the items
-            if collect is not None or builder.carry:
-                # a cache fill keeps whole rows; a keyless table's rowid is the whole row's
-                # identity, so its fast tuples hold every column (no JSON item to carry)
-                return self.rt.page_decoder(spec, None)
-            return self.rt.page_decoder(spec, sargs.used)
+            if collect is not None:
+                return self.rt.page_decoder(spec, None)  # a cache fill keeps whole rows
+            # a keyless table's rowid is the whole row's identity: its pages keep their bytes
+            # and find a row's whole row there only if SQLite asks for a rowid (PartialPage)
+            return self.rt.page_decoder(spec, sargs.used, keep=builder.carry)
 
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
             nonlocal collect, collected_bytes, emitted, rows_seen, skip
             self.stats.pages += 1
             rows: list[Row] | None = None
+            whole: _WholeRows | None = None
             if response.fast is not None:
                 rows = items  # the fast decoder's tuples (nothing to look for or fill in)
                 self.stats.fast_pages += 1
+                if response.fast.content is not None:
+                    whole = _WholeRows(items, response.fast.content, spec.rows_path, self.builder)
             else:
                 for index, value in sargs.echo:
                     _set_field(items, spec.columns[index].path, value)
@@ -308,6 +352,8 @@ class _Scan:
             emitted += len(out)
             self.stats.rows += len(out)
             self.session.report_progress()
+            if whole is not None:
+                out = PartialPage(out, whole)
             return out, done
 
         request: PageRequest | None = pager.first()
