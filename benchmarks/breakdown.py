@@ -72,11 +72,11 @@ def main() -> None:
         types = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "BOOLEAN"}
         builder = RowBuilder("bulk", [(k, types[type(v)], (k,), False) for k, v in first.items()])
         rows = [r for p in pages for r in builder.build_page(p, 0)]
-        db = _vtable_over(rows, list(first))
+        db = vtable_over(rows, list(first))
         # what SQLite receives for WHERE state = 'open' when the filter is applied in Filter
         state = list(first).index("state")
         matching = [r for r in rows if r[state] == "open"]
-        db_where = _vtable_over(matching, list(first))
+        db_where = vtable_over(matching, list(first))
         checks: list[tuple[int, list[Any]]] = [(state, ["open"])]
         prefilter = RowBuilder(
             "bulk", [(k, types[type(v)], (k,), False) for k, v in first.items()], [state]
@@ -194,13 +194,15 @@ def _lower_bounds(stages: dict[str, float], floor: float, pages: int) -> None:
     )
 
 
-def _vtable_over(rows: list[tuple[Any, ...]], names: list[str]) -> apsw.Connection:
+def vtable_over(rows: list[tuple[Any, ...]], names: list[str]) -> apsw.Connection:
     """The thinnest possible APSW virtual table over ``rows``: APSW's own per-call cost."""
 
     class Cursor:
+        __slots__ = ("it", "row")
+
         def Filter(self, *args: Any) -> None:
             self.it = iter(rows)
-            self.row: tuple[Any, ...] | None = next(self.it, None)
+            self.row: Any = next(self.it, None)
 
         def Eof(self) -> bool:
             return self.row is None
@@ -209,7 +211,6 @@ def _vtable_over(rows: list[tuple[Any, ...]], names: list[str]) -> apsw.Connecti
             self.row = next(self.it, None)
 
         def Column(self, n: int) -> Any:
-            assert self.row is not None
             return self.row[n]
 
         def Close(self) -> None:
