@@ -129,26 +129,15 @@ def write_config(tmp: Path, tables: list[str], *, cache_max_bytes: int | None = 
 # ------------------------------------------------------------------ the approaches
 
 
-def floor_scan(client: httpx2.Client, base: str) -> int:
-    """Plain client: follow the Link chain, stdlib-json-decode every page. Returns rows."""
+def floor_scan(client: httpx2.Client, base: str, *, decode: bool = True) -> int:
+    """Plain client: follow the Link chain, stdlib-json-decode every page. Returns rows.
+    ``decode=False``: the requests alone (the network part of any scan); returns pages."""
     url: str | None = f"{base}/styles/link/bulk?limit={PAGE}"
     n = 0
     while url:
         resp = client.get(url)
         resp.raise_for_status()
-        n += len(json.loads(resp.content))
-        url = resp.links.get("next", {}).get("url")
-    return n
-
-
-def fetch_chain(client: httpx2.Client, base: str) -> int:
-    """The floor's requests alone (no decoding): the network part of any scan. Returns pages."""
-    url: str | None = f"{base}/styles/link/bulk?limit={PAGE}"
-    n = 0
-    while url:
-        resp = client.get(url)
-        resp.raise_for_status()
-        n += 1
+        n += len(json.loads(resp.content)) if decode else 1
         url = resp.links.get("next", {}).get("url")
     return n
 
@@ -282,7 +271,7 @@ def scan_block(
         state = names.index("state")
         bare = vtable_over(prebuilt, names)
         bare_open = vtable_over([r for r in prebuilt if r[state] == "open"], names)
-        b.add("fetch", elapsed(lambda: fetch_chain(client, base), rows // PAGE))
+        b.add("fetch", elapsed(lambda: floor_scan(client, base, decode=False), rows // PAGE))
         b.add("apsw_all", elapsed(lambda: apsw_consume(bare, "SELECT * FROM v"), rows))
         b.add(
             "apsw_count",
