@@ -182,3 +182,28 @@ def test_clearing_the_cache_drops_the_validators(
         rows(conn)
     assert [r.status for r in state.log] == [200, 200]
     assert all(r.if_none_match is None for r in state.log)
+
+
+def test_fast_decoded_pages_are_kept_as_sent_and_revalidated(
+    connect: Callable[..., remotetables.Connection], ticks: Ticks
+) -> None:
+    """A cached table's pages take the fast path (msgspec) too: the page kept for revalidation
+    is the bytes the API sent, and a 304 hands them on (decoded the general way)."""
+    state = State(n_rows=12, per_page=5)
+    with serve(state) as base:
+        conn = connect(base)
+        fast = conn.session.runtime.fast_path  # REMOTETABLES_FAST_PATH=off: the general path
+        first = rows(conn)
+        assert conn.session.last_stats.fast_pages == (3 if fast else 0)
+        ticks.t += 31
+        del state.log[:]
+        assert rows(conn) == first
+        assert [r.status for r in state.log] == [304, 304, 304]
+        assert conn.session.last_stats.fast_pages == 0  # kept pages: the general way
+        state.change(7, "renamed", at=state.modified + 60)  # on page 2
+        ticks.t += 31
+        del state.log[:]
+        again = rows(conn)
+    assert [r.status for r in state.log] == [304, 200, 304]
+    assert again[7] == (7, "renamed") and again[:7] == first[:7] and again[8:] == first[8:]
+    assert conn.session.last_stats.fast_pages == (1 if fast else 0)

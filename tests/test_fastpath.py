@@ -440,3 +440,33 @@ def test_keyless_partial_rows_on_the_fast_path_find_the_same_rowids() -> None:
                     assert want == native(sql.replace("FROM t", "FROM n")).fetchall(), sql
             # every row, duplicates included, has its own rowid, whatever columns are read
             assert fast.execute("SELECT count(DISTINCT rowid) FROM t").fetchone() == (91,)
+
+
+def test_keyless_rowids_when_a_cached_scan_outgrows_the_cache() -> None:
+    """A scan that would fill the cache reads whole rows; when it outgrows its budget halfway it
+    goes on uncached. The pages after that hold only the columns read, and their rowids are
+    still the whole rows' (two scans reading different columns meet on rowid)."""
+    import tempfile
+    from pathlib import Path
+
+    data = [{"state": ["new", "open"][i % 2], "priority": i % 3, "note": "n" * (i % 7)}
+            for i in range(120)]  # fmt: skip
+    with IncidentsAPI(datasets={"incidents": data}) as srv:
+        toml = (
+            "[settings]\ncache_max_bytes = 8000\n\n"
+            f'[tables.t]\nurl = "{srv.base_url}/styles/link/incidents"\nrows = ""\n'
+            'pagination = "link"\npage_size_param = "limit"\nmax_page_size = 20\n'
+            'cache_ttl = 60\n[tables.t.columns]\nstate = "TEXT"\npriority = "INTEGER"\n'
+            'note = "TEXT"\n'
+        )
+        path = Path(tempfile.mkdtemp()) / "remotetables.toml"
+        path.write_text(toml, encoding="utf-8")
+        for environ in ({}, {"REMOTETABLES_FAST_PATH": "off"}):
+            with remotetables.connect(":memory:", path, environ=environ) as conn:
+                sql = (
+                    "WITH b AS MATERIALIZED (SELECT rowid AS rid, note FROM t) "
+                    "SELECT count(*), sum(a.priority = 1) FROM t a JOIN b ON a.rowid = b.rid"
+                )
+                got = conn.execute(sql).fetchone()
+                assert conn.session.runtime.cache.current_bytes == 0  # nothing was cached
+                assert got == (120, 40), environ

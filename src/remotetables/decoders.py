@@ -58,13 +58,16 @@ def fast_path_enabled(environ: Mapping[str, str]) -> bool:
 class FastPage:
     """One decoded page: its rows as tuples, and what the paginator reads of the body.
 
-    ``content``: the answer's bytes, kept by a decoder made with ``keep=True`` (a keyless
-    table's partial rows: their whole rows, for rowids, are read from it only if asked for).
+    ``content``: the answer's bytes, kept by a decoder made with ``keep=True``: a keyless
+    table's partial rows find their whole rows (for rowids) there only if asked for, and a
+    page with a validator is kept for revalidation as it came. ``whole``: the rows hold every
+    column.
     """
 
     rows: list[tuple[Any, ...]]
     body: Any
     content: bytes | None = None
+    whole: bool = False
 
 
 # A tree of JSON object keys: a leaf is a type annotation, an inner node another tree.
@@ -116,6 +119,7 @@ class PageDecoder:
     ) -> None:
         columns = spec.columns
         self._keep = keep
+        self._whole = len(set(used)) == len(columns)
         used_set = frozenset(used)
         direct = len({columns[i].path for i in used_set}) == len(used_set) and all(
             len(columns[i].path) == 1 and columns[i].type in ("INTEGER", "REAL", "TEXT")
@@ -207,10 +211,10 @@ class PageDecoder:
             if self._const is not None:
                 if self._keep:  # one tuple per row: the rows are told apart by identity
                     nones = list(self._const)
-                    return FastPage([tuple(nones) for _ in items], body, content_kept)
-                return FastPage([self._const] * len(items), body)
+                    return FastPage([tuple(nones) for _ in items], body, content_kept, self._whole)
+                return FastPage([self._const] * len(items), body, None, self._whole)
             assert self._to_row is not None
-            return FastPage(list(map(self._to_row, items)), body, content_kept)
+            return FastPage(list(map(self._to_row, items)), body, content_kept, self._whole)
         except (msgspec.MsgspecError, orjson.JSONDecodeError):
             return None  # the general path decodes this page (and names what is wrong)
 

@@ -227,8 +227,8 @@ class _Scan:
                 idempotent=spec.body is None or spec.body.idempotent,
                 counters=self.stats.net,
                 interrupted=interrupted,
-                # a page kept for revalidation, or checked for GraphQL errors, is decoded whole
-                decode=decode if copies is None and spec.body is None else None,
+                # a body checked for GraphQL errors is decoded whole
+                decode=decode if spec.body is None else None,
                 principal=self.principal,
             )
             if spec.body is not None and spec.body.graphql:
@@ -302,11 +302,15 @@ class _Scan:
                 return None  # values are set into the items
             if fills:
                 return None  # a filter_only value is set into the items
+            # a page with a validator is kept as it came (its bytes) for revalidation
+            keep = copies is not None
             if collect is not None:
-                return self.rt.page_decoder(spec, None)  # a cache fill keeps whole rows
+                return self.rt.page_decoder(spec, None, keep=keep)  # a cache fill: whole rows
             # a keyless table's rowid is the whole row's identity: its pages keep their bytes
             # and find a row's whole row there only if SQLite asks for a rowid (PartialPage)
-            return self.rt.page_decoder(spec, sargs.used, keep=builder.carry)
+            used = sargs.used
+            partial = used is not None and len(set(used)) < len(spec.columns)
+            return self.rt.page_decoder(spec, used, keep=keep or (partial and spec.key is None))
 
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
@@ -317,7 +321,8 @@ class _Scan:
             if response.fast is not None:
                 rows = items  # the fast decoder's tuples (nothing to look for or fill in)
                 self.stats.fast_pages += 1
-                if response.fast.content is not None:
+                if spec.key is None and not response.fast.whole:
+                    assert response.fast.content is not None  # decoder() keeps it
                     whole = _WholeRows(items, response.fast.content, spec.rows_path, self.builder)
             else:
                 for index, value in sargs.echo:
