@@ -23,8 +23,9 @@ import remotetables
 from remotetables.config import parse_config
 from remotetables.decoders import fast_path_enabled, page_decoder
 from remotetables.demo.api.data import generate_incidents
+from remotetables.demo.api.faults import Fault
 from remotetables.demo.api.server import IncidentsAPI
-from remotetables.errors import CoercionError
+from remotetables.errors import CoercionError, RemoteProtocolError
 from remotetables.rows import RowBuilder
 from tests.conftest import incidents_table
 
@@ -423,20 +424,95 @@ def test_keyless_partial_rows_on_the_fast_path_find_the_same_rowids() -> None:
     reads a few columns decodes only those; a page finds its whole rows (from its kept bytes)
     only when SQLite asks for a rowid. Rowids, joins on them and OR merges are those of the
     general path, and the answers those of a native copy."""
-    with IncidentsAPI(datasets={"incidents": KEYLESS_DATA}) as srv:
-        with _keyless(srv.base_url, True) as fast, _keyless(srv.base_url, False) as slow:
-            native = fast.execute  # a native copy of the same rows, in the same connection
-            native("CREATE TABLE n AS SELECT * FROM t")
-            for sql in KEYLESS_QUERIES:
-                want = slow.execute(sql).fetchall()
-                assert fast.execute(sql).fetchall() == want, sql
-                stats = fast.session.last_stats
-                # 91 rows, 25 a page; the last page's text priority sends it the general way
-                # when the statement reads priority (that page alone)
-                reads_priority = "priority" in sql or "*" in sql.replace("count(*)", "")
-                assert stats.pages % 4 == 0, sql  # a join or an OR scans several times
-                assert stats.fast_pages == stats.pages * (3 if reads_priority else 4) // 4, sql
-                if "rowid," not in sql:  # rowid values are ours; counts are SQLite's
-                    assert want == native(sql.replace("FROM t", "FROM n")).fetchall(), sql
-            # every row, duplicates included, has its own rowid, whatever columns are read
-            assert fast.execute("SELECT count(DISTINCT rowid) FROM t").fetchone() == (91,)
+    with (
+        IncidentsAPI(datasets={"incidents": KEYLESS_DATA}) as srv,
+        _keyless(srv.base_url, True) as fast,
+        _keyless(srv.base_url, False) as slow,
+    ):
+        native = fast.execute  # a native copy of the same rows, in the same connection
+        native("CREATE TABLE n AS SELECT * FROM t")
+        for sql in KEYLESS_QUERIES:
+            want = slow.execute(sql).fetchall()
+            assert fast.execute(sql).fetchall() == want, sql
+            stats = fast.session.last_stats
+            # 91 rows, 25 a page; the last page's text priority sends it the general way
+            # when the statement reads priority (that page alone)
+            reads_priority = "priority" in sql or "*" in sql.replace("count(*)", "")
+            assert stats.pages % 4 == 0, sql  # a join or an OR scans several times
+            assert stats.fast_pages == stats.pages * (3 if reads_priority else 4) // 4, sql
+            if "rowid," not in sql:  # rowid values are ours; counts are SQLite's
+                assert want == native(sql.replace("FROM t", "FROM n")).fetchall(), sql
+        # every row, duplicates included, has its own rowid, whatever columns are read
+        assert fast.execute("SELECT count(DISTINCT rowid) FROM t").fetchone() == (91,)
+
+
+# ------------------------------------------------------------------ answers msgspec skips
+
+
+def _both_ways(srv: IncidentsAPI, sql: str) -> list[Any]:
+    """What the fast and the general path give for ``sql``: rows, or (error type, message)."""
+    out: list[Any] = []
+    for fast in (True, False):
+        with _keyless(srv.base_url, fast) as conn:
+            try:
+                out.append(conn.execute(sql).fetchall())
+            except Exception as exc:  # the comparison is the point: any exception counts
+                out.append((type(exc), str(exc)))
+    return out
+
+
+NOT_JSON = [
+    # a value orjson (the general path) refuses, in a column the statement does not read
+    b'[{"state": "a", "priority": 1, "note": 1e999}, {"state": "a", "priority": 1}]',
+    b'[{"state": "a", "priority": 1, "note": "\xff"}, {"state": "a", "priority": 1}]',
+    # ... or in a field no column reads
+    b'[{"state": "a", "priority": 1, "other": 1e999}, {"state": "a", "priority": 1}]',
+]
+
+
+@pytest.mark.parametrize("body", NOT_JSON, ids=["infinity", "bad-utf8", "unknown-field"])
+def test_a_keyless_rowid_over_an_answer_that_is_not_json_fails_as_the_general_path_does(
+    body: bytes,
+) -> None:
+    """A partial page keeps its bytes and reads them with orjson when SQLite asks for a rowid:
+    a value msgspec skipped but orjson refuses must fail as the general path fails (a
+    RemoteProtocolError naming table and URL), never as a bare orjson.JSONDecodeError."""
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=body, times=None)
+        )
+        for sql in ("SELECT rowid, state FROM t", "SELECT count(DISTINCT rowid) FROM t"):
+            fast, general = _both_ways(srv, sql)
+            assert general[0] is RemoteProtocolError, sql
+            assert fast == general, sql
+
+
+def test_an_answer_the_general_path_refuses_is_refused_on_the_fast_path_too() -> None:
+    """The fast path "never changes a result": a page whose unread column holds a number
+    orjson refuses (1e999) is an error on the general path, so it must be one on the fast
+    path too, not the rows of the columns read."""
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=NOT_JSON[0], times=None)
+        )
+        fast, general = _both_ways(srv, "SELECT state FROM t")
+        assert general[0] is RemoteProtocolError
+        assert fast == general
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT state FROM t", "SELECT rowid, state FROM t", "SELECT rowid, * FROM t"]
+)
+def test_json_nested_deeper_than_msgspec_goes_the_general_way(sql: str) -> None:
+    """msgspec nests on the Python stack and raises RecursionError on JSON 1000 levels deep,
+    which orjson (the general path) reads (its limit is 1024): that page goes the general way,
+    it does not end the statement with a RecursionError."""
+    deep = b"[" * 1000 + b"]" * 1000
+    body = b'[{"state": "a", "priority": 1, "x": ' + deep + b'}, {"state": "a", "priority": 1}]'
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=body, times=None)
+        )
+        fast, general = _both_ways(srv, sql)
+        assert isinstance(general, list) and len(general) == 2
+        assert fast == general
