@@ -211,7 +211,9 @@ class PageDecoder:
                 return FastPage([self._const] * len(items), body)
             assert self._to_row is not None
             return FastPage(list(map(self._to_row, items)), body, content_kept)
-        except (msgspec.MsgspecError, orjson.JSONDecodeError):
+        except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):
+            # RecursionError: msgspec nests on the Python stack, so it gives up on JSON that
+            # orjson reads (up to 1024 levels) or refuses with a message
             return None  # the general path decodes this page (and names what is wrong)
 
 
