@@ -23,8 +23,9 @@ import remotetables
 from remotetables.config import parse_config
 from remotetables.decoders import fast_path_enabled, page_decoder
 from remotetables.demo.api.data import generate_incidents
+from remotetables.demo.api.faults import Fault
 from remotetables.demo.api.server import IncidentsAPI
-from remotetables.errors import CoercionError
+from remotetables.errors import CoercionError, RemoteProtocolError
 from remotetables.rows import RowBuilder
 from tests.conftest import incidents_table
 
@@ -423,23 +424,26 @@ def test_keyless_partial_rows_on_the_fast_path_find_the_same_rowids() -> None:
     reads a few columns decodes only those; a page finds its whole rows (from its kept bytes)
     only when SQLite asks for a rowid. Rowids, joins on them and OR merges are those of the
     general path, and the answers those of a native copy."""
-    with IncidentsAPI(datasets={"incidents": KEYLESS_DATA}) as srv:
-        with _keyless(srv.base_url, True) as fast, _keyless(srv.base_url, False) as slow:
-            native = fast.execute  # a native copy of the same rows, in the same connection
-            native("CREATE TABLE n AS SELECT * FROM t")
-            for sql in KEYLESS_QUERIES:
-                want = slow.execute(sql).fetchall()
-                assert fast.execute(sql).fetchall() == want, sql
-                stats = fast.session.last_stats
-                # 91 rows, 25 a page; the last page's text priority sends it the general way
-                # when the statement reads priority (that page alone)
-                reads_priority = "priority" in sql or "*" in sql.replace("count(*)", "")
-                assert stats.pages % 4 == 0, sql  # a join or an OR scans several times
-                assert stats.fast_pages == stats.pages * (3 if reads_priority else 4) // 4, sql
-                if "rowid," not in sql:  # rowid values are ours; counts are SQLite's
-                    assert want == native(sql.replace("FROM t", "FROM n")).fetchall(), sql
-            # every row, duplicates included, has its own rowid, whatever columns are read
-            assert fast.execute("SELECT count(DISTINCT rowid) FROM t").fetchone() == (91,)
+    with (
+        IncidentsAPI(datasets={"incidents": KEYLESS_DATA}) as srv,
+        _keyless(srv.base_url, True) as fast,
+        _keyless(srv.base_url, False) as slow,
+    ):
+        native = fast.execute  # a native copy of the same rows, in the same connection
+        native("CREATE TABLE n AS SELECT * FROM t")
+        for sql in KEYLESS_QUERIES:
+            want = slow.execute(sql).fetchall()
+            assert fast.execute(sql).fetchall() == want, sql
+            stats = fast.session.last_stats
+            # 91 rows, 25 a page; the last page's text priority sends it the general way
+            # when the statement reads priority (that page alone)
+            reads_priority = "priority" in sql or "*" in sql.replace("count(*)", "")
+            assert stats.pages % 4 == 0, sql  # a join or an OR scans several times
+            assert stats.fast_pages == stats.pages * (3 if reads_priority else 4) // 4, sql
+            if "rowid," not in sql:  # rowid values are ours; counts are SQLite's
+                assert want == native(sql.replace("FROM t", "FROM n")).fetchall(), sql
+        # every row, duplicates included, has its own rowid, whatever columns are read
+        assert fast.execute("SELECT count(DISTINCT rowid) FROM t").fetchone() == (91,)
 
 
 def test_keyless_rowids_when_a_cached_scan_outgrows_the_cache() -> None:
@@ -470,3 +474,102 @@ def test_keyless_rowids_when_a_cached_scan_outgrows_the_cache() -> None:
                 got = conn.execute(sql).fetchone()
                 assert conn.session.runtime.cache.current_bytes == 0  # nothing was cached
                 assert got == (120, 40), environ
+                fast_pages = conn.session.last_stats.fast_pages
+                assert fast_pages > 0 if not environ else fast_pages == 0
+
+
+# ------------------------------------------------------------------ answers msgspec skips
+
+
+def _both_ways(srv: IncidentsAPI, sql: str) -> list[Any]:
+    """What the fast and the general path give for ``sql``: rows, or (error type, message)."""
+    out: list[Any] = []
+    for fast in (True, False):
+        with _keyless(srv.base_url, fast) as conn:
+            try:
+                out.append(conn.execute(sql).fetchall())
+            except Exception as exc:  # the comparison is the point: any exception counts
+                out.append((type(exc), str(exc)))
+    return out
+
+
+# values in a column the statement does not read (note), or in a field no column reads (other)
+NOT_UTF8 = [
+    b'[{"state": "a", "priority": 1, "note": "\xff"}, {"state": "a", "priority": 1}]',
+    b'[{"state": "a", "priority": 1, "other": "\xc3("}, {"state": "a", "priority": 1}]',
+    b'[{"state": "a", "priority": 1, "\xff": 1}, {"state": "a", "priority": 1}]',
+]
+BEYOND_DOUBLE = [
+    b'[{"state": "a", "priority": 1, "note": 1e999}, {"state": "a", "priority": 1}]',
+    b'[{"state": "a", "priority": 1, "other": -1e400}, {"state": "a", "priority": 1}]',
+    b'[{"state": "a", "priority": 1, "other": ' + b"1" * 400 + b'}, {"state": "b"}]',
+]
+QUERIES_BOTH_WAYS = [
+    "SELECT state FROM t",
+    "SELECT rowid, state FROM t",
+    "SELECT count(DISTINCT rowid) FROM t",
+    "SELECT * FROM t",
+]
+
+
+@pytest.mark.parametrize("body", NOT_UTF8, ids=["unread-column", "unknown-field", "key"])
+def test_text_that_is_not_utf8_is_refused_both_ways(body: bytes) -> None:
+    """JSON is UTF-8 (RFC 8259). msgspec does not look at the strings it skips, so the fast
+    decoder checks the page's UTF-8 itself: a page the general path refuses (a
+    RemoteProtocolError naming the URL) is refused on the fast path too, whatever the
+    statement reads, rowids included."""
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=body, times=None)
+        )
+        for sql in QUERIES_BOTH_WAYS:
+            fast, general = _both_ways(srv, sql)
+            assert general[0] is RemoteProtocolError, sql
+            assert "not valid JSON" in general[1], sql
+            assert fast == general, sql
+
+
+@pytest.mark.parametrize("body", BEYOND_DOUBLE, ids=["unread-column", "unknown-field", "digits"])
+def test_numbers_beyond_a_doubles_range_are_read_both_ways(body: bytes) -> None:
+    """RFC 8259 allows numbers beyond a double's range and SQLite reads them (as +-Inf); orjson
+    refuses the whole document, so the general path reads it again with the standard library
+    (http.response.loads_json). The fast path skips such a field unread: both paths give the
+    same rows, rowids included, and a column that holds one reads as SQLite would."""
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=body, times=None)
+        )
+        for sql in QUERIES_BOTH_WAYS:
+            fast, general = _both_ways(srv, sql)
+            assert isinstance(general, list), (sql, general)  # rows, not (error, message)
+            assert fast == general, sql
+
+
+def test_loads_json_reads_numbers_as_orjson_does_and_refuses_what_is_not_json() -> None:
+    from remotetables.http.response import loads_json
+
+    doc = b"[1e999, -1e400, 1e-400, 18446744073709551615, 18446744073709551616, " + b"9" * 400
+    got = loads_json(doc + b"]")
+    assert got == [float("inf"), float("-inf"), 0.0, 2**64 - 1, float(2**64), float("inf")]
+    assert [type(v) for v in got] == [float, float, float, int, float, float]
+    for bad in (b"[1e999, NaN]", b"[1e999, Infinity]", b'[1e999, "\xff"]', b"[1e999,]"):
+        with pytest.raises(orjson.JSONDecodeError):
+            loads_json(bad)
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT state FROM t", "SELECT rowid, state FROM t", "SELECT rowid, * FROM t"]
+)
+def test_json_nested_deeper_than_msgspec_goes_the_general_way(sql: str) -> None:
+    """msgspec nests on the Python stack and raises RecursionError on JSON 1000 levels deep,
+    which orjson (the general path) reads (its limit is 1024): that page goes the general way,
+    it does not end the statement with a RecursionError."""
+    deep = b"[" * 1000 + b"]" * 1000
+    body = b'[{"state": "a", "priority": 1, "x": ' + deep + b'}, {"state": "a", "priority": 1}]'
+    with IncidentsAPI(datasets={"incidents": [{"state": "z"}]}) as srv:
+        srv.faults.add(
+            Fault("status", path="/styles/link/incidents", status=200, body=body, times=None)
+        )
+        fast, general = _both_ways(srv, sql)
+        assert isinstance(general, list) and len(general) == 2
+        assert fast == general

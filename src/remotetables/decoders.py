@@ -197,6 +197,13 @@ class PageDecoder:
         return build
 
     def __call__(self, content: bytes | bytearray) -> FastPage | None:
+        if not content.isascii():
+            # msgspec does not look at the strings it skips: text that is not UTF-8 there
+            # would pass here and be refused by the general path (RFC 8259: JSON is UTF-8)
+            try:
+                content.decode()
+            except UnicodeDecodeError:
+                return None
         try:
             doc = self._decoder.decode(content)
             body: Any = {}
@@ -215,7 +222,9 @@ class PageDecoder:
                 return FastPage([self._const] * len(items), body, None, self._whole)
             assert self._to_row is not None
             return FastPage(list(map(self._to_row, items)), body, content_kept, self._whole)
-        except (msgspec.MsgspecError, orjson.JSONDecodeError):
+        except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):
+            # RecursionError: msgspec nests on the Python stack, so it gives up on JSON that
+            # orjson reads (up to 1024 levels) or refuses with a message
             return None  # the general path decodes this page (and names what is wrong)
 
 

@@ -105,6 +105,39 @@ def test_a_plain_self_join_on_rowid(open_conn: Open) -> None:
         assert got == (n, n)
 
 
+def test_keyless_rowids_with_a_column_list_parameter(open_conn: Open) -> None:
+    """With ``fields_param`` a statement asks only for the fields it reads; a keyless table's
+    rowid is the whole row's identity, so two scans reading different columns must still get
+    the whole rows, or they meet on no rowid (a self-join on rowid finds nothing)."""
+    data = [
+        {"state": ["new", "open"][i % 2], "priority": i % 3, "note": f"n{i}"} for i in range(30)
+    ]
+    with IncidentsAPI(datasets={"incidents": data}) as srv:
+        conn = open_conn(
+            _table(
+                srv.base_url,
+                'state = "TEXT"\npriority = "INTEGER"\nnote = "TEXT"\n',
+                url="/api/now/table/incident",
+                rows='"result"',
+                size_param="sysparm_limit",
+                extra='cache_ttl = 0\nfields_param = "sysparm_fields"\n',
+            )
+        )
+        native = conn.execute
+        native("CREATE TABLE n (state TEXT, priority INTEGER, note TEXT)")
+        conn.executemany("INSERT INTO n VALUES (?, ?, ?)", [tuple(r.values()) for r in data])
+        for sql in (
+            "SELECT count(*) FROM t a JOIN t b ON a.rowid = b.rowid "
+            "WHERE a.state = 'new' AND b.priority = 1",
+            "WITH b AS MATERIALIZED (SELECT rowid AS rid, note FROM t) "
+            "SELECT count(*) FROM t a JOIN b ON a.rowid = b.rid AND a.state = 'new'",
+            "SELECT count(*) FROM t WHERE rowid IN (SELECT rowid FROM t WHERE note = 'n3')",
+        ):
+            want = native(sql.replace("FROM t", "FROM n")).fetchall()
+            assert want != [(0,)], sql
+            assert conn.execute(sql).fetchall() == want, sql
+
+
 # ---------------------------------------------------------------- 2. no filter-only guess
 
 

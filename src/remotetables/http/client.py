@@ -51,7 +51,7 @@ from remotetables.http.ratelimit import (
     parse_retry_after,
     read_budget,
 )
-from remotetables.http.response import Counters, JsonResponse
+from remotetables.http.response import Counters, JsonResponse, loads_json
 from remotetables.http.text import describe_transport, error_reason
 
 __all__ = [
@@ -563,7 +563,7 @@ class HttpClient:
                     fast.body, raw.headers, raw.url, raw.status, len(raw.content), fast
                 )
         try:
-            body = orjson.loads(raw.content)
+            body = loads_json(raw.content)
         except orjson.JSONDecodeError as exc:
             raise ctx.error(
                 RemoteProtocolError,

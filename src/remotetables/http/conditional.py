@@ -17,6 +17,7 @@ import orjson
 from remotetables.cache import PageCopy
 from remotetables.errors import redact_text
 from remotetables.http.client import JsonResponse
+from remotetables.http.response import loads_json
 from remotetables.http.text import shorten
 
 __all__ = ["graphql_errors", "kept_page", "reuse"]
@@ -44,7 +45,8 @@ def reuse(response: JsonResponse, copy: PageCopy) -> JsonResponse:
     for name in {k.lower() for k in response.headers}:
         if name not in _NOT_KEPT:
             merged[name] = response.headers[name]
-    return JsonResponse(orjson.loads(copy.content), merged, response.url, 200, len(copy.content))
+    body = loads_json(copy.content)
+    return JsonResponse(body, merged, response.url, 200, len(copy.content))
 
 
 def graphql_errors(body: Any) -> str | None:

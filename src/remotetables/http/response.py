@@ -1,19 +1,56 @@
-"""What a request gives back (:class:`JsonResponse`) and what a statement's requests count
-(:class:`Counters`: requests, retries, bytes, revalidated pages, the last rate-limit budget)."""
+"""What a request gives back (:class:`JsonResponse`, its body read by :func:`loads_json`) and
+what a statement's requests count (:class:`Counters`: requests, retries, bytes, revalidated
+pages, the last rate-limit budget)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+import orjson
 
 from remotetables.http.ratelimit import Budget
 from remotetables.http.text import body_message, shorten
 
-__all__ = ["Counters", "JsonResponse"]
+__all__ = ["Counters", "JsonResponse", "loads_json"]
+
+
+def loads_json(content: bytes | bytearray | memoryview) -> Any:
+    """An answer's JSON, read as orjson reads it; a number beyond a double's range as well.
+
+    RFC 8259 allows such numbers (``1e999``, an integer of 400 digits) and SQLite reads them as
+    +-Inf; orjson refuses the whole document. Such a document is read again by the standard
+    library, each number as orjson makes it (an integer within 64 bits stays one, any other
+    number is a float, +-Inf beyond the range); NaN and Infinity (not JSON) stay refused, as
+    does anything else orjson refuses (``orjson.JSONDecodeError``). The fast path
+    (remotetables.decoders) skips the fields a statement does not read without reading their
+    numbers: both paths read the same documents.
+    """
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in exc.msg:
+            raise
+        try:
+            return json.loads(bytes(content), parse_int=_int_as_orjson, parse_constant=_not_json)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise exc from None
+
+
+def _int_as_orjson(text: str) -> int | float:
+    if len(text) <= 20:  # int() refuses very long digit strings: those are floats anyway
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return float(text)
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
 
 
 @dataclass

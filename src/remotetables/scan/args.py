@@ -266,7 +266,10 @@ def _order_and_fields(spec: TableSpec, plan: Plan, out: ScanArgs) -> None:
         out.covered = False  # a cached whole-table scan is in another order
     if spec.fields_param and out.used is not None:
         names: list[str] = []
-        for index in out.used:
+        # a keyless table's rowid is the identity of the whole row: every field is asked for
+        # (scans reading other columns meet on rowid: OR merges, self-joins, rowid IN)
+        asked = out.used if spec.key is not None else range(len(spec.columns))
+        for index in asked:
             col = spec.columns[index]
             first = col.query_field or (col.path[0] if col.path else None)
             if not col.path_param and isinstance(first, str) and first not in names:

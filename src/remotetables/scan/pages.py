@@ -10,10 +10,11 @@ waited for. Pages decode through the fast path (:mod:`remotetables.decoders`) wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from remotetables.errors import (
 )
 from remotetables.http.client import JsonResponse, RequestContext
 from remotetables.http.conditional import graphql_errors, kept_page, reuse
+from remotetables.http.response import loads_json
 from remotetables.pagination import PageRequest, make_paginator
 from remotetables.plan import Plan
 from remotetables.pushdown import fill_path
@@ -53,22 +55,35 @@ __all__ = ["PartialPage", "scan"]
 class _WholeRows:
     """A fast-decoded page's whole rows, read from its bytes at the first rowid asked."""
 
-    __slots__ = ("_builder", "_by_id", "_content", "_rows", "_rows_path")
+    __slots__ = ("_builder", "_by_id", "_content", "_not_json", "_rows", "_rows_path")
 
     def __init__(
-        self, rows: list[Row], content: bytes, rows_path: JsonPath, builder: RowBuilder
+        self,
+        rows: list[Row],
+        content: bytes,
+        rows_path: JsonPath,
+        builder: RowBuilder,
+        not_json: Callable[[orjson.JSONDecodeError], Exception],
     ) -> None:
         self._rows = rows  # the page's partial tuples, one object each
         self._content = content
         self._rows_path = rows_path
         self._builder = builder
+        # the general path's error for a body it refuses: msgspec skips what a statement does
+        # not read, and a value there is seen only now (the decoder checks UTF-8 and
+        # loads_json reads numbers beyond a double's range, so none is known to get here)
+        self._not_json = not_json
         self._by_id: dict[int, Row] | None = None
 
     def of(self, row: Row) -> Row:
         if self._by_id is None:
-            items = get_path(orjson.loads(self._content), self._rows_path)
+            try:
+                doc = loads_json(self._content)
+            except orjson.JSONDecodeError as exc:
+                raise self._not_json(exc) from exc
+            items = get_path(doc, self._rows_path)
             build = self._builder.identity
-            # the same reading the general path gives (orjson, then the whole-row build)
+            # the same reading the general path gives (loads_json, then the whole-row build)
             self._by_id = {id(r): build(item) for r, item in zip(self._rows, items, strict=True)}
             self._content = b""
         return self._by_id[id(row)]
@@ -323,7 +338,16 @@ class _Scan:
                 self.stats.fast_pages += 1
                 if spec.key is None and not response.fast.whole:
                     assert response.fast.content is not None  # decoder() keeps it
-                    whole = _WholeRows(items, response.fast.content, spec.rows_path, self.builder)
+                    whole = _WholeRows(
+                        items,
+                        response.fast.content,
+                        spec.rows_path,
+                        self.builder,
+                        # not the response: it holds the bytes too, and they go at the 1st rowid
+                        functools.partial(
+                            self._not_json, response.url, response.status, response.nbytes
+                        ),
+                    )
             else:
                 for index, value in sargs.echo:
                     _set_field(items, spec.columns[index].path, value)
@@ -441,6 +465,18 @@ class _Scan:
         used = self.sargs.used
         partial = used is not None and len(used) < len(self.spec.columns)
         return self.rt.row_builder(self.spec, used, carry=self.spec.key is None and partial)
+
+    def _not_json(
+        self, url: str, status: int, nbytes: int, exc: orjson.JSONDecodeError
+    ) -> Exception:
+        """What the general path says of a body that is not JSON (http/client.py)."""
+        return self.ctx.error(
+            RemoteProtocolError,
+            f"{self.spec.method} {redact_url(url)} answered {status} with a body that is not "
+            f"valid JSON ({nbytes} bytes; {exc.msg} at byte {exc.pos})",
+            status_code=status,
+            url=url,
+        )
 
     def _graphql_errors(self, response: JsonResponse) -> None:
         said = graphql_errors(response.body)
