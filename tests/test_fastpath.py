@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -323,6 +324,29 @@ def test_prefetch_starts_with_page_two_and_stays_one_page_ahead(slow_api: Incide
         assert transport.started == 3
         assert len(list(cur)) == 250 - 80
         assert transport.started == 7 and transport.in_flight == 0
+
+
+def test_no_page_is_fetched_ahead_when_answers_come_sooner_than_the_threshold(
+    slow_api: IncidentsAPI,
+) -> None:
+    """Fetching ahead overlaps waiting for the API with SQLite reading: it is done only when the
+    last page waited at least ``prefetch_min_wait`` (the interpreter's switch interval unless
+    set). Answers that come sooner (here: a threshold above the API's 0.3 s) are fetched
+    strictly lazily, as with the fast path off; a later slow answer turns it back on."""
+    transport = CountingTransport()
+    with connect(slow_api, "cursor", transport=transport) as conn:
+        assert conn.session.runtime.prefetch_min_wait == sys.getswitchinterval()
+        conn.session.runtime.prefetch_min_wait = 30.0
+        cur = conn.apsw.execute("SELECT number FROM inc")
+        for _ in range(45):  # into page 2: nothing is on its way
+            next(cur)
+        assert transport.started == 2 and transport.in_flight == 0
+        conn.session.runtime.prefetch_min_wait = 0.05  # page 3 waits 0.3 s: page 4 goes ahead
+        for _ in range(40):  # into page 3
+            next(cur)
+        assert eventually(lambda: transport.started == 4)
+        assert len(list(cur)) == 250 - 85
+        assert transport.in_flight == 0
 
 
 def _stop_by_close(conn: Any, cur: Any) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -214,7 +215,12 @@ class Runtime:
         self._decoders: dict[tuple[str, tuple[int, ...] | None, bool], PageDecoder | None] = {}
         # REMOTETABLES_FAST_PATH=off: every page the general way (the tests run both ways)
         self.fast_path = fast_path_enabled(self.environ)
-        self.prefetch = self.fast_path  # one page ahead once a scan asks for page 2
+        self.prefetch = self.fast_path  # one page ahead once a scan asks for page 2 ...
+        # ... when the last page waited at least this long for its answer (wall time less the
+        # fetching thread's CPU time). A wait shorter than the interpreter's switch interval
+        # is not worth overlapping: the thread fetching ahead would wait about as long for
+        # the GIL while SQLite reads (on a loopback API fetching ahead is measurably slower)
+        self.prefetch_min_wait = sys.getswitchinterval()
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
         self.oauth: OAuthService | None = None  # made on first use

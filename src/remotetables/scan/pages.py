@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
@@ -252,6 +253,16 @@ class _Scan:
                 return revalidated(response, copy, copies, req.url)
             return response
 
+        waited = [0.0]  # how long the last page's request waited for its answer
+
+        def timed_get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
+            """``get``, noting its wait (wall time less this thread's CPU time)."""
+            start, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return get(req, decode)
+            finally:
+                waited[0] = (time.perf_counter() - start) - (time.thread_time() - cpu)
+
         def revalidated(
             response: JsonResponse, copy: PageCopy | None, copies: PageCopies, url: str
         ) -> JsonResponse:
@@ -397,12 +408,13 @@ class _Scan:
                 if ahead is not None:
                     response, ahead = ahead.result(), None
                 else:
-                    response = get(request, decoder())
+                    response = timed_get(request, decoder())
                 n_pages += 1
                 items = self._items(response, n_pages)
-                if n_pages >= 2 and self.rt.prefetch:
+                if n_pages >= 2 and self.rt.prefetch and waited[0] >= self.rt.prefetch_min_wait:
                     # SQLite has asked for page 2: fetch page N+1 while it reads page N (one
-                    # page ahead at most; a LIMIT inside page 1 never costs a second page).
+                    # page ahead at most; a LIMIT inside page 1 never costs a second page),
+                    # when the API makes us wait (see Runtime.prefetch_min_wait).
                     # Without a LIMIT, the request goes out before this page's rows are built.
                     request = pager.next(response.body, response.headers, len(items), response.url)
                     refused: PaginationError | None = None
@@ -414,7 +426,7 @@ class _Scan:
                             refused = exc  # said after this page's rows, as without prefetch
                         else:
                             if not interrupted():
-                                ahead = self.rt.submit(get, request, decoder())
+                                ahead = self.rt.submit(timed_get, request, decoder())
                     if want is None:
                         out, done = emit(response, items)
                     if out:
