@@ -160,5 +160,7 @@ def test_the_webapp_extra_installs_what_the_webapp_example_imports() -> None:
 
 def test_scripts_test_prints_the_reasons_of_skipped_tests() -> None:
     script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
-    (pytest_line,) = [line for line in script.splitlines() if " -m pytest " in line]
-    assert " -rs " in pytest_line and "-W error" in pytest_line
+    pytest_lines = [line for line in script.splitlines() if " -m pytest " in line]
+    assert pytest_lines
+    for line in pytest_lines:
+        assert " -rs " in line and "-W error" in line, line
