@@ -36,6 +36,7 @@ cache_ttl = {ttl}
 id = "INTEGER"
 name = "TEXT"
 score = "REAL"
+tags = "JSON"
 """
 
 
@@ -141,3 +142,27 @@ def test_loads_json_refuses_lone_surrogates_after_a_number_beyond_a_double(doc: 
 
     with pytest.raises(orjson.JSONDecodeError):
         loads_json(doc)
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT tags FROM items", "SELECT id, name, score, tags FROM items"]
+)
+def test_a_json_column_keeps_a_number_beyond_a_double(
+    connect: Callable[..., remotetables.Connection], sql: str
+) -> None:
+    """A JSON column holding 1e999: native SQLite keeps it (json_extract reads Inf, json()
+    writes 9.0e+999 for Inf); orjson.dumps wrote the Inf loads_json read as null."""
+    state = State(n_rows=2, per_page=5)
+    state.raw[1] = b'[{"id": 1, "tags": {"x": 1e999, "y": [-1e400, 2]}}, {"id": 2, "tags": 1e999}]'
+    with serve(state) as base:
+        conn = connect(base, ttl=0)
+        got = [r[-1] for r in rows(conn, sql)]
+        assert got == ['{"x":9.0e+999,"y":[-9.0e+999,2]}', "9.0e+999"]
+        extracted = rows(
+            conn, "SELECT json_extract(tags, '$.x'), json_extract(tags, '$.y[0]') FROM items"
+        )
+        assert extracted[0] == (INF, -INF)
+        native = conn.execute("SELECT json(?)", ('{"x": 1e999, "y": [-1e400, 2]}',)).fetchone()[0]
+        assert conn.execute("SELECT json(?)", (got[0],)).fetchone()[0] == native.replace(
+            "1e999", "9.0e+999"
+        ).replace("-1e400", "-9.0e+999")
