@@ -3,6 +3,7 @@ the fast and the general path (tests/servers/conditional.py, its pages sent as g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,22 @@ def test_a_json_column_keeps_a_number_beyond_a_double(
         assert conn.execute("SELECT json(?)", (got[0],)).fetchone()[0] == native.replace(
             "1e999", "9.0e+999"
         ).replace("-1e400", "-9.0e+999")
+
+
+@pytest.mark.parametrize("ttl", [0, 30])
+@pytest.mark.parametrize(
+    "sql", ["SELECT score FROM items", "SELECT id, name, score, tags FROM items"]
+)
+def test_a_real_column_holds_0_for_negative_zero(
+    connect: Callable[..., remotetables.Connection], sql: str, ttl: int
+) -> None:
+    """SQLite stores -0.0 in a REAL column as 0 (it reads back 0.0); the general builder adds
+    0.0. msgspec kept the sign: the fast path gave -0.0 (-0.0, -0e5, -1e-999 underflowing)."""
+    state = State(n_rows=4, per_page=5)
+    state.raw[1] = (
+        b'[{"id": 1, "score": -0.0}, {"id": 2, "score": -0e5}, {"id": 3, "score": -1e-999}, {"id": 4, "score": -0}]'
+    )
+    with serve(state) as base:
+        conn = connect(base, ttl=ttl)
+        got = [r[-1] if "tags" not in sql else r[2] for r in rows(conn, sql)]
+    assert [math.copysign(1.0, v) for v in got] == [1.0, 1.0, 1.0, 1.0]
