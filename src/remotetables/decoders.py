@@ -19,6 +19,7 @@ inside another's make :func:`page_decoder` return ``None`` (the general path for
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -149,6 +150,16 @@ class PageDecoder:
             row_type = _struct(tree)
             self._to_row = self._compile(spec, used_set, tree)
         self._const: tuple[Any, ...] | None = (None,) * len(columns) if not used_set else None
+        # a REAL column holds 0.0 for -0.0 (SQLite stores an integral REAL as an integer; the
+        # general builder adds 0.0): msgspec keeps the sign of -0.0, -0e5, -1e-999 ...
+        reals = [i for i in sorted(used_set) if columns[i].type == "REAL"]
+        self._unsign: Callable[[list[Any]], list[Any]] | None = None
+        if reals:
+            test = " and ".join(f"r[{i}] != 0.0" for i in reals)  # None != 0.0; -0.0 == 0.0
+            src = f"def unsign(rows):\n    return [r if {test} else _fix(r) for r in rows]\n"
+            env: dict[str, Any] = {"_fix": functools.partial(_zero_reals, frozenset(reals))}
+            exec(src, env)
+            self._unsign = env["unsign"]
         self._rows_path = spec.rows_path
         self._body_paths = body_paths
         if not spec.rows_path:
@@ -221,11 +232,19 @@ class PageDecoder:
                     return FastPage([tuple(nones) for _ in items], body, content_kept, self._whole)
                 return FastPage([self._const] * len(items), body, None, self._whole)
             assert self._to_row is not None
-            return FastPage(list(map(self._to_row, items)), body, content_kept, self._whole)
+            rows = list(map(self._to_row, items))
+            if self._unsign is not None and b"-" in content:  # no "-": no -0.0
+                rows = self._unsign(rows)
+            return FastPage(rows, body, content_kept, self._whole)
         except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):
             # RecursionError: msgspec nests on the Python stack, so it gives up on JSON that
             # orjson reads (up to 1024 levels) or refuses with a message
             return None  # the general path decodes this page (and names what is wrong)
+
+
+def _zero_reals(reals: frozenset[int], row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with 0.0 for -0.0 in the ``reals`` columns."""
+    return tuple(v + 0.0 if i in reals and v is not None else v for i, v in enumerate(row))
 
 
 def _json(raw: msgspec.Raw) -> str | None:

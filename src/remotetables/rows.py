@@ -103,9 +103,42 @@ class _Bad(Exception):
 
 def _to_json(v: Any) -> str:
     try:
-        return orjson.dumps(v).decode()
+        out = orjson.dumps(v)
+        if b"null" in out and _has_infinity(v):
+            # orjson writes +-Inf (a number beyond a double's range, http.response.loads_json)
+            # as null; SQLite writes 9.0e+999 (json_array(1e999)) and reads it back as Inf
+            out = orjson.dumps(_sqlite_infinities(v))
     except orjson.JSONEncodeError:  # nested past orjson's 254 levels (decoding allows 1024)
         raise _Bad("a JSON value nested too deep (more than 254 levels) to store") from None
+    return out.decode()
+
+
+_INF_JSON = {math.inf: orjson.Fragment(b"9.0e+999"), -math.inf: orjson.Fragment(b"-9.0e+999")}
+
+
+def _has_infinity(v: Any) -> bool:
+    stack = [v]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if node in _INF_JSON:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _sqlite_infinities(v: Any) -> Any:
+    """``v`` with each +-Inf as SQLite writes it in JSON (nested no deeper than orjson writes)."""
+    if isinstance(v, float):
+        return _INF_JSON.get(v, v)
+    if isinstance(v, dict):
+        return {k: _sqlite_infinities(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_sqlite_infinities(x) for x in v]
+    return v
 
 
 # SQLite's text-to-number rules are ASCII-only: digits 0-9 and its own whitespace set (space,

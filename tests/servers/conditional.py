@@ -38,6 +38,7 @@ class State:
     etags: bool = True  # False: only Last-Modified
     modified: float = 1_700_000_000.0  # when the data last changed
     changed: dict[int, str] = field(default_factory=dict)  # id -> new name
+    raw: dict[int, bytes] = field(default_factory=dict)  # page -> the body sent as is
     log: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,7 +68,7 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                     for i in range(start, min(start + per, state.n_rows))
                 ]
                 modified = state.modified
-            data = json.dumps(items).encode()
+                data = state.raw.get(page) or json.dumps(items).encode()
             etag = 'W/"' + hashlib.sha256(token.encode() + data).hexdigest()[:20] + '"'
             last_modified = email.utils.formatdate(modified, usegmt=True)
             inm = self.headers.get("If-None-Match")

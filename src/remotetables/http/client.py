@@ -227,6 +227,7 @@ class HttpClient:
         retry_conflict: bool = False,
         decode: Callable[[bytes | bytearray], Any] | None = None,
         principal: str = "public",
+        keep: bool = False,
     ) -> JsonResponse:
         """Send, retry what is safe to retry, decode JSON; raise a clear error otherwise.
 
@@ -240,6 +241,8 @@ class HttpClient:
         None the body is decoded the general way.
         ``principal`` names whose rate limit the request spends (http/ratelimit.py): a
         request never waits for another principal's budget.
+        ``keep``: a 200 with a validator (ETag, Last-Modified) decoded the general way keeps
+        its bytes as ``content`` (a page kept for revalidation is kept as it came).
         """
         check_url_allowed(url, ctx)
         key = (principal, origin_of(url))
@@ -289,7 +292,7 @@ class HttpClient:
                 if response.status < 400 and idempotent and not garbled:
                     # a garbled body (not JSON, wrong type) is retried once: it may be a glitch
                     try:
-                        return self._finish(response, ctx, auth, decode)
+                        return self._finish(response, ctx, auth, decode, keep)
                     except RemoteProtocolError as exc:
                         if attempt > policy.max_retries:
                             raise
@@ -542,6 +545,7 @@ class HttpClient:
         ctx: RequestContext,
         auth: httpx2.Auth | None,
         decode: Callable[[bytes | bytearray], Any] | None = None,
+        keep: bool = False,
     ) -> JsonResponse:
         if raw.status >= 400:
             raise self._error_for(raw, ctx, auth)
@@ -572,7 +576,10 @@ class HttpClient:
                 status_code=raw.status,
                 url=raw.url,
             ) from exc
-        return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content))
+        content = None
+        if keep and raw.status == 200 and ("etag" in raw.headers or "last-modified" in raw.headers):
+            content = bytes(raw.content)  # a number beyond a double's range is not dumped again
+        return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content), None, content)
 
     def _error_for(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> RemoteError:
         reason = error_reason(raw.content, raw.headers)

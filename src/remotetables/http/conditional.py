@@ -35,6 +35,8 @@ def kept_page(response: JsonResponse) -> PageCopy | None:
     fast = response.fast
     if fast is not None and fast.content is not None:
         return PageCopy(etag, modified, fast.content, headers)  # the bytes as they came
+    if response.content is not None:  # the general path's: orjson.dumps writes inf as null
+        return PageCopy(etag, modified, response.content, headers)
     # as JSON, now: the scan may fill fields into the decoded rows it is handed
     return PageCopy(etag, modified, orjson.dumps(response.body), headers)
 

@@ -25,10 +25,10 @@ def loads_json(content: bytes | bytearray | memoryview) -> Any:
     RFC 8259 allows such numbers (``1e999``, an integer of 400 digits) and SQLite reads them as
     +-Inf; orjson refuses the whole document. Such a document is read again by the standard
     library, each number as orjson makes it (an integer within 64 bits stays one, any other
-    number is a float, +-Inf beyond the range); NaN and Infinity (not JSON) stay refused, as
-    does anything else orjson refuses (``orjson.JSONDecodeError``). The fast path
-    (remotetables.decoders) skips the fields a statement does not read without reading their
-    numbers: both paths read the same documents.
+    number is a float, +-Inf beyond the range); NaN and Infinity (not JSON) stay refused, as do
+    lone surrogates (``"\\ud800"``, which the standard library reads) and anything else orjson
+    refuses (``orjson.JSONDecodeError``). The fast path (remotetables.decoders) skips the fields
+    a statement does not read without reading their numbers: both paths read the same documents.
     """
     try:
         return orjson.loads(content)
@@ -36,9 +36,33 @@ def loads_json(content: bytes | bytearray | memoryview) -> Any:
         if "infinity" not in exc.msg:
             raise
         try:
-            return json.loads(bytes(content), parse_int=_int_as_orjson, parse_constant=_not_json)
+            text = bytes(content).decode()  # UTF-8 only (json.loads would take UTF-16 too)
+            doc = json.loads(text, parse_int=_int_as_orjson, parse_constant=_not_json)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise exc from None
+        bad = _lone_surrogate(doc)
+        if bad is not None:  # the standard library reads "\ud800" alone; orjson does not
+            at = text.lower().find(f"\\u{ord(bad):04x}")
+            raise orjson.JSONDecodeError("lone surrogate in a string", text, max(at, 0)) from None
+        return doc
+
+
+def _lone_surrogate(doc: Any) -> str | None:
+    """The first character of ``doc``'s strings (keys too) that UTF-8 cannot hold, if any."""
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and not node.isascii():
+            try:
+                node.encode()
+            except UnicodeEncodeError as err:
+                return node[err.start]
+    return None
 
 
 def _int_as_orjson(text: str) -> int | float:
@@ -63,6 +87,8 @@ class JsonResponse:
     # what a fast decoder made of the body (remotetables.decoders): then ``body`` holds only
     # what the paginator reads
     fast: Any = None
+    # the answer's bytes, when asked to keep them (HttpClient.request_json ``keep``)
+    content: bytes | None = None
 
     def outline(self) -> str:
         """What the body holds, for an error that did not find the rows in it: its top-level

@@ -246,6 +246,7 @@ class _Scan:
                 # a body checked for GraphQL errors is decoded whole
                 decode=decode if spec.body is None else None,
                 principal=self.principal,
+                keep=copies is not None,
             )
             if spec.body is not None and spec.body.graphql:
                 self._graphql_errors(response)
@@ -281,6 +282,7 @@ class _Scan:
                 self.stats.net.add(revalidated=1)
                 return reuse(response, copy)
             page = kept_page(response)
+            response.content = None  # the copy holds the bytes now (or they are not kept)
             if page is not None:
                 copies.put(self.principal, spec.name, url, page)
             return response
