@@ -1,5 +1,6 @@
-"""Review 19b: cached pages kept for revalidation, and loads_json's second reading, against
-the fast and the general path (tests/servers/conditional.py, its pages sent as given)."""
+"""Answers at the edges of JSON (numbers beyond a double's range, lone surrogates, -0.0), read
+fresh and from pages kept for revalidation, the same on the fast and the general path
+(tests/servers/conditional.py, its pages sent as given)."""
 
 from __future__ import annotations
 
