@@ -12,42 +12,9 @@ from typing import Any
 import pytest
 
 import remotetables
-from remotetables.auth.store import MemoryTokenStore, TokenSet
-from remotetables.cache import RowCache
-from remotetables.config import load_config
 from remotetables.errors import RemoteProtocolError
 from remotetables.http.response import loads_json
-from remotetables.session import Runtime
-from tests.servers.conditional import State, serve
-
-CONFIG = """
-[providers.gh]
-issuer = "http://127.0.0.1:9"
-client_id = "c"
-api_origins = ["{base}"]
-
-[tables.items]
-provider = "gh"
-url = "{base}/repos/o/r/issues"
-rows = ""
-pagination = "link"
-page_size_param = "per_page"
-max_page_size = 5
-cache_ttl = {ttl}
-[tables.items.columns]
-id = "INTEGER"
-name = "TEXT"
-score = "REAL"
-tags = "JSON"
-"""
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.servers.conditional import Connections, State, Ticks, serve
 
 
 @pytest.fixture
@@ -59,33 +26,11 @@ def ticks() -> Ticks:
 def connect(
     request: pytest.FixtureRequest, write_config: Callable[..., Path], ticks: Ticks
 ) -> Iterator[Callable[..., remotetables.Connection]]:
-    runtimes: list[Runtime] = []
-    conns: list[remotetables.Connection] = []
-
-    def make(base: str, *, ttl: int = 30, user: str = "alice") -> remotetables.Connection:
-        if not runtimes:
-            cfg = load_config(write_config(CONFIG, base=base, ttl=ttl))
-            store = MemoryTokenStore()
-            rt = Runtime(
-                cfg,
-                token_store=store,
-                cache=RowCache(clock=ticks),
-                environ={"REMOTETABLES_FAST_PATH": request.param},
-            )
-            service = rt.oauth_service()
-            for who in ("alice", "bob"):
-                key = service.key(cfg.providers["gh"], who)
-                store.put(key, TokenSet(f"tok-{who}", None, expires_at=rt.clock() + 3600), now=0)
-            runtimes.append(rt)
-        conn = remotetables.connect(":memory:", runtime=runtimes[0], user=user)
-        conns.append(conn)
-        return conn
-
-    yield make
-    for conn in conns:
-        conn.close()
-    for rt in runtimes:
-        rt.close()
+    columns = 'score = "REAL"\ntags = "JSON"'
+    environ = {"REMOTETABLES_FAST_PATH": request.param}
+    connections = Connections(write_config, ticks, columns=columns, environ=environ)
+    yield connections
+    connections.close()
 
 
 def rows(conn: remotetables.Connection, sql: str = "SELECT id, name, score FROM items") -> Any:

@@ -14,12 +14,19 @@ import email.utils
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import remotetables
+from remotetables.auth.store import MemoryTokenStore, TokenSet
+from remotetables.cache import RowCache
+from remotetables.config import load_config
+from remotetables.session import Runtime
 
 
 @dataclass
@@ -116,3 +123,78 @@ def serve(state: State) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# ------------------------------------------------------------------ connections to it, in tests
+
+CONFIG = """
+[providers.gh]
+issuer = "http://127.0.0.1:9"
+client_id = "c"
+api_origins = ["{base}"]
+
+[tables.items]
+provider = "gh"
+url = "{base}/repos/o/r/issues"
+rows = ""
+pagination = "link"
+page_size_param = "per_page"
+max_page_size = 5
+cache_ttl = {ttl}
+[tables.items.columns]
+id = "INTEGER"
+name = "TEXT"
+{columns}
+"""
+
+
+class Ticks:
+    """The row cache's clock."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Connections:
+    """``connections(base, ttl=..., user=...)``: a connection to the API at ``base`` as alice or
+    bob (both hold tokens), all sharing one Runtime whose row cache runs on ``ticks``."""
+
+    def __init__(
+        self,
+        write_config: Callable[..., Path],
+        ticks: Ticks,
+        *,
+        columns: str = "",
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self._write_config = write_config
+        self._ticks = ticks
+        self._columns = columns
+        self._environ = environ
+        self._runtime: Runtime | None = None
+        self._conns: list[remotetables.Connection] = []
+
+    def __call__(self, base: str, *, ttl: int = 30, user: str = "alice") -> remotetables.Connection:
+        if self._runtime is None:
+            path = self._write_config(CONFIG, base=base, ttl=ttl, columns=self._columns)
+            cfg = load_config(path)
+            store = MemoryTokenStore()
+            rt = Runtime(cfg, token_store=store, cache=RowCache(clock=self._ticks),
+                         environ=self._environ)  # fmt: skip
+            service = rt.oauth_service()
+            for who in ("alice", "bob"):
+                key = service.key(cfg.providers["gh"], who)
+                store.put(key, TokenSet(f"tok-{who}", None, expires_at=rt.clock() + 3600), now=0)
+            self._runtime = rt
+        conn = remotetables.connect(":memory:", runtime=self._runtime, user=user)
+        self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()
+        if self._runtime is not None:
+            self._runtime.close()
