@@ -59,15 +59,11 @@ def fast_path_enabled(environ: Mapping[str, str]) -> bool:
 class FastPage:
     """One decoded page: its rows as tuples, and what the paginator reads of the body.
 
-    ``content``: the answer's bytes, kept by a decoder made with ``keep=True``: a keyless
-    table's partial rows find their whole rows (for rowids) there only if asked for, and a
-    page with a validator is kept for revalidation as it came. ``whole``: the rows hold every
-    column.
+    ``whole``: the rows hold every column.
     """
 
     rows: list[tuple[Any, ...]]
     body: Any
-    content: bytes | None = None
     whole: bool = False
 
 
@@ -116,10 +112,14 @@ class PageDecoder:
     """Decodes one answer's bytes into a :class:`FastPage`, or ``None`` if it does not fit."""
 
     def __init__(
-        self, spec: TableSpec, used: Sequence[int], body_paths: list[JsonPath], keep: bool = False
+        self,
+        spec: TableSpec,
+        used: Sequence[int],
+        body_paths: list[JsonPath],
+        distinct: bool = False,
     ) -> None:
         columns = spec.columns
-        self._keep = keep
+        self._distinct = distinct
         self._whole = len(set(used)) == len(columns)
         used_set = frozenset(used)
         direct = len({columns[i].path for i in used_set}) == len(used_set) and all(
@@ -225,17 +225,16 @@ class PageDecoder:
                     items = getattr(items, _field(items, str(step)))
             else:
                 items = doc
-            content_kept = bytes(content) if self._keep else None
             if self._const is not None:
-                if self._keep:  # one tuple per row: the rows are told apart by identity
+                if self._distinct:  # one tuple per row: the rows are told apart by identity
                     nones = list(self._const)
-                    return FastPage([tuple(nones) for _ in items], body, content_kept, self._whole)
-                return FastPage([self._const] * len(items), body, None, self._whole)
+                    return FastPage([tuple(nones) for _ in items], body, self._whole)
+                return FastPage([self._const] * len(items), body, self._whole)
             assert self._to_row is not None
             rows = list(map(self._to_row, items))
             if self._unsign is not None and b"-" in content:  # no "-": no -0.0
                 rows = self._unsign(rows)
-            return FastPage(rows, body, content_kept, self._whole)
+            return FastPage(rows, body, self._whole)
         except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):
             # RecursionError: msgspec nests on the Python stack, so it gives up on JSON that
             # orjson reads (up to 1024 levels) or refuses with a message
@@ -291,10 +290,11 @@ def _struct_required(tree: _Tree, rows_path: JsonPath) -> Any:
 
 
 def page_decoder(
-    spec: TableSpec, used: Sequence[int] | None, keep: bool = False
+    spec: TableSpec, used: Sequence[int] | None, distinct: bool = False
 ) -> PageDecoder | None:
     """The fast decoder for ``spec`` reading ``used`` columns (None: all), or None if the
-    table's shape is not one it handles. ``keep``: each page keeps its bytes (``content``)."""
+    table's shape is not one it handles. ``distinct``: one tuple object per row, even when no column is read (PartialPage tells
+    rows apart by identity)."""
     cols = range(len(spec.columns)) if used is None else used
     if not all(isinstance(step, str) for step in spec.rows_path):
         return None
@@ -321,4 +321,4 @@ def page_decoder(
                 return None
             if not _insert(envelope, path, "body"):
                 return None  # a body path inside the rows, or the rows inside one
-    return PageDecoder(spec, sorted(cols), body_paths, keep)
+    return PageDecoder(spec, sorted(cols), body_paths, distinct)

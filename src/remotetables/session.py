@@ -248,15 +248,15 @@ class Runtime:
         return builder
 
     def page_decoder(
-        self, spec: TableSpec, used: Sequence[int] | None, *, keep: bool = False
+        self, spec: TableSpec, used: Sequence[int] | None, *, distinct: bool = False
     ) -> PageDecoder | None:
         """The table's fast page decoder for ``used`` columns (None: all), if it has one;
-        ``keep``: its pages keep their bytes (see :class:`~remotetables.decoders.FastPage`)."""
+        ``distinct``: see :func:`~remotetables.decoders.page_decoder`."""
         if not self.fast_path:
             return None
-        key = (spec.name, None if used is None else tuple(used), keep)
+        key = (spec.name, None if used is None else tuple(used), distinct)
         if key not in self._decoders:
-            self._decoders[key] = page_decoder(spec, used, keep)
+            self._decoders[key] = page_decoder(spec, used, distinct)
         return self._decoders[key]
 
     def provider(self, name: str) -> ProviderConfig:

@@ -241,8 +241,9 @@ class HttpClient:
         None the body is decoded the general way.
         ``principal`` names whose rate limit the request spends (http/ratelimit.py): a
         request never waits for another principal's budget.
-        ``keep``: a 200 with a validator (ETag, Last-Modified) decoded the general way keeps
-        its bytes as ``content`` (a page kept for revalidation is kept as it came).
+        ``keep``: the answer keeps its bytes as ``content``, whichever way it was decoded (a
+        page kept for revalidation is kept as it came; a keyless table's partial fast rows
+        find their whole rows there).
         """
         check_url_allowed(url, ctx)
         key = (principal, origin_of(url))
@@ -560,11 +561,12 @@ class HttpClient:
                 status_code=raw.status,
                 url=raw.url,
             )
+        content = bytes(raw.content) if keep else None
         if decode is not None:
             fast = decode(raw.content)
             if fast is not None:
                 return JsonResponse(
-                    fast.body, raw.headers, raw.url, raw.status, len(raw.content), fast
+                    fast.body, raw.headers, raw.url, raw.status, len(raw.content), fast, content
                 )
         try:
             body = loads_json(raw.content)
@@ -576,9 +578,6 @@ class HttpClient:
                 status_code=raw.status,
                 url=raw.url,
             ) from exc
-        content = None
-        if keep and raw.status == 200 and ("etag" in raw.headers or "last-modified" in raw.headers):
-            content = bytes(raw.content)  # a number beyond a double's range is not dumped again
         return JsonResponse(body, raw.headers, raw.url, raw.status, len(raw.content), None, content)
 
     def _error_for(self, raw: _Raw, ctx: RequestContext, auth: httpx2.Auth | None) -> RemoteError:

@@ -32,10 +32,7 @@ def kept_page(response: JsonResponse) -> PageCopy | None:
     if (not etag and not modified) or response.status != 200:
         return None
     headers = tuple((k, v) for k, v in response.headers.multi_items() if k.lower() not in _NOT_KEPT)
-    fast = response.fast
-    if fast is not None and fast.content is not None:
-        return PageCopy(etag, modified, fast.content, headers)  # the bytes as they came
-    if response.content is not None:  # the general path's: orjson.dumps writes inf as null
+    if response.content is not None:  # the bytes as they came (orjson.dumps writes inf as null)
         return PageCopy(etag, modified, response.content, headers)
     # as JSON, now: the scan may fill fields into the decoded rows it is handed
     return PageCopy(etag, modified, orjson.dumps(response.body), headers)

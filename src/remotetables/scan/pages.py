@@ -230,6 +230,15 @@ class _Scan:
         # conditional requests are for GET (GitHub: not on POST unless an endpoint says so)
         copies = self.rt.cache.pages if spec.cache_ttl > 0 and spec.body is None else None
 
+        # a keyless table's rowid is the whole row's identity: a page of partial rows keeps its
+        # bytes and finds a row's whole row there only if SQLite asks for a rowid (PartialPage)
+        used = sargs.used
+        partial_keyless = (
+            spec.key is None and used is not None and len(set(used)) < len(spec.columns)
+        )
+        # a page kept for revalidation is kept as it came
+        keep_bytes = copies is not None or partial_keyless
+
         def get(req: PageRequest, decode: PageDecoder | None = None) -> JsonResponse:
             copy = copies.get(self.principal, spec.name, req.url) if copies is not None else None
             response = self.rt.http.request_json(
@@ -246,7 +255,7 @@ class _Scan:
                 # a body checked for GraphQL errors is decoded whole
                 decode=decode if spec.body is None else None,
                 principal=self.principal,
-                keep=copies is not None,
+                keep=keep_bytes,
             )
             if spec.body is not None and spec.body.graphql:
                 self._graphql_errors(response)
@@ -282,7 +291,8 @@ class _Scan:
                 self.stats.net.add(revalidated=1)
                 return reuse(response, copy)
             page = kept_page(response)
-            response.content = None  # the copy holds the bytes now (or they are not kept)
+            if not partial_keyless:  # the copy holds the bytes now (or they are not kept)
+                response.content = None
             if page is not None:
                 copies.put(self.principal, spec.name, url, page)
             return response
@@ -330,15 +340,9 @@ class _Scan:
                 return None  # values are set into the items
             if fills:
                 return None  # a filter_only value is set into the items
-            # a page with a validator is kept as it came (its bytes) for revalidation
-            keep = copies is not None
             if collect is not None:
-                return self.rt.page_decoder(spec, None, keep=keep)  # a cache fill: whole rows
-            # a keyless table's rowid is the whole row's identity: its pages keep their bytes
-            # and find a row's whole row there only if SQLite asks for a rowid (PartialPage)
-            used = sargs.used
-            partial = used is not None and len(set(used)) < len(spec.columns)
-            return self.rt.page_decoder(spec, used, keep=keep or (partial and spec.key is None))
+                return self.rt.page_decoder(spec, None)  # a cache fill: whole rows
+            return self.rt.page_decoder(spec, used, distinct=partial_keyless)
 
         def emit(response: JsonResponse, items: list[Any]) -> tuple[list[Row], bool]:
             """Rows of one page to hand to SQLite, and whether the LIMIT is met."""
@@ -350,10 +354,10 @@ class _Scan:
                 rows = items  # the fast decoder's tuples (nothing to look for or fill in)
                 self.stats.fast_pages += 1
                 if spec.key is None and not response.fast.whole:
-                    assert response.fast.content is not None  # decoder() keeps it
+                    assert response.content is not None  # get() keeps it
                     whole = _WholeRows(
                         items,
-                        response.fast.content,
+                        response.content,
                         spec.rows_path,
                         self.builder,
                         # not the response: it holds the bytes too, and they go at the 1st rowid
