@@ -330,6 +330,34 @@ def test_short_and_empty_pages_are_not_the_end(
         assert conn.execute("SELECT count(*) FROM t WHERE state = 'open'").fetchone() == (want,)
 
 
+@pytest.mark.parametrize("style", ["servicenow", "offset", "link"])
+def test_sql_offset_over_short_pages_skips_rows_the_api_returned(
+    open_conn: Open, style: str
+) -> None:
+    """An API that filters after paging (ServiceNow's ACLs) counts its offset before the filter:
+    SQL's OFFSET counts the rows that came back, so it is never handed to such an API's offset
+    parameter (only with ``offset_by = "rows"``, an API counting what it returned)."""
+    rows = _acl_rows()
+    with IncidentsAPI(datasets={"incidents": rows}) as srv:
+        conn = open_conn(
+            _table(
+                srv.base_url,
+                'number = "TEXT"\nstate = { type = "TEXT", param = "state" }\n',
+                extra="cache_ttl = 0\n",
+                **ACL_STYLES[style],  # type: ignore[arg-type]
+            )
+        )
+        conn.execute("CREATE TABLE n AS SELECT * FROM t")
+        for sql in (
+            "SELECT number FROM {} LIMIT 2 OFFSET 3",
+            "SELECT number FROM {} LIMIT 5 OFFSET 17",
+            "SELECT number FROM {} LIMIT -1 OFFSET 30",
+            "SELECT number FROM {} WHERE state = 'open' LIMIT 3 OFFSET 4",
+        ):
+            native = conn.execute(sql.format("n")).fetchall()
+            assert conn.execute(sql.format("t")).fetchall() == native, sql
+
+
 def test_offset_advances_by_the_page_size_asked_for_unless_told_otherwise() -> None:
     spec = PaginationSpec(style="offset")
     pager = make_paginator(spec, "https://a/x", [("limit", "10")], page_size=10)

@@ -197,8 +197,12 @@ class _Scan:
         spec, sargs = self.spec, self.sargs
         skip, want = sargs.offset, sargs.limit
         start_offset = 0
-        if spec.pagination.style == "offset" and skip and not sargs.checks and not sargs.op_checks:
-            start_offset, skip = skip, 0  # the API skips for us
+        # the API skips for us only when its offset counts the rows it returns: an API that
+        # filters after paging (ServiceNow's ACLs; offset_by = "page_size", the default)
+        # counts rows SQL's OFFSET never sees
+        by_rows = spec.pagination.style == "offset" and spec.pagination.offset_by == "rows"
+        if by_rows and skip and not sargs.checks and not sargs.op_checks:
+            start_offset, skip = skip, 0
         page_size = spec.max_page_size
         if want is not None and spec.page_size_param and not sargs.local:
             page_size = max(1, min(page_size or (want + skip), want + skip))
