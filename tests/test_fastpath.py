@@ -550,6 +550,7 @@ def test_text_that_is_not_utf8_is_refused_both_ways(body: bytes) -> None:
             fast, general = _both_ways(srv, sql)
             assert general[0] is RemoteProtocolError, sql
             assert "not valid JSON" in general[1], sql
+            assert "text that is not UTF-8 at byte " in general[1], sql  # where, and why
             assert fast == general, sql
 
 

@@ -571,10 +571,15 @@ class HttpClient:
         try:
             body = loads_json(raw.content)
         except orjson.JSONDecodeError as exc:
+            what = f"{exc.msg} at byte {exc.pos}"
+            try:
+                bytes(raw.content).decode()
+            except UnicodeDecodeError as bad:  # orjson names neither the byte nor the cause
+                what = f"text that is not UTF-8 at byte {bad.start}"
             raise ctx.error(
                 RemoteProtocolError,
                 f"{raw.method} {redact_url(raw.url)} answered {raw.status} with a body "
-                f"that is not valid JSON ({len(raw.content)} bytes; {exc.msg} at byte {exc.pos})",
+                f"that is not valid JSON ({len(raw.content)} bytes; {what})",
                 status_code=raw.status,
                 url=raw.url,
             ) from exc
